@@ -1,1 +1,5 @@
-pub fn x(){}
+//! mailfeed: feeds mail from IMAP servers into a local SQLite database,
+//! exactly once. See ARCHITECTURE.md for the map of modules.
+
+pub mod imap;
+pub mod secret;

@@ -1,0 +1,383 @@
+//! Commands as values, and their encoding into wire bytes. Each command
+//! encodes twice: once for the wire, once for people (`LOGIN alice ***`), so
+//! a log or a `check` transcript can never carry a secret.
+
+use base64::Engine;
+
+use super::types::{ModSeq, UidSet, UidValidity};
+use crate::secret::Secret;
+
+/// A command mailfeed sends.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Capability,
+    Noop,
+    Logout,
+    StartTls,
+    Login {
+        username: String,
+        password: Secret,
+    },
+    /// SASL PLAIN; with SASL-IR the response rides on the command line,
+    /// otherwise it follows a continuation request.
+    AuthenticatePlain {
+        username: String,
+        password: Secret,
+        initial_response: bool,
+    },
+    Enable(Vec<String>),
+    Compress,
+    List {
+        reference: String,
+        pattern: String,
+    },
+    /// Read-only select; with QRESYNC parameters when known (RFC 7162 §3.2.5).
+    Examine {
+        mailbox: String,
+        condstore: bool,
+        qresync: Option<(UidValidity, ModSeq)>,
+    },
+    Status {
+        mailbox: String,
+        items: Vec<&'static str>,
+    },
+    /// `UID FETCH set (items) [(CHANGEDSINCE n [VANISHED])]`
+    UidFetch {
+        set: String,
+        items: &'static str,
+        changed_since: Option<ModSeq>,
+        vanished: bool,
+    },
+    UidSearch {
+        criteria: String,
+        esearch: bool,
+    },
+    Idle,
+}
+
+/// A piece of an encoded command: text, or a literal that (when synchronizing)
+/// must wait for the server's `+` before it is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    Text(Vec<u8>),
+    Literal { data: Vec<u8>, synchronizing: bool },
+}
+
+/// How a string argument must be written.
+fn astring(s: &str, literal_plus: bool, out: &mut Encoder) {
+    let b = s.as_bytes();
+    let atom_ok = !b.is_empty()
+        && b.iter().all(|&c| {
+            c > 0x20
+                && c < 0x7f
+                && !matches!(c, b'(' | b')' | b'{' | b' ' | b'%' | b'*' | b'"' | b'\\' | b']')
+        });
+    if atom_ok {
+        out.text(b);
+    } else if b.iter().all(|&c| c != 0 && c != b'\r' && c != b'\n' && c < 0x80) {
+        out.text(b"\"");
+        for &c in b {
+            if c == b'"' || c == b'\\' {
+                out.text(b"\\");
+            }
+            out.text(&[c]);
+        }
+        out.text(b"\"");
+    } else {
+        out.literal(b, literal_plus);
+    }
+}
+
+/// Like [`astring`] but a mailbox pattern may keep `*` and `%` unquoted.
+fn list_mailbox(s: &str, literal_plus: bool, out: &mut Encoder) {
+    if !s.is_empty()
+        && s.bytes().all(|c| {
+            c > 0x20 && c < 0x7f && !matches!(c, b'(' | b')' | b'{' | b' ' | b'"' | b'\\' | b']')
+        })
+    {
+        out.text(s.as_bytes());
+    } else {
+        astring(s, literal_plus, out);
+    }
+}
+
+struct Encoder {
+    parts: Vec<Part>,
+}
+
+impl Encoder {
+    fn text(&mut self, b: &[u8]) {
+        match self.parts.last_mut() {
+            Some(Part::Text(t)) => t.extend_from_slice(b),
+            _ => self.parts.push(Part::Text(b.to_vec())),
+        }
+    }
+
+    fn literal(&mut self, b: &[u8], literal_plus: bool) {
+        let marker = if literal_plus {
+            format!("{{{}+}}\r\n", b.len())
+        } else {
+            format!("{{{}}}\r\n", b.len())
+        };
+        self.text(marker.as_bytes());
+        self.parts.push(Part::Literal {
+            data: b.to_vec(),
+            synchronizing: !literal_plus,
+        });
+    }
+}
+
+impl Command {
+    /// The command's name, for messages such as "tagged reply to a02 LOGIN".
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Capability => "CAPABILITY",
+            Command::Noop => "NOOP",
+            Command::Logout => "LOGOUT",
+            Command::StartTls => "STARTTLS",
+            Command::Login { .. } => "LOGIN",
+            Command::AuthenticatePlain { .. } => "AUTHENTICATE",
+            Command::Enable(_) => "ENABLE",
+            Command::Compress => "COMPRESS",
+            Command::List { .. } => "LIST",
+            Command::Examine { .. } => "EXAMINE",
+            Command::Status { .. } => "STATUS",
+            Command::UidFetch { .. } => "UID FETCH",
+            Command::UidSearch { .. } => "UID SEARCH",
+            Command::Idle => "IDLE",
+        }
+    }
+
+    /// The SASL PLAIN response (`\0user\0password`, base64), for
+    /// AUTHENTICATE without SASL-IR, sent after the server's `+`.
+    pub fn sasl_plain(username: &str, password: &Secret) -> Vec<u8> {
+        let mut raw = Vec::with_capacity(username.len() + password.expose().len() + 2);
+        raw.push(0);
+        raw.extend_from_slice(username.as_bytes());
+        raw.push(0);
+        raw.extend_from_slice(password.expose().as_bytes());
+        let mut out = base64::engine::general_purpose::STANDARD
+            .encode(&raw)
+            .into_bytes();
+        for b in raw.iter_mut() {
+            *b = 0;
+        }
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+
+    /// Wire bytes, split where synchronizing literals must wait.
+    pub fn encode(&self, tag: &str, literal_plus: bool) -> Vec<Part> {
+        self.encode_with(tag, literal_plus, false)
+    }
+
+    /// The command as people may see it, secrets replaced by `***`.
+    pub fn redacted(&self, tag: &str) -> String {
+        let mut s = String::new();
+        for part in self.encode_with(tag, true, true) {
+            match part {
+                Part::Text(t) => s.push_str(&String::from_utf8_lossy(&t)),
+                Part::Literal { data, .. } => s.push_str(&format!("<{} bytes>", data.len())),
+            }
+        }
+        s.trim_end().replace("\r\n", " ")
+    }
+
+    fn encode_with(&self, tag: &str, lp: bool, redact: bool) -> Vec<Part> {
+        let mut e = Encoder { parts: Vec::new() };
+        e.text(tag.as_bytes());
+        e.text(b" ");
+        match self {
+            Command::Capability | Command::Noop | Command::Logout | Command::StartTls
+            | Command::Idle => e.text(self.name().as_bytes()),
+            Command::Compress => e.text(b"COMPRESS DEFLATE"),
+            Command::Login { username, password } => {
+                e.text(b"LOGIN ");
+                astring(username, lp, &mut e);
+                e.text(b" ");
+                if redact {
+                    e.text(b"***");
+                } else {
+                    astring(password.expose(), lp, &mut e);
+                }
+            }
+            Command::AuthenticatePlain {
+                username,
+                password,
+                initial_response,
+            } => {
+                e.text(b"AUTHENTICATE PLAIN");
+                if *initial_response {
+                    e.text(b" ");
+                    if redact {
+                        e.text(b"***");
+                    } else {
+                        let mut ir = Self::sasl_plain(username, password);
+                        ir.truncate(ir.len() - 2);
+                        e.text(&ir);
+                    }
+                }
+            }
+            Command::Enable(caps) => {
+                e.text(b"ENABLE");
+                for c in caps {
+                    e.text(b" ");
+                    e.text(c.as_bytes());
+                }
+            }
+            Command::List { reference, pattern } => {
+                e.text(b"LIST ");
+                astring_or_empty(reference, lp, &mut e);
+                e.text(b" ");
+                list_mailbox(pattern, lp, &mut e);
+            }
+            Command::Examine {
+                mailbox,
+                condstore,
+                qresync,
+            } => {
+                e.text(b"EXAMINE ");
+                astring(mailbox, lp, &mut e);
+                if let Some((v, m)) = qresync {
+                    e.text(format!(" (QRESYNC ({} {}))", v.0, m.0).as_bytes());
+                } else if *condstore {
+                    e.text(b" (CONDSTORE)");
+                }
+            }
+            Command::Status { mailbox, items } => {
+                e.text(b"STATUS ");
+                astring(mailbox, lp, &mut e);
+                e.text(format!(" ({})", items.join(" ")).as_bytes());
+            }
+            Command::UidFetch {
+                set,
+                items,
+                changed_since,
+                vanished,
+            } => {
+                e.text(format!("UID FETCH {set} ({items})").as_bytes());
+                if let Some(m) = changed_since {
+                    if *vanished {
+                        e.text(format!(" (CHANGEDSINCE {} VANISHED)", m.0).as_bytes());
+                    } else {
+                        e.text(format!(" (CHANGEDSINCE {})", m.0).as_bytes());
+                    }
+                }
+            }
+            Command::UidSearch { criteria, esearch } => {
+                if *esearch {
+                    e.text(format!("UID SEARCH RETURN (ALL) {criteria}").as_bytes());
+                } else {
+                    e.text(format!("UID SEARCH {criteria}").as_bytes());
+                }
+            }
+        }
+        e.text(b"\r\n");
+        e.parts
+    }
+}
+
+fn astring_or_empty(s: &str, lp: bool, e: &mut Encoder) {
+    if s.is_empty() {
+        e.text(b"\"\"");
+    } else {
+        astring(s, lp, e);
+    }
+}
+
+/// Formats a UID set for a command.
+pub fn uid_set(set: &UidSet) -> String {
+    set.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(c: &Command, lp: bool) -> Vec<Part> {
+        c.encode("a1", lp)
+    }
+
+    #[test]
+    fn login_quotes_and_redacts() {
+        let c = Command::Login {
+            username: "alice".into(),
+            password: Secret::new("p\"w d"),
+        };
+        assert_eq!(
+            wire(&c, false),
+            vec![Part::Text(b"a1 LOGIN alice \"p\\\"w d\"\r\n".to_vec())]
+        );
+        assert_eq!(c.redacted("a1"), "a1 LOGIN alice ***");
+    }
+
+    #[test]
+    fn eight_bit_password_goes_as_literal() {
+        let c = Command::Login {
+            username: "bob".into(),
+            password: Secret::new("pä"),
+        };
+        let parts = wire(&c, false);
+        assert_eq!(parts[0], Part::Text(b"a1 LOGIN bob {3}\r\n".to_vec()));
+        assert_eq!(
+            parts[1],
+            Part::Literal {
+                data: "pä".as_bytes().to_vec(),
+                synchronizing: true
+            }
+        );
+        assert_eq!(parts[2], Part::Text(b"\r\n".to_vec()));
+        assert!(!c.redacted("a1").contains("pä"));
+    }
+
+    #[test]
+    fn sasl_plain_with_initial_response() {
+        let c = Command::AuthenticatePlain {
+            username: "u".into(),
+            password: Secret::new("p"),
+            initial_response: true,
+        };
+        assert_eq!(
+            wire(&c, true),
+            vec![Part::Text(b"a1 AUTHENTICATE PLAIN AHUAcA==\r\n".to_vec())]
+        );
+        assert_eq!(c.redacted("a1"), "a1 AUTHENTICATE PLAIN ***");
+    }
+
+    #[test]
+    fn examine_with_qresync_and_fetch_changedsince() {
+        let c = Command::Examine {
+            mailbox: "Sent Items".into(),
+            condstore: true,
+            qresync: Some((UidValidity(7), ModSeq(99))),
+        };
+        assert_eq!(
+            wire(&c, true),
+            vec![Part::Text(b"a1 EXAMINE \"Sent Items\" (QRESYNC (7 99))\r\n".to_vec())]
+        );
+        let f = Command::UidFetch {
+            set: "1:*".into(),
+            items: "UID FLAGS",
+            changed_since: Some(ModSeq(5)),
+            vanished: true,
+        };
+        assert_eq!(
+            wire(&f, true),
+            vec![Part::Text(
+                b"a1 UID FETCH 1:* (UID FLAGS) (CHANGEDSINCE 5 VANISHED)\r\n".to_vec()
+            )]
+        );
+    }
+
+    #[test]
+    fn list_keeps_wildcards() {
+        let c = Command::List {
+            reference: String::new(),
+            pattern: "Archive/*".into(),
+        };
+        assert_eq!(
+            wire(&c, true),
+            vec![Part::Text(b"a1 LIST \"\" Archive/*\r\n".to_vec())]
+        );
+    }
+}

@@ -1,5 +1,8 @@
 //! mailfeed: feeds mail from IMAP servers into a local SQLite database,
 //! exactly once. See ARCHITECTURE.md for the map of modules.
 
+pub mod config;
 pub mod imap;
 pub mod secret;
+pub mod session;
+pub mod transport;

@@ -1,0 +1,606 @@
+//! An IMAP session over a [`Link`]: greeting, STARTTLS, login, and commands,
+//! driving the sans-IO core with the bytes the transport moves. Every line in
+//! either direction can be shown to an observer (the `check` transcript, trace
+//! logs) in redacted form.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{AccountConfig, ConfigError, Security};
+use crate::imap::describe::{describe, render_line};
+use crate::imap::{
+    AuthMethod, AuthRefusal, Capabilities, Code, Command, Limits, ModSeq, Part, ProtocolError,
+    Received, Response, ResponseReader, Status, StatusText, Untagged, UntaggedStatus, UidSet,
+    UidValidity, choose_auth,
+};
+use crate::transport::{Link, TransportError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    #[error(transparent)]
+    Password(#[from] ConfigError),
+    #[error("server refused the connection: {0}")]
+    GreetingBye(String),
+    #[error("server does not offer STARTTLS; refusing to continue unencrypted")]
+    StartTlsUnavailable,
+    #[error("server refused STARTTLS ({0}); refusing to continue unencrypted")]
+    StartTlsRefused(String),
+    #[error("not logging in: {0}")]
+    AuthRefused(#[from] AuthRefusal),
+    #[error("login failed: {0}")]
+    LoginFailed(String),
+    #[error("{command} failed: {status} {text}")]
+    CommandFailed {
+        command: &'static str,
+        status: &'static str,
+        text: String,
+        code: Option<Code>,
+    },
+    #[error("server closed the connection{}", if *.mid_response { " in the middle of a response" } else { "" })]
+    Closed { mid_response: bool },
+    #[error("server said BYE: {0}")]
+    Bye(String),
+    #[error("server violated the protocol: {0}")]
+    Unexpected(String),
+}
+
+impl SessionError {
+    /// Errors that will not go away by retrying soon (bad credentials, a
+    /// refused security setting): the service backs off much longer.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            SessionError::LoginFailed(_)
+                | SessionError::AuthRefused(_)
+                | SessionError::StartTlsUnavailable
+                | SessionError::StartTlsRefused(_)
+                | SessionError::Password(_)
+        ) || matches!(self, SessionError::Transport(t) if t.is_untrusted_certificate())
+    }
+
+    /// A short hint for the common failures, shown by `check`.
+    pub fn hint(&self) -> Option<&'static str> {
+        Some(match self {
+            SessionError::LoginFailed(_) => {
+                "check `username` and the password source; the server rejected them"
+            }
+            SessionError::Transport(t) if t.is_untrusted_certificate() => {
+                "the server's certificate is not trusted: install its CA in the system store or set `ca_file` to its PEM"
+            }
+            SessionError::Transport(TransportError::Resolve { .. }) => {
+                "check `host`: the name does not resolve"
+            }
+            SessionError::Transport(TransportError::Connect { .. }) => {
+                "check `host` and `port`, and that the server is running and reachable"
+            }
+            SessionError::Transport(TransportError::Tls { .. }) => {
+                "TLS failed: check `security` (\"tls\" for port 993, \"starttls\" for 143) and the certificate"
+            }
+            SessionError::StartTlsUnavailable | SessionError::StartTlsRefused(_) => {
+                "the server will not encrypt this port: use `security = \"tls\"` with port 993, or fix the server"
+            }
+            SessionError::AuthRefused(AuthRefusal::NotEncrypted) => {
+                "use `security = \"tls\"` or \"starttls\"; plaintext needs `allow_plaintext = true`"
+            }
+            SessionError::CommandFailed { command: "EXAMINE", .. } => {
+                "the folder does not exist or cannot be opened: compare `folders` with the LIST output"
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// One line of the conversation, for whoever watches it.
+pub enum TapLine<'a> {
+    /// What mailfeed sent, secrets already replaced by `***`.
+    Client(&'a str),
+    /// What the server sent (literals shown by size) and what it means.
+    Server { line: String, meaning: String },
+    /// A note from mailfeed itself (TLS started, connection closed, ...).
+    Note(&'a str),
+}
+
+pub type Tap = Box<dyn FnMut(TapLine<'_>) + Send>;
+
+/// How to connect: limits and timeouts shared by every session.
+#[derive(Clone)]
+pub struct ConnectOptions {
+    pub timeout: Duration,
+    pub limits: Limits,
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+/// What EXAMINE reported about a mailbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailboxState {
+    pub exists: u32,
+    pub uidvalidity: Option<UidValidity>,
+    pub uidnext: Option<u32>,
+    pub highest_modseq: Option<ModSeq>,
+    pub nomodseq: bool,
+    /// UIDs reported expunged by QRESYNC (`VANISHED (EARLIER)`).
+    pub vanished: UidSet,
+    /// Flag changes reported by QRESYNC during EXAMINE: (uid, flags, modseq).
+    pub changed: Vec<(u32, Vec<String>, Option<ModSeq>)>,
+}
+
+const READ_CHUNK: usize = 64 * 1024;
+
+pub struct Session {
+    link: Link,
+    reader: ResponseReader,
+    buf: Vec<u8>,
+    pending: VecDeque<Received>,
+    next_tag: u32,
+    caps: Capabilities,
+    tap: Option<Tap>,
+    tag_names: HashMap<String, &'static str>,
+    account: String,
+    qresync_enabled: bool,
+    bye: Option<String>,
+}
+
+impl Session {
+    /// Connects and logs in as the account says: TLS or STARTTLS (never
+    /// falling back to plaintext), greeting, capabilities, authentication.
+    pub async fn connect(
+        account: &AccountConfig,
+        opts: &ConnectOptions,
+        tap: Option<Tap>,
+    ) -> Result<Session, SessionError> {
+        let mut link = Link::connect(&account.host, account.port, opts.timeout).await?;
+        let note = |tap: &mut Option<Tap>, s: &str| {
+            if let Some(t) = tap.as_mut() {
+                t(TapLine::Note(s));
+            }
+        };
+        let mut tap = tap;
+        note(&mut tap, &format!("connected to {}", link.addr()));
+        if account.security == Security::Tls {
+            link = link.start_tls(opts.tls.clone(), &account.host).await?;
+            note(&mut tap, "TLS established, certificate verified");
+        }
+        let mut s = Session {
+            link,
+            reader: ResponseReader::new(opts.limits),
+            buf: vec![0; READ_CHUNK],
+            pending: VecDeque::new(),
+            next_tag: 1,
+            caps: Capabilities::default(),
+            tap,
+            tag_names: HashMap::new(),
+            account: account.name.clone(),
+            qresync_enabled: false,
+            bye: None,
+        };
+        let preauth = s.greeting().await?;
+        if account.security == Security::Starttls {
+            if preauth {
+                // RFC 3501: STARTTLS is impossible after PREAUTH; continuing
+                // would mean talking in the clear.
+                return Err(SessionError::StartTlsUnavailable);
+            }
+            s.starttls(opts, &account.host).await?;
+        }
+        if !preauth {
+            s.login(account).await?;
+        }
+        if s.caps.is_empty() {
+            s.refresh_capabilities().await?;
+        }
+        Ok(s)
+    }
+
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
+    pub fn is_encrypted(&self) -> bool {
+        self.link.is_encrypted()
+    }
+
+    pub fn qresync_enabled(&self) -> bool {
+        self.qresync_enabled
+    }
+
+    fn tap_note(&mut self, s: &str) {
+        if let Some(t) = self.tap.as_mut() {
+            t(TapLine::Note(s));
+        }
+    }
+
+    async fn greeting(&mut self) -> Result<bool, SessionError> {
+        let r = self.next_response().await?;
+        match r.response {
+            Response::Untagged(Untagged::Status(st, text)) => {
+                if let Some(Code::Capability(c)) = &text.code {
+                    self.caps = Capabilities::new(c);
+                }
+                match st {
+                    UntaggedStatus::Ok => Ok(false),
+                    UntaggedStatus::Preauth => Ok(true),
+                    UntaggedStatus::Bye => Err(SessionError::GreetingBye(text.text)),
+                    _ => Err(SessionError::Unexpected(format!(
+                        "greeting was not OK, PREAUTH or BYE: {}",
+                        text.text
+                    ))),
+                }
+            }
+            other => Err(SessionError::Unexpected(format!(
+                "expected a greeting, got {other:?}"
+            ))),
+        }
+    }
+
+    async fn refresh_capabilities(&mut self) -> Result<(), SessionError> {
+        let untagged = self.run(&Command::Capability).await?;
+        for u in untagged {
+            if let Untagged::Capability(c) = u {
+                self.caps = Capabilities::new(c);
+            }
+        }
+        Ok(())
+    }
+
+    async fn starttls(&mut self, opts: &ConnectOptions, host: &str) -> Result<(), SessionError> {
+        if self.caps.is_empty() {
+            self.refresh_capabilities().await?;
+        }
+        if !self.caps.has("STARTTLS") {
+            return Err(SessionError::StartTlsUnavailable);
+        }
+        match self.run(&Command::StartTls).await {
+            Ok(_) => {}
+            Err(SessionError::CommandFailed { status, text, .. }) => {
+                return Err(SessionError::StartTlsRefused(format!("{status} {text}")));
+            }
+            Err(e) => return Err(e),
+        }
+        if !self.reader.at_boundary() || !self.pending.is_empty() {
+            // Bytes after the OK but before the handshake could be injected
+            // by an attacker (CVE-2011-0411 style); refuse them.
+            return Err(SessionError::Unexpected(
+                "server sent data after accepting STARTTLS".into(),
+            ));
+        }
+        let placeholder = Link::placeholder();
+        let link = std::mem::replace(&mut self.link, placeholder);
+        self.link = link.start_tls(opts.tls.clone(), host).await?;
+        self.tap_note("TLS established, certificate verified");
+        // Capabilities learned before TLS must be forgotten (RFC 3501 6.2.1).
+        self.caps = Capabilities::default();
+        self.refresh_capabilities().await
+    }
+
+    async fn login(&mut self, account: &AccountConfig) -> Result<(), SessionError> {
+        let method = choose_auth(&self.caps, self.link.is_encrypted(), account.allow_plaintext)?;
+        let password = account.password.resolve(&account.name)?;
+        let username = account.username.clone();
+        let cmd = match method {
+            AuthMethod::PlainInitialResponse | AuthMethod::Plain => Command::AuthenticatePlain {
+                username: username.clone(),
+                password: password.clone(),
+                initial_response: method == AuthMethod::PlainInitialResponse,
+            },
+            AuthMethod::Login => Command::Login {
+                username: username.clone(),
+                password: password.clone(),
+            },
+        };
+        let tag = self.send(&cmd).await?;
+        loop {
+            let r = self.next_response().await?;
+            match r.response {
+                Response::Continuation(_) if method == AuthMethod::Plain => {
+                    if let Some(t) = self.tap.as_mut() {
+                        t(TapLine::Client("*** (SASL PLAIN response)"));
+                    }
+                    let resp = Command::sasl_plain(&username, &password);
+                    self.link.write_all(&resp).await?;
+                }
+                Response::Continuation(_) => {
+                    // Cancel an exchange we cannot continue.
+                    self.link.write_all(b"*\r\n").await?;
+                }
+                Response::Tagged { tag: t, status, text } if t == tag => {
+                    if status != Status::Ok {
+                        return Err(SessionError::LoginFailed(status_text(&text)));
+                    }
+                    if let Some(Code::Capability(c)) = text.code {
+                        self.caps = Capabilities::new(c);
+                    } else {
+                        self.caps = Capabilities::default();
+                    }
+                    return Ok(());
+                }
+                Response::Untagged(Untagged::Capability(c)) => self.caps = Capabilities::new(c),
+                Response::Untagged(Untagged::Status(UntaggedStatus::Bye, text)) => {
+                    self.bye = Some(text.text);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn tag(&mut self) -> String {
+        let t = format!("a{:03}", self.next_tag);
+        self.next_tag += 1;
+        t
+    }
+
+    /// Sends a command and returns its tag; the caller reads the responses.
+    /// Synchronizing literals wait for the server's `+`.
+    pub async fn send(&mut self, cmd: &Command) -> Result<String, SessionError> {
+        let tag = self.tag();
+        if self.tap.is_some() || tracing::enabled!(tracing::Level::TRACE) {
+            let shown = cmd.redacted(&tag);
+            tracing::trace!(account = %self.account, "C: {shown}");
+            if let Some(t) = self.tap.as_mut() {
+                t(TapLine::Client(&shown));
+            }
+        }
+        self.tag_names.insert(tag.clone(), cmd.name());
+        let parts = cmd.encode(&tag, self.caps.literal_plus());
+        let mut out: Vec<u8> = Vec::new();
+        for part in parts {
+            match part {
+                Part::Text(t) => out.extend_from_slice(&t),
+                Part::Literal { data, synchronizing } => {
+                    if synchronizing {
+                        self.link.write_all(&out).await?;
+                        out.clear();
+                        self.await_continuation(&tag).await?;
+                    }
+                    out.extend_from_slice(&data);
+                }
+            }
+        }
+        self.link.write_all(&out).await?;
+        Ok(tag)
+    }
+
+    async fn await_continuation(&mut self, tag: &str) -> Result<(), SessionError> {
+        loop {
+            let r = self.read_one().await?;
+            match &r.response {
+                Response::Continuation(_) => return Ok(()),
+                Response::Tagged { tag: t, status, text } if t == tag => {
+                    return Err(SessionError::CommandFailed {
+                        command: self.tag_names.get(tag).copied().unwrap_or("command"),
+                        status: status.as_str(),
+                        text: text.text.clone(),
+                        code: text.code.clone(),
+                    });
+                }
+                _ => self.pending.push_back(r),
+            }
+        }
+    }
+
+    /// Sends the bare `DONE` that ends IDLE.
+    pub async fn send_done(&mut self) -> Result<(), SessionError> {
+        if let Some(t) = self.tap.as_mut() {
+            t(TapLine::Client("DONE"));
+        }
+        tracing::trace!(account = %self.account, "C: DONE");
+        self.link.write_all(b"DONE\r\n").await?;
+        Ok(())
+    }
+
+    async fn read_one(&mut self) -> Result<Received, SessionError> {
+        let limit = self.link.timeout();
+        match self.read_one_within(limit).await? {
+            Some(r) => Ok(r),
+            None => Err(SessionError::Transport(TransportError::ReadTimeout { after: limit })),
+        }
+    }
+
+    async fn read_one_within(&mut self, limit: Duration) -> Result<Option<Received>, SessionError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(r) = self.reader.next() {
+                self.observe(&r);
+                return Ok(Some(r));
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            // The per-read timeout bounds each wait; the deadline bounds the sum.
+            let n = match self.link.read_within(&mut self.buf, left).await {
+                Ok(n) => n,
+                Err(TransportError::ReadTimeout { .. }) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            if n == 0 {
+                let mid = !self.reader.at_boundary();
+                self.tap_note("server closed the connection");
+                return Err(match self.bye.take() {
+                    Some(text) if !mid => SessionError::Bye(text),
+                    _ => SessionError::Closed { mid_response: mid },
+                });
+            }
+            self.reader.feed(&self.buf[..n])?;
+        }
+    }
+
+    fn observe(&mut self, r: &Received) {
+        if let Response::Untagged(Untagged::Status(UntaggedStatus::Bye, text)) = &r.response {
+            self.bye = Some(status_text(text));
+        }
+        if self.tap.is_none() && !tracing::enabled!(tracing::Level::TRACE) {
+            return;
+        }
+        let command = match &r.response {
+            Response::Tagged { tag, .. } => self.tag_names.get(tag).copied(),
+            _ => None,
+        };
+        let line = render_line(&r.line);
+        let meaning = describe(&r.response, command);
+        tracing::trace!(account = %self.account, "S: {line}  ({meaning})");
+        if let Some(t) = self.tap.as_mut() {
+            t(TapLine::Server { line, meaning });
+        }
+    }
+
+    /// The next response, from what was queued while sending or from the wire.
+    pub async fn next_response(&mut self) -> Result<Received, SessionError> {
+        if let Some(r) = self.pending.pop_front() {
+            return Ok(r);
+        }
+        self.read_one().await
+    }
+
+    /// The next response if one arrives within `limit` (IDLE waits).
+    pub async fn next_response_within(
+        &mut self,
+        limit: Duration,
+    ) -> Result<Option<Received>, SessionError> {
+        if let Some(r) = self.pending.pop_front() {
+            return Ok(Some(r));
+        }
+        self.read_one_within(limit).await
+    }
+
+    /// Runs a command to completion, returning its untagged responses; a NO or
+    /// BAD becomes [`SessionError::CommandFailed`].
+    pub async fn run(&mut self, cmd: &Command) -> Result<Vec<Untagged>, SessionError> {
+        let tag = self.send(cmd).await?;
+        self.collect(&tag, cmd.name()).await
+    }
+
+    /// Reads responses until the tagged reply to `tag`.
+    pub async fn collect(
+        &mut self,
+        tag: &str,
+        command: &'static str,
+    ) -> Result<Vec<Untagged>, SessionError> {
+        let mut out = Vec::new();
+        loop {
+            let r = self.next_response().await?;
+            match r.response {
+                Response::Tagged { tag: t, status, text } if t == tag => {
+                    self.tag_names.remove(tag);
+                    if status == Status::Ok {
+                        return Ok(out);
+                    }
+                    return Err(SessionError::CommandFailed {
+                        command,
+                        status: status.as_str(),
+                        text: text.text,
+                        code: text.code,
+                    });
+                }
+                Response::Tagged { tag: t, .. } => {
+                    return Err(SessionError::Unexpected(format!(
+                        "tagged reply for unknown tag `{t}` while waiting for {tag}"
+                    )));
+                }
+                Response::Untagged(u) => out.push(u),
+                Response::Continuation(_) => {
+                    return Err(SessionError::Unexpected(
+                        "unexpected continuation request".into(),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// LIST with a pattern; returns selectable folders' wire names.
+    pub async fn list(&mut self, pattern: &str) -> Result<Vec<crate::imap::ListEntry>, SessionError> {
+        let untagged = self
+            .run(&Command::List {
+                reference: String::new(),
+                pattern: pattern.to_owned(),
+            })
+            .await?;
+        Ok(untagged
+            .into_iter()
+            .filter_map(|u| match u {
+                Untagged::List(e) => Some(e),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Enables QRESYNC when offered (once per connection).
+    pub async fn enable_qresync(&mut self) -> Result<bool, SessionError> {
+        if self.qresync_enabled {
+            return Ok(true);
+        }
+        if !self.caps.qresync() {
+            return Ok(false);
+        }
+        let untagged = self.run(&Command::Enable(vec!["QRESYNC".into()])).await?;
+        self.qresync_enabled = untagged.iter().any(|u| {
+            matches!(u, Untagged::Enabled(c) if c.iter().any(|x| x.eq_ignore_ascii_case("QRESYNC")))
+        });
+        Ok(self.qresync_enabled)
+    }
+
+    /// EXAMINE (read-only): nothing mailfeed does can change the server.
+    pub async fn examine(
+        &mut self,
+        mailbox_wire: &str,
+        qresync: Option<(UidValidity, ModSeq)>,
+    ) -> Result<MailboxState, SessionError> {
+        let condstore = self.caps.condstore();
+        let cmd = Command::Examine {
+            mailbox: mailbox_wire.to_owned(),
+            condstore,
+            qresync: if self.qresync_enabled { qresync } else { None },
+        };
+        let untagged = self.run(&cmd).await?;
+        let mut st = MailboxState::default();
+        let mut vanished = Vec::new();
+        for u in untagged {
+            match u {
+                Untagged::Exists(n) => st.exists = n,
+                Untagged::Status(_, StatusText { code: Some(code), .. }) => match code {
+                    Code::UidValidity(v) => st.uidvalidity = Some(UidValidity(v)),
+                    Code::UidNext(n) => st.uidnext = Some(n),
+                    Code::HighestModSeq(m) => st.highest_modseq = Some(ModSeq(m)),
+                    Code::NoModSeq => st.nomodseq = true,
+                    _ => {}
+                },
+                Untagged::Vanished { uids, .. } => vanished.extend_from_slice(uids.ranges()),
+                Untagged::Fetch(_, d) => {
+                    if let (Some(uid), Some(flags)) = (d.uid, d.flags) {
+                        st.changed.push((uid.0, flags, d.modseq));
+                    }
+                }
+                _ => {}
+            }
+        }
+        st.vanished = UidSet::from_ranges(vanished);
+        Ok(st)
+    }
+
+    /// Ends the session politely; errors are ignored (the server may be gone).
+    pub async fn logout(mut self) {
+        let done = tokio::time::timeout(Duration::from_secs(3), async {
+            if let Ok(tag) = self.send(&Command::Logout).await {
+                let _ = self.collect(&tag, "LOGOUT").await;
+            }
+        })
+        .await;
+        let _ = done;
+        self.link.shutdown().await;
+    }
+}
+
+fn status_text(t: &StatusText) -> String {
+    match &t.code {
+        Some(Code::Other(name, _)) => format!("[{name}] {}", t.text),
+        _ => t.text.clone(),
+    }
+}

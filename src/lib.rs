@@ -6,3 +6,4 @@ pub mod imap;
 pub mod secret;
 pub mod session;
 pub mod transport;
+pub mod store;

@@ -4,6 +4,7 @@
 
 pub mod capabilities;
 pub mod command;
+pub mod date;
 pub mod describe;
 mod grammar;
 pub mod mutf7;

@@ -1,0 +1,49 @@
+//! Schema migrations: `migrations/NNNN_name.sql`, compiled in, applied in
+//! order inside one transaction each, tracked with `PRAGMA user_version`.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Every migration, in order; the position (from 1) is its version.
+const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_core",
+    include_str!("../../migrations/0001_core.sql"),
+)];
+
+pub fn apply(conn: &Connection) -> Result<(), StoreError> {
+    let known = MIGRATIONS.len() as i64;
+    let current: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|source| StoreError::Migration {
+            name: "reading user_version",
+            source,
+        })?;
+    if current > known {
+        return Err(StoreError::TooNew {
+            found: current,
+            known,
+        });
+    }
+    for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = i as i64 + 1;
+        let run = || -> rusqlite::Result<()> {
+            // IMMEDIATE: two processes opening a new database at once must
+            // not both apply the same migration.
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            let now: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if now >= version {
+                conn.execute_batch("COMMIT")?;
+                return Ok(());
+            }
+            conn.execute_batch(sql)?;
+            conn.pragma_update(None, "user_version", version)?;
+            conn.execute_batch("COMMIT")
+        };
+        if let Err(source) = run() {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(StoreError::Migration { name, source });
+        }
+    }
+    Ok(())
+}

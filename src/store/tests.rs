@@ -1,0 +1,120 @@
+//! Store tests on in-memory SQLite through the real writer thread.
+
+use super::*;
+use crate::imap::{Uid, UidValidity};
+
+fn msg(mailbox: MailboxId, uv: u32, uid: u32, body: &str) -> NewMessage {
+    NewMessage {
+        mailbox,
+        uidvalidity: UidValidity(uv),
+        uid: Uid(uid),
+        internal_date: Some("2024-01-01T00:00:00Z".into()),
+        flags: vec!["\\Seen".into()],
+        modseq: None,
+        size: body.len() as u64,
+        raw: format!("Message-ID: <{body}@x>\r\nSubject: {body}\r\n\r\nbody {body}\r\n").into_bytes(),
+        truncated: false,
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn migrations_apply_once_and_record_version() {
+    let conn = open_in_memory().expect("open");
+    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("v");
+    assert!(v >= 1);
+    // Applying again is a no-op.
+    migrate::apply(&conn).expect("again");
+}
+
+#[test]
+fn messages_and_cursor_commit_and_repeat_is_noop() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.db");
+    rt().block_on(async {
+        let (h, t) = StoreHandle::start(&path, Synchronous::Normal, 1 << 20).expect("start");
+        let (mb, cur) = h.ensure_mailbox("acct", "INBOX").await.expect("mailbox");
+        assert_eq!(cur, MailboxCursor::default());
+        h.begin_generation(mb, UidValidity(7)).await.expect("gen");
+        for uid in 1..=3 {
+            h.save(msg(mb, 7, uid, &format!("m{uid}"))).await.expect("save");
+        }
+        h.advance_cursor(mb, UidValidity(7), 3).await.expect("cursor");
+        // The same messages again (a re-fetch after a crash) change nothing.
+        for uid in 1..=3 {
+            h.save(msg(mb, 7, uid, &format!("m{uid}"))).await.expect("save");
+        }
+        h.commit().await.expect("commit");
+        let c = h.cursor(mb).await.expect("cursor");
+        assert_eq!(c.last_uid, 3);
+        assert_eq!(c.uidvalidity, Some(UidValidity(7)));
+        drop(h);
+        t.join();
+    });
+    let conn = open_read_only(&path).expect("ro");
+    let feed = read::feed_of(&conn, "acct", "INBOX").expect("feed");
+    assert_eq!(feed.iter().map(|m| m.uid).collect::<Vec<_>>(), vec![1, 2, 3]);
+    let events: i64 = conn
+        .query_row("SELECT count(*) FROM events WHERE kind = 'new'", [], |r| r.get(0))
+        .expect("events");
+    assert_eq!(events, 3);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[test]
+fn uidvalidity_change_keeps_old_rows_and_links_identical_messages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.db");
+    rt().block_on(async {
+        let (h, t) = StoreHandle::start(&path, Synchronous::Normal, 1 << 20).expect("start");
+        let (mb, _) = h.ensure_mailbox("acct", "INBOX").await.expect("mailbox");
+        h.begin_generation(mb, UidValidity(1)).await.expect("gen");
+        h.save(msg(mb, 1, 1, "a")).await.expect("save");
+        h.save(msg(mb, 1, 2, "b")).await.expect("save");
+        h.advance_cursor(mb, UidValidity(1), 2).await.expect("cursor");
+        h.begin_generation(mb, UidValidity(2)).await.expect("gen2");
+        let c = h.cursor(mb).await.expect("cursor");
+        assert_eq!((c.uidvalidity, c.last_uid), (Some(UidValidity(2)), 0));
+        // Same message `a` under the new generation, plus a new one `c`.
+        h.save(msg(mb, 2, 1, "a")).await.expect("save");
+        h.save(msg(mb, 2, 2, "c")).await.expect("save");
+        h.commit().await.expect("commit");
+        drop(h);
+        t.join();
+    });
+    let conn = open_read_only(&path).expect("ro");
+    let feed = read::feed_of(&conn, "acct", "INBOX").expect("feed");
+    let seen: Vec<(u32, u32)> = feed.iter().map(|m| (m.uidvalidity, m.uid)).collect();
+    assert_eq!(seen, vec![(1, 1), (1, 2), (2, 2)], "the relinked copy is not shown again");
+    let all: i64 = conn.query_row("SELECT count(*) FROM messages", [], |r| r.get(0)).expect("n");
+    assert_eq!(all, 4, "old rows stay");
+    let st = read::status(&conn).expect("status");
+    assert_eq!(st[0].uidvalidity_changes, 1);
+}
+
+#[test]
+fn writer_failure_stops_everything_after_it() {
+    rt().block_on(async {
+        let conn = open_in_memory().expect("open");
+        let (h, t) = StoreHandle::start_with(conn, 1 << 20);
+        // A mailbox id that does not exist violates the foreign key.
+        let bad = msg(MailboxId(999), 1, 1, "x");
+        let _ = h.save(bad).await;
+        assert!(h.commit().await.is_err());
+        assert!(h.has_failed());
+        assert!(h.ensure_mailbox("a", "INBOX").await.is_err());
+        drop(h);
+        t.join();
+    });
+}

@@ -1,0 +1,419 @@
+//! The single database writer: a thread that owns the write connection and
+//! applies jobs in the order they were sent. Ordering is the whole safety
+//! argument: a fetcher sends its messages before the cursor that covers them,
+//! so whichever transaction the cursor lands in, its messages are already in
+//! it or in an earlier one. Transactions are grouped: the writer commits when
+//! its queue runs dry, when asked, or when a transaction grows large.
+//!
+//! Fail-stop: the first error rolls back the open transaction and stops the
+//! writer; every later call fails. A cursor can therefore never be committed
+//! after a message it covers was lost. The service starts a new writer; the
+//! new one reads cursors from what was really committed.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, params};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+
+use super::{Context, MailboxCursor, MailboxId, StoreError};
+use crate::config::Synchronous;
+use crate::imap::{Uid, UidValidity};
+
+/// A message as fetched, ready to store.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub mailbox: MailboxId,
+    pub uidvalidity: UidValidity,
+    pub uid: Uid,
+    /// INTERNALDATE in UTC ISO-8601.
+    pub internal_date: Option<String>,
+    pub flags: Vec<String>,
+    pub modseq: Option<u64>,
+    /// The size the server reported (RFC822.SIZE), or the bytes received.
+    pub size: u64,
+    /// Exactly the bytes the server sent for BODY[] (the header block only
+    /// when `truncated`).
+    pub raw: Vec<u8>,
+    pub truncated: bool,
+}
+
+type Work = Box<dyn FnOnce(&Connection) -> Result<(), StoreError> + Send>;
+
+enum Job {
+    Message(Box<NewMessage>, Option<OwnedSemaphorePermit>),
+    Work(Work),
+    Commit(oneshot::Sender<()>),
+}
+
+/// Commit once a transaction holds this many bytes of mail, even under load,
+/// so WAL growth and the cost of a rollback stay bounded.
+const COMMIT_BYTES: u64 = 64 * 1024 * 1024;
+const COMMIT_JOBS: u32 = 20_000;
+const QUEUE_JOBS: usize = 1024;
+
+/// A cloneable handle to the writer thread.
+#[derive(Clone)]
+pub struct StoreHandle {
+    tx: mpsc::Sender<Job>,
+    bytes: Arc<Semaphore>,
+    byte_budget: u32,
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+/// Joins the writer thread; dropping every [`StoreHandle`] lets it finish.
+pub struct WriterThread(std::thread::JoinHandle<()>);
+
+impl WriterThread {
+    /// Waits until the writer has committed what it had and closed.
+    pub fn join(self) {
+        let _ = self.0.join();
+    }
+}
+
+impl StoreHandle {
+    /// Opens the database and starts the writer thread. `max_buffered_bytes`
+    /// bounds the mail waiting in the queue (a larger single message may
+    /// still pass, alone).
+    pub fn start(
+        path: &Path,
+        sync: Synchronous,
+        max_buffered_bytes: u64,
+    ) -> Result<(StoreHandle, WriterThread), StoreError> {
+        let conn = super::open(path, sync)?;
+        Ok(Self::start_with(conn, max_buffered_bytes))
+    }
+
+    /// Starts a writer on an already opened connection (tests use memory).
+    pub fn start_with(conn: Connection, max_buffered_bytes: u64) -> (StoreHandle, WriterThread) {
+        let (tx, rx) = mpsc::channel(QUEUE_JOBS);
+        let budget = u32::try_from(max_buffered_bytes.clamp(1 << 20, 1 << 31)).unwrap_or(1 << 31);
+        let failure = Arc::new(Mutex::new(None));
+        let f2 = failure.clone();
+        let thread = std::thread::Builder::new()
+            .name("mailfeed-writer".into())
+            .spawn(move || run(conn, rx, f2))
+            .map(WriterThread);
+        let thread = match thread {
+            Ok(t) => t,
+            // Spawning a thread fails only when the process is out of
+            // resources; report it through the handle instead of panicking.
+            Err(e) => {
+                if let Ok(mut f) = failure.lock() {
+                    *f = Some(format!("cannot start the writer thread: {e}"));
+                }
+                WriterThread(std::thread::spawn(|| {}))
+            }
+        };
+        (
+            StoreHandle {
+                tx,
+                bytes: Arc::new(Semaphore::new(budget as usize)),
+                byte_budget: budget,
+                failure,
+            },
+            thread,
+        )
+    }
+
+    fn gone(&self) -> StoreError {
+        match self.failure.lock().ok().and_then(|f| f.clone()) {
+            Some(msg) => StoreError::Stopped(msg),
+            None => StoreError::WriterGone,
+        }
+    }
+
+    /// Queues a message; waits while the queue holds too many bytes.
+    pub async fn save(&self, m: NewMessage) -> Result<(), StoreError> {
+        let want = u32::try_from(m.raw.len()).unwrap_or(u32::MAX).clamp(1, self.byte_budget);
+        let permit = self
+            .bytes
+            .clone()
+            .acquire_many_owned(want)
+            .await
+            .map_err(|_| self.gone())?;
+        self.tx
+            .send(Job::Message(Box::new(m), Some(permit)))
+            .await
+            .map_err(|_| self.gone())
+    }
+
+    /// Runs `f` on the writer thread, inside the current transaction.
+    pub(crate) async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let work: Work = Box::new(move |conn| match f(conn) {
+            Ok(v) => {
+                let _ = tx.send(Ok(v));
+                Ok(())
+            }
+            Err(e) => {
+                let copy = StoreError::Stopped(e.to_string());
+                let _ = tx.send(Err(e));
+                Err(copy)
+            }
+        });
+        self.tx.send(Job::Work(work)).await.map_err(|_| self.gone())?;
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => Err(self.gone()),
+        }
+    }
+
+    /// Waits until everything sent before is committed.
+    pub async fn commit(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Job::Commit(tx)).await.map_err(|_| self.gone())?;
+        rx.await.map_err(|_| self.gone())?;
+        // A failure after our jobs but before the commit also loses them.
+        match self.failure.lock().ok().and_then(|f| f.clone()) {
+            Some(msg) => Err(StoreError::Stopped(msg)),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the writer has stopped after an error.
+    pub fn has_failed(&self) -> bool {
+        self.failure.lock().map(|f| f.is_some()).unwrap_or(true) || self.tx.is_closed()
+    }
+
+    /// Finds or creates the mailbox row; returns its id and cursor.
+    pub async fn ensure_mailbox(
+        &self,
+        account: &str,
+        wire_name: &str,
+    ) -> Result<(MailboxId, MailboxCursor), StoreError> {
+        let (account, wire) = (account.to_owned(), wire_name.to_owned());
+        self.call(move |c| super::ensure_mailbox(c, &account, &wire)).await
+    }
+
+    /// Reads a mailbox's cursor as the writer sees it (including what is
+    /// queued before this call).
+    pub async fn cursor(&self, mailbox: MailboxId) -> Result<MailboxCursor, StoreError> {
+        self.call(move |c| super::cursor(c, mailbox)).await
+    }
+
+    /// Switches a mailbox to a new UIDVALIDITY generation: rows stored under
+    /// the old one stay, the cursor restarts, and an event records it.
+    pub async fn begin_generation(
+        &self,
+        mailbox: MailboxId,
+        uidvalidity: UidValidity,
+    ) -> Result<(), StoreError> {
+        self.call(move |c| begin_generation(c, mailbox, uidvalidity)).await
+    }
+
+    /// Records that every UID up to `last_uid` of `uidvalidity` is stored.
+    pub async fn advance_cursor(
+        &self,
+        mailbox: MailboxId,
+        uidvalidity: UidValidity,
+        last_uid: u32,
+    ) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.prepare_cached(
+                "UPDATE mailboxes SET last_uid = max(last_uid, ?3)
+                 WHERE id = ?1 AND uidvalidity = ?2",
+            )
+            .and_then(|mut s| s.execute(params![mailbox.0, uidvalidity.0, last_uid]))
+            .doing("advancing the mailbox cursor")?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records the end of a sync pass of one mailbox, good or bad.
+    pub async fn record_outcome(
+        &self,
+        mailbox: MailboxId,
+        error: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.call(move |c| {
+            match error {
+                None => c.execute(
+                    "UPDATE mailboxes SET last_sync_at = strftime('%Y-%m-%dT%H:%M:%fZ','now'),
+                     last_error = NULL, last_error_at = NULL WHERE id = ?1",
+                    params![mailbox.0],
+                ),
+                Some(e) => c.execute(
+                    "UPDATE mailboxes SET last_error = ?2,
+                     last_error_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
+                    params![mailbox.0, e],
+                ),
+            }
+            .doing("recording the sync outcome")?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn begin_generation(c: &Connection, mailbox: MailboxId, uv: UidValidity) -> Result<(), StoreError> {
+    let old: Option<i64> = c
+        .query_row(
+            "SELECT uidvalidity FROM mailboxes WHERE id = ?1",
+            params![mailbox.0],
+            |r| r.get(0),
+        )
+        .doing("reading UIDVALIDITY")?;
+    if old == Some(i64::from(uv.0)) {
+        return Ok(());
+    }
+    c.execute(
+        "UPDATE mailboxes SET uidvalidity = ?2, last_uid = 0, highest_modseq = NULL WHERE id = ?1",
+        params![mailbox.0, uv.0],
+    )
+    .doing("starting a UIDVALIDITY generation")?;
+    if let Some(old) = old {
+        c.execute(
+            "INSERT INTO events (kind, mailbox_id, detail) VALUES ('uidvalidity', ?1, ?2)",
+            params![
+                mailbox.0,
+                format!("{{\"old\":{old},\"new\":{}}}", uv.0)
+            ],
+        )
+        .doing("recording the UIDVALIDITY change")?;
+    }
+    Ok(())
+}
+
+fn insert_message(c: &Connection, m: &NewMessage) -> Result<(), StoreError> {
+    let hash = super::sha256(&m.raw);
+    let summary = super::summary::summarize(&m.raw);
+    // A message already stored under an earlier UIDVALIDITY of this mailbox,
+    // with the same Message-ID and bytes, is linked instead of shown as new.
+    let supersedes: Option<i64> = c
+        .prepare_cached(
+            "SELECT o.id FROM messages o
+             WHERE o.mailbox_id = ?1 AND o.sha256 = ?2 AND o.uidvalidity <> ?3
+               AND o.message_id IS ?4 AND o.supersedes IS NULL
+               AND NOT EXISTS (SELECT 1 FROM messages n WHERE n.supersedes = o.id)
+             ORDER BY o.id LIMIT 1",
+        )
+        .and_then(|mut s| {
+            let mut rows = s.query(params![m.mailbox.0, &hash[..], m.uidvalidity.0, summary.message_id])?;
+            rows.next()?.map(|r| r.get(0)).transpose()
+        })
+        .doing("looking for an earlier copy of the message")?;
+    let inserted = c
+        .prepare_cached(
+            "INSERT INTO messages (mailbox_id, uidvalidity, uid, internal_date, size, flags,
+                                   modseq, sha256, truncated, message_id, subject, supersedes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+             ON CONFLICT (mailbox_id, uidvalidity, uid) DO NOTHING",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                m.mailbox.0,
+                m.uidvalidity.0,
+                m.uid.0,
+                m.internal_date,
+                i64::try_from(m.size).unwrap_or(i64::MAX),
+                m.flags.join(" "),
+                m.modseq.and_then(|v| i64::try_from(v).ok()),
+                &hash[..],
+                m.truncated,
+                summary.message_id,
+                summary.subject,
+                supersedes,
+            ])
+        })
+        .doing("storing a message")?;
+    if inserted == 0 {
+        // Stored before (a repeated fetch after a crash): nothing to do.
+        return Ok(());
+    }
+    let id = c.last_insert_rowid();
+    c.prepare_cached("INSERT INTO message_raw (message_id, raw) VALUES (?1, ?2)")
+        .and_then(|mut s| s.execute(params![id, &m.raw]))
+        .doing("storing the raw message")?;
+    if supersedes.is_none() {
+        c.prepare_cached("INSERT INTO events (kind, mailbox_id, message_id) VALUES ('new', ?1, ?2)")
+            .and_then(|mut s| s.execute(params![m.mailbox.0, id]))
+            .doing("recording the new-message event")?;
+    }
+    Ok(())
+}
+
+fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, failure: Arc<Mutex<Option<String>>>) {
+    let mut in_tx = false;
+    let mut tx_bytes: u64 = 0;
+    let mut tx_jobs: u32 = 0;
+    let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
+    let commit = |in_tx: &mut bool| -> Result<(), StoreError> {
+        if *in_tx {
+            *in_tx = false;
+            conn.execute_batch("COMMIT").doing("committing")?;
+        }
+        Ok(())
+    };
+    let outcome: Result<(), StoreError> = (|| {
+        loop {
+            let job = match rx.try_recv() {
+                Ok(j) => j,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    // The queue ran dry: make what we have durable now.
+                    commit(&mut in_tx)?;
+                    tx_bytes = 0;
+                    tx_jobs = 0;
+                    for w in waiters.drain(..) {
+                        let _ = w.send(());
+                    }
+                    match rx.blocking_recv() {
+                        Some(j) => j,
+                        None => return Ok(()),
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            };
+            if let Job::Commit(w) = job {
+                commit(&mut in_tx)?;
+                tx_bytes = 0;
+                tx_jobs = 0;
+                let _ = w.send(());
+                for w in waiters.drain(..) {
+                    let _ = w.send(());
+                }
+                continue;
+            }
+            if !in_tx {
+                conn.execute_batch("BEGIN IMMEDIATE").doing("starting a transaction")?;
+                in_tx = true;
+            }
+            match job {
+                Job::Message(m, permit) => {
+                    insert_message(&conn, &m)?;
+                    tx_bytes += m.raw.len() as u64;
+                    drop(permit);
+                }
+                Job::Work(f) => f(&conn)?,
+                Job::Commit(_) => {}
+            }
+            tx_jobs += 1;
+            if tx_bytes >= COMMIT_BYTES || tx_jobs >= COMMIT_JOBS {
+                commit(&mut in_tx)?;
+                tx_bytes = 0;
+                tx_jobs = 0;
+            }
+        }
+        commit(&mut in_tx)
+    })();
+    if let Err(e) = outcome {
+        let msg = e.to_string();
+        tracing::error!("database writer stopped: {msg}");
+        if in_tx {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        if let Ok(mut f) = failure.lock() {
+            *f = Some(msg);
+        }
+        // Refuse everything still queued; waiters see the failure.
+        rx.close();
+        while rx.try_recv().is_ok() {}
+    }
+    for w in waiters.drain(..) {
+        let _ = w.send(());
+    }
+}

@@ -7,3 +7,6 @@ pub mod secret;
 pub mod session;
 pub mod transport;
 pub mod store;
+pub mod sync;
+pub mod cli;
+pub mod service;

@@ -1,0 +1,329 @@
+//! The command line: subcommands and their flags (clap), and the thin glue
+//! that runs each one and prints its result. The only module, with main.rs,
+//! that writes to stdout.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+use crate::config::{AccountConfig, Config, LogFormat, Security};
+use crate::imap::Limits;
+use crate::session::{ConnectOptions, Session, TapLine};
+use crate::store::{self, StoreHandle};
+use crate::sync::{Engine, FolderOutcome};
+
+#[derive(Parser, Debug)]
+#[command(name = "mailfeed", version, about = "Feeds mail from IMAP servers into SQLite, exactly once")]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(short, long, env = "MAILFEED_CONFIG", default_value = "/etc/mailfeed/mailfeed.toml", global = true)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// One pass over every account and folder, then exit (0 when all synced).
+    Sync {
+        /// Only this account.
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Run as a service: sync, then wait for new mail (IDLE or polling).
+    Run,
+    /// Connect, log in, examine each folder and show the conversation.
+    Check {
+        /// Only this account.
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Per folder: UIDVALIDITY, last UID, stored count, last sync, last error.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Exit codes: 0 success, 1 some work failed, 2 configuration or usage error.
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_CONFIG: i32 = 2;
+
+pub fn load_config(path: &Path) -> Result<Config> {
+    Config::load(path).map_err(anyhow::Error::from)
+}
+
+/// Starts logging to stderr as the configuration says; `RUST_LOG` overrides
+/// the level. No colours without a terminal, and no timestamps under
+/// journald (which adds its own).
+pub fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::stderr().is_terminal();
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    let _ = match (format, journald) {
+        (LogFormat::Json, _) => builder.json().try_init(),
+        (LogFormat::Text, true) => builder.without_time().try_init(),
+        (LogFormat::Text, false) => builder.try_init(),
+    };
+}
+
+pub fn connect_options(config: &Config, account: &AccountConfig) -> Result<ConnectOptions> {
+    let tls = crate::transport::tls_config(account.ca_file.as_deref())
+        .with_context(|| format!("account `{}`: setting up TLS", account.name))?;
+    Ok(ConnectOptions {
+        timeout: config.sync.timeout,
+        limits: Limits {
+            max_literal: config.sync.max_message_size,
+            ..Limits::default()
+        },
+        tls,
+    })
+}
+
+fn selected<'a>(config: &'a Config, account: &Option<String>) -> Result<Vec<&'a AccountConfig>> {
+    let list: Vec<&AccountConfig> = config
+        .accounts
+        .iter()
+        .filter(|a| account.as_ref().is_none_or(|n| &a.name == n))
+        .collect();
+    if list.is_empty() {
+        let names: Vec<&str> = config.accounts.iter().map(|a| a.name.as_str()).collect();
+        bail!(
+            "no account named `{}` in the configuration (accounts: {})",
+            account.as_deref().unwrap_or_default(),
+            names.join(", ")
+        );
+    }
+    Ok(list)
+}
+
+fn warn_plaintext(account: &AccountConfig) {
+    if account.security == Security::Plain {
+        tracing::warn!(
+            account = %account.name,
+            "security = \"plain\": the password and all mail travel unencrypted"
+        );
+    }
+}
+
+/// `mailfeed sync`
+pub async fn cmd_sync(config: &Config, account: &Option<String>) -> Result<i32> {
+    let accounts = selected(config, account)?;
+    let (store, writer) = StoreHandle::start(
+        &config.store.path,
+        config.store.synchronous,
+        config.sync.max_buffered_bytes,
+    )?;
+    let mut jobs = Vec::new();
+    for acc in &accounts {
+        warn_plaintext(acc);
+        let engine = Engine {
+            store: store.clone(),
+            opts: connect_options(config, acc)?,
+            settings: config.sync.clone(),
+        };
+        jobs.push(async move { crate::sync::sync_account(&engine, acc, &|| None).await });
+    }
+    let outcomes: Vec<FolderOutcome> = futures_util::future::join_all(jobs)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    drop(store);
+    writer.join();
+    Ok(report(&outcomes))
+}
+
+/// Prints one line per failure (and a summary); returns the exit code.
+pub fn report(outcomes: &[FolderOutcome]) -> i32 {
+    let mut out = std::io::stdout().lock();
+    let mut failed = 0;
+    let mut fetched = 0;
+    let mut ok = 0;
+    for o in outcomes {
+        match &o.result {
+            Ok(s) => {
+                ok += 1;
+                fetched += s.fetched;
+            }
+            Err(e) => {
+                failed += 1;
+                let hint = e.hint().map(|h| format!(" (hint: {h})")).unwrap_or_default();
+                let _ = writeln!(out, "FAILED {}/{}: {e}{hint}", o.account, o.folder);
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "synced {ok} folder(s), {fetched} new message(s){}",
+        if failed > 0 {
+            format!(", {failed} failure(s)")
+        } else {
+            String::new()
+        }
+    );
+    if failed > 0 { EXIT_FAILED } else { 0 }
+}
+
+/// `mailfeed status`
+pub fn cmd_status(config: &Config, json: bool) -> Result<i32> {
+    if !config.store.path.exists() {
+        bail!(
+            "no database at {} yet; run `mailfeed sync` first",
+            config.store.path.display()
+        );
+    }
+    let conn = store::open_read_only(&config.store.path)?;
+    let rows = store::read::status(&conn)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+        return Ok(0);
+    }
+    writeln!(
+        out,
+        "{:<12} {:<24} {:>12} {:>8} {:>8} {:>6} {:<24} LAST ERROR",
+        "ACCOUNT", "FOLDER", "UIDVALIDITY", "LAST UID", "STORED", "TRUNC", "LAST SYNC"
+    )?;
+    for r in &rows {
+        let mut err = r.last_error.clone().unwrap_or_else(|| "-".into());
+        if r.uidvalidity_changes > 0 {
+            err = format!("{err} [UIDVALIDITY changed {}x]", r.uidvalidity_changes);
+        }
+        writeln!(
+            out,
+            "{:<12} {:<24} {:>12} {:>8} {:>8} {:>6} {:<24} {}",
+            r.account,
+            r.mailbox,
+            r.uidvalidity.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+            r.last_uid,
+            r.stored,
+            r.truncated,
+            r.last_sync_at.as_deref().unwrap_or("never"),
+            err
+        )?;
+    }
+    Ok(0)
+}
+
+/// `mailfeed check`: the conversation, annotated, then a verdict per folder.
+pub async fn cmd_check(config: &Config, account: &Option<String>) -> Result<i32> {
+    let accounts = selected(config, account)?;
+    let mut all_ok = true;
+    for acc in accounts {
+        println!("== account `{}`: {}:{} ({:?})", acc.name, acc.host, acc.port, acc.security);
+        if acc.security == Security::Plain {
+            println!("!! WARNING: security = \"plain\": the password and all mail travel unencrypted");
+        }
+        let opts = match connect_options(config, acc) {
+            Ok(o) => o,
+            Err(e) => {
+                println!("FAILED: {e:#}");
+                all_ok = false;
+                continue;
+            }
+        };
+        let tap: crate::session::Tap = Box::new(|line| {
+            let mut out = std::io::stdout().lock();
+            let _ = match line {
+                TapLine::Client(s) => writeln!(out, "C: {s}"),
+                TapLine::Server { line, meaning } => writeln!(out, "S: {line}\n     ↳ {meaning}"),
+                TapLine::Note(s) => writeln!(out, "-- {s}"),
+            };
+        });
+        let mut session = match Session::connect(acc, &opts, Some(tap)).await {
+            Ok(s) => s,
+            Err(e) => {
+                all_ok = false;
+                println!("FAILED: cannot log in: {e}");
+                if let Some(h) = e.hint() {
+                    println!("hint: {h}");
+                }
+                continue;
+            }
+        };
+        let folders = match crate::sync::resolve_folders(&mut session, &acc.folders).await {
+            Ok(f) => f,
+            Err(e) => {
+                all_ok = false;
+                println!("FAILED: listing folders: {e}");
+                continue;
+            }
+        };
+        if folders.is_empty() {
+            all_ok = false;
+            println!("FAILED: the folder patterns {:?} match no folder", acc.folders);
+        }
+        let mut verdicts = Vec::new();
+        for f in &folders {
+            let name = crate::imap::mutf7::decode(f);
+            match session.examine(f, None).await {
+                Ok(st) => verdicts.push(format!(
+                    "ok      {name}: {} messages, UIDVALIDITY {}, next UID {}",
+                    st.exists,
+                    st.uidvalidity.map(|v| v.0.to_string()).unwrap_or_else(|| "none".into()),
+                    st.uidnext.map(|v| v.to_string()).unwrap_or_else(|| "unknown".into())
+                )),
+                Err(e) => {
+                    all_ok = false;
+                    let hint = e.hint().map(|h| format!("\n        hint: {h}")).unwrap_or_default();
+                    verdicts.push(format!("FAILED  {name}: {e}{hint}"));
+                }
+            }
+        }
+        session.logout().await;
+        println!("-- verdict for account `{}`:", acc.name);
+        for v in verdicts {
+            println!("   {v}");
+        }
+    }
+    Ok(if all_ok { 0 } else { EXIT_FAILED })
+}
+
+/// Runs the parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    let config = match load_config(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mailfeed: {e:#}");
+            return EXIT_CONFIG;
+        }
+    };
+    init_logging(config.log.format, &config.log.level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mailfeed: cannot start the async runtime: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Cmd::Sync { account } => cmd_sync(&config, account).await,
+            Cmd::Run => crate::service::run(Arc::new(config.clone()), cli.config.clone()).await,
+            Cmd::Check { account } => cmd_check(&config, account).await,
+            Cmd::Status { json } => cmd_status(&config, *json),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mailfeed: {e:#}");
+            EXIT_FAILED
+        }
+    }
+}

@@ -1,0 +1,626 @@
+//! The sync engine: a pure *plan* (cursor + what EXAMINE said → what to
+//! fetch, in which UID ranges) and an *execute* step that drives a
+//! [`Session`] and hands messages to the store writer. It never sees raw
+//! protocol bytes or SQL.
+//!
+//! Safety argument, in one place: a batch is a contiguous UID range
+//! `(previous end, end]` that covers every UID the server listed in it. When
+//! the server's tagged OK for that range's FETCH has arrived and every earlier
+//! range is complete, every message in it has been handed to the writer, so
+//! the cursor may move to `end`. The writer applies jobs in order, so the
+//! cursor can never be committed before those messages.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::config::{AccountConfig, SyncConfig};
+use crate::imap::date::internal_date_to_utc;
+use crate::imap::{Body, Command, Response, Uid, UidValidity, Untagged, mutf7};
+use crate::session::{ConnectOptions, MailboxState, Session, SessionError, Tap};
+use crate::store::{MailboxCursor, MailboxId, NewMessage, StoreError, StoreHandle};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("server reported no usable UIDVALIDITY for the folder")]
+    NoUidValidity,
+    #[error("server sent no content (NIL) for UID {0}; it will be retried on the next pass")]
+    NilBody(u32),
+    #[error("server sent a message without its UID")]
+    MissingUid,
+    #[error("UIDVALIDITY changed during the session (from {old} to {new})")]
+    UidValidityChanged { old: u32, new: u32 },
+}
+
+impl SyncError {
+    /// True when the connection is unusable afterwards.
+    pub fn breaks_connection(&self) -> bool {
+        match self {
+            SyncError::Session(SessionError::CommandFailed { .. }) => false,
+            SyncError::Session(_) | SyncError::MissingUid | SyncError::UidValidityChanged { .. } => {
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            SyncError::Session(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
+/// What to do with a mailbox, decided from its cursor and EXAMINE's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// UIDNEXT shows nothing above the cursor: no further round trip.
+    UpToDate { uidvalidity: UidValidity },
+    /// Fetch everything above `after` (0 for all) under `uidvalidity`;
+    /// `new_generation` when the stored UIDVALIDITY differs.
+    Fetch {
+        uidvalidity: UidValidity,
+        after: u32,
+        new_generation: bool,
+    },
+}
+
+/// The pure planning step.
+pub fn plan(cursor: &MailboxCursor, state: &MailboxState) -> Result<Plan, SyncError> {
+    let uv = match state.uidvalidity {
+        Some(v) if v.0 != 0 => v,
+        _ => return Err(SyncError::NoUidValidity),
+    };
+    if cursor.uidvalidity != Some(uv) {
+        return Ok(Plan::Fetch {
+            uidvalidity: uv,
+            after: 0,
+            new_generation: true,
+        });
+    }
+    let nothing_new = state.exists == 0
+        || state
+            .uidnext
+            .is_some_and(|next| next <= cursor.last_uid.saturating_add(1));
+    if nothing_new {
+        return Ok(Plan::UpToDate { uidvalidity: uv });
+    }
+    Ok(Plan::Fetch {
+        uidvalidity: uv,
+        after: cursor.last_uid,
+        new_generation: false,
+    })
+}
+
+/// A planned FETCH: every UID in `(after, last]` that exists on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batch {
+    pub after: u32,
+    pub last: u32,
+    pub count: usize,
+    pub bytes: u64,
+}
+
+/// Splits the listed (uid, size) pairs above `after` into contiguous batches
+/// of at most `max_count` messages and about `max_bytes` bytes.
+pub fn batches(after: u32, listed: &[(u32, u64)], max_count: usize, max_bytes: u64) -> Vec<Batch> {
+    let mut out = Vec::new();
+    let mut start = after;
+    let mut count = 0;
+    let mut bytes = 0u64;
+    let mut last = after;
+    for &(uid, size) in listed.iter().filter(|(u, _)| *u > after) {
+        if count > 0 && (count >= max_count.max(1) || bytes + size > max_bytes) {
+            out.push(Batch {
+                after: start,
+                last,
+                count,
+                bytes,
+            });
+            start = last;
+            count = 0;
+            bytes = 0;
+        }
+        count += 1;
+        bytes += size;
+        last = uid;
+    }
+    if count > 0 {
+        out.push(Batch {
+            after: start,
+            last,
+            count,
+            bytes,
+        });
+    }
+    out
+}
+
+/// What one mailbox pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FolderStats {
+    pub fetched: u64,
+    pub bytes: u64,
+    pub new_generation: bool,
+}
+
+/// The outcome of one folder in a pass.
+#[derive(Debug)]
+pub struct FolderOutcome {
+    pub account: String,
+    pub folder: String,
+    pub result: Result<FolderStats, SyncError>,
+}
+
+/// Everything the engine needs besides a session.
+#[derive(Clone)]
+pub struct Engine {
+    pub store: StoreHandle,
+    pub opts: ConnectOptions,
+    pub settings: SyncConfig,
+}
+
+/// How many FETCH commands may be in flight on one connection.
+const PIPELINE_DEPTH: usize = 3;
+/// Bytes per batch (besides `batch_size`), so one transaction stays moderate.
+const BATCH_BYTES: u64 = 32 * 1024 * 1024;
+
+const FETCH_ITEMS: &str = "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]";
+
+impl Engine {
+    /// Syncs one folder on an open session: examine, plan, fetch, store.
+    pub async fn sync_folder(
+        &self,
+        session: &mut Session,
+        account: &str,
+        wire_name: &str,
+    ) -> Result<FolderStats, SyncError> {
+        let started = Instant::now();
+        let (mailbox, cursor) = self.store.ensure_mailbox(account, wire_name).await?;
+        let result = self
+            .sync_mailbox(session, account, wire_name, mailbox, cursor)
+            .await;
+        let outcome = match &result {
+            Ok(_) => None,
+            Err(e) => Some(e.to_string()),
+        };
+        // Recording the outcome must not hide the sync's own error.
+        let recorded = self.store.record_outcome(mailbox, outcome).await;
+        let committed = self.store.commit().await;
+        let stats = result?;
+        recorded?;
+        committed?;
+        tracing::debug!(
+            account,
+            folder = %mutf7::decode(wire_name),
+            fetched = stats.fetched,
+            ms = started.elapsed().as_millis() as u64,
+            "folder synced"
+        );
+        Ok(stats)
+    }
+
+    async fn sync_mailbox(
+        &self,
+        session: &mut Session,
+        account: &str,
+        wire_name: &str,
+        mailbox: MailboxId,
+        cursor: MailboxCursor,
+    ) -> Result<FolderStats, SyncError> {
+        let state = session.examine(wire_name, None).await?;
+        let mut stats = FolderStats::default();
+        let (uv, after) = match plan(&cursor, &state)? {
+            Plan::UpToDate { .. } => return Ok(stats),
+            Plan::Fetch {
+                uidvalidity,
+                after,
+                new_generation,
+            } => {
+                if new_generation {
+                    stats.new_generation = true;
+                    if let Some(old) = cursor.uidvalidity {
+                        tracing::warn!(
+                            account,
+                            folder = %mutf7::decode(wire_name),
+                            old = old.0,
+                            new = uidvalidity.0,
+                            "UIDVALIDITY changed: keeping stored messages, fetching the folder again"
+                        );
+                    }
+                    self.store.begin_generation(mailbox, uidvalidity).await?;
+                }
+                (uidvalidity, after)
+            }
+        };
+        let listed = list_uids(session, after).await?;
+        let plan = batches(
+            after,
+            &listed,
+            self.settings.batch_size as usize,
+            BATCH_BYTES,
+        );
+        let ctx = FetchCtx {
+            account,
+            folder: mutf7::decode(wire_name),
+            mailbox,
+            uidvalidity: uv,
+        };
+        self.fetch_batches(session, &ctx, &plan, &mut stats).await?;
+        Ok(stats)
+    }
+
+    /// Sends the batches' FETCH commands with a few in flight, stores each
+    /// message as it arrives, and moves the cursor as ranges complete.
+    async fn fetch_batches(
+        &self,
+        session: &mut Session,
+        ctx: &FetchCtx<'_>,
+        plan: &[Batch],
+        stats: &mut FolderStats,
+    ) -> Result<(), SyncError> {
+        let mut next_to_send = 0;
+        let mut in_flight: VecDeque<(String, usize, Instant)> = VecDeque::new();
+        let mut batch_counts = vec![(0u64, 0u64); plan.len()];
+        while next_to_send < plan.len() || !in_flight.is_empty() {
+            while next_to_send < plan.len() && in_flight.len() < PIPELINE_DEPTH {
+                let b = plan[next_to_send];
+                let tag = session
+                    .send(&Command::UidFetch {
+                        set: format!("{}:{}", b.after + 1, b.last),
+                        items: FETCH_ITEMS,
+                        changed_since: None,
+                        vanished: false,
+                    })
+                    .await?;
+                in_flight.push_back((tag, next_to_send, Instant::now()));
+                next_to_send += 1;
+            }
+            let r = session.next_response().await?;
+            match r.response {
+                Response::Untagged(Untagged::Fetch(_, data)) => {
+                    let data = *data;
+                    let Some(body) = data.body else {
+                        // A flag update or other unsolicited FETCH.
+                        continue;
+                    };
+                    let uid = data.uid.ok_or(SyncError::MissingUid)?;
+                    let Some(idx) = plan
+                        .iter()
+                        .position(|b| uid.0 > b.after && uid.0 <= b.last)
+                    else {
+                        tracing::warn!(account = ctx.account, folder = %ctx.folder, uid = uid.0,
+                            "server sent a message that was not asked for; ignored");
+                        continue;
+                    };
+                    let (raw, truncated) = match body {
+                        Body::Full(b) => (b, false),
+                        Body::Truncated { prefix, declared } => {
+                            tracing::warn!(account = ctx.account, folder = %ctx.folder, uid = uid.0,
+                                size = declared, "message exceeds max_message_size; storing its headers only");
+                            (header_block(prefix), true)
+                        }
+                        Body::Nil => return Err(SyncError::NilBody(uid.0)),
+                    };
+                    let size = data.rfc822_size.unwrap_or(raw.len() as u64);
+                    batch_counts[idx].0 += 1;
+                    batch_counts[idx].1 += raw.len() as u64;
+                    tracing::debug!(account = ctx.account, folder = %ctx.folder, uid = uid.0, bytes = raw.len(), "message received");
+                    self.store
+                        .save(NewMessage {
+                            mailbox: ctx.mailbox,
+                            uidvalidity: ctx.uidvalidity,
+                            uid,
+                            internal_date: data.internal_date.as_deref().and_then(internal_date_to_utc),
+                            flags: data.flags.unwrap_or_default(),
+                            modseq: data.modseq.map(|m| m.0),
+                            size,
+                            raw,
+                            truncated,
+                        })
+                        .await?;
+                }
+                Response::Tagged { tag, status, text } => {
+                    let Some(pos) = in_flight.iter().position(|(t, _, _)| *t == tag) else {
+                        return Err(SessionError::Unexpected(format!(
+                            "tagged reply for unknown tag `{tag}`"
+                        ))
+                        .into());
+                    };
+                    if status != crate::imap::Status::Ok {
+                        return Err(SessionError::CommandFailed {
+                            command: "UID FETCH",
+                            status: status.as_str(),
+                            text: text.text,
+                            code: text.code,
+                        }
+                        .into());
+                    }
+                    if pos != 0 {
+                        // Replies out of command order: a server may run
+                        // commands concurrently; only an in-order prefix moves
+                        // the cursor, so wait for the earlier ones.
+                        let done = in_flight.remove(pos);
+                        if let Some(d) = done {
+                            in_flight.insert(pos, (String::new(), d.1, d.2));
+                        }
+                        continue;
+                    }
+                    let mut finished = vec![in_flight.pop_front()];
+                    while in_flight.front().is_some_and(|(t, _, _)| t.is_empty()) {
+                        finished.push(in_flight.pop_front());
+                    }
+                    for (_, idx, t0) in finished.into_iter().flatten() {
+                        let b = plan[idx];
+                        self.store
+                            .advance_cursor(ctx.mailbox, ctx.uidvalidity, b.last)
+                            .await?;
+                        let (n, bytes) = batch_counts[idx];
+                        stats.fetched += n;
+                        stats.bytes += bytes;
+                        tracing::info!(
+                            account = ctx.account,
+                            folder = %ctx.folder,
+                            count = n,
+                            bytes,
+                            ms = t0.elapsed().as_millis() as u64,
+                            last_uid = b.last,
+                            "batch stored"
+                        );
+                    }
+                }
+                Response::Untagged(u) => {
+                    if let Some(new) = uidvalidity_in(&u)
+                        && new != ctx.uidvalidity
+                    {
+                        return Err(SyncError::UidValidityChanged {
+                            old: ctx.uidvalidity.0,
+                            new: new.0,
+                        });
+                    }
+                }
+                Response::Continuation(_) => {
+                    return Err(SessionError::Unexpected("unexpected continuation request".into()).into());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct FetchCtx<'a> {
+    account: &'a str,
+    folder: String,
+    mailbox: MailboxId,
+    uidvalidity: UidValidity,
+}
+
+fn uidvalidity_in(u: &Untagged) -> Option<UidValidity> {
+    match u {
+        Untagged::Status(
+            _,
+            crate::imap::StatusText {
+                code: Some(crate::imap::Code::UidValidity(v)),
+                ..
+            },
+        ) => Some(UidValidity(*v)),
+        _ => None,
+    }
+}
+
+/// Lists (uid, size) of every message above `after`. `n:*` also returns the
+/// highest message when all UIDs are below `n`, so results are filtered.
+async fn list_uids(session: &mut Session, after: u32) -> Result<Vec<(u32, u64)>, SyncError> {
+    let untagged = session
+        .run(&Command::UidFetch {
+            set: format!("{}:*", after.saturating_add(1)),
+            items: "UID RFC822.SIZE",
+            changed_since: None,
+            vanished: false,
+        })
+        .await?;
+    let mut out: Vec<(u32, u64)> = untagged
+        .into_iter()
+        .filter_map(|u| match u {
+            Untagged::Fetch(_, d) => d.uid.map(|Uid(uid)| (uid, d.rfc822_size.unwrap_or(0))),
+            _ => None,
+        })
+        .filter(|(uid, _)| *uid > after)
+        .collect();
+    out.sort_unstable();
+    out.dedup_by_key(|(u, _)| *u);
+    Ok(out)
+}
+
+/// The header block of a message (through the blank line), for messages kept
+/// headers-only because they exceed the size limit.
+pub fn header_block(mut prefix: Vec<u8>) -> Vec<u8> {
+    let end = prefix
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
+        .or_else(|| prefix.windows(2).position(|w| w == b"\n\n").map(|i| i + 2));
+    if let Some(end) = end {
+        prefix.truncate(end);
+    }
+    prefix
+}
+
+/// Resolves the configured folder list (exact names and LIST patterns) to
+/// wire names, in configuration order without repeats.
+pub async fn resolve_folders(
+    session: &mut Session,
+    folders: &[String],
+) -> Result<Vec<String>, SessionError> {
+    let mut out: Vec<String> = Vec::new();
+    for f in folders {
+        if f.contains('*') || f.contains('%') {
+            let entries = session.list(&mutf7::encode(f)).await?;
+            for e in entries.into_iter().filter(|e| e.is_selectable()) {
+                if !out.contains(&e.name) {
+                    out.push(e.name);
+                }
+            }
+        } else {
+            let wire = mutf7::encode(f);
+            if !out.contains(&wire) {
+                out.push(wire);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One pass over an account: resolve folders, then sync them over up to
+/// `max_connections` connections. Folder failures are reported, not fatal.
+pub async fn sync_account(
+    engine: &Engine,
+    account: &AccountConfig,
+    make_tap: &(dyn Fn() -> Option<Tap> + Sync),
+) -> Vec<FolderOutcome> {
+    let fail_all = |e: SyncError| {
+        vec![FolderOutcome {
+            account: account.name.clone(),
+            folder: "(connect)".into(),
+            result: Err(e),
+        }]
+    };
+    let mut first = match Session::connect(account, &engine.opts, make_tap()).await {
+        Ok(s) => s,
+        Err(e) => return fail_all(e.into()),
+    };
+    let folders = match resolve_folders(&mut first, &account.folders).await {
+        Ok(f) => f,
+        Err(e) => return fail_all(e.into()),
+    };
+    let queue = Arc::new(Mutex::new(folders.iter().cloned().collect::<VecDeque<_>>()));
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let workers = (account.max_connections as usize).min(folders.len()).max(1);
+    let mut sessions = vec![Some(first)];
+    sessions.resize_with(workers, || None);
+    let tasks = sessions.into_iter().map(|s| {
+        let queue = queue.clone();
+        let results = results.clone();
+        async move {
+            let mut session = s;
+            loop {
+                let Some(folder) = queue.lock().ok().and_then(|mut q| q.pop_front()) else {
+                    break;
+                };
+                if session.is_none() {
+                    match Session::connect(account, &engine.opts, make_tap()).await {
+                        Ok(s) => session = Some(s),
+                        Err(e) => {
+                            push(&results, account, &folder, Err(e.into()));
+                            continue;
+                        }
+                    }
+                }
+                let Some(sess) = session.as_mut() else { continue };
+                let r = engine.sync_folder(sess, &account.name, &folder).await;
+                if r.as_ref().is_err_and(SyncError::breaks_connection) {
+                    session = None;
+                }
+                push(&results, account, &folder, r);
+            }
+            if let Some(s) = session {
+                s.logout().await;
+            }
+        }
+    });
+    futures_util::future::join_all(tasks).await;
+    let mut out = std::mem::take(&mut *results.lock().unwrap_or_else(|p| p.into_inner()));
+    // Report in configuration order.
+    out.sort_by_key(|o: &FolderOutcome| {
+        folders
+            .iter()
+            .position(|f| mutf7::decode(f) == o.folder)
+            .unwrap_or(usize::MAX)
+    });
+    out
+}
+
+fn push(
+    results: &Mutex<Vec<FolderOutcome>>,
+    account: &AccountConfig,
+    wire: &str,
+    result: Result<FolderStats, SyncError>,
+) {
+    if let Ok(mut r) = results.lock() {
+        r.push(FolderOutcome {
+            account: account.name.clone(),
+            folder: mutf7::decode(wire),
+            result,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(uv: u32, exists: u32, uidnext: u32) -> MailboxState {
+        MailboxState {
+            exists,
+            uidvalidity: Some(UidValidity(uv)),
+            uidnext: Some(uidnext),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn plan_decides_from_cursor_and_state() {
+        let fresh = MailboxCursor::default();
+        assert_eq!(
+            plan(&fresh, &state(5, 10, 11)).expect("plan"),
+            Plan::Fetch { uidvalidity: UidValidity(5), after: 0, new_generation: true }
+        );
+        let cur = MailboxCursor { uidvalidity: Some(UidValidity(5)), last_uid: 10, highest_modseq: None };
+        assert_eq!(plan(&cur, &state(5, 10, 11)).expect("plan"), Plan::UpToDate { uidvalidity: UidValidity(5) });
+        assert_eq!(
+            plan(&cur, &state(5, 11, 13)).expect("plan"),
+            Plan::Fetch { uidvalidity: UidValidity(5), after: 10, new_generation: false }
+        );
+        assert_eq!(
+            plan(&cur, &state(6, 3, 4)).expect("plan"),
+            Plan::Fetch { uidvalidity: UidValidity(6), after: 0, new_generation: true }
+        );
+        assert!(matches!(plan(&cur, &state(0, 3, 4)), Err(SyncError::NoUidValidity)));
+        let mut no_uv = state(5, 1, 2);
+        no_uv.uidvalidity = None;
+        assert!(plan(&cur, &no_uv).is_err());
+        // Without UIDNEXT the server must be asked.
+        let mut no_next = state(5, 10, 0);
+        no_next.uidnext = None;
+        assert!(matches!(plan(&cur, &no_next).expect("plan"), Plan::Fetch { after: 10, .. }));
+    }
+
+    #[test]
+    fn batches_are_contiguous_and_bounded() {
+        let listed: Vec<(u32, u64)> = vec![(3, 10), (4, 10), (9, 10), (10, 100), (11, 10)];
+        let b = batches(2, &listed, 2, 1000);
+        assert_eq!(
+            b.iter().map(|b| (b.after, b.last, b.count)).collect::<Vec<_>>(),
+            vec![(2, 4, 2), (4, 10, 2), (10, 11, 1)]
+        );
+        let b = batches(2, &listed, 100, 50);
+        assert_eq!(
+            b.iter().map(|b| (b.after, b.last)).collect::<Vec<_>>(),
+            vec![(2, 9), (9, 10), (10, 11)]
+        );
+        // UIDs at or below the cursor (the `n:*` quirk) are ignored.
+        assert!(batches(20, &listed, 2, 1000).is_empty());
+    }
+
+    #[test]
+    fn header_block_cuts_at_blank_line() {
+        assert_eq!(header_block(b"A: 1\r\nB: 2\r\n\r\nbody".to_vec()), b"A: 1\r\nB: 2\r\n\r\n");
+        assert_eq!(header_block(b"A: 1\n\nbody".to_vec()), b"A: 1\n\n");
+        assert_eq!(header_block(b"A: 1\r\nno end".to_vec()), b"A: 1\r\nno end");
+    }
+}

@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Cross-checks mailfeed's MIME decoding against Python's `email` package.
+
+For every message file under the given directories (default: tests/data/mail), runs
+`examples/mime_dump` (mailfeed's view as JSON lines) and parses the same bytes with
+`email.message_from_bytes(raw, policy=email.policy.default)`, then compares:
+
+  subject      decoded Subject, whitespace-normalised
+  addresses    (display name, address) pairs of From, To and Cc, groups flattened
+  text         the text/plain body, whitespace-normalised (Python: get_body(('plain',)));
+               for messages without text/plain, the HTML body instead
+  attachments  number of non-body parts: every leaf part except inline text/plain and
+               text/html, with a nested message/rfc822 counted once and not descended into
+
+Prints per-field agreement, the overall rate (messages agreeing on every field) and each
+disagreement. Exit status 1 if the overall rate is below --min-rate.
+
+Usage: python3 scripts/crosscheck_mime.py [--min-rate 0.98] [--verbose] [DIR...]
+"""
+
+import argparse
+import email
+import email.policy
+import json
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def norm(text):
+    if text is None:
+        return None
+    text = re.sub(r"\s+", " ", text.replace("\ufeff", "")).strip()
+    return text or None
+
+
+def safe(fn, default=None):
+    try:
+        return fn()
+    except Exception:  # the reference side may fail on malformed input; record as unknown
+        return default
+
+
+def py_addresses(msg, name):
+    out = []
+    for header in msg.get_all(name) or []:
+        for addr in safe(lambda: header.addresses, ()) or ():
+            display = addr.display_name or None
+            spec = addr.addr_spec or None
+            if spec == "<>":
+                spec = None
+            if display or spec:
+                out.append([display, spec])
+    return out
+
+
+def py_text(msg):
+    plain = safe(lambda: msg.get_body(preferencelist=("plain",)))
+    if plain is not None:
+        return "text", norm(safe(lambda: plain.get_content()))
+    html = safe(lambda: msg.get_body(preferencelist=("html",)))
+    if html is not None:
+        return "html", norm(safe(lambda: html.get_content()))
+    return "text", None
+
+
+def py_attachment_count(part):
+    ctype = part.get_content_type()
+    if ctype == "message/rfc822":
+        return 1
+    if part.is_multipart():
+        return sum(py_attachment_count(p) for p in part.iter_parts())
+    body_type = ctype in ("text/plain", "text/html")
+    if body_type and part.get_content_disposition() != "attachment":
+        return 0
+    return 1
+
+
+def python_view(raw):
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    kind, text = py_text(msg)
+    return {
+        "subject": norm(safe(lambda: str(msg["subject"])) if msg["subject"] is not None else None),
+        "addresses": {r: py_addresses(msg, r) for r in ("from", "to", "cc")},
+        "text": (kind, text),
+        "attachments": safe(lambda: py_attachment_count(msg) - (1 if msg.get_content_type() == "message/rfc822" else 0)),
+    }
+
+
+def mailfeed_view(parsed, kind):
+    addresses = {r: [] for r in ("from", "to", "cc")}
+    for a in parsed["addresses"]:
+        if a["role"] in addresses:
+            addresses[a["role"]].append([a["name"], a["address"]])
+    body = parsed["text_body"] if kind == "text" else parsed["html_body"]
+    return {
+        "subject": norm(parsed["subject"]),
+        "addresses": addresses,
+        "text": (kind, norm(body)),
+        "attachments": len(parsed["attachments"]),
+    }
+
+
+def message_files(dirs):
+    for d in dirs:
+        for base, _, files in os.walk(d):
+            for f in sorted(files):
+                if f.endswith(".eml") or re.match(r"msg_\w+\.txt$", f):
+                    yield os.path.join(base, f)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("dirs", nargs="*", default=[os.path.join(ROOT, "tests/data/mail")])
+    ap.add_argument("--min-rate", type=float, default=0.98)
+    ap.add_argument("--verbose", action="store_true", help="print both values of each disagreement")
+    args = ap.parse_args()
+
+    paths = sorted(message_files(args.dirs))
+    subprocess.run(["cargo", "build", "--quiet", "--example", "mime_dump"], cwd=ROOT, check=True)
+    dump = subprocess.run(
+        [os.path.join(ROOT, "target/debug/examples/mime_dump"), *paths],
+        cwd=ROOT, check=True, capture_output=True,
+    )
+    ours = {}
+    for line in dump.stdout.decode().splitlines():
+        obj = json.loads(line)
+        ours[obj["path"]] = obj["message"]
+
+    fields = ("subject", "addresses", "text", "attachments")
+    agree = {f: 0 for f in fields}
+    all_agree = 0
+    disagreements = []
+    for path in paths:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        theirs = python_view(raw)
+        mine = mailfeed_view(ours[path], theirs["text"][0])
+        ok = True
+        for f in fields:
+            if mine[f] == theirs[f]:
+                agree[f] += 1
+            else:
+                ok = False
+                disagreements.append((os.path.relpath(path, ROOT), f, mine[f], theirs[f]))
+        all_agree += ok
+
+    n = len(paths)
+    print(f"messages: {n}")
+    for f in fields:
+        print(f"  {f:<12} {agree[f]}/{n} agree ({100 * agree[f] / n:.1f}%)")
+    fields_total = n * len(fields)
+    fields_agree = sum(agree.values())
+    print(f"field comparisons: {fields_agree}/{fields_total} agree ({100 * fields_agree / fields_total:.1f}%)")
+    print(f"messages agreeing on every field: {all_agree}/{n} ({100 * all_agree / n:.1f}%)")
+    for path, f, mine, theirs in disagreements:
+        print(f"DISAGREE {f:<12} {path}")
+        if args.verbose:
+            print(f"    mailfeed: {str(mine)[:400]}")
+            print(f"    python:   {str(theirs)[:400]}")
+    return 0 if all_agree / n >= args.min_rate else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

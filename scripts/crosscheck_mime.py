@@ -30,10 +30,21 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+ALIGN = True
+
+
+def utf8(text):
+    """Python keeps undecodable header bytes as surrogate escapes; RFC 6532 allows UTF-8 in
+    headers, so decode them as UTF-8, with U+FFFD for what is not UTF-8 (mailfeed's rule)."""
+    if text is None:
+        return None
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def norm(text):
     if text is None:
         return None
-    text = re.sub(r"\s+", " ", text.replace("\ufeff", "")).strip()
+    text = re.sub(r"\s+", " ", utf8(text).replace("\ufeff", "")).strip()
     return text or None
 
 
@@ -46,10 +57,18 @@ def safe(fn, default=None):
 
 def py_addresses(msg, name):
     out = []
-    for header in msg.get_all(name) or []:
-        for addr in safe(lambda: header.addresses, ()) or ():
-            display = addr.display_name or None
-            spec = addr.addr_spec or None
+    raws = [v for k, v in msg.raw_items() if k.lower() == name]
+    for header, raw in zip(msg.get_all(name) or [], raws):
+        addrs = safe(lambda: header.addresses, ()) or ()
+        for addr in addrs:
+            display = norm(addr.display_name)
+            spec = utf8(addr.addr_spec) or None
+            if ALIGN and display is None and len(addrs) == 1:
+                # Policy alignment A1: `addr (Full Name)` is the pre-RFC 822 way of writing a
+                # display name; mailfeed keeps the comment as the name.
+                m = re.fullmatch(r"\s*\S+@\S+\s*\((.*)\)\s*", raw, re.S)
+                if m:
+                    display = norm(m.group(1))
             if spec == "<>":
                 spec = None
             if display or spec:
@@ -67,16 +86,25 @@ def py_text(msg):
     return "text", None
 
 
-def py_attachment_count(part):
+def py_attachment_count(part, parent, index):
     ctype = part.get_content_type()
-    if ctype == "message/rfc822":
+    if part.get_content_maintype() == "message":
+        # Python descends into message/* payloads; for mailfeed a nested message (or a
+        # delivery-status, external-body, partial) is one opaque attachment.
         return 1
     if part.is_multipart():
-        return sum(py_attachment_count(p) for p in part.iter_parts())
-    body_type = ctype in ("text/plain", "text/html")
-    if body_type and part.get_content_disposition() != "attachment":
-        return 0
-    return 1
+        return sum(
+            py_attachment_count(p, part, i) for i, p in enumerate(part.iter_parts())
+        )
+    if ctype not in ("text/plain", "text/html"):
+        return 1
+    if part.get_content_disposition() == "attachment":
+        return 1
+    if ALIGN and parent is not None and index > 0 and part.get_param("name") is not None:
+        # Policy alignment A2 (RFC 8621 section 4.1.4): a text part that carries a file name
+        # and is not the first part of its multipart is a file, not body text.
+        return 1
+    return 0
 
 
 def python_view(raw):
@@ -86,7 +114,7 @@ def python_view(raw):
         "subject": norm(safe(lambda: str(msg["subject"])) if msg["subject"] is not None else None),
         "addresses": {r: py_addresses(msg, r) for r in ("from", "to", "cc")},
         "text": (kind, text),
-        "attachments": safe(lambda: py_attachment_count(msg) - (1 if msg.get_content_type() == "message/rfc822" else 0)),
+        "attachments": safe(lambda: py_attachment_count(msg, None, 0)),
     }
 
 
@@ -94,7 +122,7 @@ def mailfeed_view(parsed, kind):
     addresses = {r: [] for r in ("from", "to", "cc")}
     for a in parsed["addresses"]:
         if a["role"] in addresses:
-            addresses[a["role"]].append([a["name"], a["address"]])
+            addresses[a["role"]].append([norm(a["name"]), a["address"]])
     body = parsed["text_body"] if kind == "text" else parsed["html_body"]
     return {
         "subject": norm(parsed["subject"]),
@@ -116,8 +144,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("dirs", nargs="*", default=[os.path.join(ROOT, "tests/data/mail")])
     ap.add_argument("--min-rate", type=float, default=0.98)
+    ap.add_argument("--strict", action="store_true", help="drop the policy alignments A1, A2")
     ap.add_argument("--verbose", action="store_true", help="print both values of each disagreement")
     args = ap.parse_args()
+    global ALIGN
+    ALIGN = not args.strict
 
     paths = sorted(message_files(args.dirs))
     subprocess.run(["cargo", "build", "--quiet", "--example", "mime_dump"], cwd=ROOT, check=True)

@@ -313,8 +313,15 @@ fn addresses(message: &Message<'_>) -> Vec<Address> {
                 continue;
             };
             let mut push = |name: Option<&str>, address: Option<&str>| {
-                let name = name.map(str::trim).filter(|s| !s.is_empty());
-                let address = address.map(str::trim).filter(|s| !s.is_empty());
+                let mut name = name.map(str::trim).filter(|s| !s.is_empty());
+                let mut address = address.map(str::trim).filter(|s| !s.is_empty());
+                // `To: baz` is a bare local part (old local mail, RFC 822 without a domain);
+                // mail-parser reads the lone word as a display name, but it names a mailbox.
+                if address.is_none()
+                    && name.is_some_and(|n| !n.contains(char::is_whitespace) && !n.contains('"'))
+                {
+                    (name, address) = (None, name);
+                }
                 if name.is_none() && address.is_none() {
                     return;
                 }
@@ -394,10 +401,11 @@ fn attachment(part: &MessagePart<'_>) -> Attachment {
     let data = part.contents().to_vec();
     let content_type = match part.content_type() {
         Some(ct) => match ct.subtype() {
-            Some(sub) => format!("{}/{}", ct.ctype(), sub),
-            None => ct.ctype().to_owned(),
-        }
-        .to_ascii_lowercase(),
+            Some(sub) => format!("{}/{}", ct.ctype(), sub).to_ascii_lowercase(),
+            // A type without a subtype is invalid; RFC 2045 says to treat it as the default.
+            None if ct.ctype().eq_ignore_ascii_case("text") => "text/plain".to_owned(),
+            None => "application/octet-stream".to_owned(),
+        },
         None => match &part.body {
             PartType::Message(_) => "message/rfc822".to_owned(),
             PartType::Text(_) => "text/plain".to_owned(),

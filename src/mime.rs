@@ -364,8 +364,17 @@ fn join_nonempty(parts: Vec<Cow<'_, str>>) -> Option<String> {
 /// multipart whose boundary never occurs (RFC 2045 says to treat invalid types as
 /// `text/plain`). Such a part, unless it is named or marked as an attachment, is body text.
 fn is_demoted_body_text(part: &MessagePart<'_>) -> bool {
-    if !matches!(part.body, PartType::Text(_)) || part.attachment_name().is_some() {
+    if part.attachment_name().is_some() {
         return false;
+    }
+    let is_multipart = part
+        .content_type()
+        .is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("multipart"));
+    match part.body {
+        PartType::Text(_) => {}
+        // A multipart without a boundary parameter arrives as opaque bytes.
+        PartType::Binary(_) | PartType::InlineBinary(_) if is_multipart => {}
+        _ => return false,
     }
     if part
         .content_disposition()
@@ -373,9 +382,7 @@ fn is_demoted_body_text(part: &MessagePart<'_>) -> bool {
     {
         return false;
     }
-    let invalid_type = part
-        .content_type()
-        .is_some_and(|ct| ct.subtype().is_none() || ct.ctype().eq_ignore_ascii_case("multipart"));
+    let invalid_type = is_multipart || part.content_type().is_some_and(|ct| ct.subtype().is_none());
     part.is_encoding_problem || invalid_type
 }
 
@@ -402,6 +409,11 @@ fn text_body(message: &Message<'_>) -> Option<String> {
             PartType::Text(text) => Some(Cow::Borrowed(text.as_ref())),
             PartType::Html(html) => {
                 Some(Cow::Owned(mail_parser::decoders::html::html_to_text(html)))
+            }
+            PartType::Binary(bytes) | PartType::InlineBinary(bytes)
+                if is_demoted_body_text(part) =>
+            {
+                Some(String::from_utf8_lossy(bytes))
             }
             _ => None,
         })
@@ -612,6 +624,7 @@ mod tests {
         for ct in [
             "text; charset=us-ascii",
             "multipart/mixed; boundary=\"NEVER\"",
+            "multipart/alternative;",
         ] {
             let p = parse(
                 format!("From: a@example.com\nContent-Type: {ct}\n\nHello there\n").as_bytes(),

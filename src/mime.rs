@@ -383,7 +383,12 @@ fn is_demoted_body_text(part: &MessagePart<'_>) -> bool {
         return false;
     }
     let invalid_type = is_multipart || part.content_type().is_some_and(|ct| ct.subtype().is_none());
-    part.is_encoding_problem || invalid_type
+    // Only text keeps its meaning when its transfer encoding is broken; an image or a
+    // sound with broken base64 is still a (damaged) attachment.
+    let declared_text = part
+        .content_type()
+        .is_none_or(|ct| ct.ctype().eq_ignore_ascii_case("text"));
+    part.is_encoding_problem && declared_text || invalid_type
 }
 
 /// Ids of the parts whose text forms the plain-text body, in document order.

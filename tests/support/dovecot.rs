@@ -299,8 +299,12 @@ impl Dovecot {
         if child.try_wait()?.is_none() {
             // SIGTERM lets the master stop its children and close the
             // listeners; SIGKILL would leave login processes holding them.
+            // Signal the children too: left to the master, a mail process
+            // with a connected client lingers for seconds.
             let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .args(children.iter().map(u32::to_string))
                 .stderr(Stdio::null())
                 .status();
             let deadline = Instant::now() + STOP_TIMEOUT;

@@ -16,10 +16,20 @@ use crate::store::{self, StoreHandle};
 use crate::sync::{Engine, FolderOutcome};
 
 #[derive(Parser, Debug)]
-#[command(name = "mailfeed", version, about = "Feeds mail from IMAP servers into SQLite, exactly once")]
+#[command(
+    name = "mailfeed",
+    version,
+    about = "Feeds mail from IMAP servers into SQLite, exactly once"
+)]
 pub struct Cli {
     /// Configuration file.
-    #[arg(short, long, env = "MAILFEED_CONFIG", default_value = "/etc/mailfeed/mailfeed.toml", global = true)]
+    #[arg(
+        short,
+        long,
+        env = "MAILFEED_CONFIG",
+        default_value = "/etc/mailfeed/mailfeed.toml",
+        global = true
+    )]
     pub config: PathBuf,
     #[command(subcommand)]
     pub command: Cmd,
@@ -158,7 +168,10 @@ pub fn report(outcomes: &[FolderOutcome]) -> i32 {
             }
             Err(e) => {
                 failed += 1;
-                let hint = e.hint().map(|h| format!(" (hint: {h})")).unwrap_or_default();
+                let hint = e
+                    .hint()
+                    .map(|h| format!(" (hint: {h})"))
+                    .unwrap_or_default();
                 let _ = writeln!(out, "FAILED {}/{}: {e}{hint}", o.account, o.folder);
             }
         }
@@ -205,7 +218,9 @@ pub fn cmd_status(config: &Config, json: bool) -> Result<i32> {
             "{:<12} {:<24} {:>12} {:>8} {:>8} {:>6} {:<24} {}",
             r.account,
             r.mailbox,
-            r.uidvalidity.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+            r.uidvalidity
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into()),
             r.last_uid,
             r.stored,
             r.truncated,
@@ -221,9 +236,14 @@ pub async fn cmd_check(config: &Config, account: &Option<String>) -> Result<i32>
     let accounts = selected(config, account)?;
     let mut all_ok = true;
     for acc in accounts {
-        println!("== account `{}`: {}:{} ({:?})", acc.name, acc.host, acc.port, acc.security);
+        println!(
+            "== account `{}`: {}:{} ({:?})",
+            acc.name, acc.host, acc.port, acc.security
+        );
         if acc.security == Security::Plain {
-            println!("!! WARNING: security = \"plain\": the password and all mail travel unencrypted");
+            println!(
+                "!! WARNING: security = \"plain\": the password and all mail travel unencrypted"
+            );
         }
         let opts = match connect_options(config, acc) {
             Ok(o) => o,
@@ -262,7 +282,10 @@ pub async fn cmd_check(config: &Config, account: &Option<String>) -> Result<i32>
         };
         if folders.is_empty() {
             all_ok = false;
-            println!("FAILED: the folder patterns {:?} match no folder", acc.folders);
+            println!(
+                "FAILED: the folder patterns {:?} match no folder",
+                acc.folders
+            );
         }
         let mut verdicts = Vec::new();
         for f in &folders {
@@ -271,12 +294,19 @@ pub async fn cmd_check(config: &Config, account: &Option<String>) -> Result<i32>
                 Ok(st) => verdicts.push(format!(
                     "ok      {name}: {} messages, UIDVALIDITY {}, next UID {}",
                     st.exists,
-                    st.uidvalidity.map(|v| v.0.to_string()).unwrap_or_else(|| "none".into()),
-                    st.uidnext.map(|v| v.to_string()).unwrap_or_else(|| "unknown".into())
+                    st.uidvalidity
+                        .map(|v| v.0.to_string())
+                        .unwrap_or_else(|| "none".into()),
+                    st.uidnext
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "unknown".into())
                 )),
                 Err(e) => {
                     all_ok = false;
-                    let hint = e.hint().map(|h| format!("\n        hint: {h}")).unwrap_or_default();
+                    let hint = e
+                        .hint()
+                        .map(|h| format!("\n        hint: {h}"))
+                        .unwrap_or_default();
                     verdicts.push(format!("FAILED  {name}: {e}{hint}"));
                 }
             }

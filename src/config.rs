@@ -234,9 +234,9 @@ fn parse_duration(key: &str, v: &DurationValue) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(text.len());
     let (num, unit) = text.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{key}` = {text:?} is not a duration; write e.g. \"30s\", \"5m\" or \"1h\""))?;
+    let n: f64 = num.parse().map_err(|_| {
+        format!("`{key}` = {text:?} is not a duration; write e.g. \"30s\", \"5m\" or \"1h\"")
+    })?;
     let mult = match unit.trim() {
         "" | "s" | "sec" | "secs" => 1.0,
         "ms" => 0.001,
@@ -260,9 +260,9 @@ fn parse_size(key: &str, v: &SizeValue) -> Result<u64, String> {
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (num, unit) = text.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{key}` = {text:?} is not a size; write e.g. \"100MB\" or \"512KiB\""))?;
+    let n: u64 = num.parse().map_err(|_| {
+        format!("`{key}` = {text:?} is not a size; write e.g. \"100MB\" or \"512KiB\"")
+    })?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "kb" | "k" => 1000,
@@ -319,10 +319,12 @@ impl Config {
                 path: path.to_owned(),
                 source,
             })?;
-        let raw: RawFile = built.try_deserialize().map_err(|source| ConfigError::Load {
-            path: path.to_owned(),
-            source,
-        })?;
+        let raw: RawFile = built
+            .try_deserialize()
+            .map_err(|source| ConfigError::Load {
+                path: path.to_owned(),
+                source,
+            })?;
         let base = path
             .parent()
             .map(Path::to_path_buf)
@@ -377,8 +379,16 @@ impl Config {
                 None => 100 * 1000 * 1000,
             },
             timeout: dur("sync.timeout", &sy.timeout, Duration::from_secs(60))?,
-            poll_interval: dur("sync.poll_interval", &sy.poll_interval, Duration::from_secs(300))?,
-            idle_refresh: dur("sync.idle_refresh", &sy.idle_refresh, Duration::from_secs(25 * 60))?,
+            poll_interval: dur(
+                "sync.poll_interval",
+                &sy.poll_interval,
+                Duration::from_secs(300),
+            )?,
+            idle_refresh: dur(
+                "sync.idle_refresh",
+                &sy.idle_refresh,
+                Duration::from_secs(25 * 60),
+            )?,
             max_buffered_bytes: match &sy.max_buffered_bytes {
                 Some(v) => parse_size("sync.max_buffered_bytes", v)?,
                 None => 32 * 1024 * 1024,
@@ -391,12 +401,18 @@ impl Config {
             ));
         }
         if sync.max_message_size < 1024 || sync.max_message_size > u64::from(u32::MAX) {
-            return Err("`sync.max_message_size` must be between 1KB and 4GB (default \"100MB\")".into());
+            return Err(
+                "`sync.max_message_size` must be between 1KB and 4GB (default \"100MB\")".into(),
+            );
         }
         if sync.timeout < Duration::from_millis(100) {
-            return Err("`sync.timeout` is too short; use at least \"1s\" (default \"60s\")".into());
+            return Err(
+                "`sync.timeout` is too short; use at least \"1s\" (default \"60s\")".into(),
+            );
         }
-        if sync.idle_refresh < Duration::from_secs(1) || sync.idle_refresh > Duration::from_secs(29 * 60) {
+        if sync.idle_refresh < Duration::from_secs(1)
+            || sync.idle_refresh > Duration::from_secs(29 * 60)
+        {
             return Err("`sync.idle_refresh` must be between \"1s\" and \"29m\" (RFC 2177); default \"25m\"".into());
         }
         if sync.poll_interval < Duration::from_millis(100) {
@@ -409,7 +425,9 @@ impl Config {
         };
         let raw_accounts = raw.accounts.unwrap_or_default();
         if raw_accounts.is_empty() {
-            return Err("no `[[accounts]]` configured; add at least one (see config/mailfeed.toml)".into());
+            return Err(
+                "no `[[accounts]]` configured; add at least one (see config/mailfeed.toml)".into(),
+            );
         }
         let mut accounts = Vec::new();
         for (i, a) in raw_accounts.into_iter().enumerate() {
@@ -438,9 +456,12 @@ impl Config {
         sync: &SyncConfig,
     ) -> Result<AccountConfig, String> {
         let key = |k: &str| format!("accounts[{i}].{k}");
-        let name = a
-            .name
-            .ok_or_else(|| format!("`{}` is missing; give each account a short name", key("name")))?;
+        let name = a.name.ok_or_else(|| {
+            format!(
+                "`{}` is missing; give each account a short name",
+                key("name")
+            )
+        })?;
         if name.is_empty()
             || !name
                 .chars()
@@ -451,10 +472,12 @@ impl Config {
                 key("name")
             ));
         }
-        let host = a
-            .host
-            .filter(|h| !h.trim().is_empty())
-            .ok_or_else(|| format!("`{}` is missing; set the IMAP server's host name", key("host")))?;
+        let host = a.host.filter(|h| !h.trim().is_empty()).ok_or_else(|| {
+            format!(
+                "`{}` is missing; set the IMAP server's host name",
+                key("host")
+            )
+        })?;
         let security = a.security.unwrap_or(Security::Tls);
         let allow_plaintext = a.allow_plaintext.unwrap_or(false);
         if security == Security::Plain && !allow_plaintext {
@@ -505,7 +528,10 @@ impl Config {
         }
         let max_connections = a.max_connections.unwrap_or(5);
         if max_connections == 0 || max_connections > 100 {
-            return Err(format!("`{}` must be 1 to 100 (default 5)", key("max_connections")));
+            return Err(format!(
+                "`{}` must be 1 to 100 (default 5)",
+                key("max_connections")
+            ));
         }
         let poll_interval = match &a.poll_interval {
             Some(v) => parse_duration(&key("poll_interval"), v)?,
@@ -552,7 +578,10 @@ mod tests {
         let c = parse(MINIMAL).expect("valid");
         assert_eq!(c.store.path, PathBuf::from("/etc/mailfeed/mail.db"));
         let a = &c.accounts[0];
-        assert_eq!((a.port, a.security, a.idle, a.max_connections), (993, Security::Tls, true, 5));
+        assert_eq!(
+            (a.port, a.security, a.idle, a.max_connections),
+            (993, Security::Tls, true, 5)
+        );
         assert_eq!(c.sync.batch_size, 500);
         assert_eq!(c.sync.max_message_size, 100_000_000);
         assert_eq!(a.poll_interval, Duration::from_secs(300));
@@ -562,16 +591,33 @@ mod tests {
     fn mistakes_name_the_key_and_the_fix() {
         let cases = [
             (MINIMAL.replace("host =", "hots ="), "hots"),
-            (MINIMAL.replace("password_env = \"PW\"", ""), "exactly one of"),
-            (MINIMAL.replace("folders = [\"INBOX\"]", "folders = []"), "accounts[0].folders"),
+            (
+                MINIMAL.replace("password_env = \"PW\"", ""),
+                "exactly one of",
+            ),
+            (
+                MINIMAL.replace("folders = [\"INBOX\"]", "folders = []"),
+                "accounts[0].folders",
+            ),
             (
                 MINIMAL.replace("username", "security = \"plain\"\nusername"),
                 "allow_plaintext",
             ),
-            (MINIMAL.replace("[store]", "[sync]\ntimeout = \"5 fortnights\"\n[store]"), "sync.timeout"),
-            (MINIMAL.replace("[store]", "[sync]\nmax_message_size = \"1PB\"\n[store]"), "max_message_size"),
+            (
+                MINIMAL.replace("[store]", "[sync]\ntimeout = \"5 fortnights\"\n[store]"),
+                "sync.timeout",
+            ),
+            (
+                MINIMAL.replace("[store]", "[sync]\nmax_message_size = \"1PB\"\n[store]"),
+                "max_message_size",
+            ),
             (MINIMAL.replace("path = \"mail.db\"", ""), "store.path"),
-            (MINIMAL.replace("security", "x").replace("host =", "security = \"ssl\"\nhost ="), "security"),
+            (
+                MINIMAL
+                    .replace("security", "x")
+                    .replace("host =", "security = \"ssl\"\nhost ="),
+                "security",
+            ),
         ];
         for (text, needle) in cases {
             let e = parse(&text).expect_err("should be refused");
@@ -603,6 +649,10 @@ mod tests {
             .resolve("a")
             .expect("command");
         assert_eq!(s.expose(), "from-cmd");
-        assert!(PasswordSource::Env("MAILFEED_TEST_SURELY_UNSET".into()).resolve("a").is_err());
+        assert!(
+            PasswordSource::Env("MAILFEED_TEST_SURELY_UNSET".into())
+                .resolve("a")
+                .is_err()
+        );
     }
 }

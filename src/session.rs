@@ -11,8 +11,8 @@ use crate::config::{AccountConfig, ConfigError, Security};
 use crate::imap::describe::{describe, render_line};
 use crate::imap::{
     AuthMethod, AuthRefusal, Capabilities, Code, Command, Limits, ModSeq, Part, ProtocolError,
-    Received, Response, ResponseReader, Status, StatusText, Untagged, UntaggedStatus, UidSet,
-    UidValidity, choose_auth,
+    Received, Response, ResponseReader, Status, StatusText, UidSet, UidValidity, Untagged,
+    UntaggedStatus, choose_auth,
 };
 use crate::transport::{Link, TransportError};
 
@@ -87,7 +87,9 @@ impl SessionError {
             SessionError::AuthRefused(AuthRefusal::NotEncrypted) => {
                 "use `security = \"tls\"` or \"starttls\"; plaintext needs `allow_plaintext = true`"
             }
-            SessionError::CommandFailed { command: "EXAMINE", .. } => {
+            SessionError::CommandFailed {
+                command: "EXAMINE", ..
+            } => {
                 "the folder does not exist or cannot be opened: compare `folders` with the LIST output"
             }
             _ => return None,
@@ -282,7 +284,11 @@ impl Session {
     }
 
     async fn login(&mut self, account: &AccountConfig) -> Result<(), SessionError> {
-        let method = choose_auth(&self.caps, self.link.is_encrypted(), account.allow_plaintext)?;
+        let method = choose_auth(
+            &self.caps,
+            self.link.is_encrypted(),
+            account.allow_plaintext,
+        )?;
         let password = account.password.resolve(&account.name)?;
         let username = account.username.clone();
         let cmd = match method {
@@ -311,7 +317,11 @@ impl Session {
                     // Cancel an exchange we cannot continue.
                     self.link.write_all(b"*\r\n").await?;
                 }
-                Response::Tagged { tag: t, status, text } if t == tag => {
+                Response::Tagged {
+                    tag: t,
+                    status,
+                    text,
+                } if t == tag => {
                     if status != Status::Ok {
                         return Err(SessionError::LoginFailed(status_text(&text)));
                     }
@@ -354,7 +364,10 @@ impl Session {
         for part in parts {
             match part {
                 Part::Text(t) => out.extend_from_slice(&t),
-                Part::Literal { data, synchronizing } => {
+                Part::Literal {
+                    data,
+                    synchronizing,
+                } => {
                     if synchronizing {
                         self.link.write_all(&out).await?;
                         out.clear();
@@ -373,7 +386,11 @@ impl Session {
             let r = self.read_one().await?;
             match &r.response {
                 Response::Continuation(_) => return Ok(()),
-                Response::Tagged { tag: t, status, text } if t == tag => {
+                Response::Tagged {
+                    tag: t,
+                    status,
+                    text,
+                } if t == tag => {
                     return Err(SessionError::CommandFailed {
                         command: self.tag_names.get(tag).copied().unwrap_or("command"),
                         status: status.as_str(),
@@ -400,14 +417,16 @@ impl Session {
         let limit = self.link.timeout();
         match self.read_one_within(limit).await? {
             Some(r) => Ok(r),
-            None => Err(SessionError::Transport(TransportError::ReadTimeout { after: limit })),
+            None => Err(SessionError::Transport(TransportError::ReadTimeout {
+                after: limit,
+            })),
         }
     }
 
     async fn read_one_within(&mut self, limit: Duration) -> Result<Option<Received>, SessionError> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            if let Some(r) = self.reader.next() {
+            if let Some(r) = self.reader.pop() {
                 self.observe(&r);
                 return Ok(Some(r));
             }
@@ -488,7 +507,11 @@ impl Session {
         loop {
             let r = self.next_response().await?;
             match r.response {
-                Response::Tagged { tag: t, status, text } if t == tag => {
+                Response::Tagged {
+                    tag: t,
+                    status,
+                    text,
+                } if t == tag => {
                     self.tag_names.remove(tag);
                     if status == Status::Ok {
                         return Ok(out);
@@ -516,7 +539,10 @@ impl Session {
     }
 
     /// LIST with a pattern; returns selectable folders' wire names.
-    pub async fn list(&mut self, pattern: &str) -> Result<Vec<crate::imap::ListEntry>, SessionError> {
+    pub async fn list(
+        &mut self,
+        pattern: &str,
+    ) -> Result<Vec<crate::imap::ListEntry>, SessionError> {
         let untagged = self
             .run(&Command::List {
                 reference: String::new(),
@@ -565,7 +591,12 @@ impl Session {
         for u in untagged {
             match u {
                 Untagged::Exists(n) => st.exists = n,
-                Untagged::Status(_, StatusText { code: Some(code), .. }) => match code {
+                Untagged::Status(
+                    _,
+                    StatusText {
+                        code: Some(code), ..
+                    },
+                ) => match code {
                     Code::UidValidity(v) => st.uidvalidity = Some(UidValidity(v)),
                     Code::UidNext(n) => st.uidnext = Some(n),
                     Code::HighestModSeq(m) => st.highest_modseq = Some(ModSeq(m)),

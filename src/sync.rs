@@ -41,9 +41,9 @@ impl SyncError {
     pub fn breaks_connection(&self) -> bool {
         match self {
             SyncError::Session(SessionError::CommandFailed { .. }) => false,
-            SyncError::Session(_) | SyncError::MissingUid | SyncError::UidValidityChanged { .. } => {
-                true
-            }
+            SyncError::Session(_)
+            | SyncError::MissingUid
+            | SyncError::UidValidityChanged { .. } => true,
             _ => false,
         }
     }
@@ -290,9 +290,7 @@ impl Engine {
                         continue;
                     };
                     let uid = data.uid.ok_or(SyncError::MissingUid)?;
-                    let Some(idx) = plan
-                        .iter()
-                        .position(|b| uid.0 > b.after && uid.0 <= b.last)
+                    let Some(idx) = plan.iter().position(|b| uid.0 > b.after && uid.0 <= b.last)
                     else {
                         tracing::warn!(account = ctx.account, folder = %ctx.folder, uid = uid.0,
                             "server sent a message that was not asked for; ignored");
@@ -316,7 +314,10 @@ impl Engine {
                             mailbox: ctx.mailbox,
                             uidvalidity: ctx.uidvalidity,
                             uid,
-                            internal_date: data.internal_date.as_deref().and_then(internal_date_to_utc),
+                            internal_date: data
+                                .internal_date
+                                .as_deref()
+                                .and_then(internal_date_to_utc),
                             flags: data.flags.unwrap_or_default(),
                             modseq: data.modseq.map(|m| m.0),
                             size,
@@ -385,7 +386,9 @@ impl Engine {
                     }
                 }
                 Response::Continuation(_) => {
-                    return Err(SessionError::Unexpected("unexpected continuation request".into()).into());
+                    return Err(
+                        SessionError::Unexpected("unexpected continuation request".into()).into(),
+                    );
                 }
             }
         }
@@ -508,10 +511,7 @@ pub async fn sync_account(
         let results = results.clone();
         async move {
             let mut session = s;
-            loop {
-                let Some(folder) = queue.lock().ok().and_then(|mut q| q.pop_front()) else {
-                    break;
-                };
+            while let Some(folder) = queue.lock().ok().and_then(|mut q| q.pop_front()) {
                 if session.is_none() {
                     match Session::connect(account, &engine.opts, make_tap()).await {
                         Ok(s) => session = Some(s),
@@ -521,7 +521,9 @@ pub async fn sync_account(
                         }
                     }
                 }
-                let Some(sess) = session.as_mut() else { continue };
+                let Some(sess) = session.as_mut() else {
+                    continue;
+                };
                 let r = engine.sync_folder(sess, &account.name, &folder).await;
                 if r.as_ref().is_err_and(SyncError::breaks_connection) {
                     session = None;
@@ -578,26 +580,53 @@ mod tests {
         let fresh = MailboxCursor::default();
         assert_eq!(
             plan(&fresh, &state(5, 10, 11)).expect("plan"),
-            Plan::Fetch { uidvalidity: UidValidity(5), after: 0, new_generation: true }
+            Plan::Fetch {
+                uidvalidity: UidValidity(5),
+                after: 0,
+                new_generation: true
+            }
         );
-        let cur = MailboxCursor { uidvalidity: Some(UidValidity(5)), last_uid: 10, highest_modseq: None };
-        assert_eq!(plan(&cur, &state(5, 10, 11)).expect("plan"), Plan::UpToDate { uidvalidity: UidValidity(5) });
+        let cur = MailboxCursor {
+            uidvalidity: Some(UidValidity(5)),
+            last_uid: 10,
+            highest_modseq: None,
+        };
+        assert_eq!(
+            plan(&cur, &state(5, 10, 11)).expect("plan"),
+            Plan::UpToDate {
+                uidvalidity: UidValidity(5)
+            }
+        );
         assert_eq!(
             plan(&cur, &state(5, 11, 13)).expect("plan"),
-            Plan::Fetch { uidvalidity: UidValidity(5), after: 10, new_generation: false }
+            Plan::Fetch {
+                uidvalidity: UidValidity(5),
+                after: 10,
+                new_generation: false
+            }
         );
         assert_eq!(
             plan(&cur, &state(6, 3, 4)).expect("plan"),
-            Plan::Fetch { uidvalidity: UidValidity(6), after: 0, new_generation: true }
+            Plan::Fetch {
+                uidvalidity: UidValidity(6),
+                after: 0,
+                new_generation: true
+            }
         );
-        assert!(matches!(plan(&cur, &state(0, 3, 4)), Err(SyncError::NoUidValidity)));
+        assert!(matches!(
+            plan(&cur, &state(0, 3, 4)),
+            Err(SyncError::NoUidValidity)
+        ));
         let mut no_uv = state(5, 1, 2);
         no_uv.uidvalidity = None;
         assert!(plan(&cur, &no_uv).is_err());
         // Without UIDNEXT the server must be asked.
         let mut no_next = state(5, 10, 0);
         no_next.uidnext = None;
-        assert!(matches!(plan(&cur, &no_next).expect("plan"), Plan::Fetch { after: 10, .. }));
+        assert!(matches!(
+            plan(&cur, &no_next).expect("plan"),
+            Plan::Fetch { after: 10, .. }
+        ));
     }
 
     #[test]
@@ -605,7 +634,9 @@ mod tests {
         let listed: Vec<(u32, u64)> = vec![(3, 10), (4, 10), (9, 10), (10, 100), (11, 10)];
         let b = batches(2, &listed, 2, 1000);
         assert_eq!(
-            b.iter().map(|b| (b.after, b.last, b.count)).collect::<Vec<_>>(),
+            b.iter()
+                .map(|b| (b.after, b.last, b.count))
+                .collect::<Vec<_>>(),
             vec![(2, 4, 2), (4, 10, 2), (10, 11, 1)]
         );
         let b = batches(2, &listed, 100, 50);
@@ -619,7 +650,10 @@ mod tests {
 
     #[test]
     fn header_block_cuts_at_blank_line() {
-        assert_eq!(header_block(b"A: 1\r\nB: 2\r\n\r\nbody".to_vec()), b"A: 1\r\nB: 2\r\n\r\n");
+        assert_eq!(
+            header_block(b"A: 1\r\nB: 2\r\n\r\nbody".to_vec()),
+            b"A: 1\r\nB: 2\r\n\r\n"
+        );
         assert_eq!(header_block(b"A: 1\n\nbody".to_vec()), b"A: 1\n\n");
         assert_eq!(header_block(b"A: 1\r\nno end".to_vec()), b"A: 1\r\nno end");
     }

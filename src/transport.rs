@@ -111,7 +111,10 @@ enum Stream {
 }
 
 fn closed() -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::NotConnected, "connection already closed")
+    std::io::Error::new(
+        std::io::ErrorKind::NotConnected,
+        "connection already closed",
+    )
 }
 
 /// One connection to a server, encrypted or not.
@@ -182,9 +185,10 @@ impl Link {
             Stream::Tls(_) => return Ok(self),
             Stream::Closed => return Err(TransportError::Io(closed())),
         };
-        let name = ServerName::try_from(host.to_owned()).map_err(|_| TransportError::ServerName {
-            host: host.to_owned(),
-        })?;
+        let name =
+            ServerName::try_from(host.to_owned()).map_err(|_| TransportError::ServerName {
+                host: host.to_owned(),
+            })?;
         let connector = TlsConnector::from(config);
         let tls = match tokio::time::timeout(self.timeout, connector.connect(name, tcp)).await {
             Ok(Ok(s)) => s,

@@ -102,7 +102,10 @@ mod tests {
     #[test]
     fn auth_choice_follows_capabilities() {
         let c = Capabilities::new(["IMAP4rev1", "SASL-IR", "AUTH=PLAIN"]);
-        assert_eq!(choose_auth(&c, true, false), Ok(AuthMethod::PlainInitialResponse));
+        assert_eq!(
+            choose_auth(&c, true, false),
+            Ok(AuthMethod::PlainInitialResponse)
+        );
         let c = Capabilities::new(["IMAP4rev1", "AUTH=PLAIN"]);
         assert_eq!(choose_auth(&c, true, false), Ok(AuthMethod::Plain));
         let c = Capabilities::new(["IMAP4rev1"]);
@@ -113,6 +116,9 @@ mod tests {
             choose_auth(&Capabilities::default(), false, false),
             Err(AuthRefusal::NotEncrypted)
         );
-        assert_eq!(choose_auth(&Capabilities::default(), false, true), Ok(AuthMethod::Login));
+        assert_eq!(
+            choose_auth(&Capabilities::default(), false, true),
+            Ok(AuthMethod::Login)
+        );
     }
 }

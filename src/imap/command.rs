@@ -70,11 +70,17 @@ fn astring(s: &str, literal_plus: bool, out: &mut Encoder) {
         && b.iter().all(|&c| {
             c > 0x20
                 && c < 0x7f
-                && !matches!(c, b'(' | b')' | b'{' | b' ' | b'%' | b'*' | b'"' | b'\\' | b']')
+                && !matches!(
+                    c,
+                    b'(' | b')' | b'{' | b' ' | b'%' | b'*' | b'"' | b'\\' | b']'
+                )
         });
     if atom_ok {
         out.text(b);
-    } else if b.iter().all(|&c| c != 0 && c != b'\r' && c != b'\n' && c < 0x80) {
+    } else if b
+        .iter()
+        .all(|&c| c != 0 && c != b'\r' && c != b'\n' && c < 0x80)
+    {
         out.text(b"\"");
         for &c in b {
             if c == b'"' || c == b'\\' {
@@ -188,7 +194,10 @@ impl Command {
         e.text(tag.as_bytes());
         e.text(b" ");
         match self {
-            Command::Capability | Command::Noop | Command::Logout | Command::StartTls
+            Command::Capability
+            | Command::Noop
+            | Command::Logout
+            | Command::StartTls
             | Command::Idle => e.text(self.name().as_bytes()),
             Command::Compress => e.text(b"COMPRESS DEFLATE"),
             Command::Login { username, password } => {
@@ -353,7 +362,9 @@ mod tests {
         };
         assert_eq!(
             wire(&c, true),
-            vec![Part::Text(b"a1 EXAMINE \"Sent Items\" (QRESYNC (7 99))\r\n".to_vec())]
+            vec![Part::Text(
+                b"a1 EXAMINE \"Sent Items\" (QRESYNC (7 99))\r\n".to_vec()
+            )]
         );
         let f = Command::UidFetch {
             set: "1:*".into(),

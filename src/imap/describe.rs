@@ -104,9 +104,9 @@ fn describe_untagged(u: &Untagged) -> String {
             }
             match &d.body {
                 Some(Body::Full(b)) => s.push_str(&format!(", {} bytes of content", b.len())),
-                Some(Body::Truncated { declared, .. }) => {
-                    s.push_str(&format!(", {declared} bytes of content (over the size limit)"))
-                }
+                Some(Body::Truncated { declared, .. }) => s.push_str(&format!(
+                    ", {declared} bytes of content (over the size limit)"
+                )),
                 Some(Body::Nil) => s.push_str(", no content (NIL)"),
                 None => {}
             }
@@ -115,7 +115,11 @@ fn describe_untagged(u: &Untagged) -> String {
         Untagged::List(e) => format!(
             "folder {:?}{}",
             super::mutf7::decode(&e.name),
-            if e.is_selectable() { "" } else { " (cannot be opened)" }
+            if e.is_selectable() {
+                ""
+            } else {
+                " (cannot be opened)"
+            }
         ),
         Untagged::MailboxStatus { mailbox, items } => format!(
             "status of {:?}: {}",

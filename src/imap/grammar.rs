@@ -41,7 +41,10 @@ struct Cursor<'a> {
 fn is_atom_char(b: u8) -> bool {
     b > 0x20
         && b < 0x7f
-        && !matches!(b, b'(' | b')' | b'{' | b' ' | b'%' | b'*' | b'"' | b'\\' | b']')
+        && !matches!(
+            b,
+            b'(' | b')' | b'{' | b' ' | b'%' | b'*' | b'"' | b'\\' | b']'
+        )
 }
 
 impl<'a> Cursor<'a> {
@@ -202,8 +205,7 @@ impl<'a> Cursor<'a> {
 
     fn is_nil(&self) -> bool {
         let s = self.s.get(self.pos..self.pos + 3).unwrap_or_default();
-        s.eq_ignore_ascii_case(b"NIL")
-            && self.s.get(self.pos + 3).is_none_or(|&b| !is_atom_char(b))
+        s.eq_ignore_ascii_case(b"NIL") && self.s.get(self.pos + 3).is_none_or(|&b| !is_atom_char(b))
     }
 
     /// string / NIL, keeping truncated literals distinguishable.
@@ -274,7 +276,8 @@ impl<'a> Cursor<'a> {
                 Ok(())
             }
             Some(_) => {
-                let a = self.take_while(|b| (is_atom_char(b) && b != b'[') || b == b'%' || b == b'*');
+                let a =
+                    self.take_while(|b| (is_atom_char(b) && b != b'[') || b == b'%' || b == b'*');
                 if a.is_empty() {
                     return Err(self.err("unexpected character"));
                 }

@@ -15,7 +15,9 @@ pub mod types;
 pub use capabilities::{AuthMethod, AuthRefusal, Capabilities, choose_auth};
 pub use command::{Command, Part};
 pub use reader::{Limits, ProtocolError, Received, ResponseReader};
-pub use response::{Body, Code, FetchData, ListEntry, Response, Status, StatusText, Untagged, UntaggedStatus};
+pub use response::{
+    Body, Code, FetchData, ListEntry, Response, Status, StatusText, Untagged, UntaggedStatus,
+};
 pub use types::{ModSeq, SeqNum, Uid, UidRange, UidSet, UidValidity};
 #[cfg(test)]
 mod tests;

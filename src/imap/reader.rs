@@ -142,7 +142,7 @@ impl ResponseReader {
     }
 
     /// The next complete response, if one has arrived.
-    pub fn next(&mut self) -> Option<Received> {
+    pub fn pop(&mut self) -> Option<Received> {
         self.ready.pop_front()
     }
 

@@ -148,9 +148,13 @@ pub enum Response {
 impl Response {
     pub fn uidvalidity_code(&self) -> Option<UidValidity> {
         match self {
-            Response::Untagged(Untagged::Status(_, StatusText { code: Some(Code::UidValidity(v)), .. })) => {
-                Some(UidValidity(*v))
-            }
+            Response::Untagged(Untagged::Status(
+                _,
+                StatusText {
+                    code: Some(Code::UidValidity(v)),
+                    ..
+                },
+            )) => Some(UidValidity(*v)),
             _ => None,
         }
     }

@@ -16,7 +16,7 @@ fn feed_all(chunks: &[&[u8]]) -> Result<Vec<Response>, ProtocolError> {
     let mut out = Vec::new();
     for c in chunks {
         r.feed(c)?;
-        while let Some(rec) = r.next() {
+        while let Some(rec) = r.pop() {
             out.push(rec.response);
         }
     }
@@ -88,9 +88,25 @@ fn tagged_replies_and_codes() {
         }
     );
     let r = one(b"a3 OK [READ-ONLY] Examine completed (0.001 + 0.000 secs).\r\n");
-    assert!(matches!(r, Response::Tagged { status: Status::Ok, text: StatusText { code: Some(Code::ReadOnly), .. }, .. }));
+    assert!(matches!(
+        r,
+        Response::Tagged {
+            status: Status::Ok,
+            text: StatusText {
+                code: Some(Code::ReadOnly),
+                ..
+            },
+            ..
+        }
+    ));
     let r = one(b"a4 bad what?\r\n");
-    assert!(matches!(r, Response::Tagged { status: Status::Bad, .. }));
+    assert!(matches!(
+        r,
+        Response::Tagged {
+            status: Status::Bad,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -116,8 +132,26 @@ fn select_data() {
     );
     assert_eq!(v[2], Response::Untagged(Untagged::Exists(1843)));
     assert_eq!(v[4].uidvalidity_code(), Some(UidValidity(1700000000)));
-    assert!(matches!(&v[5], Response::Untagged(Untagged::Status(_, StatusText { code: Some(Code::UidNext(1844)), .. }))));
-    assert!(matches!(&v[6], Response::Untagged(Untagged::Status(_, StatusText { code: Some(Code::HighestModSeq(9000000000)), .. }))));
+    assert!(matches!(
+        &v[5],
+        Response::Untagged(Untagged::Status(
+            _,
+            StatusText {
+                code: Some(Code::UidNext(1844)),
+                ..
+            }
+        ))
+    ));
+    assert!(matches!(
+        &v[6],
+        Response::Untagged(Untagged::Status(
+            _,
+            StatusText {
+                code: Some(Code::HighestModSeq(9000000000)),
+                ..
+            }
+        ))
+    ));
 }
 
 #[test]
@@ -130,7 +164,10 @@ fn fetch_with_literal_body_any_item_order() {
             assert_eq!(d.flags, Some(vec!["\\Seen".into()]));
             assert_eq!(d.rfc822_size, Some(12));
             assert_eq!(d.modseq, Some(ModSeq(7)));
-            assert_eq!(d.internal_date.as_deref(), Some("17-Jul-1996 02:44:25 -0700"));
+            assert_eq!(
+                d.internal_date.as_deref(),
+                Some("17-Jul-1996 02:44:25 -0700")
+            );
             assert_eq!(d.body, Some(Body::Full(b"Hello\r\nWorld".to_vec())));
         }
         other => panic!("unexpected {other:?}"),
@@ -140,13 +177,21 @@ fn fetch_with_literal_body_any_item_order() {
 #[test]
 fn fetch_body_quoted_nil_and_literal_plus() {
     let r = one(b"* 1 FETCH (UID 1 BODY[] \"a \\\"b\\\"\")\r\n");
-    assert!(matches!(r, Response::Untagged(Untagged::Fetch(_, ref d)) if d.body == Some(Body::Full(b"a \"b\"".to_vec()))));
+    assert!(
+        matches!(r, Response::Untagged(Untagged::Fetch(_, ref d)) if d.body == Some(Body::Full(b"a \"b\"".to_vec())))
+    );
     let r = one(b"* 1 FETCH (UID 1 BODY[] NIL)\r\n");
-    assert!(matches!(r, Response::Untagged(Untagged::Fetch(_, ref d)) if d.body == Some(Body::Nil)));
+    assert!(
+        matches!(r, Response::Untagged(Untagged::Fetch(_, ref d)) if d.body == Some(Body::Nil))
+    );
     let r = one(b"* 1 FETCH (UID 1 BODY[] {3+}\r\nabc)\r\n");
-    assert!(matches!(r, Response::Untagged(Untagged::Fetch(_, ref d)) if d.body == Some(Body::Full(b"abc".to_vec()))));
+    assert!(
+        matches!(r, Response::Untagged(Untagged::Fetch(_, ref d)) if d.body == Some(Body::Full(b"abc".to_vec())))
+    );
     let r = one(b"* 1 FETCH (UID 1 BODY[] {0}\r\n)\r\n");
-    assert!(matches!(r, Response::Untagged(Untagged::Fetch(_, ref d)) if d.body == Some(Body::Full(Vec::new()))));
+    assert!(
+        matches!(r, Response::Untagged(Untagged::Fetch(_, ref d)) if d.body == Some(Body::Full(Vec::new())))
+    );
 }
 
 #[test]
@@ -182,11 +227,14 @@ fn oversized_literal_is_truncated_not_buffered() {
 fn huge_literal_claims_allocate_nothing() {
     let mut r = ResponseReader::new(limits());
     // 2^40 is beyond the protocol's 32-bit literal sizes.
-    let e = r.feed(b"* 1 FETCH (BODY[] {1099511627776}\r\n").unwrap_err();
+    let e = r
+        .feed(b"* 1 FETCH (BODY[] {1099511627776}\r\n")
+        .unwrap_err();
     assert!(matches!(e, ProtocolError::LiteralTooLarge { .. }));
     // Within 32 bits but far beyond the limit: accepted, kept as a prefix.
     let mut r = ResponseReader::new(limits());
-    r.feed(b"* 1 FETCH (BODY[] {4294967295}\r\nabc").expect("accepted");
+    r.feed(b"* 1 FETCH (BODY[] {4294967295}\r\nabc")
+        .expect("accepted");
     assert_eq!(r.literal_remaining(), Some(4294967292));
 }
 
@@ -218,7 +266,11 @@ fn malformed_inputs_are_errors_not_panics() {
         b"* VANISHED (EARLIER) 1:*\r\n",
     ] {
         let r = parse_split(script);
-        assert!(r.is_err(), "{:?} should fail, got {r:?}", String::from_utf8_lossy(script));
+        assert!(
+            r.is_err(),
+            "{:?} should fail, got {r:?}",
+            String::from_utf8_lossy(script)
+        );
     }
 }
 
@@ -288,7 +340,10 @@ fn list_status_search_esearch_vanished_enabled() {
         Response::Untagged(Untagged::ESearch(e)) => {
             assert_eq!(e.tag.as_deref(), Some("a5"));
             assert!(e.uid);
-            assert_eq!(e.all.as_ref().map(|s| s.to_string()).as_deref(), Some("1:3,7"));
+            assert_eq!(
+                e.all.as_ref().map(|s| s.to_string()).as_deref(),
+                Some("1:3,7")
+            );
             assert_eq!(e.count, Some(4));
         }
         other => panic!("unexpected {other:?}"),
@@ -300,7 +355,10 @@ fn list_status_search_esearch_vanished_enabled() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert_eq!(v[6], Response::Untagged(Untagged::Enabled(vec!["QRESYNC".into()])));
+    assert_eq!(
+        v[6],
+        Response::Untagged(Untagged::Enabled(vec!["QRESYNC".into()]))
+    );
 }
 
 #[test]

@@ -103,10 +103,7 @@ impl UidSet {
 
     /// Number of UIDs in the set.
     pub fn len(&self) -> u64 {
-        self.ranges
-            .iter()
-            .map(|&(a, b)| u64::from(b - a) + 1)
-            .sum()
+        self.ranges.iter().map(|&(a, b)| u64::from(b - a) + 1).sum()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {

@@ -36,7 +36,9 @@ pub enum StoreError {
         name: &'static str,
         source: rusqlite::Error,
     },
-    #[error("database is at schema version {found}, newer than this mailfeed ({known}); upgrade mailfeed")]
+    #[error(
+        "database is at schema version {found}, newer than this mailfeed ({known}); upgrade mailfeed"
+    )]
     TooNew { found: i64, known: i64 },
     #[error("{doing}: {source}")]
     Sql {
@@ -55,7 +57,10 @@ pub(crate) trait Context<T> {
 
 impl<T> Context<T> for Result<T, rusqlite::Error> {
     fn doing(self, what: &'static str) -> Result<T, StoreError> {
-        self.map_err(|source| StoreError::Sql { doing: what, source })
+        self.map_err(|source| StoreError::Sql {
+            doing: what,
+            source,
+        })
     }
 }
 
@@ -142,10 +147,12 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    opts.open(path).map(drop).map_err(|source| StoreError::Create {
-        path: path.to_owned(),
-        source,
-    })
+    opts.open(path)
+        .map(drop)
+        .map_err(|source| StoreError::Create {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 fn configure(conn: &Connection, sync: Synchronous) -> rusqlite::Result<()> {
@@ -173,9 +180,11 @@ pub(crate) fn ensure_account(conn: &Connection, name: &str) -> Result<i64, Store
         params![name],
     )
     .doing("recording account")?;
-    conn.query_row("SELECT id FROM accounts WHERE name = ?1", params![name], |r| {
-        r.get(0)
-    })
+    conn.query_row(
+        "SELECT id FROM accounts WHERE name = ?1",
+        params![name],
+        |r| r.get(0),
+    )
     .doing("looking up account")
 }
 

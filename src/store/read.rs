@@ -91,5 +91,6 @@ pub fn feed_of(
             })
         })
         .doing("reading the feed")?;
-    rows.collect::<Result<Vec<_>, _>>().doing("reading the feed")
+    rows.collect::<Result<Vec<_>, _>>()
+        .doing("reading the feed")
 }

@@ -12,7 +12,8 @@ fn msg(mailbox: MailboxId, uv: u32, uid: u32, body: &str) -> NewMessage {
         flags: vec!["\\Seen".into()],
         modseq: None,
         size: body.len() as u64,
-        raw: format!("Message-ID: <{body}@x>\r\nSubject: {body}\r\n\r\nbody {body}\r\n").into_bytes(),
+        raw: format!("Message-ID: <{body}@x>\r\nSubject: {body}\r\n\r\nbody {body}\r\n")
+            .into_bytes(),
         truncated: false,
     }
 }
@@ -27,7 +28,9 @@ fn rt() -> tokio::runtime::Runtime {
 #[test]
 fn migrations_apply_once_and_record_version() {
     let conn = open_in_memory().expect("open");
-    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("v");
+    let v: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("v");
     assert!(v >= 1);
     // Applying again is a no-op.
     migrate::apply(&conn).expect("again");
@@ -43,12 +46,18 @@ fn messages_and_cursor_commit_and_repeat_is_noop() {
         assert_eq!(cur, MailboxCursor::default());
         h.begin_generation(mb, UidValidity(7)).await.expect("gen");
         for uid in 1..=3 {
-            h.save(msg(mb, 7, uid, &format!("m{uid}"))).await.expect("save");
+            h.save(msg(mb, 7, uid, &format!("m{uid}")))
+                .await
+                .expect("save");
         }
-        h.advance_cursor(mb, UidValidity(7), 3).await.expect("cursor");
+        h.advance_cursor(mb, UidValidity(7), 3)
+            .await
+            .expect("cursor");
         // The same messages again (a re-fetch after a crash) change nothing.
         for uid in 1..=3 {
-            h.save(msg(mb, 7, uid, &format!("m{uid}"))).await.expect("save");
+            h.save(msg(mb, 7, uid, &format!("m{uid}")))
+                .await
+                .expect("save");
         }
         h.commit().await.expect("commit");
         let c = h.cursor(mb).await.expect("cursor");
@@ -59,9 +68,14 @@ fn messages_and_cursor_commit_and_repeat_is_noop() {
     });
     let conn = open_read_only(&path).expect("ro");
     let feed = read::feed_of(&conn, "acct", "INBOX").expect("feed");
-    assert_eq!(feed.iter().map(|m| m.uid).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(
+        feed.iter().map(|m| m.uid).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
     let events: i64 = conn
-        .query_row("SELECT count(*) FROM events WHERE kind = 'new'", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM events WHERE kind = 'new'", [], |r| {
+            r.get(0)
+        })
         .expect("events");
     assert_eq!(events, 3);
     #[cfg(unix)]
@@ -82,7 +96,9 @@ fn uidvalidity_change_keeps_old_rows_and_links_identical_messages() {
         h.begin_generation(mb, UidValidity(1)).await.expect("gen");
         h.save(msg(mb, 1, 1, "a")).await.expect("save");
         h.save(msg(mb, 1, 2, "b")).await.expect("save");
-        h.advance_cursor(mb, UidValidity(1), 2).await.expect("cursor");
+        h.advance_cursor(mb, UidValidity(1), 2)
+            .await
+            .expect("cursor");
         h.begin_generation(mb, UidValidity(2)).await.expect("gen2");
         let c = h.cursor(mb).await.expect("cursor");
         assert_eq!((c.uidvalidity, c.last_uid), (Some(UidValidity(2)), 0));
@@ -96,8 +112,14 @@ fn uidvalidity_change_keeps_old_rows_and_links_identical_messages() {
     let conn = open_read_only(&path).expect("ro");
     let feed = read::feed_of(&conn, "acct", "INBOX").expect("feed");
     let seen: Vec<(u32, u32)> = feed.iter().map(|m| (m.uidvalidity, m.uid)).collect();
-    assert_eq!(seen, vec![(1, 1), (1, 2), (2, 2)], "the relinked copy is not shown again");
-    let all: i64 = conn.query_row("SELECT count(*) FROM messages", [], |r| r.get(0)).expect("n");
+    assert_eq!(
+        seen,
+        vec![(1, 1), (1, 2), (2, 2)],
+        "the relinked copy is not shown again"
+    );
+    let all: i64 = conn
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .expect("n");
     assert_eq!(all, 4, "old rows stay");
     let st = read::status(&conn).expect("status");
     assert_eq!(st[0].uidvalidity_changes, 1);

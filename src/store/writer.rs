@@ -125,7 +125,9 @@ impl StoreHandle {
 
     /// Queues a message; waits while the queue holds too many bytes.
     pub async fn save(&self, m: NewMessage) -> Result<(), StoreError> {
-        let want = u32::try_from(m.raw.len()).unwrap_or(u32::MAX).clamp(1, self.byte_budget);
+        let want = u32::try_from(m.raw.len())
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.byte_budget);
         let permit = self
             .bytes
             .clone()
@@ -155,7 +157,10 @@ impl StoreHandle {
                 Err(copy)
             }
         });
-        self.tx.send(Job::Work(work)).await.map_err(|_| self.gone())?;
+        self.tx
+            .send(Job::Work(work))
+            .await
+            .map_err(|_| self.gone())?;
         match rx.await {
             Ok(r) => r,
             Err(_) => Err(self.gone()),
@@ -165,7 +170,10 @@ impl StoreHandle {
     /// Waits until everything sent before is committed.
     pub async fn commit(&self) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Job::Commit(tx)).await.map_err(|_| self.gone())?;
+        self.tx
+            .send(Job::Commit(tx))
+            .await
+            .map_err(|_| self.gone())?;
         rx.await.map_err(|_| self.gone())?;
         // A failure after our jobs but before the commit also loses them.
         match self.failure.lock().ok().and_then(|f| f.clone()) {
@@ -186,7 +194,8 @@ impl StoreHandle {
         wire_name: &str,
     ) -> Result<(MailboxId, MailboxCursor), StoreError> {
         let (account, wire) = (account.to_owned(), wire_name.to_owned());
-        self.call(move |c| super::ensure_mailbox(c, &account, &wire)).await
+        self.call(move |c| super::ensure_mailbox(c, &account, &wire))
+            .await
     }
 
     /// Reads a mailbox's cursor as the writer sees it (including what is
@@ -202,7 +211,8 @@ impl StoreHandle {
         mailbox: MailboxId,
         uidvalidity: UidValidity,
     ) -> Result<(), StoreError> {
-        self.call(move |c| begin_generation(c, mailbox, uidvalidity)).await
+        self.call(move |c| begin_generation(c, mailbox, uidvalidity))
+            .await
     }
 
     /// Records that every UID up to `last_uid` of `uidvalidity` is stored.
@@ -269,10 +279,7 @@ fn begin_generation(c: &Connection, mailbox: MailboxId, uv: UidValidity) -> Resu
     if let Some(old) = old {
         c.execute(
             "INSERT INTO events (kind, mailbox_id, detail) VALUES ('uidvalidity', ?1, ?2)",
-            params![
-                mailbox.0,
-                format!("{{\"old\":{old},\"new\":{}}}", uv.0)
-            ],
+            params![mailbox.0, format!("{{\"old\":{old},\"new\":{}}}", uv.0)],
         )
         .doing("recording the UIDVALIDITY change")?;
     }
@@ -293,7 +300,12 @@ fn insert_message(c: &Connection, m: &NewMessage) -> Result<(), StoreError> {
              ORDER BY o.id LIMIT 1",
         )
         .and_then(|mut s| {
-            let mut rows = s.query(params![m.mailbox.0, &hash[..], m.uidvalidity.0, summary.message_id])?;
+            let mut rows = s.query(params![
+                m.mailbox.0,
+                &hash[..],
+                m.uidvalidity.0,
+                summary.message_id
+            ])?;
             rows.next()?.map(|r| r.get(0)).transpose()
         })
         .doing("looking for an earlier copy of the message")?;
@@ -330,9 +342,11 @@ fn insert_message(c: &Connection, m: &NewMessage) -> Result<(), StoreError> {
         .and_then(|mut s| s.execute(params![id, &m.raw]))
         .doing("storing the raw message")?;
     if supersedes.is_none() {
-        c.prepare_cached("INSERT INTO events (kind, mailbox_id, message_id) VALUES ('new', ?1, ?2)")
-            .and_then(|mut s| s.execute(params![m.mailbox.0, id]))
-            .doing("recording the new-message event")?;
+        c.prepare_cached(
+            "INSERT INTO events (kind, mailbox_id, message_id) VALUES ('new', ?1, ?2)",
+        )
+        .and_then(|mut s| s.execute(params![m.mailbox.0, id]))
+        .doing("recording the new-message event")?;
     }
     Ok(())
 }
@@ -379,7 +393,8 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, failure: Arc<Mutex<Option<
                 continue;
             }
             if !in_tx {
-                conn.execute_batch("BEGIN IMMEDIATE").doing("starting a transaction")?;
+                conn.execute_batch("BEGIN IMMEDIATE")
+                    .doing("starting a transaction")?;
                 in_tx = true;
             }
             match job {

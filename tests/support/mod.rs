@@ -9,3 +9,4 @@
 pub mod corpus;
 pub mod dovecot;
 pub mod imap_truth;
+pub mod mailfeed;

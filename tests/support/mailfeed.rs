@@ -1,0 +1,193 @@
+//! Driving the real `mailfeed` binary from tests: a config file pointing at a
+//! test Dovecot, running subcommands, and reading the database back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use super::dovecot::Dovecot;
+
+/// How the test account connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Tls,
+    StartTls,
+    Plain,
+}
+
+/// A mailfeed config under a temp dir, for one or more accounts.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub db: PathBuf,
+}
+
+/// One `[[accounts]]` entry's essentials.
+pub struct Account<'a> {
+    pub name: &'a str,
+    pub port: u16,
+    pub mode: Mode,
+    pub ca_file: Option<&'a Path>,
+    pub user: &'a str,
+    pub password: &'a str,
+    pub folders: &'a [&'a str],
+    pub extra: &'a str,
+}
+
+impl<'a> Account<'a> {
+    /// An account for `user` on `dc` over implicit TLS, trusting its cert.
+    pub fn tls(
+        dc: &'a Dovecot,
+        cert: &'a Path,
+        user: &'a str,
+        password: &'a str,
+        folders: &'a [&'a str],
+    ) -> Self {
+        Account {
+            name: "test",
+            port: dc.tls_port(),
+            mode: Mode::Tls,
+            ca_file: Some(cert),
+            user,
+            password,
+            folders,
+            extra: "",
+        }
+    }
+
+    /// Plain IMAP (allowed explicitly), for proxies and speed.
+    pub fn plain(
+        dc: &'a Dovecot,
+        user: &'a str,
+        password: &'a str,
+        folders: &'a [&'a str],
+    ) -> Self {
+        Account {
+            name: "test",
+            port: dc.plain_port(),
+            mode: Mode::Plain,
+            ca_file: None,
+            user,
+            password,
+            folders,
+            extra: "",
+        }
+    }
+}
+
+impl Setup {
+    pub fn new(accounts: &[Account<'_>], sync_extra: &str) -> Setup {
+        let dir = tempfile::Builder::new()
+            .prefix("mailfeed-test-")
+            .tempdir()
+            .expect("temp dir");
+        let db = dir.path().join("mail.db");
+        let mut text = format!(
+            "[store]\npath = \"mail.db\"\n\n[sync]\ntimeout = \"10s\"\n{sync_extra}\n\n[log]\nlevel = \"info\"\n"
+        );
+        for a in accounts {
+            let pw_file = dir.path().join(format!("{}.password", a.name));
+            std::fs::write(&pw_file, a.password).expect("password file");
+            let (security, allow) = match a.mode {
+                Mode::Tls => ("tls", false),
+                Mode::StartTls => ("starttls", false),
+                Mode::Plain => ("plain", true),
+            };
+            text.push_str(&format!(
+                "\n[[accounts]]\nname = \"{}\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"{security}\"\nallow_plaintext = {allow}\nusername = \"{}\"\npassword_file = \"{}\"\nfolders = [{}]\n{}\n",
+                a.name,
+                a.port,
+                a.user,
+                pw_file.display(),
+                a.folders
+                    .iter()
+                    .map(|f| format!("{f:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                a.extra,
+            ));
+            if let Some(ca) = a.ca_file {
+                text.push_str(&format!("ca_file = \"{}\"\n", ca.display()));
+            }
+        }
+        let config = dir.path().join("mailfeed.toml");
+        std::fs::write(&config, text).expect("config");
+        Setup { dir, config, db }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_mailfeed"));
+        c.arg("-c").arg(&self.config).args(args);
+        c.env_remove("RUST_LOG");
+        c
+    }
+
+    /// Runs a subcommand to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run mailfeed")
+    }
+
+    /// Runs `sync` and asserts it succeeded.
+    pub fn sync_ok(&self) -> Output {
+        let out = self.run(&["sync"]);
+        assert!(
+            out.status.success(),
+            "mailfeed sync failed: {}\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(&self.db).expect("open db")
+    }
+
+    /// (uidvalidity, uid, raw) of every feed row of a mailbox, by UID.
+    pub fn stored(&self, account: &str, mailbox: &str) -> Vec<(u32, u32, Vec<u8>)> {
+        let conn = self.db();
+        let mut st = conn
+            .prepare(
+                "SELECT uidvalidity, uid, raw FROM message_feed WHERE account = ?1 AND mailbox = ?2
+                 ORDER BY uidvalidity, uid",
+            )
+            .expect("prepare");
+        st.query_map([account, mailbox], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .expect("query")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("rows")
+    }
+
+    /// Number of rows in `messages` (all generations, duplicates included).
+    pub fn message_rows(&self) -> i64 {
+        self.db()
+            .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+            .expect("count")
+    }
+}
+
+/// Asserts that the database holds exactly what the server holds for a
+/// folder: same UIDs under the server's UIDVALIDITY, identical bytes.
+pub fn assert_mirror(setup: &Setup, dc: &Dovecot, user: &str, account: &str, folder: &str) {
+    let truth = dc.fetch_all(user, folder).expect("truth");
+    let uv = dc.uid_validity(user, folder).expect("uidvalidity");
+    let stored: Vec<(u32, Vec<u8>)> = setup
+        .stored(account, folder)
+        .into_iter()
+        .filter(|(v, _, _)| *v == uv)
+        .map(|(_, u, raw)| (u, raw))
+        .collect();
+    assert_eq!(
+        stored.iter().map(|(u, _)| *u).collect::<Vec<_>>(),
+        truth.iter().map(|(u, _)| *u).collect::<Vec<_>>(),
+        "UIDs of {folder} differ between database and server"
+    );
+    for ((u, a), (_, b)) in stored.iter().zip(truth.iter()) {
+        assert!(
+            a == b,
+            "UID {u} of {folder}: stored bytes differ from the server's BODY[]"
+        );
+    }
+}

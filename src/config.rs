@@ -103,14 +103,14 @@ impl PasswordSource {
 }
 
 /// `[store]`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoreConfig {
     pub path: PathBuf,
     pub synchronous: Synchronous,
 }
 
 /// `[sync]`: settings shared by every account.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SyncConfig {
     pub batch_size: u32,
     pub max_message_size: u64,
@@ -122,14 +122,14 @@ pub struct SyncConfig {
 }
 
 /// `[log]`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     pub format: LogFormat,
     pub level: String,
 }
 
 /// One `[[accounts]]` entry.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AccountConfig {
     pub name: String,
     pub host: String,

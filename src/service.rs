@@ -1,43 +1,631 @@
-//! The daemon behind `mailfeed run`: a task per account, signals, backoff.
+//! The daemon behind `mailfeed run`. One task per account; within it one
+//! watcher per IDLE-watched folder (each with its own connection, up to
+//! `max_connections`) and one poller for the rest. Watchers reconnect with
+//! exponential backoff and jitter; credentials errors back off much longer.
+//!
+//! Signals: SIGTERM/SIGINT stop the watchers (an IDLE is ended with DONE and
+//! LOGOUT; a fetch in progress is dropped between messages, which is safe
+//! because the cursor only moves after whole ranges) and the writer commits
+//! what it has. SIGHUP reloads the configuration: added accounts start,
+//! removed ones stop, changed ones restart; an invalid file is refused and the
+//! old configuration keeps running.
+//!
+//! systemd: READY=1 once every account made its first connection attempt,
+//! STATUS= summaries, STOPPING=1, and WATCHDOG=1 only while every watcher
+//! keeps meeting the deadline it announced (a hung loop stops the pings).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Result;
+use futures_util::StreamExt;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{AccountConfig, Config};
+use crate::imap::{Command, Response, Untagged, UntaggedStatus};
+use crate::session::{Session, SessionError};
 use crate::store::StoreHandle;
-use crate::sync::Engine;
+use crate::sync::{Engine, SyncError, resolve_folders};
 
-/// Runs until SIGTERM/SIGINT: sync every account, sleep, repeat.
-pub async fn run(config: Arc<Config>, _path: PathBuf) -> Result<i32> {
+/// Exponential backoff with jitter.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    current: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Backoff {
+            current: min,
+            min,
+            max,
+        }
+    }
+
+    /// The next delay (doubling, ±20 % jitter so many clients do not retry in
+    /// step), raised to at least `floor`.
+    pub fn next_delay(&mut self, floor: Duration) -> Duration {
+        let base = self.current.max(floor).min(self.max.max(floor));
+        self.current = (base * 2).min(self.max);
+        let jitter = 0.8 + fastrand::f64() * 0.4;
+        base.mul_f64(jitter)
+    }
+
+    pub fn reset(&mut self) {
+        self.current = self.min;
+    }
+}
+
+/// Deadlines announced by watchers; the watchdog pings only while all are met.
+#[derive(Default)]
+struct Health {
+    deadlines: Mutex<HashMap<String, Instant>>,
+    summary: Mutex<HashMap<String, String>>,
+}
+
+impl Health {
+    fn expect_by(&self, who: &str, deadline: Instant) {
+        if let Ok(mut d) = self.deadlines.lock() {
+            d.insert(who.to_owned(), deadline);
+        }
+    }
+
+    fn forget_prefix(&self, prefix: &str) {
+        if let Ok(mut d) = self.deadlines.lock() {
+            d.retain(|k, _| !k.starts_with(prefix));
+        }
+        if let Ok(mut s) = self.summary.lock() {
+            s.retain(|k, _| !k.starts_with(prefix));
+        }
+    }
+
+    fn all_on_time(&self) -> bool {
+        let now = Instant::now();
+        self.deadlines
+            .lock()
+            .map(|d| d.values().all(|t| *t >= now))
+            .unwrap_or(false)
+    }
+
+    fn set_state(&self, who: &str, state: String) {
+        if let Ok(mut s) = self.summary.lock() {
+            s.insert(who.to_owned(), state);
+        }
+    }
+
+    fn status_line(&self) -> String {
+        let s = match self.summary.lock() {
+            Ok(s) => s,
+            Err(_) => return String::new(),
+        };
+        let watching = s
+            .values()
+            .filter(|v| v.starts_with("idle") || v.starts_with("poll"))
+            .count();
+        let failing = s.values().filter(|v| v.starts_with("retry")).count();
+        format!(
+            "{} watchers: {watching} healthy, {failing} retrying",
+            s.len()
+        )
+    }
+}
+
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    // Outside systemd NOTIFY_SOCKET is unset and this does nothing.
+    let _ = sd_notify::notify(states);
+}
+
+/// Everything an account task needs.
+#[derive(Clone)]
+struct AccountCtx {
+    account: Arc<AccountConfig>,
+    engine: Engine,
+    health: Arc<Health>,
+    cancel: CancellationToken,
+}
+
+/// Runs until SIGTERM/SIGINT; returns the exit code.
+pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<i32> {
+    let mut signals = signal_hook_tokio::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ])?;
     let (store, writer) = StoreHandle::start(
         &config.store.path,
         config.store.synchronous,
         config.sync.max_buffered_bytes,
     )?;
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let health = Arc::new(Health::default());
+    let tracker = TaskTracker::new();
+    let (first_tx, mut first_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut running: HashMap<String, (AccountConfig, CancellationToken)> = HashMap::new();
+    let mut current = config.clone();
+    for acc in &current.accounts {
+        let token = start_account(&current, acc, &store, &health, &tracker, first_tx.clone())?;
+        running.insert(acc.name.clone(), (acc.clone(), token));
+    }
+    let mut waiting_first: std::collections::HashSet<String> =
+        current.accounts.iter().map(|a| a.name.clone()).collect();
+    if waiting_first.is_empty() {
+        notify(&[sd_notify::NotifyState::Ready]);
+    }
+    let watchdog = sd_notify::watchdog_enabled();
+    let mut dog_tick =
+        tokio::time::interval(watchdog.map(|d| d / 2).unwrap_or(Duration::from_secs(30)));
+    let mut exit = 0;
     loop {
-        for acc in &config.accounts {
-            let engine = Engine {
-                store: store.clone(),
-                opts: crate::cli::connect_options(&config, acc)?,
-                settings: config.sync.clone(),
-            };
-            let outcomes = crate::sync::sync_account(&engine, acc, &|| None).await;
-            for o in outcomes {
-                if let Err(e) = o.result {
-                    tracing::error!(account = %o.account, folder = %o.folder, "sync failed: {e}");
+        tokio::select! {
+            sig = signals.next() => match sig {
+                Some(signal_hook::consts::SIGHUP) => {
+                    reload(&path, &mut current, &mut running, &store, &health, &tracker, &first_tx);
+                }
+                Some(_) | None => {
+                    tracing::info!("stopping: finishing the current batch and logging out");
+                    notify(&[sd_notify::NotifyState::Stopping]);
+                    break;
+                }
+            },
+            Some(name) = first_rx.recv() => {
+                waiting_first.remove(&name);
+                if waiting_first.is_empty() {
+                    tracing::info!("every account has made its first connection attempt");
+                    notify(&[sd_notify::NotifyState::Ready]);
+                }
+            }
+            _ = dog_tick.tick() => {
+                if store.has_failed() {
+                    tracing::error!("the database writer failed; stopping so the service manager can restart mailfeed");
+                    exit = 1;
+                    break;
+                }
+                let line = health.status_line();
+                notify(&[sd_notify::NotifyState::Status(&line)]);
+                if watchdog.is_some() && health.all_on_time() {
+                    notify(&[sd_notify::NotifyState::Watchdog]);
                 }
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(config.sync.poll_interval) => {}
-            _ = sigterm.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
+    }
+    for (_, (_, token)) in running.drain() {
+        token.cancel();
+    }
+    tracker.close();
+    // Watchers log out within a few seconds; do not let one stuck socket hold
+    // up the stop beyond systemd's patience.
+    if tokio::time::timeout(Duration::from_secs(4), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not close in time; exiting anyway");
+    }
+    let _ = store.commit().await;
+    drop(store);
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    Ok(exit)
+}
+
+fn start_account(
+    config: &Config,
+    acc: &AccountConfig,
+    store: &StoreHandle,
+    health: &Arc<Health>,
+    tracker: &TaskTracker,
+    first: tokio::sync::mpsc::UnboundedSender<String>,
+) -> Result<CancellationToken> {
+    let token = CancellationToken::new();
+    let ctx = AccountCtx {
+        account: Arc::new(acc.clone()),
+        engine: Engine {
+            store: store.clone(),
+            opts: crate::cli::connect_options(config, acc)?,
+            settings: config.sync.clone(),
+        },
+        health: health.clone(),
+        cancel: token.clone(),
+    };
+    if acc.security == crate::config::Security::Plain {
+        tracing::warn!(account = %acc.name, "security = \"plain\": the password and all mail travel unencrypted");
+    }
+    let tracker2 = tracker.clone();
+    tracker.spawn(async move { account_task(ctx, tracker2, first).await });
+    Ok(token)
+}
+
+fn reload(
+    path: &std::path::Path,
+    current: &mut Arc<Config>,
+    running: &mut HashMap<String, (AccountConfig, CancellationToken)>,
+    store: &StoreHandle,
+    health: &Arc<Health>,
+    tracker: &TaskTracker,
+    first: &tokio::sync::mpsc::UnboundedSender<String>,
+) {
+    let new = match Config::load(path) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            tracing::error!(
+                "SIGHUP: keeping the running configuration; the new one is invalid: {e}"
+            );
+            return;
+        }
+    };
+    if new.store != current.store {
+        tracing::warn!("SIGHUP: [store] changes take effect only after a restart");
+    }
+    let settings_changed = new.sync != current.sync;
+    let mut started = 0;
+    let mut stopped = 0;
+    running.retain(|name, (old, token)| {
+        let keep = !settings_changed && new.accounts.iter().any(|a| a == old);
+        if !keep {
+            token.cancel();
+            health.forget_prefix(&format!("{name}/"));
+            stopped += 1;
+        }
+        keep
+    });
+    for acc in &new.accounts {
+        if running.contains_key(&acc.name) {
+            continue;
+        }
+        match start_account(&new, acc, store, health, tracker, first.clone()) {
+            Ok(token) => {
+                running.insert(acc.name.clone(), (acc.clone(), token));
+                started += 1;
+            }
+            Err(e) => tracing::error!(account = %acc.name, "SIGHUP: cannot start account: {e:#}"),
         }
     }
-    drop(store);
-    writer.join();
-    Ok(0)
+    tracing::info!(started, stopped, "SIGHUP: configuration reloaded");
+    *current = new;
+}
+
+/// Resolves the account's folders, then runs its watchers until cancelled.
+async fn account_task(
+    ctx: AccountCtx,
+    tracker: TaskTracker,
+    first: tokio::sync::mpsc::UnboundedSender<String>,
+) {
+    let name = ctx.account.name.clone();
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+    let mut first = Some(first);
+    let who = format!("{name}/(folders)");
+    let (session, folders) = loop {
+        ctx.health
+            .expect_by(&who, Instant::now() + ctx.engine.opts.timeout * 4);
+        let attempt = async {
+            let mut s = Session::connect(&ctx.account, &ctx.engine.opts, None).await?;
+            let f = resolve_folders(&mut s, &ctx.account.folders).await?;
+            Ok::<_, SessionError>((s, f))
+        };
+        let result = tokio::select! {
+            _ = ctx.cancel.cancelled() => return,
+            r = attempt => r,
+        };
+        if let Some(f) = first.take() {
+            let _ = f.send(name.clone());
+        }
+        match result {
+            Ok(ok) => break ok,
+            Err(e) => {
+                let delay = retry_delay(&mut backoff, &e);
+                report_failure(&name, "(folders)", &e.to_string(), e.is_permanent(), delay);
+                ctx.health.set_state(&who, format!("retry: {e}"));
+                ctx.health
+                    .expect_by(&who, Instant::now() + delay + ctx.engine.opts.timeout * 4);
+                if sleep_or_cancel(&ctx.cancel, delay).await {
+                    return;
+                }
+            }
+        }
+    };
+    ctx.health.forget_prefix(&who);
+    if folders.is_empty() {
+        tracing::warn!(account = %name, "the configured folders match no folder on the server");
+    }
+    let use_idle = ctx.account.idle && session.capabilities().idle();
+    let max = ctx.account.max_connections as usize;
+    let (idle_folders, poll_folders): (Vec<String>, Vec<String>) = if !use_idle {
+        (Vec::new(), folders)
+    } else if folders.len() <= max {
+        (folders, Vec::new())
+    } else {
+        let mut f = folders;
+        let rest = f.split_off(max.saturating_sub(1));
+        (f, rest)
+    };
+    tracing::info!(
+        account = %name,
+        idle = idle_folders.len(),
+        polled = poll_folders.len(),
+        "watching folders"
+    );
+    // The first connection serves the poller, or the first IDLE watcher.
+    let mut spare = Some(session);
+    if !poll_folders.is_empty() {
+        let c = ctx.clone();
+        let s = spare.take();
+        tracker.spawn(async move { poller(c, poll_folders, s).await });
+    }
+    for folder in idle_folders {
+        let c = ctx.clone();
+        let s = spare.take();
+        tracker.spawn(async move { idle_watcher(c, folder, s).await });
+    }
+    if let Some(s) = spare {
+        s.logout().await;
+    }
+}
+
+fn retry_delay(backoff: &mut Backoff, e: &SessionError) -> Duration {
+    let floor = if e.is_permanent() {
+        Duration::from_secs(300)
+    } else if e.server_asks_to_wait() {
+        Duration::from_secs(30)
+    } else {
+        Duration::ZERO
+    };
+    backoff.next_delay(floor)
+}
+
+fn report_failure(account: &str, folder: &str, error: &str, permanent: bool, delay: Duration) {
+    if permanent {
+        tracing::error!(
+            account,
+            folder,
+            retry_in_s = delay.as_secs(),
+            "{error} — this will not fix itself; check the configuration"
+        );
+    } else {
+        tracing::warn!(account, folder, retry_in_s = delay.as_secs(), "{error}");
+    }
+}
+
+/// Sleeps unless cancelled first; true when cancelled.
+async fn sleep_or_cancel(cancel: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}
+
+fn session_error(e: &SyncError) -> Option<&SessionError> {
+    match e {
+        SyncError::Session(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// Keeps one folder in sync over its own connection, waiting in IDLE.
+async fn idle_watcher(ctx: AccountCtx, folder: String, mut session: Option<Session>) {
+    let name = ctx.account.name.clone();
+    let shown = crate::imap::mutf7::decode(&folder);
+    let who = format!("{name}/{shown}");
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+    let timeout = ctx.engine.opts.timeout;
+    loop {
+        ctx.health.expect_by(&who, Instant::now() + timeout * 4);
+        let s = match session.take() {
+            Some(s) => s,
+            None => {
+                let r = tokio::select! {
+                    _ = ctx.cancel.cancelled() => return,
+                    r = Session::connect(&ctx.account, &ctx.engine.opts, None) => r,
+                };
+                match r {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let delay = retry_delay(&mut backoff, &e);
+                        report_failure(&name, &shown, &e.to_string(), e.is_permanent(), delay);
+                        ctx.health.set_state(&who, format!("retry: {e}"));
+                        ctx.health
+                            .expect_by(&who, Instant::now() + delay + timeout * 4);
+                        if sleep_or_cancel(&ctx.cancel, delay).await {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        let mut s = s;
+        match idle_loop(&ctx, &mut s, &folder, &who, &mut backoff).await {
+            Ok(()) => {
+                s.logout().await;
+                return;
+            }
+            Err(e) => {
+                let (permanent, delay) = match session_error(&e) {
+                    Some(se) => (se.is_permanent(), retry_delay(&mut backoff, se)),
+                    None => (false, backoff.next_delay(Duration::ZERO)),
+                };
+                report_failure(&name, &shown, &e.to_string(), permanent, delay);
+                ctx.health.set_state(&who, format!("retry: {e}"));
+                ctx.health
+                    .expect_by(&who, Instant::now() + delay + timeout * 4);
+                if sleep_or_cancel(&ctx.cancel, delay).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Sync, IDLE until something changes or the refresh period ends, repeat.
+/// Returns Ok only when cancelled.
+async fn idle_loop(
+    ctx: &AccountCtx,
+    s: &mut Session,
+    folder: &str,
+    who: &str,
+    backoff: &mut Backoff,
+) -> Result<(), SyncError> {
+    let timeout = ctx.engine.opts.timeout;
+    let refresh = ctx.engine.settings.idle_refresh;
+    loop {
+        ctx.health.expect_by(who, Instant::now() + timeout * 4);
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => return Ok(()),
+            r = ctx.engine.sync_folder(s, &ctx.account.name, folder) => { r?; }
+        }
+        backoff.reset();
+        ctx.health.set_state(who, "idle".into());
+        let tag = s.send(&Command::Idle).await?;
+        // Wait for the server's `+`; anything else first is just data.
+        loop {
+            let r = s.next_response().await?;
+            match r.response {
+                Response::Continuation(_) => break,
+                Response::Tagged { status, text, .. } => {
+                    return Err(SessionError::CommandFailed {
+                        command: "IDLE",
+                        status: status.as_str(),
+                        text: text.text,
+                        code: text.code,
+                    }
+                    .into());
+                }
+                _ => {}
+            }
+        }
+        let deadline = Instant::now() + refresh;
+        ctx.health.expect_by(who, deadline + timeout * 4);
+        let mut cancelled = false;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let r = tokio::select! {
+                _ = ctx.cancel.cancelled() => { cancelled = true; break; }
+                r = s.next_response_within(left) => r?,
+            };
+            let Some(r) = r else { break };
+            match r.response {
+                Response::Untagged(
+                    Untagged::Exists(_)
+                    | Untagged::Expunge(_)
+                    | Untagged::Fetch(..)
+                    | Untagged::Vanished { .. },
+                ) => break,
+                Response::Untagged(Untagged::Status(UntaggedStatus::Bye, text)) => {
+                    return Err(SessionError::Bye(text.text).into());
+                }
+                _ => {}
+            }
+        }
+        // DONE must be answered within the normal timeout: a silent peer here
+        // is a dead connection (a NAT that dropped it, a blackholed link).
+        s.send_done().await?;
+        s.collect(&tag, "IDLE").await?;
+        if cancelled {
+            return Ok(());
+        }
+    }
+}
+
+/// Polls folders that have no IDLE connection of their own.
+async fn poller(ctx: AccountCtx, folders: Vec<String>, mut session: Option<Session>) {
+    let name = ctx.account.name.clone();
+    let who = format!("{name}/(poll)");
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+    let timeout = ctx.engine.opts.timeout;
+    let interval = ctx.account.poll_interval;
+    loop {
+        let mut s = match session.take() {
+            Some(s) => s,
+            None => {
+                ctx.health.expect_by(&who, Instant::now() + timeout * 4);
+                let r = tokio::select! {
+                    _ = ctx.cancel.cancelled() => return,
+                    r = Session::connect(&ctx.account, &ctx.engine.opts, None) => r,
+                };
+                match r {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let delay = retry_delay(&mut backoff, &e);
+                        report_failure(&name, "(poll)", &e.to_string(), e.is_permanent(), delay);
+                        ctx.health.set_state(&who, format!("retry: {e}"));
+                        ctx.health
+                            .expect_by(&who, Instant::now() + delay + timeout * 4);
+                        if sleep_or_cancel(&ctx.cancel, delay).await {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        let mut broken = false;
+        for folder in &folders {
+            // Each folder gets a fresh deadline: a pass over many folders is
+            // progress, not a hang.
+            ctx.health.expect_by(
+                &who,
+                Instant::now() + timeout * 4 + ctx.engine.settings.timeout * 2,
+            );
+            let r = tokio::select! {
+                _ = ctx.cancel.cancelled() => { s.logout().await; return; }
+                r = ctx.engine.sync_folder(&mut s, &name, folder) => r,
+            };
+            if let Err(e) = r {
+                let shown = crate::imap::mutf7::decode(folder);
+                tracing::warn!(account = %name, folder = %shown, "sync failed: {e}");
+                if e.breaks_connection() {
+                    broken = true;
+                    break;
+                }
+            }
+        }
+        if broken {
+            let delay = backoff.next_delay(Duration::ZERO);
+            ctx.health.set_state(&who, "retry: connection lost".into());
+            ctx.health
+                .expect_by(&who, Instant::now() + delay + timeout * 4);
+            if sleep_or_cancel(&ctx.cancel, delay).await {
+                return;
+            }
+            continue;
+        }
+        backoff.reset();
+        ctx.health.set_state(&who, "poll".into());
+        ctx.health
+            .expect_by(&who, Instant::now() + interval + timeout * 4);
+        // A connection that died while we slept is found by the next pass's
+        // first read (which has a timeout) and replaced.
+        if sleep_or_cancel(&ctx.cancel, interval).await {
+            s.logout().await;
+            return;
+        }
+        session = Some(s);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_resets() {
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+        let d1 = b.next_delay(Duration::ZERO);
+        assert!(d1 >= Duration::from_millis(800) && d1 <= Duration::from_millis(1200));
+        let d2 = b.next_delay(Duration::ZERO);
+        assert!(d2 >= Duration::from_millis(1600) && d2 <= Duration::from_millis(2400));
+        for _ in 0..20 {
+            b.next_delay(Duration::ZERO);
+        }
+        assert!(b.next_delay(Duration::ZERO) <= Duration::from_secs(360));
+        b.reset();
+        assert!(b.next_delay(Duration::ZERO) <= Duration::from_millis(1200));
+        // Credentials errors wait at least the floor.
+        assert!(b.next_delay(Duration::from_secs(300)) >= Duration::from_secs(240));
+    }
 }

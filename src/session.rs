@@ -53,6 +53,9 @@ impl SessionError {
     /// Errors that will not go away by retrying soon (bad credentials, a
     /// refused security setting): the service backs off much longer.
     pub fn is_permanent(&self) -> bool {
+        if self.server_asks_to_wait() {
+            return false;
+        }
         matches!(
             self,
             SessionError::LoginFailed(_)
@@ -61,6 +64,24 @@ impl SessionError {
                 | SessionError::StartTlsRefused(_)
                 | SessionError::Password(_)
         ) || matches!(self, SessionError::Transport(t) if t.is_untrusted_certificate())
+    }
+
+    /// True when the server asked clients to stay away for a while
+    /// (`[UNAVAILABLE]`, `[THROTTLED]`, `[LIMIT]` on a BYE or NO).
+    pub fn server_asks_to_wait(&self) -> bool {
+        const CODES: [&str; 3] = ["UNAVAILABLE", "THROTTLED", "LIMIT"];
+        match self {
+            SessionError::Bye(text)
+            | SessionError::GreetingBye(text)
+            | SessionError::LoginFailed(text) => {
+                CODES.iter().any(|c| text.starts_with(&format!("[{c}]")))
+            }
+            SessionError::CommandFailed {
+                code: Some(Code::Other(c, _)),
+                ..
+            } => CODES.contains(&c.as_str()),
+            _ => false,
+        }
     }
 
     /// A short hint for the common failures, shown by `check`.
@@ -230,7 +251,7 @@ impl Session {
                 match st {
                     UntaggedStatus::Ok => Ok(false),
                     UntaggedStatus::Preauth => Ok(true),
-                    UntaggedStatus::Bye => Err(SessionError::GreetingBye(text.text)),
+                    UntaggedStatus::Bye => Err(SessionError::GreetingBye(status_text(&text))),
                     _ => Err(SessionError::Unexpected(format!(
                         "greeting was not OK, PREAUTH or BYE: {}",
                         text.text

@@ -1,0 +1,415 @@
+//! `mailfeed run` as a service against a real Dovecot: IDLE latency, many
+//! folders and accounts, reconnects after the server restarts, SIGTERM during
+//! a sync, SIGHUP reload, a blackholed connection, and the systemd unit.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use support::corpus;
+use support::dovecot::Dovecot;
+use support::mailfeed::{Account, Setup, assert_mirror};
+
+const USER: &str = "bob";
+const PASS: &str = "bob-pw-77";
+
+/// A `mailfeed run` child that is killed if the test fails.
+struct Running(Child, std::path::PathBuf);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        if std::thread::panicking() || std::env::var_os("MAILFEED_TEST_SHOW_LOG").is_some() {
+            let log = std::fs::read_to_string(&self.1).unwrap_or_default();
+            eprintln!("--- mailfeed run log ---\n{log}");
+        }
+    }
+}
+
+/// Starts `mailfeed run`; its log goes to `run.log` in the setup's dir and
+/// is printed if the test fails.
+fn start(setup: &Setup) -> Running {
+    let log = std::fs::File::create(setup.dir.path().join("run.log")).expect("log");
+    let child = setup
+        .command(&["run"])
+        .env("RUST_LOG", "mailfeed=debug")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn mailfeed run");
+    Running(child, setup.dir.path().join("run.log"))
+}
+
+fn signal(r: &Running, sig: i32) {
+    // SAFETY: kill(2) on our own child's pid.
+    let rc = unsafe { libc_kill(r.0.id() as i32, sig) };
+    assert_eq!(rc, 0, "kill failed");
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+const SIGHUP: i32 = 1;
+const SIGTERM: i32 = 15;
+
+fn count(setup: &Setup, mailbox: &str) -> i64 {
+    if !setup.db.exists() {
+        return 0;
+    }
+    let Ok(conn) = rusqlite::Connection::open(&setup.db) else {
+        return 0;
+    };
+    conn.query_row(
+        "SELECT count(*) FROM message_feed WHERE mailbox = ?1",
+        [mailbox],
+        |r| r.get(0),
+    )
+    .unwrap_or(0)
+}
+
+fn synced_once(setup: &Setup, mailbox: &str) -> bool {
+    let Ok(conn) = rusqlite::Connection::open(&setup.db) else {
+        return false;
+    };
+    conn.query_row(
+        "SELECT last_sync_at IS NOT NULL FROM mailboxes WHERE name = ?1",
+        [mailbox],
+        |r| r.get::<_, bool>(0),
+    )
+    .unwrap_or(false)
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if f() {
+            return t0.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
+}
+
+#[test]
+fn idle_delivers_new_mail_fast() {
+    let dc = Dovecot::start_with_users(&[(USER, PASS)]).expect("dovecot");
+    dc.append_many(USER, "INBOX", &corpus::varied(5, 9))
+        .expect("append");
+    let setup = Setup::new(&[Account::plain(&dc, USER, PASS, &["INBOX"])], "");
+    let _run = start(&setup);
+    wait_for("initial sync", Duration::from_secs(20), || {
+        count(&setup, "INBOX") == 5
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let mut latencies = Vec::new();
+    let mut client = dc.login(USER).expect("login");
+    for i in 0..20 {
+        let before = count(&setup, "INBOX");
+        let msg =
+            format!("From: a@b\r\nSubject: idle {i}\r\nMessage-ID: <idle{i}@t>\r\n\r\nhi\r\n");
+        let t0 = Instant::now();
+        client.append("INBOX", &[], msg.as_bytes()).expect("append");
+        wait_for("IDLE delivery", Duration::from_secs(2), || {
+            count(&setup, "INBOX") == before + 1
+        });
+        latencies.push(t0.elapsed());
+    }
+    latencies.sort();
+    let median = latencies[latencies.len() / 2];
+    eprintln!(
+        "IDLE latency over 20 trials: median {median:?}, max {:?}",
+        latencies[19]
+    );
+    assert!(median < Duration::from_secs(2));
+    assert_mirror(&setup, &dc, USER, "test", "INBOX");
+}
+
+#[test]
+fn many_folders_and_two_accounts_at_once() {
+    let mut dc = Dovecot::start_with_users(&[(USER, PASS)]).expect("dovecot");
+    dc.add_user("carol", "carol-pw").expect("user");
+    for f in ["A", "B", "C"] {
+        dc.create_folder(USER, f).expect("create");
+    }
+    let mut a1 = Account::plain(&dc, USER, PASS, &["A", "B", "C"]);
+    a1.name = "bob";
+    // Two connections for three folders: two IDLE, one polled.
+    a1.extra = "max_connections = 2\npoll_interval = \"1s\"";
+    let mut a2 = Account::plain(&dc, "carol", "carol-pw", &["INBOX"]);
+    a2.name = "carol";
+    let setup = Setup::new(&[a1, a2], "");
+    let _run = start(&setup);
+    wait_for("initial sync", Duration::from_secs(20), || {
+        ["A", "B", "C", "INBOX"]
+            .iter()
+            .all(|m| synced_once(&setup, m))
+    });
+    for f in ["A", "B", "C"] {
+        dc.append(USER, f, format!("Subject: {f}\r\n\r\nx\r\n").as_bytes())
+            .expect("append");
+    }
+    dc.append("carol", "INBOX", b"Subject: c\r\n\r\ny\r\n")
+        .expect("append");
+    wait_for("all four messages", Duration::from_secs(10), || {
+        ["A", "B", "C", "INBOX"]
+            .iter()
+            .all(|m| count(&setup, m) == 1)
+    });
+}
+
+#[test]
+fn reconnects_after_server_restart_without_loss() {
+    let mut dc = Dovecot::start_with_users(&[(USER, PASS)]).expect("dovecot");
+    let setup = Setup::new(&[Account::plain(&dc, USER, PASS, &["INBOX"])], "");
+    let _run = start(&setup);
+    wait_for("initial sync", Duration::from_secs(20), || {
+        synced_once(&setup, "INBOX")
+    });
+    dc.stop().expect("stop");
+    std::thread::sleep(Duration::from_millis(500));
+    dc.start_again().expect("start again");
+    dc.append_many(USER, "INBOX", &corpus::varied(3, 5))
+        .expect("append");
+    wait_for("mail after restart", Duration::from_secs(30), || {
+        count(&setup, "INBOX") == 3
+    });
+    assert_mirror(&setup, &dc, USER, "test", "INBOX");
+}
+
+#[test]
+fn sigterm_mid_sync_exits_quickly_and_restart_completes() {
+    let dc = Dovecot::start_with_users(&[(USER, PASS)]).expect("dovecot");
+    dc.append_many(USER, "INBOX", &corpus::sized(3000, 7, 2_000, 40_000))
+        .expect("append");
+    let setup = Setup::new(
+        &[Account::plain(&dc, USER, PASS, &["INBOX"])],
+        "batch_size = 50",
+    );
+    let mut run = start(&setup);
+    wait_for("the sync to be under way", Duration::from_secs(30), || {
+        count(&setup, "INBOX") > 0
+    });
+    let t0 = Instant::now();
+    signal(&run, SIGTERM);
+    let status = loop {
+        if let Some(s) = run.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "did not exit within 5 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    eprintln!(
+        "exited {status} {:?} after SIGTERM with {} messages stored",
+        t0.elapsed(),
+        count(&setup, "INBOX")
+    );
+    assert!(status.success(), "exit status {status}");
+    setup.sync_ok();
+    assert_mirror(&setup, &dc, USER, "test", "INBOX");
+    assert_eq!(setup.message_rows(), 3000, "no duplicates");
+}
+
+#[test]
+fn sighup_adds_and_removes_folders() {
+    let dc = Dovecot::start_with_users(&[(USER, PASS)]).expect("dovecot");
+    for f in ["Keep", "Drop", "Add"] {
+        dc.create_folder(USER, f).expect("create");
+    }
+    let setup = Setup::new(&[Account::plain(&dc, USER, PASS, &["Keep", "Drop"])], "");
+    let run = start(&setup);
+    wait_for("initial sync", Duration::from_secs(20), || {
+        synced_once(&setup, "Keep") && synced_once(&setup, "Drop")
+    });
+    // An invalid config is refused and the old one keeps running.
+    let good = std::fs::read_to_string(&setup.config).expect("read");
+    std::fs::write(&setup.config, good.replace("[store]", "[store]\nbogus = 1")).expect("write");
+    signal(&run, SIGHUP);
+    std::thread::sleep(Duration::from_millis(300));
+    dc.append(USER, "Drop", b"Subject: still\r\n\r\nx\r\n")
+        .expect("append");
+    wait_for("old config still running", Duration::from_secs(5), || {
+        count(&setup, "Drop") == 1
+    });
+
+    std::fs::write(
+        &setup.config,
+        good.replace("\"Keep\", \"Drop\"", "\"Keep\", \"Add\""),
+    )
+    .expect("write");
+    signal(&run, SIGHUP);
+    wait_for("the added folder", Duration::from_secs(10), || {
+        synced_once(&setup, "Add")
+    });
+    dc.append(USER, "Add", b"Subject: new\r\n\r\nx\r\n")
+        .expect("append");
+    dc.append(USER, "Keep", b"Subject: k\r\n\r\nx\r\n")
+        .expect("append");
+    dc.append(USER, "Drop", b"Subject: gone\r\n\r\nx\r\n")
+        .expect("append");
+    wait_for("Add and Keep", Duration::from_secs(10), || {
+        count(&setup, "Add") == 1 && count(&setup, "Keep") == 1
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        count(&setup, "Drop"),
+        1,
+        "a removed folder is no longer watched"
+    );
+}
+
+/// A TCP proxy whose existing connections can be silently blackholed (bytes
+/// read and dropped, nothing closed), as a NAT that forgot the flow does.
+struct BlackholeProxy {
+    port: u16,
+    generation: Arc<AtomicU64>,
+    blackhole_below: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl BlackholeProxy {
+    fn start(upstream: u16) -> BlackholeProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let generation = Arc::new(AtomicU64::new(0));
+        let blackhole_below = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (g, b, s) = (generation.clone(), blackhole_below.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = conn else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let my_gen = g.fetch_add(1, Ordering::SeqCst) + 1;
+                for (mut from, mut to) in [
+                    (
+                        client.try_clone().expect("clone"),
+                        server.try_clone().expect("clone"),
+                    ),
+                    (server, client),
+                ] {
+                    let b = b.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16384];
+                        loop {
+                            let n = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            if my_gen <= b.load(Ordering::SeqCst) {
+                                continue; // swallowed
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        BlackholeProxy {
+            port,
+            generation,
+            blackhole_below,
+            stop,
+        }
+    }
+
+    /// Blackholes every connection opened so far; new ones work.
+    fn blackhole_existing(&self) {
+        self.blackhole_below
+            .store(self.generation.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+}
+
+impl Drop for BlackholeProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+#[test]
+fn blackholed_idle_connection_is_detected() {
+    let dc = Dovecot::start_with_users(&[(USER, PASS)]).expect("dovecot");
+    let proxy = BlackholeProxy::start(dc.plain_port());
+    let mut acc = Account::plain(&dc, USER, PASS, &["INBOX"]);
+    acc.port = proxy.port;
+    let setup = Setup::new(&[acc], "idle_refresh = \"2s\"");
+    // A short read timeout so the dead link is found quickly.
+    let text = std::fs::read_to_string(&setup.config).expect("read");
+    std::fs::write(
+        &setup.config,
+        text.replace("timeout = \"10s\"", "timeout = \"1s\""),
+    )
+    .expect("write");
+    let _run = start(&setup);
+    wait_for("initial sync", Duration::from_secs(20), || {
+        synced_once(&setup, "INBOX")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    proxy.blackhole_existing();
+    let t0 = Instant::now();
+    dc.append(USER, "INBOX", b"Subject: through the void\r\n\r\nx\r\n")
+        .expect("append");
+    // idle_refresh (2 s) + timeout (1 s) + first backoff (~1 s) + margin.
+    wait_for("mail after blackhole", Duration::from_secs(8), || {
+        count(&setup, "INBOX") == 1
+    });
+    eprintln!(
+        "blackholed connection replaced; mail arrived after {:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn systemd_unit_verifies() {
+    if std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("systemd-analyze not installed; skipping");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/mailfeed.service"
+    ))
+    .expect("unit");
+    // Verify against the binary just built instead of the install path.
+    let unit = unit.replace("/usr/local/bin/mailfeed", env!("CARGO_BIN_EXE_mailfeed"));
+    let path = dir.path().join("mailfeed.service");
+    std::fs::write(&path, unit).expect("write");
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let relevant: Vec<&str> = stderr
+        .lines()
+        // Messages about the host's own units are not about ours.
+        .filter(|l| l.contains("mailfeed"))
+        .collect();
+    assert!(
+        out.status.success() && relevant.is_empty(),
+        "systemd-analyze verify: {stderr}"
+    );
+}

@@ -137,11 +137,11 @@ pub async fn cmd_sync(config: &Config, account: &Option<String>) -> Result<i32> 
     let mut jobs = Vec::new();
     for acc in &accounts {
         warn_plaintext(acc);
-        let engine = Engine {
-            store: store.clone(),
-            opts: connect_options(config, acc)?,
-            settings: config.sync.clone(),
-        };
+        let engine = Engine::new(
+            store.clone(),
+            connect_options(config, acc)?,
+            config.sync.clone(),
+        );
         jobs.push(async move { crate::sync::sync_account(&engine, acc, &|| None).await });
     }
     let outcomes: Vec<FolderOutcome> = futures_util::future::join_all(jobs)

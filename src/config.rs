@@ -119,6 +119,10 @@ pub struct SyncConfig {
     pub idle_refresh: Duration,
     /// Bytes of fetched mail that may wait for the database at once.
     pub max_buffered_bytes: u64,
+    /// Without CONDSTORE, re-read every stored message's flags (and UIDs,
+    /// for expunges) on every Nth pass; 0 never. With CONDSTORE/QRESYNC the
+    /// server reports changes and no rescan is needed.
+    pub rescan_every: u32,
 }
 
 /// `[log]`
@@ -180,6 +184,7 @@ struct RawSync {
     poll_interval: Option<DurationValue>,
     idle_refresh: Option<DurationValue>,
     max_buffered_bytes: Option<SizeValue>,
+    rescan_every: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -393,6 +398,7 @@ impl Config {
                 Some(v) => parse_size("sync.max_buffered_bytes", v)?,
                 None => 32 * 1024 * 1024,
             },
+            rescan_every: sy.rescan_every.unwrap_or(10),
         };
         if sync.batch_size == 0 || sync.batch_size > 100_000 {
             return Err(format!(

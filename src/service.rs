@@ -222,11 +222,11 @@ fn start_account(
     let token = CancellationToken::new();
     let ctx = AccountCtx {
         account: Arc::new(acc.clone()),
-        engine: Engine {
-            store: store.clone(),
-            opts: crate::cli::connect_options(config, acc)?,
-            settings: config.sync.clone(),
-        },
+        engine: Engine::new(
+            store.clone(),
+            crate::cli::connect_options(config, acc)?,
+            config.sync.clone(),
+        ),
         health: health.clone(),
         cancel: token.clone(),
     };

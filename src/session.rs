@@ -634,6 +634,11 @@ impl Session {
             }
         }
         st.vanished = UidSet::from_ranges(vanished);
+        if !condstore {
+            // Some servers report HIGHESTMODSEQ without advertising CONDSTORE;
+            // mailfeed uses only what is advertised.
+            st.highest_modseq = None;
+        }
         Ok(st)
     }
 

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use crate::config::{AccountConfig, SyncConfig};
 use crate::imap::date::internal_date_to_utc;
-use crate::imap::{Body, Command, Response, Uid, UidValidity, Untagged, mutf7};
+use crate::imap::{Body, Command, ModSeq, Response, Uid, UidValidity, Untagged, mutf7};
 use crate::session::{ConnectOptions, MailboxState, Session, SessionError, Tap};
 use crate::store::{MailboxCursor, MailboxId, NewMessage, StoreError, StoreHandle};
 
@@ -163,6 +163,19 @@ pub struct Engine {
     pub store: StoreHandle,
     pub opts: ConnectOptions,
     pub settings: SyncConfig,
+    /// Passes made per mailbox, to space out rescans (see `rescan_every`).
+    pub passes: Arc<Mutex<std::collections::HashMap<MailboxId, u64>>>,
+}
+
+impl Engine {
+    pub fn new(store: StoreHandle, opts: ConnectOptions, settings: SyncConfig) -> Engine {
+        Engine {
+            store,
+            opts,
+            settings,
+            passes: Arc::default(),
+        }
+    }
 }
 
 /// How many FETCH commands may be in flight on one connection.
@@ -213,10 +226,18 @@ impl Engine {
         mailbox: MailboxId,
         cursor: MailboxCursor,
     ) -> Result<FolderStats, SyncError> {
-        let state = session.examine(wire_name, None).await?;
+        // QRESYNC lets EXAMINE itself report what changed since our last
+        // HIGHESTMODSEQ (flags and VANISHED UIDs): no extra round trip.
+        let qresync = session.enable_qresync().await?;
+        let known = match (cursor.uidvalidity, cursor.highest_modseq) {
+            (Some(v), Some(m)) if qresync => Some((v, ModSeq(m))),
+            _ => None,
+        };
+        let state = session.examine(wire_name, known).await?;
         let mut stats = FolderStats::default();
-        let (uv, after) = match plan(&cursor, &state)? {
-            Plan::UpToDate { .. } => return Ok(stats),
+        let folder = mutf7::decode(wire_name);
+        let (uv, fetch_after) = match plan(&cursor, &state)? {
+            Plan::UpToDate { uidvalidity } => (uidvalidity, None),
             Plan::Fetch {
                 uidvalidity,
                 after,
@@ -227,7 +248,7 @@ impl Engine {
                     if let Some(old) = cursor.uidvalidity {
                         tracing::warn!(
                             account,
-                            folder = %mutf7::decode(wire_name),
+                            folder = %folder,
                             old = old.0,
                             new = uidvalidity.0,
                             "UIDVALIDITY changed: keeping stored messages, fetching the folder again"
@@ -235,24 +256,138 @@ impl Engine {
                     }
                     self.store.begin_generation(mailbox, uidvalidity).await?;
                 }
-                (uidvalidity, after)
+                (uidvalidity, Some(after))
             }
         };
-        let listed = list_uids(session, after).await?;
-        let plan = batches(
-            after,
-            &listed,
-            self.settings.batch_size as usize,
-            BATCH_BYTES,
-        );
         let ctx = FetchCtx {
             account,
-            folder: mutf7::decode(wire_name),
+            folder,
             mailbox,
             uidvalidity: uv,
         };
-        self.fetch_batches(session, &ctx, &plan, &mut stats).await?;
+        if let Some(after) = fetch_after {
+            let listed = list_uids(session, after).await?;
+            let plan = batches(
+                after,
+                &listed,
+                self.settings.batch_size as usize,
+                BATCH_BYTES,
+            );
+            self.fetch_batches(session, &ctx, &plan, &mut stats).await?;
+            // UIDs below the UIDNEXT seen at EXAMINE that the later listing
+            // did not return no longer exist: the cursor may pass them, so a
+            // folder whose newest mail was deleted does not look new forever.
+            if let Some(next) = state.uidnext.filter(|n| *n > 1) {
+                self.store.advance_cursor(mailbox, uv, next - 1).await?;
+            }
+        }
+        if cursor.uidvalidity == Some(uv) && cursor.last_uid > 0 {
+            self.track_changes(session, &ctx, &cursor, &state, known.is_some())
+                .await?;
+        }
+        if !state.nomodseq {
+            self.store
+                .set_highest_modseq(mailbox, uv, state.highest_modseq.map(|m| m.0))
+                .await?;
+        }
         Ok(stats)
+    }
+
+    /// Records flag changes and expunges of messages stored before this pass
+    /// (UIDs up to the old cursor): from QRESYNC's report when EXAMINE had
+    /// one, from CHANGEDSINCE with CONDSTORE, or by rescanning otherwise.
+    async fn track_changes(
+        &self,
+        session: &mut Session,
+        ctx: &FetchCtx<'_>,
+        cursor: &MailboxCursor,
+        state: &MailboxState,
+        qresync_used: bool,
+    ) -> Result<(), SyncError> {
+        let last = cursor.last_uid;
+        let (mut flags, mut vanished): (Vec<(u32, Vec<String>)>, Vec<u32>) =
+            (Vec::new(), Vec::new());
+        let mut existing: Option<crate::imap::UidSet> = None;
+        let modseq_moved = match (state.highest_modseq, cursor.highest_modseq) {
+            (Some(now), Some(before)) => Some(now.0 != before),
+            _ => None,
+        };
+        if qresync_used {
+            flags.extend(
+                state
+                    .changed
+                    .iter()
+                    .filter(|(u, _, _)| *u <= last)
+                    .map(|(u, f, _)| (*u, f.clone())),
+            );
+            vanished.extend(state.vanished.iter().filter(|u| *u <= last));
+        } else {
+            let rescan_due = self.rescan_due(ctx.mailbox);
+            match modseq_moved {
+                Some(false) => {}
+                Some(true) => {
+                    let cs = cursor.highest_modseq.map(ModSeq);
+                    let got = fetch_flags(session, last, cs).await?;
+                    flags.extend(got);
+                }
+                None if rescan_due => {
+                    let got = fetch_flags(session, last, None).await?;
+                    existing = Some(crate::imap::UidSet::from_uids(got.iter().map(|(u, _)| *u)));
+                    flags.extend(got);
+                }
+                None => {}
+            }
+            // Expunges without QRESYNC: a count that does not add up means
+            // something was removed; only then list the UIDs.
+            if existing.is_none() {
+                let live = self.store.live_count(ctx.mailbox, ctx.uidvalidity).await?;
+                if u64::from(state.exists) < live {
+                    let got = fetch_flags(session, last, None).await?;
+                    existing = Some(crate::imap::UidSet::from_uids(
+                        got.into_iter().map(|(u, _)| u),
+                    ));
+                }
+            }
+        }
+        let changed = if flags.is_empty() {
+            0
+        } else {
+            self.store
+                .apply_flags(ctx.mailbox, ctx.uidvalidity, flags)
+                .await?
+        };
+        let mut gone = 0;
+        if !vanished.is_empty() {
+            gone += self
+                .store
+                .mark_expunged(ctx.mailbox, ctx.uidvalidity, vanished)
+                .await?;
+        }
+        if let Some(set) = existing {
+            gone += self
+                .store
+                .reconcile_existing(ctx.mailbox, ctx.uidvalidity, last, set)
+                .await?;
+        }
+        if changed > 0 || gone > 0 {
+            tracing::info!(account = ctx.account, folder = %ctx.folder, flags_changed = changed, expunged = gone, "changes recorded");
+        }
+        Ok(())
+    }
+
+    /// Counts passes per mailbox; true on the first and every Nth pass.
+    fn rescan_due(&self, mailbox: MailboxId) -> bool {
+        let every = u64::from(self.settings.rescan_every);
+        if every == 0 {
+            return false;
+        }
+        let Ok(mut passes) = self.passes.lock() else {
+            return true;
+        };
+        let n = passes.entry(mailbox).or_insert(0);
+        let due = *n % every == 0;
+        *n += 1;
+        due
     }
 
     /// Sends the batches' FETCH commands with a few in flight, stores each
@@ -318,7 +453,9 @@ impl Engine {
                                 .internal_date
                                 .as_deref()
                                 .and_then(internal_date_to_utc),
-                            flags: data.flags.unwrap_or_default(),
+                            flags: crate::store::changes::canonical_flags(
+                                &data.flags.unwrap_or_default(),
+                            ),
                             modseq: data.modseq.map(|m| m.0),
                             size,
                             raw,
@@ -414,6 +551,33 @@ fn uidvalidity_in(u: &Untagged) -> Option<UidValidity> {
         ) => Some(UidValidity(*v)),
         _ => None,
     }
+}
+
+/// (uid, flags) of every message up to `last`, or only of those changed
+/// since `changed_since` (CONDSTORE).
+async fn fetch_flags(
+    session: &mut Session,
+    last: u32,
+    changed_since: Option<ModSeq>,
+) -> Result<Vec<(u32, Vec<String>)>, SyncError> {
+    let untagged = session
+        .run(&Command::UidFetch {
+            set: format!("1:{last}"),
+            items: "UID FLAGS",
+            changed_since,
+            vanished: false,
+        })
+        .await?;
+    Ok(untagged
+        .into_iter()
+        .filter_map(|u| match u {
+            Untagged::Fetch(_, d) => match (d.uid, d.flags) {
+                (Some(Uid(uid)), Some(f)) if uid <= last => Some((uid, f)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect())
 }
 
 /// Lists (uid, size) of every message above `after`. `n:*` also returns the

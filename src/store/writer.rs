@@ -260,6 +260,67 @@ impl StoreHandle {
     }
 }
 
+/// Changes to stored messages, applied through the writer (issue: the
+/// archive keeps everything; changes become events).
+impl StoreHandle {
+    /// Updates the flags of stored messages; returns how many changed.
+    pub async fn apply_flags(
+        &self,
+        mailbox: MailboxId,
+        uidvalidity: UidValidity,
+        changes: Vec<(u32, Vec<String>)>,
+    ) -> Result<u64, StoreError> {
+        self.call(move |c| super::changes::apply_flags(c, mailbox, uidvalidity.0, &changes))
+            .await
+    }
+
+    /// Marks UIDs expunged; returns how many were newly marked.
+    pub async fn mark_expunged(
+        &self,
+        mailbox: MailboxId,
+        uidvalidity: UidValidity,
+        uids: Vec<u32>,
+    ) -> Result<u64, StoreError> {
+        self.call(move |c| super::changes::mark_expunged(c, mailbox, uidvalidity.0, &uids))
+            .await
+    }
+
+    /// Marks every stored UID up to `up_to` that is not in `existing` expunged.
+    pub async fn reconcile_existing(
+        &self,
+        mailbox: MailboxId,
+        uidvalidity: UidValidity,
+        up_to: u32,
+        existing: crate::imap::UidSet,
+    ) -> Result<u64, StoreError> {
+        self.call(move |c| {
+            super::changes::reconcile_existing(c, mailbox, uidvalidity.0, up_to, &existing)
+        })
+        .await
+    }
+
+    /// Stored, not expunged messages of a generation.
+    pub async fn live_count(
+        &self,
+        mailbox: MailboxId,
+        uidvalidity: UidValidity,
+    ) -> Result<u64, StoreError> {
+        self.call(move |c| super::changes::live_count(c, mailbox, uidvalidity.0))
+            .await
+    }
+
+    /// Records the HIGHESTMODSEQ up to which changes have been applied.
+    pub async fn set_highest_modseq(
+        &self,
+        mailbox: MailboxId,
+        uidvalidity: UidValidity,
+        modseq: Option<u64>,
+    ) -> Result<(), StoreError> {
+        self.call(move |c| super::changes::set_highest_modseq(c, mailbox, uidvalidity.0, modseq))
+            .await
+    }
+}
+
 fn begin_generation(c: &Connection, mailbox: MailboxId, uv: UidValidity) -> Result<(), StoreError> {
     let old: Option<i64> = c
         .query_row(

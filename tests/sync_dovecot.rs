@@ -161,3 +161,87 @@ fn bad_password_missing_folder_and_refused_port_fail_clearly() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("cannot connect"));
 }
+
+#[test]
+fn check_shows_the_redacted_annotated_conversation() {
+    let dc = dovecot();
+    dc.append_many(USER, "INBOX", &corpus::varied(3, 5))
+        .expect("append");
+    let cert = dc.cert_path();
+    let setup = Setup::new(
+        &[Account::tls(&dc, &cert, USER, PASS, &["INBOX", "Missing"])],
+        "",
+    );
+    let out = setup.run(&["check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a missing folder fails the check"
+    );
+    assert!(
+        text.contains("TLS established, certificate verified"),
+        "{text}"
+    );
+    assert!(
+        text.contains("C: a001 AUTHENTICATE PLAIN ***") || text.contains("LOGIN alice ***"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tagged reply to a001 AUTHENTICATE: OK, logged in")
+            || text.contains("LOGIN: OK, logged in"),
+        "{text}"
+    );
+    assert!(text.contains("untagged: 3 messages exist"), "{text}");
+    assert!(text.contains("ok      INBOX: 3 messages"), "{text}");
+    assert!(
+        text.contains("FAILED  Missing") && text.contains("hint:"),
+        "{text}"
+    );
+    assert!(!text.contains(PASS), "the password must never be shown");
+
+    // Wrong password: a verdict and a hint, exit 1, no secret.
+    let setup = Setup::new(
+        &[Account::tls(&dc, &cert, USER, "not-the-Pw-991", &["INBOX"])],
+        "",
+    );
+    let out = setup.run(&["check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text.contains("cannot log in") && text.contains("hint: check `username`"),
+        "{text}"
+    );
+    assert!(!text.contains("not-the-Pw-991"));
+
+    // Untrusted certificate (no ca_file): refused with a hint.
+    let mut acc = Account::tls(&dc, &cert, USER, PASS, &["INBOX"]);
+    acc.ca_file = None;
+    let setup = Setup::new(&[acc], "");
+    let out = setup.run(&["check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text.contains("certificate is not trusted"), "{text}");
+}
+
+#[test]
+fn config_mistakes_are_one_clear_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[store]\npath = \"x.db\"\n[[accounts]]\nname = \"a\"\nhots = \"h\"\nusername = \"u\"\npassword = \"p\"\nfolders = [\"INBOX\"]\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailfeed"))
+        .arg("-c")
+        .arg(&path)
+        .arg("sync")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("hots"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

@@ -68,6 +68,8 @@ pub fn describe(response: &Response, command: Option<&str>) -> String {
                 (Status::Bad, _) => "BAD, the server did not understand the command".to_owned(),
             };
             match &text.code {
+                // The verdict already says it.
+                Some(Code::ReadOnly) if command == Some("EXAMINE") => format!("{what}: {verdict}"),
                 Some(code) => format!("{what}: {verdict} ({})", code_words(code)),
                 None => format!("{what}: {verdict}"),
             }

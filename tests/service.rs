@@ -103,10 +103,37 @@ fn idle_delivers_new_mail_fast() {
     let dc = Dovecot::start_with_users(&[(USER, PASS)]).expect("dovecot");
     dc.append_many(USER, "INBOX", &corpus::varied(5, 9))
         .expect("append");
+    // The server's own notification delay, seen by a bare IDLE client: the
+    // floor under any client's latency.
+    let mut raw = Vec::new();
+    for i in 0..5 {
+        let mut watcher = dc.login(USER).expect("login");
+        watcher.examine("INBOX").expect("examine");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let h = std::thread::spawn(move || {
+            let seen = watcher.idle_wait(Duration::from_secs(5)).expect("idle");
+            tx.send(Instant::now()).expect("send");
+            seen
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        let t0 = Instant::now();
+        let msg = format!("Subject: raw {i}\r\n\r\nx\r\n");
+        dc.append(USER, "INBOX", msg.as_bytes()).expect("append");
+        let at = rx.recv().expect("recv");
+        assert!(
+            h.join()
+                .expect("join")
+                .iter()
+                .any(|l| l.ends_with("EXISTS"))
+        );
+        raw.push(at - t0);
+    }
+    raw.sort();
+    let raw_median = raw[raw.len() / 2];
     let setup = Setup::new(&[Account::plain(&dc, USER, PASS, &["INBOX"])], "");
     let _run = start(&setup);
     wait_for("initial sync", Duration::from_secs(20), || {
-        count(&setup, "INBOX") == 5
+        count(&setup, "INBOX") == 10
     });
     std::thread::sleep(Duration::from_millis(300));
     let mut latencies = Vec::new();
@@ -125,10 +152,17 @@ fn idle_delivers_new_mail_fast() {
     latencies.sort();
     let median = latencies[latencies.len() / 2];
     eprintln!(
-        "IDLE latency over 20 trials: median {median:?}, max {:?}",
+        "IDLE latency over 20 trials: median {median:?}, max {:?}; a bare IDLE client sees EXISTS after {raw_median:?} (median of 5)",
         latencies[19]
     );
     assert!(median < Duration::from_secs(2));
+    // What mailfeed adds on top of the server's notification delay (fetch,
+    // parse, commit) must stay small.
+    assert!(
+        median < raw_median + Duration::from_millis(250),
+        "mailfeed adds {:?} to the server's {raw_median:?}",
+        median.saturating_sub(raw_median)
+    );
     assert_mirror(&setup, &dc, USER, "test", "INBOX");
 }
 
@@ -412,4 +446,41 @@ fn systemd_unit_verifies() {
         out.status.success() && relevant.is_empty(),
         "systemd-analyze verify: {stderr}"
     );
+}
+
+#[test]
+fn notifies_systemd_ready_status_watchdog_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dc = Dovecot::start_with_users(&[(USER, PASS)]).expect("dovecot");
+    let setup = Setup::new(&[Account::plain(&dc, USER, PASS, &["INBOX"])], "");
+    let sock_path = setup.dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let log = std::fs::File::create(setup.dir.path().join("run.log")).expect("log");
+    let child = setup
+        .command(&["run"])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "2000000")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn");
+    let run = Running(child, setup.dir.path().join("run.log"));
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    let t0 = Instant::now();
+    while !(seen.contains("READY=1") && seen.contains("WATCHDOG=1") && seen.contains("STATUS=")) {
+        assert!(t0.elapsed() < Duration::from_secs(20), "got only: {seen}");
+        let n = sock.recv(&mut buf).expect("recv");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        seen.push('\n');
+    }
+    signal(&run, SIGTERM);
+    loop {
+        let n = sock.recv(&mut buf).expect("recv STOPPING");
+        if String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1") {
+            break;
+        }
+    }
 }

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use crate::config::{AccountConfig, SyncConfig};
 use crate::imap::date::internal_date_to_utc;
-use crate::imap::{Body, Command, ModSeq, Response, Uid, UidValidity, Untagged, mutf7};
+use crate::imap::{Body, Command, ModSeq, Response, Uid, UidSet, UidValidity, Untagged, mutf7};
 use crate::session::{ConnectOptions, MailboxState, Session, SessionError, Tap};
 use crate::store::{MailboxCursor, MailboxId, NewMessage, StoreError, StoreHandle};
 
@@ -103,31 +103,28 @@ pub struct Batch {
     pub after: u32,
     pub last: u32,
     pub count: usize,
-    pub bytes: u64,
 }
 
-/// Splits the listed (uid, size) pairs above `after` into contiguous batches
-/// of at most `max_count` messages and about `max_bytes` bytes.
-pub fn batches(after: u32, listed: &[(u32, u64)], max_count: usize, max_bytes: u64) -> Vec<Batch> {
+/// Splits the listed UIDs above `after` into contiguous batches of at most
+/// `max_count` messages. A batch's range covers the gaps before its UIDs, so
+/// completing it proves every UID up to its end was seen.
+pub fn batches(after: u32, listed: &UidSet, max_count: usize) -> Vec<Batch> {
+    let max_count = max_count.max(1);
     let mut out = Vec::new();
     let mut start = after;
     let mut count = 0;
-    let mut bytes = 0u64;
     let mut last = after;
-    for &(uid, size) in listed.iter().filter(|(u, _)| *u > after) {
-        if count > 0 && (count >= max_count.max(1) || bytes + size > max_bytes) {
+    for uid in listed.iter().filter(|u| *u > after) {
+        if count == max_count {
             out.push(Batch {
                 after: start,
                 last,
                 count,
-                bytes,
             });
             start = last;
             count = 0;
-            bytes = 0;
         }
         count += 1;
-        bytes += size;
         last = uid;
     }
     if count > 0 {
@@ -135,7 +132,6 @@ pub fn batches(after: u32, listed: &[(u32, u64)], max_count: usize, max_bytes: u
             after: start,
             last,
             count,
-            bytes,
         });
     }
     out
@@ -180,8 +176,8 @@ impl Engine {
 
 /// How many FETCH commands may be in flight on one connection.
 const PIPELINE_DEPTH: usize = 3;
-/// Bytes per batch (besides `batch_size`), so one transaction stays moderate.
-const BATCH_BYTES: u64 = 32 * 1024 * 1024;
+/// Flag updates handed to the store at once during a rescan.
+const FLAG_CHUNK: usize = 2000;
 
 const FETCH_ITEMS: &str = "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]";
 
@@ -267,12 +263,7 @@ impl Engine {
         };
         if let Some(after) = fetch_after {
             let listed = list_uids(session, after).await?;
-            let plan = batches(
-                after,
-                &listed,
-                self.settings.batch_size as usize,
-                BATCH_BYTES,
-            );
+            let plan = batches(after, &listed, self.settings.batch_size as usize);
             self.fetch_batches(session, &ctx, &plan, &mut stats).await?;
             // UIDs below the UIDNEXT seen at EXAMINE that the later listing
             // did not return no longer exist: the cursor may pass them, so a
@@ -305,69 +296,64 @@ impl Engine {
         qresync_used: bool,
     ) -> Result<(), SyncError> {
         let last = cursor.last_uid;
-        let (mut flags, mut vanished): (Vec<(u32, Vec<String>)>, Vec<u32>) =
-            (Vec::new(), Vec::new());
-        let mut existing: Option<crate::imap::UidSet> = None;
+        let mut changed = 0;
+        let mut gone = 0;
         let modseq_moved = match (state.highest_modseq, cursor.highest_modseq) {
             (Some(now), Some(before)) => Some(now.0 != before),
             _ => None,
         };
         if qresync_used {
-            flags.extend(
-                state
-                    .changed
-                    .iter()
-                    .filter(|(u, _, _)| *u <= last)
-                    .map(|(u, f, _)| (*u, f.clone())),
-            );
-            vanished.extend(state.vanished.iter().filter(|u| *u <= last));
+            let flags: Vec<(u32, Vec<String>)> = state
+                .changed
+                .iter()
+                .filter(|(u, _, _)| *u <= last)
+                .map(|(u, f, _)| (*u, f.clone()))
+                .collect();
+            if !flags.is_empty() {
+                changed += self
+                    .store
+                    .apply_flags(ctx.mailbox, ctx.uidvalidity, flags)
+                    .await?;
+            }
+            let vanished: Vec<u32> = state.vanished.iter().filter(|u| *u <= last).collect();
+            if !vanished.is_empty() {
+                gone += self
+                    .store
+                    .mark_expunged(ctx.mailbox, ctx.uidvalidity, vanished)
+                    .await?;
+            }
         } else {
-            let rescan_due = self.rescan_due(ctx.mailbox);
+            let mut scanned = false;
             match modseq_moved {
                 Some(false) => {}
                 Some(true) => {
                     let cs = cursor.highest_modseq.map(ModSeq);
-                    let got = fetch_flags(session, last, cs).await?;
-                    flags.extend(got);
+                    changed += scan_flags(self, session, ctx, last, cs).await?.1;
                 }
-                None if rescan_due => {
-                    let got = fetch_flags(session, last, None).await?;
-                    existing = Some(crate::imap::UidSet::from_uids(got.iter().map(|(u, _)| *u)));
-                    flags.extend(got);
+                None if self.rescan_due(ctx.mailbox) => {
+                    let (existing, n) = scan_flags(self, session, ctx, last, None).await?;
+                    changed += n;
+                    gone += self
+                        .store
+                        .reconcile_existing(ctx.mailbox, ctx.uidvalidity, last, existing)
+                        .await?;
+                    scanned = true;
                 }
                 None => {}
             }
-            // Expunges without QRESYNC: a count that does not add up means
-            // something was removed; only then list the UIDs.
-            if existing.is_none() {
+            // Expunges without QRESYNC: fewer messages on the server than
+            // stored means something was removed; only then list the UIDs.
+            if !scanned {
                 let live = self.store.live_count(ctx.mailbox, ctx.uidvalidity).await?;
                 if u64::from(state.exists) < live {
-                    let got = fetch_flags(session, last, None).await?;
-                    existing = Some(crate::imap::UidSet::from_uids(
-                        got.into_iter().map(|(u, _)| u),
-                    ));
+                    let (existing, n) = scan_flags(self, session, ctx, last, None).await?;
+                    changed += n;
+                    gone += self
+                        .store
+                        .reconcile_existing(ctx.mailbox, ctx.uidvalidity, last, existing)
+                        .await?;
                 }
             }
-        }
-        let changed = if flags.is_empty() {
-            0
-        } else {
-            self.store
-                .apply_flags(ctx.mailbox, ctx.uidvalidity, flags)
-                .await?
-        };
-        let mut gone = 0;
-        if !vanished.is_empty() {
-            gone += self
-                .store
-                .mark_expunged(ctx.mailbox, ctx.uidvalidity, vanished)
-                .await?;
-        }
-        if let Some(set) = existing {
-            gone += self
-                .store
-                .reconcile_existing(ctx.mailbox, ctx.uidvalidity, last, set)
-                .await?;
         }
         if changed > 0 || gone > 0 {
             tracing::info!(account = ctx.account, folder = %ctx.folder, flags_changed = changed, expunged = gone, "changes recorded");
@@ -553,55 +539,145 @@ fn uidvalidity_in(u: &Untagged) -> Option<UidValidity> {
     }
 }
 
-/// (uid, flags) of every message up to `last`, or only of those changed
-/// since `changed_since` (CONDSTORE).
-async fn fetch_flags(
+/// Streams `UID FETCH 1:last (UID FLAGS)` (only changed ones with
+/// `changed_since`), handing flags to the store in chunks; returns the UIDs
+/// that exist and how many stored messages changed flags.
+async fn scan_flags(
+    engine: &Engine,
     session: &mut Session,
+    ctx: &FetchCtx<'_>,
     last: u32,
     changed_since: Option<ModSeq>,
-) -> Result<Vec<(u32, Vec<String>)>, SyncError> {
-    let untagged = session
-        .run(&Command::UidFetch {
+) -> Result<(UidSet, u64), SyncError> {
+    let tag = session
+        .send(&Command::UidFetch {
             set: format!("1:{last}"),
             items: "UID FLAGS",
             changed_since,
             vanished: false,
         })
         .await?;
-    Ok(untagged
-        .into_iter()
-        .filter_map(|u| match u {
-            Untagged::Fetch(_, d) => match (d.uid, d.flags) {
-                (Some(Uid(uid)), Some(f)) if uid <= last => Some((uid, f)),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect())
+    let mut existing = RangeBuilder::default();
+    let mut chunk: Vec<(u32, Vec<String>)> = Vec::new();
+    let mut changed = 0;
+    loop {
+        let r = session.next_response().await?;
+        match r.response {
+            Response::Untagged(Untagged::Fetch(_, d)) => {
+                if let (Some(Uid(uid)), Some(flags)) = (d.uid, d.flags)
+                    && uid <= last
+                {
+                    existing.push(uid);
+                    chunk.push((uid, flags));
+                    if chunk.len() >= FLAG_CHUNK {
+                        let c = std::mem::take(&mut chunk);
+                        changed += engine
+                            .store
+                            .apply_flags(ctx.mailbox, ctx.uidvalidity, c)
+                            .await?;
+                    }
+                }
+            }
+            Response::Tagged {
+                tag: t,
+                status,
+                text,
+            } if t == tag => {
+                if status != crate::imap::Status::Ok {
+                    return Err(SessionError::CommandFailed {
+                        command: "UID FETCH",
+                        status: status.as_str(),
+                        text: text.text,
+                        code: text.code,
+                    }
+                    .into());
+                }
+                break;
+            }
+            Response::Tagged { tag: t, .. } => {
+                return Err(SessionError::Unexpected(format!(
+                    "tagged reply for unknown tag `{t}`"
+                ))
+                .into());
+            }
+            _ => {}
+        }
+    }
+    if !chunk.is_empty() {
+        changed += engine
+            .store
+            .apply_flags(ctx.mailbox, ctx.uidvalidity, chunk)
+            .await?;
+    }
+    Ok((existing.finish(), changed))
 }
 
-/// Lists (uid, size) of every message above `after`. `n:*` also returns the
-/// highest message when all UIDs are below `n`, so results are filtered.
-async fn list_uids(session: &mut Session, after: u32) -> Result<Vec<(u32, u64)>, SyncError> {
-    let untagged = session
-        .run(&Command::UidFetch {
+/// Lists the UIDs above `after`, streamed into compact ranges so a huge
+/// mailbox costs a few integers, not a response object per message. `n:*`
+/// also returns the highest message when all UIDs are below `n`, so results
+/// are filtered.
+async fn list_uids(session: &mut Session, after: u32) -> Result<UidSet, SyncError> {
+    let tag = session
+        .send(&Command::UidFetch {
             set: format!("{}:*", after.saturating_add(1)),
-            items: "UID RFC822.SIZE",
+            items: "UID",
             changed_since: None,
             vanished: false,
         })
         .await?;
-    let mut out: Vec<(u32, u64)> = untagged
-        .into_iter()
-        .filter_map(|u| match u {
-            Untagged::Fetch(_, d) => d.uid.map(|Uid(uid)| (uid, d.rfc822_size.unwrap_or(0))),
-            _ => None,
-        })
-        .filter(|(uid, _)| *uid > after)
-        .collect();
-    out.sort_unstable();
-    out.dedup_by_key(|(u, _)| *u);
-    Ok(out)
+    let mut ranges = RangeBuilder::default();
+    loop {
+        let r = session.next_response().await?;
+        match r.response {
+            Response::Untagged(Untagged::Fetch(_, d)) => {
+                if let Some(Uid(uid)) = d.uid.filter(|u| u.0 > after) {
+                    ranges.push(uid);
+                }
+            }
+            Response::Tagged {
+                tag: t,
+                status,
+                text,
+            } if t == tag => {
+                if status != crate::imap::Status::Ok {
+                    return Err(SessionError::CommandFailed {
+                        command: "UID FETCH",
+                        status: status.as_str(),
+                        text: text.text,
+                        code: text.code,
+                    }
+                    .into());
+                }
+                return Ok(ranges.finish());
+            }
+            Response::Tagged { tag: t, .. } => {
+                return Err(SessionError::Unexpected(format!(
+                    "tagged reply for unknown tag `{t}`"
+                ))
+                .into());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Collects UIDs arriving mostly in order into ranges.
+#[derive(Default)]
+struct RangeBuilder {
+    ranges: Vec<(u32, u32)>,
+}
+
+impl RangeBuilder {
+    fn push(&mut self, uid: u32) {
+        match self.ranges.last_mut() {
+            Some(last) if last.1.checked_add(1) == Some(uid) => last.1 = uid,
+            _ => self.ranges.push((uid, uid)),
+        }
+    }
+
+    fn finish(self) -> UidSet {
+        UidSet::from_ranges(self.ranges)
+    }
 }
 
 /// The header block of a message (through the blank line), for messages kept
@@ -795,21 +871,27 @@ mod tests {
 
     #[test]
     fn batches_are_contiguous_and_bounded() {
-        let listed: Vec<(u32, u64)> = vec![(3, 10), (4, 10), (9, 10), (10, 100), (11, 10)];
-        let b = batches(2, &listed, 2, 1000);
+        let listed = UidSet::from_uids([3, 4, 9, 10, 11]);
+        let b = batches(2, &listed, 2);
         assert_eq!(
             b.iter()
                 .map(|b| (b.after, b.last, b.count))
                 .collect::<Vec<_>>(),
             vec![(2, 4, 2), (4, 10, 2), (10, 11, 1)]
         );
-        let b = batches(2, &listed, 100, 50);
-        assert_eq!(
-            b.iter().map(|b| (b.after, b.last)).collect::<Vec<_>>(),
-            vec![(2, 9), (9, 10), (10, 11)]
-        );
         // UIDs at or below the cursor (the `n:*` quirk) are ignored.
-        assert!(batches(20, &listed, 2, 1000).is_empty());
+        assert!(batches(20, &listed, 2).is_empty());
+        assert_eq!(batches(0, &listed, 100).len(), 1);
+    }
+
+    #[test]
+    fn range_builder_is_compact() {
+        let mut r = RangeBuilder::default();
+        for u in (1..=100_000).chain([200_000, 7]) {
+            r.push(u);
+        }
+        let set = r.finish();
+        assert_eq!(set.ranges(), &[(1, 100_000), (200_000, 200_000)]);
     }
 
     #[test]

@@ -3,7 +3,19 @@
 //! compared with (`imap_truth`), and deterministic test mail (`corpus`).
 //!
 //! Each integration test file does `mod support;`. Not every test file uses
-//! every helper, hence the `dead_code` allowance.
+//! every helper, hence the `dead_code` allowance. Typical use:
+//!
+//! ```ignore
+//! let dc = support::dovecot::Dovecot::start_with_users(&[("alice", "secret")])
+//!     .expect("starting a private Dovecot");
+//! dc.create_folder("alice", "Archive")?;
+//! dc.append_many("alice", "INBOX", &support::corpus::varied(100, 1))?;
+//! // ... run mailfeed against 127.0.0.1:dc.tls_port() trusting dc.cert_path() ...
+//! let truth = dc.fetch_all("alice", "INBOX")?; // Vec<(uid, BODY[] bytes)>
+//! ```
+//!
+//! The Dovecot log is printed automatically when a test panics while an
+//! instance is alive; `dc.print_log()` prints it on demand.
 #![allow(dead_code)]
 
 pub mod corpus;

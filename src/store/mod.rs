@@ -3,9 +3,10 @@
 //! offers typed operations: cursors, message batches, status. Writes go through
 //! one writer thread ([`writer`]); reads open their own connection.
 
+pub mod consumer;
 mod migrate;
+mod parsed;
 pub mod read;
-mod summary;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -247,5 +248,7 @@ pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
+#[cfg(test)]
+mod parsed_tests;
 #[cfg(test)]
 mod tests;

@@ -349,7 +349,7 @@ print(len(box))
         .arg(root().join("scripts/crosscheck_mime.py"))
         .arg("--db")
         .arg(&setup.db)
-        .args(["--min-rate", "0.89"])
+        .args(["--min-rate", "0.90"])
         .output()
         .expect("crosscheck");
     let report = String::from_utf8_lossy(&check.stdout);

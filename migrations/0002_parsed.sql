@@ -52,8 +52,10 @@ CREATE TABLE attachments (
 ) WITHOUT ROWID;
 CREATE INDEX attachments_by_sha256 ON attachments (sha256);
 
--- What the full-text index covers, one row per message; the index keeps only
--- the tokens (external content), snippet() and highlight() read from here.
+-- What the full-text index covers, one row per feed message (re-found rows of
+-- a new UIDVALIDITY are left out, as in message_feed); the index keeps only
+-- the tokens (external content), snippet() and highlight() read from here,
+-- and `rebuild` gives back what the writer inserted.
 CREATE VIEW message_search_source AS
 SELECT m.id AS id,
        m.subject AS subject,
@@ -64,7 +66,8 @@ SELECT m.id AS id,
        (SELECT t.text FROM bodies t WHERE t.message_id = m.id) AS body,
        (SELECT group_concat(f.filename, char(10))
           FROM attachments f WHERE f.message_id = m.id AND f.filename IS NOT NULL) AS attachments
-FROM messages m;
+FROM messages m
+WHERE m.supersedes IS NULL;
 
 CREATE VIRTUAL TABLE message_search USING fts5(
     subject, sender, recipients, body, attachments,

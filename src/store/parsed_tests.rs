@@ -274,6 +274,12 @@ fn events_view_names_the_row_consumers_know() {
                     ("flags".to_owned(), Some(first), Some(1)),
                 ]
             );
+            // The index and its source view agree, also after a rebuild.
+            c.execute_batch(
+                "INSERT INTO message_search(message_search) VALUES ('rebuild');
+                 INSERT INTO message_search(message_search) VALUES ('integrity-check');",
+            )
+            .expect("rebuild");
             // The re-found row is not searchable twice.
             assert_eq!(
                 count(

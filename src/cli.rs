@@ -57,6 +57,59 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Full-text search (FTS5 query syntax): date, from, subject, folder.
+    Search {
+        /// E.g. `invoice`, `subject:report`, `attachments:pdf`, `"exact phrase"`.
+        query: String,
+        /// At most this many matches, best first.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Write stored messages out, byte for byte, as .eml files, mbox or Maildir.
+    Export {
+        #[arg(long, value_enum)]
+        format: crate::export::Format,
+        /// Only this account.
+        #[arg(long)]
+        account: Option<String>,
+        /// Only this folder (readable name, e.g. `Archive/2024`).
+        #[arg(long)]
+        mailbox: Option<String>,
+        /// Only messages dated (Date header, else arrival) on or after this
+        /// date: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC).
+        #[arg(long, value_parser = parse_since)]
+        since: Option<String>,
+        /// Directory (eml, maildir) or new file (mbox).
+        dest: PathBuf,
+    },
+    /// Print messages as they are stored: the last 10, or from an id on.
+    Tail {
+        /// Start at this feed id (inclusive) instead of the last 10 messages.
+        #[arg(long)]
+        from_id: Option<i64>,
+        /// Keep running and print new messages as they are committed.
+        #[arg(long)]
+        follow: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_since(s: &str) -> std::result::Result<String, String> {
+    let ok = s.len() >= 10
+        && s.bytes().enumerate().take(10).all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        })
+        && (s.len() == 10 || crate::export::asctime(s).is_some());
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "`{s}` is not a date; write YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)"
+        ))
+    }
 }
 
 /// Exit codes: 0 success, 1 some work failed, 2 configuration or usage error.
@@ -205,8 +258,8 @@ pub fn cmd_status(config: &Config, json: bool) -> Result<i32> {
     }
     writeln!(
         out,
-        "{:<12} {:<24} {:>12} {:>8} {:>8} {:>6} {:<24} LAST ERROR",
-        "ACCOUNT", "FOLDER", "UIDVALIDITY", "LAST UID", "STORED", "TRUNC", "LAST SYNC"
+        "{:<12} {:<24} {:>12} {:>8} {:>8} {:>6} {:>9} {:<24} LAST ERROR",
+        "ACCOUNT", "FOLDER", "UIDVALIDITY", "LAST UID", "STORED", "TRUNC", "PARSE ERR", "LAST SYNC"
     )?;
     for r in &rows {
         let mut err = r.last_error.clone().unwrap_or_else(|| "-".into());
@@ -215,7 +268,7 @@ pub fn cmd_status(config: &Config, json: bool) -> Result<i32> {
         }
         writeln!(
             out,
-            "{:<12} {:<24} {:>12} {:>8} {:>8} {:>6} {:<24} {}",
+            "{:<12} {:<24} {:>12} {:>8} {:>8} {:>6} {:>9} {:<24} {}",
             r.account,
             r.mailbox,
             r.uidvalidity
@@ -224,11 +277,176 @@ pub fn cmd_status(config: &Config, json: bool) -> Result<i32> {
             r.last_uid,
             r.stored,
             r.truncated,
+            r.parse_errors,
             r.last_sync_at.as_deref().unwrap_or("never"),
             err
         )?;
     }
     Ok(0)
+}
+
+fn open_existing(config: &Config) -> Result<rusqlite::Connection> {
+    if !config.store.path.exists() {
+        bail!(
+            "no database at {} yet; run `mailfeed sync` first",
+            config.store.path.display()
+        );
+    }
+    Ok(store::open_read_only(&config.store.path)?)
+}
+
+/// `mailfeed search`
+pub fn cmd_search(config: &Config, query: &str, limit: u32) -> Result<i32> {
+    let conn = open_existing(config)?;
+    let hits = store::consumer::search(&conn, query, limit)
+        .with_context(|| format!("searching for `{query}` (FTS5 query syntax)"))?;
+    let mut out = std::io::stdout().lock();
+    for h in &hits {
+        let from = match (&h.from_name, &h.from) {
+            (Some(n), Some(a)) => format!("{n} <{a}>"),
+            (None, Some(a)) => a.clone(),
+            (Some(n), None) => n.clone(),
+            (None, None) => "-".into(),
+        };
+        writeln!(
+            out,
+            "{:<20} {:<32} {:<48} {}/{}",
+            h.date.as_deref().map_or("-", |d| d.get(..19).unwrap_or(d)),
+            clip(&from, 32),
+            clip(h.subject.as_deref().unwrap_or("(no subject)"), 48),
+            h.account,
+            h.mailbox
+        )?;
+    }
+    if hits.is_empty() {
+        eprintln!("no messages match `{query}`");
+        return Ok(EXIT_FAILED);
+    }
+    Ok(0)
+}
+
+/// Cuts `s` to at most `n` characters, marking the cut with `…`.
+fn clip(s: &str, n: usize) -> String {
+    let s = s.replace(['\r', '\n', '\t'], " ");
+    if s.chars().count() <= n {
+        return s;
+    }
+    let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
+    t.push('…');
+    t
+}
+
+/// `mailfeed export`
+pub fn cmd_export(
+    config: &Config,
+    format: crate::export::Format,
+    filter: store::consumer::ExportFilter,
+    dest: &Path,
+) -> Result<i32> {
+    let conn = open_existing(config)?;
+    let mut sink = crate::export::open(format, dest)?;
+    let mut count = 0u64;
+    let mut bytes = 0u64;
+    store::consumer::for_each_export(&conn, &filter, |m| {
+        count += 1;
+        bytes += m.raw.len() as u64;
+        sink.write(&m)
+    })??;
+    sink.finish()?;
+    writeln!(
+        std::io::stdout().lock(),
+        "exported {count} message(s), {bytes} bytes, to {}",
+        dest.display()
+    )?;
+    Ok(0)
+}
+
+/// Whether nobody reads our stdout any more (the read end of a pipe or
+/// socket was closed), so `tail --follow` can stop without waiting for a
+/// message to fail to write.
+#[cfg(unix)]
+fn stdout_closed() -> bool {
+    let mut fd = libc::pollfd {
+        fd: 1,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, count 1, zero timeout; poll only writes revents.
+    let n = unsafe { libc::poll(&mut fd, 1, 0) };
+    n > 0 && fd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0
+}
+
+#[cfg(not(unix))]
+fn stdout_closed() -> bool {
+    false
+}
+
+/// `mailfeed tail`: prints feed messages (JSON lines with `--json`); with
+/// `--follow`, polls for rows above the last printed id every 200 ms until
+/// SIGINT, SIGTERM or a closed stdout.
+pub async fn cmd_tail(
+    config: &Config,
+    from_id: Option<i64>,
+    follow: bool,
+    json: bool,
+) -> Result<i32> {
+    const POLL: std::time::Duration = std::time::Duration::from_millis(200);
+    const BATCH: u32 = 500;
+    // A follower may start before the first sync has created the database.
+    while follow && !config.store.path.exists() {
+        tokio::time::sleep(POLL).await;
+    }
+    let conn = open_existing(config)?;
+    let mut last = match from_id {
+        Some(n) => n.saturating_sub(1),
+        None => store::consumer::id_before_last(&conn, 10)?,
+    };
+    // Registered once, before the loop, so a signal that arrives while a
+    // query runs is not lost.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut sigterm = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    let stdout = std::io::stdout();
+    loop {
+        let rows = store::consumer::entries_after(&conn, last, BATCH)?;
+        let mut out = stdout.lock();
+        for e in &rows {
+            let line = if json {
+                serde_json::to_string(e)?
+            } else {
+                format!(
+                    "{:>8} {:<20} {:<32} {:<48} {}/{}",
+                    e.id,
+                    e.date.as_deref().map_or("-", |d| d.get(..19).unwrap_or(d)),
+                    clip(e.from.as_deref().unwrap_or("-"), 32),
+                    clip(e.subject.as_deref().unwrap_or("(no subject)"), 48),
+                    e.account,
+                    e.mailbox
+                )
+            };
+            let written = writeln!(out, "{line}");
+            if let Err(err) = written.and_then(|()| out.flush()) {
+                // The reader went away (`| head`): a normal end, not a failure.
+                if err.kind() == std::io::ErrorKind::BrokenPipe {
+                    return Ok(0);
+                }
+                return Err(err).context("writing to stdout");
+            }
+            last = e.id;
+        }
+        drop(out);
+        if rows.len() as u32 == BATCH {
+            continue;
+        }
+        if !follow || stdout_closed() {
+            return Ok(0);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = sigint.recv() => return Ok(0),
+            _ = sigterm.recv() => return Ok(0),
+        }
+    }
 }
 
 /// `mailfeed check`: the conversation, annotated, then a verdict per folder.
@@ -347,6 +565,28 @@ pub fn run(cli: Cli) -> i32 {
             Cmd::Run => crate::service::run(Arc::new(config.clone()), cli.config.clone()).await,
             Cmd::Check { account } => cmd_check(&config, account).await,
             Cmd::Status { json } => cmd_status(&config, *json),
+            Cmd::Search { query, limit } => cmd_search(&config, query, *limit),
+            Cmd::Export {
+                format,
+                account,
+                mailbox,
+                since,
+                dest,
+            } => cmd_export(
+                &config,
+                *format,
+                store::consumer::ExportFilter {
+                    account: account.clone(),
+                    mailbox: mailbox.clone(),
+                    since: since.clone(),
+                },
+                dest,
+            ),
+            Cmd::Tail {
+                from_id,
+                follow,
+                json,
+            } => cmd_tail(&config, *from_id, *follow, *json).await,
         }
     });
     match result {

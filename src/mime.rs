@@ -212,7 +212,50 @@ pub fn headers_only(raw: &[u8]) -> &[u8] {
     raw
 }
 
+/// Where the header block is not ended by an empty line but by a line that is neither a
+/// header field (`name:`) nor a continuation, returns the message with an empty line put
+/// before that line. Such a line can only be body text written without the separating empty
+/// line (or a message with no headers at all); mail-parser would read it as a header and
+/// lose it. Python's `email` draws the same line. A leading mbox `From ` line is a header.
+fn repair_header_block(raw: &[u8]) -> Option<Vec<u8>> {
+    let mut start = 0;
+    while start < raw.len() {
+        let end = raw[start..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(raw.len(), |i| start + i + 1);
+        let line = &raw[start..end];
+        let content = line.strip_suffix(b"\n").unwrap_or(line);
+        let content = content.strip_suffix(b"\r").unwrap_or(content);
+        if content.is_empty() {
+            return None;
+        }
+        let is_header = (start == 0 && content.starts_with(b"From "))
+            || (start > 0 && matches!(content[0], b' ' | b'\t'))
+            || content
+                .iter()
+                .position(|&b| b == b':')
+                .is_some_and(|colon| content[..colon].iter().all(|b| (33..=126).contains(b)));
+        if !is_header {
+            let eol: &[u8] = if line.ends_with(b"\r\n") {
+                b"\r\n"
+            } else {
+                b"\n"
+            };
+            let mut fixed = Vec::with_capacity(raw.len() + 2);
+            fixed.extend_from_slice(&raw[..start]);
+            fixed.extend_from_slice(eol);
+            fixed.extend_from_slice(&raw[start..]);
+            return Some(fixed);
+        }
+        start = end;
+    }
+    None
+}
+
 fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
+    let repaired = repair_header_block(raw);
+    let raw = repaired.as_deref().unwrap_or(raw);
     // mail-parser bounds the nesting depth of message/rfc822 parts itself.
     let Some(message) = MessageParser::default().parse(raw) else {
         return ParsedMessage {
@@ -237,6 +280,11 @@ fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
     };
     if message.headers().is_empty() {
         parsed.parse_error = Some("no RFC 5322 header fields found".to_owned());
+    } else if repaired.is_some() {
+        parsed.parse_error = Some(
+            "the header block ends in a line that is not a header field; read from there as body"
+                .to_owned(),
+        );
     } else if message.parts.iter().any(|p| p.is_encoding_problem) {
         parsed.parse_error =
             Some("a MIME part has a broken transfer encoding; kept undecoded".to_owned());
@@ -773,6 +821,29 @@ mod tests {
         );
         let text = p.text_body.expect("body");
         assert!(text.contains('\u{fffd}') && text.contains("ok") && text.contains("end"));
+    }
+
+    #[test]
+    fn a_non_header_line_ends_the_header_block() {
+        let p = parse(b"From: a@example.com\nSubject: s\nthis is the body\nmore\n");
+        assert_eq!(p.subject.as_deref(), Some("s"));
+        assert_eq!(
+            p.text_body.as_deref().map(str::trim),
+            Some("this is the body\nmore")
+        );
+        assert!(p.parse_error.is_some());
+        let p = parse(b"just text, no headers\nat all\n");
+        assert_eq!(p.subject, None);
+        assert!(p.text_body.is_some_and(|t| t.contains("just text")));
+        // Continuations, an mbox From_ line and a proper empty line are left alone.
+        assert_eq!(
+            repair_header_block(b"From x Mon\nSubject: a\n b\n\nbody: no\n"),
+            None
+        );
+        assert_eq!(
+            repair_header_block(b"A: 1\r\nbody\r\n").as_deref(),
+            Some(&b"A: 1\r\n\r\nbody\r\n"[..])
+        );
     }
 
     #[test]

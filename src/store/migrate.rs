@@ -6,8 +6,13 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// Every migration, in order; the position (from 1) is its version.
-const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_core", include_str!("../../migrations/0001_core.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_core", include_str!("../../migrations/0001_core.sql")),
+    (
+        "0002_parsed",
+        include_str!("../../migrations/0002_parsed.sql"),
+    ),
+];
 
 pub fn apply(conn: &Connection) -> Result<(), StoreError> {
     let known = MIGRATIONS.len() as i64;

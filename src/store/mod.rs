@@ -4,9 +4,10 @@
 //! one writer thread ([`writer`]); reads open their own connection.
 
 pub mod changes;
+pub mod consumer;
 mod migrate;
+mod parsed;
 pub mod read;
-mod summary;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -248,5 +249,7 @@ pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
+#[cfg(test)]
+mod parsed_tests;
 #[cfg(test)]
 mod tests;

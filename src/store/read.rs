@@ -15,6 +15,8 @@ pub struct MailboxStatus {
     pub stored: i64,
     pub truncated: i64,
     pub expunged: i64,
+    /// Messages stored raw whose MIME structure could not be (fully) parsed.
+    pub parse_errors: i64,
     pub uidvalidity_changes: i64,
     pub last_sync_at: Option<String>,
     pub last_error: Option<String>,
@@ -29,6 +31,8 @@ pub fn status(conn: &Connection) -> Result<Vec<MailboxStatus>, StoreError> {
                     (SELECT count(*) FROM messages m WHERE m.mailbox_id = b.id AND m.truncated),
                     (SELECT count(*) FROM messages m WHERE m.mailbox_id = b.id
                         AND m.expunged_at IS NOT NULL),
+                    (SELECT count(*) FROM messages m WHERE m.mailbox_id = b.id
+                        AND m.parse_error IS NOT NULL),
                     (SELECT count(*) FROM events e WHERE e.mailbox_id = b.id
                         AND e.kind = 'uidvalidity'),
                     b.last_sync_at, b.last_error, b.last_error_at
@@ -46,10 +50,11 @@ pub fn status(conn: &Connection) -> Result<Vec<MailboxStatus>, StoreError> {
                 stored: r.get(4)?,
                 truncated: r.get(5)?,
                 expunged: r.get(6)?,
-                uidvalidity_changes: r.get(7)?,
-                last_sync_at: r.get(8)?,
-                last_error: r.get(9)?,
-                last_error_at: r.get(10)?,
+                parse_errors: r.get(7)?,
+                uidvalidity_changes: r.get(8)?,
+                last_sync_at: r.get(9)?,
+                last_error: r.get(10)?,
+                last_error_at: r.get(11)?,
             })
         })
         .doing("reading status")?;

@@ -349,7 +349,10 @@ fn begin_generation(c: &Connection, mailbox: MailboxId, uv: UidValidity) -> Resu
 
 fn insert_message(c: &Connection, m: &NewMessage) -> Result<(), StoreError> {
     let hash = super::sha256(&m.raw);
-    let summary = super::summary::summarize(&m.raw);
+    // Parsed once, here: the header columns below and everything
+    // `parsed::write` stores come from this one parse. For a truncated
+    // message `raw` is the header block, so only headers are found.
+    let parsed = crate::mime::parse(&m.raw);
     // A message already stored under an earlier UIDVALIDITY of this mailbox,
     // with the same Message-ID and bytes, is linked instead of shown as new.
     let supersedes: Option<i64> = c
@@ -365,7 +368,7 @@ fn insert_message(c: &Connection, m: &NewMessage) -> Result<(), StoreError> {
                 m.mailbox.0,
                 &hash[..],
                 m.uidvalidity.0,
-                summary.message_id
+                parsed.message_id
             ])?;
             rows.next()?.map(|r| r.get(0)).transpose()
         })
@@ -388,8 +391,8 @@ fn insert_message(c: &Connection, m: &NewMessage) -> Result<(), StoreError> {
                 m.modseq.and_then(|v| i64::try_from(v).ok()),
                 &hash[..],
                 m.truncated,
-                summary.message_id,
-                summary.subject,
+                parsed.message_id,
+                parsed.subject,
                 supersedes,
             ])
         })
@@ -402,6 +405,7 @@ fn insert_message(c: &Connection, m: &NewMessage) -> Result<(), StoreError> {
     c.prepare_cached("INSERT INTO message_raw (message_id, raw) VALUES (?1, ?2)")
         .and_then(|mut s| s.execute(params![id, &m.raw]))
         .doing("storing the raw message")?;
+    super::parsed::write(c, id, &parsed, supersedes.is_none())?;
     if supersedes.is_none() {
         c.prepare_cached(
             "INSERT INTO events (kind, mailbox_id, message_id) VALUES ('new', ?1, ?2)",

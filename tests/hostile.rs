@@ -139,6 +139,8 @@ struct Case {
     expect: Expect,
     /// Text mailfeed must never have sent (e.g. credentials before TLS).
     never_sent: &'static [&'static str],
+    /// Text mailfeed must have shown (stdout or stderr).
+    shows: &'static [&'static str],
 }
 
 fn case(name: &'static str, script: Vec<Step>, expect: Expect) -> Case {
@@ -148,6 +150,7 @@ fn case(name: &'static str, script: Vec<Step>, expect: Expect) -> Case {
         script,
         expect,
         never_sent: &[],
+        shows: &[],
     }
 }
 
@@ -250,16 +253,22 @@ fn cases() -> Vec<Case> {
                 stored: &[],
             },
         ),
-        case(
-            "alert-everywhere",
-            vec![
-                send("* OK [ALERT] maintenance at midnight\r\n"),
-                expect("LOGIN"),
-                send("* OK [ALERT] your password expires soon\r\n$T OK logged in\r\n"),
-                Step::Serve(mailbox()),
+        Case {
+            shows: &[
+                "server alert: maintenance at midnight",
+                "server alert: your password expires soon",
             ],
-            Stores(&[1, 2, 3]),
-        ),
+            ..case(
+                "alert-everywhere",
+                vec![
+                    send("* OK [ALERT] maintenance at midnight\r\n"),
+                    expect("LOGIN"),
+                    send("* OK [ALERT] your password expires soon\r\n$T OK logged in\r\n"),
+                    Step::Serve(mailbox()),
+                ],
+                Stores(&[1, 2, 3]),
+            )
+        },
         Case {
             never_sent: NO_AUTH,
             ..case(
@@ -967,6 +976,14 @@ fn run_case(c: Case) -> Result<String, String> {
             stored
         }
     };
+    for shown in c.shows {
+        if !stdout.contains(shown) && !stderr.contains(shown) {
+            return Err(format!(
+                "{name}: mailfeed did not show `{shown}`\n{}",
+                ctx()
+            ));
+        }
+    }
     for secret in c.never_sent {
         if server.transcript().iter().any(|l| l.contains(secret)) {
             return Err(format!("{name}: mailfeed sent `{secret}`\n{}", ctx()));

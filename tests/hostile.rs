@@ -216,7 +216,7 @@ fn cases() -> Vec<Case> {
             "reset-after-greeting",
             vec![send(GREETING), Step::Reset],
             Fails {
-                any: &["reset", "closed the connection"],
+                any: &["reset", "closed the connection", "broken pipe"],
                 stored: &[],
             },
         ),
@@ -543,7 +543,7 @@ fn cases() -> Vec<Case> {
                 ],
             ),
             Fails {
-                any: &["reset", "closed the connection"],
+                any: &["reset", "closed the connection", "broken pipe"],
                 stored: &[1],
             },
         ),

@@ -477,6 +477,13 @@ impl Session {
         if let Response::Untagged(Untagged::Status(UntaggedStatus::Bye, text)) = &r.response {
             self.bye = Some(status_text(text));
         }
+        // RFC 3501 7.1: an ALERT's text must be presented to the user.
+        if let Response::Untagged(Untagged::Status(_, text)) | Response::Tagged { text, .. } =
+            &r.response
+            && text.code == Some(Code::Alert)
+        {
+            tracing::warn!(account = %self.account, "server alert: {}", text.text);
+        }
         if self.tap.is_none() && !tracing::enabled!(tracing::Level::TRACE) {
             return;
         }

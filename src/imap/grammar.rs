@@ -425,6 +425,13 @@ impl<'a> Cursor<'a> {
                 "FETCH" => {
                     self.sp()?;
                     let data = self.fetch_data()?;
+                    // Bytes after the closing parenthesis mean the stream is
+                    // out of step (a literal shorter than its data, or
+                    // unbalanced parentheses): never store what follows.
+                    self.skip_spaces();
+                    if !self.at_end() {
+                        return Err(self.err("text after the end of the FETCH response"));
+                    }
                     Ok(Untagged::Fetch(SeqNum(n), Box::new(data)))
                 }
                 _ => Ok(Untagged::Other(word)),

@@ -258,6 +258,8 @@ fn malformed_inputs_are_errors_not_panics() {
         b"* 1 FETCH (BODY[] {-5}\r\n",
         b"* 1 FETCH (BODY[] {abc}\r\n",
         b"* 1 FETCH UID 1\r\n",
+        b"* 1 FETCH (UID 1 FLAGS (\\Seen))) RFC822.SIZE 5)\r\n",
+        b"* 1 FETCH (UID 1 BODY[] {3}\r\nabc) X)\r\n",
         b"a1 MAYBE\r\n",
         b"\r\n",
         b"* OK [UIDVALIDITY abc] x\r\n",

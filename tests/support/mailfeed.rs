@@ -81,8 +81,14 @@ impl Setup {
             .tempdir()
             .expect("temp dir");
         let db = dir.path().join("mail.db");
+        // `sync_extra` may set its own (shorter) timeout.
+        let timeout = if sync_extra.contains("timeout") {
+            ""
+        } else {
+            "timeout = \"10s\"\n"
+        };
         let mut text = format!(
-            "[store]\npath = \"mail.db\"\n\n[sync]\ntimeout = \"10s\"\n{sync_extra}\n\n[log]\nlevel = \"info\"\n"
+            "[store]\npath = \"mail.db\"\n\n[sync]\n{timeout}{sync_extra}\n\n[log]\nlevel = \"info\"\n"
         );
         for a in accounts {
             let pw_file = dir.path().join(format!("{}.password", a.name));

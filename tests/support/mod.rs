@@ -20,5 +20,7 @@
 
 pub mod corpus;
 pub mod dovecot;
+pub mod fake_server;
+pub mod fault_proxy;
 pub mod imap_truth;
 pub mod mailfeed;

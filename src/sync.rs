@@ -268,8 +268,14 @@ impl Engine {
             // UIDs below the UIDNEXT seen at EXAMINE that the later listing
             // did not return no longer exist: the cursor may pass them, so a
             // folder whose newest mail was deleted does not look new forever.
-            if let Some(next) = state.uidnext.filter(|n| *n > 1) {
-                self.store.advance_cursor(mailbox, uv, next - 1).await?;
+            // Only when the counts add up: a server whose listing misses
+            // messages it said exist must not make mailfeed skip them.
+            let covered = plan.last().map_or(after, |b| b.last);
+            if let Some(next) = state.uidnext.filter(|n| n.saturating_sub(1) > covered) {
+                let live = self.store.live_count(mailbox, uv).await?;
+                if live >= u64::from(state.exists) {
+                    self.store.advance_cursor(mailbox, uv, next - 1).await?;
+                }
             }
         }
         if cursor.uidvalidity == Some(uv) && cursor.last_uid > 0 {

@@ -93,8 +93,8 @@ const GOOD_EXAMINE: &str =
 fn fetching() -> Vec<Step> {
     let mut s = examined(GOOD_EXAMINE);
     s.extend([
-        expect("UID FETCH 1:* (UID RFC822.SIZE)"),
-        send("* 1 FETCH (UID 1 RFC822.SIZE 90)\r\n* 2 FETCH (UID 2 RFC822.SIZE 90)\r\n* 3 FETCH (UID 3 RFC822.SIZE 90)\r\n$T OK done\r\n"),
+        expect("UID FETCH 1:* (UID)"),
+        send("* 1 FETCH (UID 1)\r\n* 2 FETCH (UID 2)\r\n* 3 FETCH (UID 3)\r\n$T OK done\r\n"),
         expect("UID FETCH 1:3 (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])"),
     ]);
     s

@@ -90,6 +90,9 @@ impl SessionError {
             SessionError::LoginFailed(_) => {
                 "check `username` and the password source; the server rejected them"
             }
+            SessionError::Transport(t) if t.is_wrong_host_certificate() => {
+                "the certificate is for another host name: set `host` to a name the certificate lists"
+            }
             SessionError::Transport(t) if t.is_untrusted_certificate() => {
                 "the server's certificate is not trusted: install its CA in the system store or set `ca_file` to its PEM"
             }

@@ -44,6 +44,17 @@ pub enum TransportError {
 }
 
 impl TransportError {
+    /// True when the certificate is valid but names another host.
+    pub fn is_wrong_host_certificate(&self) -> bool {
+        match self {
+            TransportError::Tls { source, .. } => {
+                let text = source.to_string();
+                text.contains("NotValidForName") || text.contains("not valid for name")
+            }
+            _ => false,
+        }
+    }
+
     /// True when the server's certificate was not trusted (a common setup
     /// mistake, which deserves its own hint).
     pub fn is_untrusted_certificate(&self) -> bool {

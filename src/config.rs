@@ -147,6 +147,8 @@ pub struct AccountConfig {
     pub idle: bool,
     pub max_connections: u32,
     pub poll_interval: Duration,
+    /// Use COMPRESS=DEFLATE (RFC 4978) when the server offers it.
+    pub compress: bool,
 }
 
 /// The whole, validated configuration.
@@ -212,6 +214,7 @@ struct RawAccount {
     idle: Option<bool>,
     max_connections: Option<u32>,
     poll_interval: Option<DurationValue>,
+    compress: Option<bool>,
 }
 
 /// A duration written as `"90s"`, `"5m"`, `"1h"` or a number of seconds.
@@ -556,6 +559,7 @@ impl Config {
             idle: a.idle.unwrap_or(true),
             max_connections,
             poll_interval,
+            compress: a.compress.unwrap_or(false),
         })
     }
 }

@@ -219,6 +219,16 @@ impl Session {
         if s.caps.is_empty() {
             s.refresh_capabilities().await?;
         }
+        if account.compress && s.caps.has("COMPRESS=DEFLATE") {
+            s.run(&Command::Compress).await?;
+            if !s.reader.at_boundary() || !s.pending.is_empty() {
+                return Err(SessionError::Unexpected(
+                    "server sent data between COMPRESS and its first compressed byte".into(),
+                ));
+            }
+            s.link.start_deflate();
+            s.tap_note("COMPRESS=DEFLATE active");
+        }
         Ok(s)
     }
 

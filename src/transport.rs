@@ -133,6 +133,84 @@ pub struct Link {
     stream: Stream,
     addr: String,
     timeout: Duration,
+    deflate: Option<Box<Deflate>>,
+}
+
+/// COMPRESS=DEFLATE (RFC 4978): raw deflate both ways, each write flushed
+/// with a sync flush so the server sees whole commands.
+struct Deflate {
+    compress: flate2::Compress,
+    decompress: flate2::Decompress,
+    /// Compressed bytes read from the socket, not yet inflated.
+    input: Vec<u8>,
+    start: usize,
+    end: usize,
+    output: Vec<u8>,
+    /// The last inflate filled the caller's buffer: the inflater may hold
+    /// more output even with no input left.
+    maybe_more: bool,
+}
+
+impl Deflate {
+    fn new() -> Deflate {
+        Deflate {
+            compress: flate2::Compress::new(flate2::Compression::fast(), false),
+            decompress: flate2::Decompress::new(false),
+            input: vec![0; 64 * 1024],
+            start: 0,
+            end: 0,
+            output: Vec::new(),
+            maybe_more: false,
+        }
+    }
+
+    /// Inflates buffered input into `buf`; returns bytes produced (0 when
+    /// more input is needed).
+    fn inflate(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let before_in = self.decompress.total_in();
+        let before_out = self.decompress.total_out();
+        self.decompress
+            .decompress(
+                &self.input[self.start..self.end],
+                buf,
+                flate2::FlushDecompress::Sync,
+            )
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        self.start += (self.decompress.total_in() - before_in) as usize;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        let n = (self.decompress.total_out() - before_out) as usize;
+        self.maybe_more = n == buf.len();
+        Ok(n)
+    }
+
+    /// Deflates `data` with a sync flush into `self.output`.
+    fn deflate(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.output.clear();
+        self.output.reserve(data.len() / 2 + 64);
+        let mut consumed = 0;
+        loop {
+            if self.output.capacity() - self.output.len() < 64 {
+                self.output.reserve(self.output.capacity().max(1024));
+            }
+            let before = self.compress.total_in();
+            self.compress
+                .compress_vec(
+                    &data[consumed..],
+                    &mut self.output,
+                    flate2::FlushCompress::Sync,
+                )
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            consumed += (self.compress.total_in() - before) as usize;
+            // Done when all input is taken and the flush left room to spare
+            // (a full buffer may hold more flushed output).
+            if consumed == data.len() && self.output.capacity() - self.output.len() >= 64 {
+                return Ok(());
+            }
+        }
+    }
 }
 
 impl Link {
@@ -165,6 +243,7 @@ impl Link {
                         stream: Stream::Plain(tcp),
                         addr,
                         timeout,
+                        deflate: None,
                     });
                 }
                 Ok(Err(e)) => last_err = Some(e),
@@ -220,6 +299,7 @@ impl Link {
             stream: Stream::Tls(Box::new(tls)),
             addr: self.addr,
             timeout: self.timeout,
+            deflate: None,
         })
     }
 
@@ -242,35 +322,87 @@ impl Link {
         self.read_within(buf, t).await
     }
 
+    /// Starts compressing both directions (after the server accepted
+    /// `COMPRESS DEFLATE`).
+    pub fn start_deflate(&mut self) {
+        self.deflate = Some(Box::new(Deflate::new()));
+    }
+
+    pub fn is_compressed(&self) -> bool {
+        self.deflate.is_some()
+    }
+
     /// Like [`Link::read`] with an explicit limit (IDLE waits longer).
     pub async fn read_within(
         &mut self,
         buf: &mut [u8],
         limit: Duration,
     ) -> Result<usize, TransportError> {
-        let fut = async {
-            match &mut self.stream {
-                Stream::Plain(s) => s.read(buf).await,
-                Stream::Tls(s) => s.read(buf).await,
-                Stream::Closed => Err(closed()),
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(d) = self.deflate.as_mut()
+                && (d.end > d.start || d.maybe_more)
+            {
+                let n = d.inflate(buf)?;
+                if n > 0 {
+                    return Ok(n);
+                }
             }
-        };
-        match tokio::time::timeout(limit, fut).await {
-            Ok(r) => Ok(r?),
-            Err(_) => Err(TransportError::ReadTimeout { after: limit }),
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let (stream, deflate) = (&mut self.stream, &mut self.deflate);
+            let target: &mut [u8] = match deflate.as_mut() {
+                Some(d) => {
+                    if d.end == d.input.len() {
+                        if d.start > 0 {
+                            d.input.copy_within(d.start..d.end, 0);
+                            d.end -= d.start;
+                            d.start = 0;
+                        } else {
+                            // A full buffer that inflated to nothing: grow it.
+                            d.input.resize(d.input.len() * 2, 0);
+                        }
+                    }
+                    &mut d.input[d.end..]
+                }
+                None => &mut *buf,
+            };
+            let fut = async {
+                match stream {
+                    Stream::Plain(s) => s.read(target).await,
+                    Stream::Tls(s) => s.read(target).await,
+                    Stream::Closed => Err(closed()),
+                }
+            };
+            let n = match tokio::time::timeout(left, fut).await {
+                Ok(r) => r?,
+                Err(_) => return Err(TransportError::ReadTimeout { after: limit }),
+            };
+            match self.deflate.as_mut() {
+                None => return Ok(n),
+                Some(_) if n == 0 => return Ok(0),
+                Some(d) => d.end += n,
+            }
         }
     }
 
     /// Writes and flushes all of `data` within the timeout.
     pub async fn write_all(&mut self, data: &[u8]) -> Result<(), TransportError> {
+        let bytes: &[u8] = match self.deflate.as_mut() {
+            Some(d) => {
+                d.deflate(data)?;
+                &d.output
+            }
+            None => data,
+        };
+        let stream = &mut self.stream;
         let fut = async {
-            match &mut self.stream {
+            match stream {
                 Stream::Plain(s) => {
-                    s.write_all(data).await?;
+                    s.write_all(bytes).await?;
                     s.flush().await
                 }
                 Stream::Tls(s) => {
-                    s.write_all(data).await?;
+                    s.write_all(bytes).await?;
                     s.flush().await
                 }
                 Stream::Closed => Err(closed()),
@@ -318,6 +450,39 @@ impl Link {
             stream: Stream::Closed,
             addr: String::new(),
             timeout: Duration::from_secs(1),
+            deflate: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Deflate;
+
+    #[test]
+    fn deflate_round_trips_in_pieces() {
+        let mut a = Deflate::new();
+        let mut b = Deflate::new();
+        let text: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| format!("line {i}\r\n").into_bytes())
+            .collect();
+        let mut got = Vec::new();
+        for chunk in text.chunks(70_000) {
+            a.deflate(chunk).expect("deflate");
+            // Feed the compressed bytes in small pieces, as a socket would.
+            for piece in a.output.chunks(1000) {
+                b.input[b.end..b.end + piece.len()].copy_from_slice(piece);
+                b.end += piece.len();
+                let mut out = vec![0u8; 4096];
+                loop {
+                    let n = b.inflate(&mut out).expect("inflate");
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&out[..n]);
+                }
+            }
+        }
+        assert!(got == text);
     }
 }

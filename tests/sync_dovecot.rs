@@ -245,3 +245,34 @@ fn config_mistakes_are_one_clear_line() {
     assert!(err.contains("hots"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+#[test]
+fn compress_deflate_when_offered_and_configured() {
+    let dc = support::dovecot::Dovecot::start_with(support::dovecot::Options {
+        users: vec![(USER.into(), PASS.into())],
+        extra_config: "mail_plugins = $mail_plugins zlib\nprotocol imap {\n  mail_plugins = $mail_plugins zlib imap_zlib\n}\n".into(),
+    })
+    .expect("dovecot");
+    let caps = dc.login(USER).expect("login").capabilities().expect("caps");
+    assert!(caps.iter().any(|c| c == "COMPRESS=DEFLATE"), "{caps:?}");
+    dc.append_many(USER, "INBOX", &corpus::varied(60, 8))
+        .expect("append");
+    let cert = dc.cert_path();
+    for tls in [true, false] {
+        let mut acc = if tls {
+            Account::tls(&dc, &cert, USER, PASS, &["INBOX"])
+        } else {
+            Account::plain(&dc, USER, PASS, &["INBOX"])
+        };
+        acc.extra = "compress = true";
+        let setup = Setup::new(&[acc], "batch_size = 7");
+        let out = setup.run(&["check"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("COMPRESS=DEFLATE active"),
+            "{text}"
+        );
+        setup.sync_ok();
+        assert_mirror(&setup, &dc, USER, "test", "INBOX");
+    }
+}

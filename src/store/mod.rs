@@ -157,6 +157,10 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
 
 fn configure(conn: &Connection, sync: Synchronous) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(30))?;
+    // Before the first write only (a database keeps the size it was created
+    // with): 64 KiB pages cut the per-page work of storing mail (WAL frames,
+    // two syscalls each, checksums, overflow chains) sixteenfold.
+    conn.pragma_update(None, "page_size", 65_536)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(
         None,

@@ -40,8 +40,16 @@ pub struct NewMessage {
 
 type Work = Box<dyn FnOnce(&Connection) -> Result<(), StoreError> + Send>;
 
+/// What the writer stores besides the message itself, worked out by the
+/// sender: hashing and header parsing then run beside the socket reader
+/// instead of on the one writer thread, which is the bottleneck of a sync.
+struct Derived {
+    sha256: [u8; 32],
+    summary: super::summary::Summary,
+}
+
 enum Job {
-    Message(Box<NewMessage>, Option<OwnedSemaphorePermit>),
+    Message(Box<(NewMessage, Derived)>, Option<OwnedSemaphorePermit>),
     Work(Work),
     Commit(oneshot::Sender<()>),
 }
@@ -125,6 +133,10 @@ impl StoreHandle {
 
     /// Queues a message; waits while the queue holds too many bytes.
     pub async fn save(&self, m: NewMessage) -> Result<(), StoreError> {
+        let derived = Derived {
+            sha256: super::sha256(&m.raw),
+            summary: super::summary::summarize(&m.raw),
+        };
         let want = u32::try_from(m.raw.len())
             .unwrap_or(u32::MAX)
             .clamp(1, self.byte_budget);
@@ -135,7 +147,7 @@ impl StoreHandle {
             .await
             .map_err(|_| self.gone())?;
         self.tx
-            .send(Job::Message(Box::new(m), Some(permit)))
+            .send(Job::Message(Box::new((m, derived)), Some(permit)))
             .await
             .map_err(|_| self.gone())
     }
@@ -286,9 +298,8 @@ fn begin_generation(c: &Connection, mailbox: MailboxId, uv: UidValidity) -> Resu
     Ok(())
 }
 
-fn insert_message(c: &Connection, m: &NewMessage) -> Result<(), StoreError> {
-    let hash = super::sha256(&m.raw);
-    let summary = super::summary::summarize(&m.raw);
+fn insert_message(c: &Connection, m: &NewMessage, d: &Derived) -> Result<(), StoreError> {
+    let (hash, summary) = (&d.sha256, &d.summary);
     // A message already stored under an earlier UIDVALIDITY of this mailbox,
     // with the same Message-ID and bytes, is linked instead of shown as new.
     let supersedes: Option<i64> = c
@@ -398,8 +409,9 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, failure: Arc<Mutex<Option<
                 in_tx = true;
             }
             match job {
-                Job::Message(m, permit) => {
-                    insert_message(&conn, &m)?;
+                Job::Message(job, permit) => {
+                    let (m, derived) = &*job;
+                    insert_message(&conn, m, derived)?;
                     tx_bytes += m.raw.len() as u64;
                     drop(permit);
                 }

@@ -3,6 +3,7 @@
 //! offers typed operations: cursors, message batches, status. Writes go through
 //! one writer thread ([`writer`]); reads open their own connection.
 
+mod checkpoint;
 mod migrate;
 pub mod read;
 mod summary;

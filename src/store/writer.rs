@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, params};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
+use super::checkpoint::{BACKSTOP_PAGES, Checkpointer};
 use super::{Context, MailboxCursor, MailboxId, StoreError};
 use crate::config::Synchronous;
 use crate::imap::{Uid, UidValidity};
@@ -98,9 +99,17 @@ impl StoreHandle {
         let budget = u32::try_from(max_buffered_bytes.clamp(1 << 20, 1 << 31)).unwrap_or(1 << 31);
         let failure = Arc::new(Mutex::new(None));
         let f2 = failure.clone();
+        let checkpointer = conn
+            .path()
+            .filter(|p| !p.is_empty())
+            .and_then(|p| Checkpointer::start(Path::new(p)))
+            .filter(|_| {
+                conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES)
+                    .is_ok()
+            });
         let thread = std::thread::Builder::new()
             .name("mailfeed-writer".into())
-            .spawn(move || run(conn, rx, f2))
+            .spawn(move || run(conn, rx, f2, checkpointer))
             .map(WriterThread);
         let thread = match thread {
             Ok(t) => t,
@@ -362,7 +371,12 @@ fn insert_message(c: &Connection, m: &NewMessage, d: &Derived) -> Result<(), Sto
     Ok(())
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, failure: Arc<Mutex<Option<String>>>) {
+fn run(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Job>,
+    failure: Arc<Mutex<Option<String>>>,
+    checkpointer: Option<Checkpointer>,
+) {
     let mut in_tx = false;
     let mut tx_bytes: u64 = 0;
     let mut tx_jobs: u32 = 0;
@@ -371,6 +385,9 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, failure: Arc<Mutex<Option<
         if *in_tx {
             *in_tx = false;
             conn.execute_batch("COMMIT").doing("committing")?;
+            if let Some(c) = &checkpointer {
+                c.nudge();
+            }
         }
         Ok(())
     };

@@ -36,6 +36,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELEASE = os.path.join(ROOT, "target", "release")
 MAILFEED = os.path.join(RELEASE, "mailfeed")
 RAW_FETCH = os.path.join(RELEASE, "examples", "raw_fetch")
+PARSE_COST = os.path.join(RELEASE, "examples", "parse_cost")
+# `folder synced` (logged after the folder's commit) tells when the mail was
+# stored and visible; the process then still waits for the last checkpoint.
+SYNC_LOG_ENV = dict(os.environ, RUST_LOG="warn,mailfeed::sync=debug")
 PASSWORD = "bench-secret"
 MB = 1024 * 1024
 
@@ -403,17 +407,25 @@ def db_count(db):
         c.close()
 
 
-def mbsync_config(path, dovecot, user, maildir, fsync):
+def mbsync_config(path, dovecot, user, maildir, fsync, tls=False, compress=False):
+    """isync 1.4 uses COMPRESS=DEFLATE whenever the server offers it (this
+    Dovecot does, for the compression measurement), so it is disabled
+    explicitly everywhere else."""
+    if tls:
+        conn = (f"Port {dovecot.tls_port}\nSSLType IMAPS\n"
+                f"CertificateFile {dovecot.dir}/cert.pem")
+    else:
+        conn = f"Port {dovecot.plain_port}\nSSLType None"
     with open(path, "w") as f:
         f.write(f"""FSync {'yes' if fsync else 'no'}
 
 IMAPAccount bench
 Host 127.0.0.1
-Port {dovecot.plain_port}
+{conn}
 User {user}
 Pass {PASSWORD}
-SSLType None
 AuthMechs LOGIN
+{'' if compress else 'DisableExtension COMPRESS=DEFLATE'}
 
 IMAPStore remote
 Account bench
@@ -445,6 +457,17 @@ def raw_fetch(dovecot, user, tls, folder="INBOX", uid_set="1:*"):
 # --------------------------------------------------------------------------
 
 
+def committed_at(stderr, t_start):
+    """Seconds from start to the last `folder synced` line (UTC timestamps)."""
+    import datetime
+
+    stamps = re.findall(r"^(\S+?)Z .*folder synced", stderr.decode(errors="replace"), re.M)
+    if not stamps:
+        return float("nan")
+    t = datetime.datetime.fromisoformat(stamps[-1]).replace(tzinfo=datetime.timezone.utc).timestamp()
+    return t - t_start
+
+
 def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
@@ -463,7 +486,7 @@ def main():
     ap.add_argument("--rounds", type=int, help="interleaved rounds (default 3; quick 2)")
     ap.add_argument("--seed", type=int, default=4978)
     ap.add_argument("--skip", default="", help="comma list of parts to skip: "
-                    "mbsync-fsync,mbsync,tls,incremental,folders,idle,rss,compress")
+                    "mbsync-fsync,mbsync,tls,compress,incremental,folders,idle,rss")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--workdir", help="where to put Dovecot, corpus and databases (default: a temp dir)")
@@ -475,7 +498,7 @@ def main():
 
     if os.geteuid() != 0:
         sys.exit("bench: must run as root (Dovecot then serves mail as nobody)")
-    for p in (MAILFEED, RAW_FETCH):
+    for p in (MAILFEED, RAW_FETCH, PARSE_COST):
         if not os.path.exists(p):
             sys.exit(f"bench: {p} missing; run benches/run (it builds them)")
 
@@ -515,15 +538,19 @@ def main():
         log(f"warm-up raw fetch: {info['messages']} messages, {info['bytes'] / MB:.0f} MiB, {secs:.2f} s")
 
         # ---------------- the main interleaved comparison
-        contenders = ["raw-plain", "raw-tls", "mailfeed-plain", "mailfeed-tls", "mbsync-nofsync", "mbsync-fsync"]
+        contenders = ["raw-plain", "raw-tls", "mailfeed-plain", "mailfeed-tls", "mbsync-nofsync",
+                      "mbsync-fsync", "mbsync-tls", "mbsync-tls-deflate"]
         if "tls" in skip:
-            contenders = [c for c in contenders if not c.endswith("tls")]
+            contenders = [c for c in contenders if "tls" not in c]
+        if "compress" in skip:
+            contenders = [c for c in contenders if c != "mbsync-tls-deflate"]
         if "mbsync" in skip:
             contenders = [c for c in contenders if not c.startswith("mbsync")]
         if "mbsync-fsync" in skip:
             contenders = [c for c in contenders if c != "mbsync-fsync"]
         times = {c: [] for c in contenders}
         rss = {c: [] for c in contenders}
+        committed = {c: [] for c in contenders if c.startswith("mailfeed")}
         cfg_plain = os.path.join(work, "plain.toml")
         cfg_tls = os.path.join(work, "tls.toml")
         db_plain = mailfeed_config(cfg_plain, dc, "bench", False)
@@ -538,21 +565,30 @@ def main():
                 elif c.startswith("mailfeed"):
                     cfg, db = (cfg_tls, db_tls) if c.endswith("tls") else (cfg_plain, db_plain)
                     remove_db(db)
-                    secs, mem, _, _ = run_rss([MAILFEED, "-c", cfg, "sync"])
+                    t_start = time.time()
+                    secs, mem, _, err = run_rss([MAILFEED, "-c", cfg, "sync"], env=SYNC_LOG_ENV)
                     count, _ = db_count(db)
                     assert count == n, f"{c}: {count} rows, expected {n}"
+                    committed[c].append(committed_at(err, t_start))
                 else:
                     md = os.path.join(work, "maildir")
                     shutil.rmtree(md, ignore_errors=True)
                     os.makedirs(md)
                     mcfg = os.path.join(work, "mbsyncrc")
-                    mbsync_config(mcfg, dc, "bench", md, c == "mbsync-fsync")
+                    mbsync_config(mcfg, dc, "bench", md, c == "mbsync-fsync",
+                                  tls="tls" in c, compress=c.endswith("deflate"))
                     secs, mem, _, _ = run_rss(["mbsync", "-c", mcfg, "-q", "bench"])
                 times[c].append(secs)
                 rss[c].append(mem)
                 log(f"round {r + 1}/{rounds} {c}: {secs:.2f} s, peak RSS {mem:.1f} MiB")
         results["times"] = times
         results["rss"] = rss
+        results["committed"] = committed
+
+        # ---------------- CPU cost per stage of the writer's work, one core
+        out = subprocess.run([PARSE_COST, f"{dc.maildir('bench')}/cur"], capture_output=True, check=True)
+        results["parse_cost"] = json.loads(out.stdout.decode().strip().splitlines()[-1])
+        log(f"parse cost: {results['parse_cost']}")
         shutil.rmtree(os.path.join(work, "maildir"), ignore_errors=True)
 
         # ---------------- incremental: 100 new messages after the full sync
@@ -714,13 +750,24 @@ def report(res):
           f"{res['rounds']} interleaved rounds, medians")
     rows = []
     for c in t:
-        ceil = "raw-tls" if c.endswith("tls") else "raw-plain"
+        ceil = "raw-tls" if "tls" in c else "raw-plain"
         med = median(t[c])
         ratio = med / median(t[ceil]) if ceil in t else float("nan")
         rows.append([c, f"{med:.2f}", f"{total / MB / med:.0f}", f"{ratio:.2f}x",
                      f"{median(m[c]):.1f}", f"{max(m[c]):.1f}",
                      " ".join(f"{x:.2f}" for x in t[c])])
     print(fmt_table(rows, ["contender", "median s", "MiB/s", "vs ceiling", "RSS MiB", "max RSS", "all rounds s"]))
+    for c, xs in res.get("committed", {}).items():
+        ceil = "raw-tls" if "tls" in c else "raw-plain"
+        print(f"{c}: stored and committed after {median(xs):.2f} s ({median(xs) / median(t[ceil]):.2f}x ceiling); "
+              f"the rest of its time is the final WAL checkpoint and exit")
+    if "mbsync-tls" in t and "mbsync-tls-deflate" in t:
+        print(f"COMPRESS=DEFLATE over TLS (mbsync, fsync off): {median(t['mbsync-tls-deflate']):.2f} s with, "
+              f"{median(t['mbsync-tls']):.2f} s without ({median(t['mbsync-tls-deflate']) / median(t['mbsync-tls']):.2f}x)")
+    if "parse_cost" in res:
+        pc = res["parse_cost"]
+        print("single-core cost per stage over the corpus: " + ", ".join(
+            f"{k} {v['seconds']:.2f} s ({v['mib_per_s']:.0f} MiB/s)" for k, v in pc["stages"].items()))
     if "mailfeed-plain" in t and "mbsync-nofsync" in t:
         print(f"mbsync (fsync off) / mailfeed plain: {median(t['mbsync-nofsync']) / median(t['mailfeed-plain']):.2f}x")
     if "mailfeed-plain" in t and "mbsync-fsync" in t:

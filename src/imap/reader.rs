@@ -3,9 +3,10 @@
 //! size, and asks for the responses that are now complete.
 //!
 //! Memory is bounded by [`Limits`], not by what the server claims: a line
-//! without CRLF fails at `max_line`, a literal is never allocated from its
-//! announced size, and a literal beyond `max_literal` is reduced to its first
-//! `truncated_keep` bytes while the rest is counted and discarded.
+//! without CRLF fails at `max_line`, a literal's announced size is trusted
+//! only up to `max_literal` (which the configuration budgets for anyway), and
+//! a literal beyond `max_literal` is reduced to its first `truncated_keep`
+//! bytes while the rest is counted and discarded.
 
 use std::collections::VecDeque;
 
@@ -63,8 +64,6 @@ pub struct Received {
 }
 
 const MAX_LITERALS_PER_RESPONSE: usize = 10_000;
-/// Largest first allocation for a literal; it grows only as bytes arrive.
-const INITIAL_LITERAL_CAPACITY: u64 = 64 * 1024;
 
 enum State {
     Line,
@@ -179,12 +178,16 @@ impl ResponseReader {
                 }
                 let budget = self.limits.max_literal.saturating_sub(self.kept);
                 let truncated = size > budget;
+                // Reserved whole, within the budget: growing by doubling would
+                // copy a large message several times and, while reallocating,
+                // hold up to three times its size. Pages not yet written are
+                // not resident, so an announced size costs no memory until
+                // the bytes arrive.
                 let capacity = if truncated {
                     (self.limits.truncated_keep as u64).min(budget)
                 } else {
                     size
-                }
-                .min(INITIAL_LITERAL_CAPACITY);
+                };
                 self.literals.push(Literal {
                     data: Vec::with_capacity(capacity as usize),
                     declared: size,

@@ -4,6 +4,7 @@
 //! one writer thread ([`writer`]); reads open their own connection.
 
 pub mod changes;
+mod checkpoint;
 pub mod consumer;
 mod migrate;
 mod parsed;
@@ -159,6 +160,10 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
 
 fn configure(conn: &Connection, sync: Synchronous) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(30))?;
+    // Before the first write only (a database keeps the size it was created
+    // with): 64 KiB pages cut the per-page work of storing mail (WAL frames,
+    // two syscalls each, checksums, overflow chains) sixteenfold.
+    conn.pragma_update(None, "page_size", 65_536)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(
         None,

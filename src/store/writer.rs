@@ -13,9 +13,11 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, params};
+use rusqlite::blob::ZeroBlob;
+use rusqlite::{Connection, MAIN_DB, params};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
+use super::checkpoint::{BACKSTOP_PAGES, Checkpointer};
 use super::{Context, MailboxCursor, MailboxId, StoreError};
 use crate::config::Synchronous;
 use crate::imap::{Uid, UidValidity};
@@ -40,8 +42,31 @@ pub struct NewMessage {
 
 type Work = Box<dyn FnOnce(&Connection) -> Result<(), StoreError> + Send>;
 
+/// What the writer stores besides the message itself, worked out by the
+/// sender: hashing and the one MIME parse then run beside the socket reader
+/// instead of on the one writer thread, which is the bottleneck of a sync.
+/// For a truncated message `raw` is the header block, so only headers are
+/// found.
+struct Derived {
+    sha256: [u8; 32],
+    parsed: crate::mime::ParsedMessage,
+}
+
+/// Messages at least this large are parsed on a blocking thread, so a big
+/// one cannot hold up the async workers (and the sockets they serve).
+const PARSE_ON_BLOCKING_THREAD: usize = 256 * 1024;
+
+impl Derived {
+    fn of(raw: &[u8]) -> Derived {
+        Derived {
+            sha256: super::sha256(raw),
+            parsed: crate::mime::parse(raw),
+        }
+    }
+}
+
 enum Job {
-    Message(Box<NewMessage>, Option<OwnedSemaphorePermit>),
+    Message(Box<(NewMessage, Derived)>, Option<OwnedSemaphorePermit>),
     Work(Work),
     Commit(oneshot::Sender<()>),
 }
@@ -90,9 +115,17 @@ impl StoreHandle {
         let budget = u32::try_from(max_buffered_bytes.clamp(1 << 20, 1 << 31)).unwrap_or(1 << 31);
         let failure = Arc::new(Mutex::new(None));
         let f2 = failure.clone();
+        let checkpointer = conn
+            .path()
+            .filter(|p| !p.is_empty())
+            .and_then(|p| Checkpointer::start(Path::new(p)))
+            .filter(|_| {
+                conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES)
+                    .is_ok()
+            });
         let thread = std::thread::Builder::new()
             .name("mailfeed-writer".into())
-            .spawn(move || run(conn, rx, f2))
+            .spawn(move || run(conn, rx, f2, checkpointer))
             .map(WriterThread);
         let thread = match thread {
             Ok(t) => t,
@@ -123,9 +156,24 @@ impl StoreHandle {
         }
     }
 
-    /// Queues a message; waits while the queue holds too many bytes.
+    /// Hashes and parses a message, then queues it; waits while the queue
+    /// holds too many bytes. The caller awaits this before sending anything
+    /// else, so the order of jobs (messages before their cursor) holds.
     pub async fn save(&self, m: NewMessage) -> Result<(), StoreError> {
-        let want = u32::try_from(m.raw.len())
+        let (m, derived) = if m.raw.len() >= PARSE_ON_BLOCKING_THREAD {
+            tokio::task::spawn_blocking(move || {
+                let d = Derived::of(&m.raw);
+                (m, d)
+            })
+            .await
+            .map_err(|e| StoreError::Stopped(format!("parsing a message failed: {e}")))?
+        } else {
+            let d = Derived::of(&m.raw);
+            (m, d)
+        };
+        // The decoded form (bodies, attachments) is about as large as the
+        // raw bytes, and both wait in the queue.
+        let want = u32::try_from(m.raw.len().saturating_mul(2))
             .unwrap_or(u32::MAX)
             .clamp(1, self.byte_budget);
         let permit = self
@@ -135,7 +183,7 @@ impl StoreHandle {
             .await
             .map_err(|_| self.gone())?;
         self.tx
-            .send(Job::Message(Box::new(m), Some(permit)))
+            .send(Job::Message(Box::new((m, derived)), Some(permit)))
             .await
             .map_err(|_| self.gone())
     }
@@ -347,12 +395,8 @@ fn begin_generation(c: &Connection, mailbox: MailboxId, uv: UidValidity) -> Resu
     Ok(())
 }
 
-fn insert_message(c: &Connection, m: &NewMessage) -> Result<(), StoreError> {
-    let hash = super::sha256(&m.raw);
-    // Parsed once, here: the header columns below and everything
-    // `parsed::write` stores come from this one parse. For a truncated
-    // message `raw` is the header block, so only headers are found.
-    let parsed = crate::mime::parse(&m.raw);
+fn insert_message(c: &Connection, m: &NewMessage, d: &Derived) -> Result<(), StoreError> {
+    let (hash, parsed) = (&d.sha256, &d.parsed);
     // A message already stored under an earlier UIDVALIDITY of this mailbox,
     // with the same Message-ID and bytes, is linked instead of shown as new.
     let supersedes: Option<i64> = c
@@ -402,10 +446,16 @@ fn insert_message(c: &Connection, m: &NewMessage) -> Result<(), StoreError> {
         return Ok(());
     }
     let id = c.last_insert_rowid();
+    // A bound blob would be copied twice more inside SQLite (the bound value
+    // and the record built from it), so a 50 MB message would briefly cost
+    // 150 MB. Instead reserve the room and write the bytes straight into the
+    // pages through the incremental blob API.
     c.prepare_cached("INSERT INTO message_raw (message_id, raw) VALUES (?1, ?2)")
-        .and_then(|mut s| s.execute(params![id, &m.raw]))
+        .and_then(|mut s| s.execute(params![id, ZeroBlob(m.raw.len() as u64)]))
+        .and_then(|_| c.blob_open(MAIN_DB, c"message_raw", c"raw", id, false))
+        .and_then(|mut blob| blob.write_at(&m.raw, 0))
         .doing("storing the raw message")?;
-    super::parsed::write(c, id, &parsed, supersedes.is_none())?;
+    super::parsed::write(c, id, parsed, supersedes.is_none())?;
     if supersedes.is_none() {
         c.prepare_cached(
             "INSERT INTO events (kind, mailbox_id, message_id) VALUES ('new', ?1, ?2)",
@@ -416,7 +466,12 @@ fn insert_message(c: &Connection, m: &NewMessage) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, failure: Arc<Mutex<Option<String>>>) {
+fn run(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Job>,
+    failure: Arc<Mutex<Option<String>>>,
+    checkpointer: Option<Checkpointer>,
+) {
     let mut in_tx = false;
     let mut tx_bytes: u64 = 0;
     let mut tx_jobs: u32 = 0;
@@ -425,6 +480,9 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, failure: Arc<Mutex<Option<
         if *in_tx {
             *in_tx = false;
             conn.execute_batch("COMMIT").doing("committing")?;
+            if let Some(c) = &checkpointer {
+                c.nudge();
+            }
         }
         Ok(())
     };
@@ -463,8 +521,9 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, failure: Arc<Mutex<Option<
                 in_tx = true;
             }
             match job {
-                Job::Message(m, permit) => {
-                    insert_message(&conn, &m)?;
+                Job::Message(job, permit) => {
+                    let (m, derived) = &*job;
+                    insert_message(&conn, m, derived)?;
                     tx_bytes += m.raw.len() as u64;
                     drop(permit);
                 }

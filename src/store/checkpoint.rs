@@ -1,0 +1,73 @@
+//! WAL checkpoints on a thread of their own. Left to SQLite, a checkpoint
+//! runs inside the writer's COMMIT whenever the WAL passes its threshold, and
+//! the writer (the bottleneck of a sync) stalls while pages are copied into
+//! the database and fsynced. Here the writer only nudges after a commit and a
+//! second connection runs PASSIVE checkpoints, which never block the writer.
+//! The writer keeps a high autocheckpoint threshold as a backstop in case
+//! this thread falls behind or cannot start.
+
+use std::path::Path;
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+/// WAL pages after which the writer checkpoints by itself (64 KiB pages:
+/// 256 MiB), should the checkpointer not keep up.
+pub(crate) const BACKSTOP_PAGES: i64 = 4096;
+
+/// Handle to the checkpoint thread; nudging never blocks.
+pub(crate) struct Checkpointer {
+    nudge: Option<SyncSender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// Opens a second connection to `path` and starts the thread; `None`
+    /// when that is impossible (the writer then checkpoints as usual).
+    pub(crate) fn start(path: &Path) -> Option<Checkpointer> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .ok()?;
+        conn.busy_timeout(Duration::from_millis(100)).ok()?;
+        // One pending nudge is enough: a checkpoint covers every commit
+        // made before it starts.
+        let (tx, rx) = sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("mailfeed-checkpoint".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    // BUSY (another checkpoint, a reader) only means later.
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::debug!("WAL checkpoint skipped: {e}");
+                    }
+                }
+            })
+            .ok()?;
+        Some(Checkpointer {
+            nudge: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Asks for a checkpoint soon (after a commit).
+    pub(crate) fn nudge(&self) {
+        if let Some(tx) = &self.nudge {
+            let _ = tx.try_send(());
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    /// Stops the thread after the checkpoint it may be running.
+    fn drop(&mut self) {
+        self.nudge.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -257,7 +257,7 @@ fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
     let repaired = repair_header_block(raw);
     let raw = repaired.as_deref().unwrap_or(raw);
     // mail-parser bounds the nesting depth of message/rfc822 parts itself.
-    let Some(message) = MessageParser::default().parse(raw) else {
+    let Some(mut message) = MessageParser::default().parse(raw) else {
         return ParsedMessage {
             parse_error: Some("no RFC 5322 header block found".to_owned()),
             ..ParsedMessage::default()
@@ -265,6 +265,9 @@ fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
     };
 
     let (date_raw, sent_at) = date(&message);
+    // Taken first: attachment bytes are moved out of the parsed message, not
+    // copied, so a large attachment is held once.
+    let attachments = attachments(&mut message);
     let mut parsed = ParsedMessage {
         message_id: message.message_id().map(strip_brackets),
         in_reply_to: id_list(message.in_reply_to()),
@@ -275,7 +278,7 @@ fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
         addresses: addresses(&message),
         text_body: text_body(&message),
         html_body: html_body(&message),
-        attachments: attachments(&message),
+        attachments,
         parse_error: None,
     };
     if message.headers().is_empty() {
@@ -487,18 +490,28 @@ fn html_body(message: &Message<'_>) -> Option<String> {
     join_nonempty(parts)
 }
 
-fn attachments(message: &Message<'_>) -> Vec<Attachment> {
-    message
-        .attachments
-        .iter()
-        .filter_map(|&id| message.parts.get(id as usize))
-        .filter(|part| !is_demoted_body_text(part))
-        .map(attachment)
-        .collect()
+fn attachments(message: &mut Message<'_>) -> Vec<Attachment> {
+    let ids = message.attachments.clone();
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(part) = message.parts.get_mut(id as usize)
+            && !is_demoted_body_text(part)
+        {
+            out.push(attachment(part));
+        }
+    }
+    out
 }
 
-fn attachment(part: &MessagePart<'_>) -> Attachment {
-    let data = part.contents().to_vec();
+fn attachment(part: &mut MessagePart<'_>) -> Attachment {
+    // Decoded binary parts are moved out (the part is not used again);
+    // everything else is copied from its contents.
+    let data = match &mut part.body {
+        PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
+            std::mem::take(bytes).into_owned()
+        }
+        _ => part.contents().to_vec(),
+    };
     let content_type = match part.content_type() {
         Some(ct) => match ct.subtype() {
             Some(sub) => format!("{}/{}", ct.ctype(), sub).to_ascii_lowercase(),

@@ -4,7 +4,8 @@
 //! Runs on the writer thread inside the transaction that stores the raw row,
 //! so a message is never visible without its parsed form.
 
-use rusqlite::{Connection, params};
+use rusqlite::blob::ZeroBlob;
+use rusqlite::{Connection, MAIN_DB, params};
 
 use super::{Context, StoreError};
 use crate::mime::ParsedMessage;
@@ -81,8 +82,24 @@ pub(crate) fn write(
                 .exists(params![a.sha256])
                 .doing("looking up attachment contents")?
             {
-                blob.execute(params![a.sha256, a.size as i64, a.data])
-                    .doing("storing attachment contents")?;
+                // Through the incremental blob API, as for the raw message: a
+                // bound blob would be copied twice inside SQLite.
+                blob.execute(params![
+                    a.sha256,
+                    a.size as i64,
+                    ZeroBlob(a.data.len() as u64)
+                ])
+                .and_then(|_| {
+                    c.blob_open(
+                        MAIN_DB,
+                        c"attachment_blobs",
+                        c"data",
+                        c.last_insert_rowid(),
+                        false,
+                    )
+                })
+                .and_then(|mut b| b.write_at(&a.data, 0))
+                .doing("storing attachment contents")?;
             }
             row.execute(params![
                 id,

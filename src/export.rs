@@ -254,22 +254,11 @@ pub fn asctime(iso: &str) -> Option<String> {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let weekday = DAYS[days_from_civil(y, mo, d).rem_euclid(7) as usize];
+    let weekday = DAYS[crate::imap::date::days_from_civil(y, mo, d).rem_euclid(7) as usize];
     let month = MONTHS[(mo - 1) as usize];
     Some(format!(
         "{weekday} {month} {d:>2} {h:02}:{mi:02}:{s:02} {y}"
     ))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (March-based eras).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

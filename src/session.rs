@@ -554,15 +554,7 @@ impl Session {
                     text,
                 } if t == tag => {
                     self.tag_names.remove(tag);
-                    if status == Status::Ok {
-                        return Ok(out);
-                    }
-                    return Err(SessionError::CommandFailed {
-                        command,
-                        status: status.as_str(),
-                        text: text.text,
-                        code: text.code,
-                    });
+                    return completion(command, status, text).map(|()| out);
                 }
                 Response::Tagged { tag: t, .. } => {
                     return Err(SessionError::Unexpected(format!(
@@ -673,6 +665,24 @@ impl Session {
         let _ = done;
         self.link.shutdown().await;
     }
+}
+
+/// Turns a tagged reply into the command's outcome: OK, or
+/// [`SessionError::CommandFailed`] carrying the server's words.
+pub fn completion(
+    command: &'static str,
+    status: Status,
+    text: StatusText,
+) -> Result<(), SessionError> {
+    if status == Status::Ok {
+        return Ok(());
+    }
+    Err(SessionError::CommandFailed {
+        command,
+        status: status.as_str(),
+        text: text.text,
+        code: text.code,
+    })
 }
 
 fn status_text(t: &StatusText) -> String {

@@ -462,15 +462,7 @@ impl Engine {
                         ))
                         .into());
                     };
-                    if status != crate::imap::Status::Ok {
-                        return Err(SessionError::CommandFailed {
-                            command: "UID FETCH",
-                            status: status.as_str(),
-                            text: text.text,
-                            code: text.code,
-                        }
-                        .into());
-                    }
+                    crate::session::completion("UID FETCH", status, text)?;
                     if pos != 0 {
                         // Replies out of command order: a server may run
                         // commands concurrently; only an in-order prefix moves
@@ -589,15 +581,7 @@ async fn scan_flags(
                 status,
                 text,
             } if t == tag => {
-                if status != crate::imap::Status::Ok {
-                    return Err(SessionError::CommandFailed {
-                        command: "UID FETCH",
-                        status: status.as_str(),
-                        text: text.text,
-                        code: text.code,
-                    }
-                    .into());
-                }
+                crate::session::completion("UID FETCH", status, text)?;
                 break;
             }
             Response::Tagged { tag: t, .. } => {
@@ -645,15 +629,7 @@ async fn list_uids(session: &mut Session, after: u32) -> Result<UidSet, SyncErro
                 status,
                 text,
             } if t == tag => {
-                if status != crate::imap::Status::Ok {
-                    return Err(SessionError::CommandFailed {
-                        command: "UID FETCH",
-                        status: status.as_str(),
-                        text: text.text,
-                        code: text.code,
-                    }
-                    .into());
-                }
+                crate::session::completion("UID FETCH", status, text)?;
                 return Ok(ranges.finish());
             }
             Response::Tagged { tag: t, .. } => {

@@ -221,7 +221,7 @@ impl Session {
         }
         if account.compress && s.caps.has("COMPRESS=DEFLATE") {
             s.run(&Command::Compress).await?;
-            if !s.reader.at_boundary() || !s.pending.is_empty() {
+            if !s.reader.is_drained() || !s.pending.is_empty() {
                 return Err(SessionError::Unexpected(
                     "server sent data between COMPRESS and its first compressed byte".into(),
                 ));
@@ -301,7 +301,7 @@ impl Session {
             }
             Err(e) => return Err(e),
         }
-        if !self.reader.at_boundary() || !self.pending.is_empty() {
+        if !self.reader.is_drained() || !self.pending.is_empty() {
             // Bytes after the OK but before the handshake could be injected
             // by an attacker (CVE-2011-0411 style); refuse them.
             return Err(SessionError::Unexpected(

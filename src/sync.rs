@@ -34,6 +34,10 @@ pub enum SyncError {
     MissingUid,
     #[error("UIDVALIDITY changed during the session (from {old} to {new})")]
     UidValidityChanged { old: u32, new: u32 },
+    #[error(
+        "server listed UID {0} but did not send it, and it still exists; the folder's cursor stays below it and the next pass asks again"
+    )]
+    NotDelivered(u32),
 }
 
 impl SyncError {
@@ -176,6 +180,8 @@ impl Engine {
 
 /// How many FETCH commands may be in flight on one connection.
 const PIPELINE_DEPTH: usize = 3;
+/// Missing UIDs of a pass that are listed again before giving up on them.
+const MAX_RECHECK: usize = 1000;
 /// Flag updates handed to the store at once during a rescan.
 const FLAG_CHUNK: usize = 2000;
 
@@ -264,7 +270,8 @@ impl Engine {
         if let Some(after) = fetch_after {
             let listed = list_uids(session, after).await?;
             let plan = batches(after, &listed, self.settings.batch_size as usize);
-            self.fetch_batches(session, &ctx, &plan, &mut stats).await?;
+            self.fetch_batches(session, &ctx, &listed, &plan, &mut stats)
+                .await?;
             // UIDs below the UIDNEXT seen at EXAMINE that the later listing
             // did not return no longer exist: the cursor may pass them, so a
             // folder whose newest mail was deleted does not look new forever.
@@ -384,16 +391,29 @@ impl Engine {
 
     /// Sends the batches' FETCH commands with a few in flight, stores each
     /// message as it arrives, and moves the cursor as ranges complete.
+    ///
+    /// A range completes only when every UID `listed` in it arrived. A server
+    /// may leave one out (expunged since the listing, or a message it cannot
+    /// read): from then on the cursor stays just below it, and once the
+    /// pipeline is drained the missing UIDs are listed again. Those that no
+    /// longer exist are passed; one that still exists is an error, so the
+    /// next pass asks for it again instead of skipping it for good.
     async fn fetch_batches(
         &self,
         session: &mut Session,
         ctx: &FetchCtx<'_>,
+        listed: &UidSet,
         plan: &[Batch],
         stats: &mut FolderStats,
     ) -> Result<(), SyncError> {
         let mut next_to_send = 0;
         let mut in_flight: VecDeque<(String, usize, Instant)> = VecDeque::new();
         let mut batch_counts = vec![(0u64, 0u64); plan.len()];
+        // Listed UIDs received, per batch in flight (at most batch_size each).
+        let mut received: Vec<std::collections::HashSet<u32>> =
+            vec![Default::default(); plan.len()];
+        // Listed UIDs that did not arrive; the cursor may not pass the first.
+        let mut missing: Vec<u32> = Vec::new();
         while next_to_send < plan.len() || !in_flight.is_empty() {
             while next_to_send < plan.len() && in_flight.len() < PIPELINE_DEPTH {
                 let b = plan[next_to_send];
@@ -433,6 +453,9 @@ impl Engine {
                         Body::Nil => return Err(SyncError::NilBody(uid.0)),
                     };
                     let size = data.rfc822_size.unwrap_or(raw.len() as u64);
+                    if listed.contains(uid.0) {
+                        received[idx].insert(uid.0);
+                    }
                     batch_counts[idx].0 += 1;
                     batch_counts[idx].1 += raw.len() as u64;
                     tracing::debug!(account = ctx.account, folder = %ctx.folder, uid = uid.0, bytes = raw.len(), "message received");
@@ -479,9 +502,27 @@ impl Engine {
                     }
                     for (_, idx, t0) in finished.into_iter().flatten() {
                         let b = plan[idx];
-                        self.store
-                            .advance_cursor(ctx.mailbox, ctx.uidvalidity, b.last)
-                            .await?;
+                        let got = std::mem::take(&mut received[idx]);
+                        if got.len() < b.count {
+                            missing.extend(
+                                listed
+                                    .iter_range(b.after, b.last)
+                                    .filter(|u| !got.contains(u)),
+                            );
+                        }
+                        match missing.first() {
+                            None => {
+                                self.store
+                                    .advance_cursor(ctx.mailbox, ctx.uidvalidity, b.last)
+                                    .await?
+                            }
+                            Some(&first) if first - 1 > b.after => {
+                                self.store
+                                    .advance_cursor(ctx.mailbox, ctx.uidvalidity, first - 1)
+                                    .await?
+                            }
+                            Some(_) => {}
+                        }
                         let (n, bytes) = batch_counts[idx];
                         stats.fetched += n;
                         stats.bytes += bytes;
@@ -512,6 +553,27 @@ impl Engine {
                     );
                 }
             }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        // Ask once more which of the missing UIDs exist. A server that left
+        // out more than a few is not having a race with an expunge: retry.
+        if missing.len() > MAX_RECHECK {
+            return Err(SyncError::NotDelivered(missing[0]));
+        }
+        let still = list_uid_set(session, &UidSet::from_uids(missing.iter().copied())).await?;
+        if let Some(first) = still.iter().next() {
+            tracing::warn!(account = ctx.account, folder = %ctx.folder, uid = first,
+                "server listed a message but did not send it; it will be asked for again");
+            return Err(SyncError::NotDelivered(first));
+        }
+        tracing::info!(account = ctx.account, folder = %ctx.folder, count = missing.len(),
+            "messages expunged between the listing and the fetch; passing them");
+        if let Some(b) = plan.last() {
+            self.store
+                .advance_cursor(ctx.mailbox, ctx.uidvalidity, b.last)
+                .await?;
         }
         Ok(())
     }
@@ -607,9 +669,25 @@ async fn scan_flags(
 /// also returns the highest message when all UIDs are below `n`, so results
 /// are filtered.
 async fn list_uids(session: &mut Session, after: u32) -> Result<UidSet, SyncError> {
+    let set = format!("{}:*", after.saturating_add(1));
+    list_uids_in(session, set, |u| u > after).await
+}
+
+/// Which UIDs of `set` exist on the server.
+async fn list_uid_set(session: &mut Session, set: &UidSet) -> Result<UidSet, SyncError> {
+    list_uids_in(session, set.to_string(), |u| set.contains(u)).await
+}
+
+/// `UID FETCH set (UID)`, keeping the UIDs that `wanted` accepts (a server
+/// answers `n:*` with the last message even when its UID is below n).
+async fn list_uids_in(
+    session: &mut Session,
+    set: String,
+    wanted: impl Fn(u32) -> bool,
+) -> Result<UidSet, SyncError> {
     let tag = session
         .send(&Command::UidFetch {
-            set: format!("{}:*", after.saturating_add(1)),
+            set,
             items: "UID",
             changed_since: None,
             vanished: false,
@@ -620,7 +698,7 @@ async fn list_uids(session: &mut Session, after: u32) -> Result<UidSet, SyncErro
         let r = session.next_response().await?;
         match r.response {
             Response::Untagged(Untagged::Fetch(_, d)) => {
-                if let Some(Uid(uid)) = d.uid.filter(|u| u.0 > after) {
+                if let Some(Uid(uid)) = d.uid.filter(|u| wanted(u.0)) {
                     ranges.push(uid);
                 }
             }

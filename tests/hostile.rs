@@ -141,6 +141,9 @@ struct Case {
     never_sent: &'static [&'static str],
     /// Text mailfeed must have shown (stdout or stderr).
     shows: &'static [&'static str],
+    /// The case deletes a message for good, so the recovery run (which
+    /// serves all three) would rightly not fetch it again: skip recovery.
+    deletes: bool,
 }
 
 fn case(name: &'static str, script: Vec<Step>, expect: Expect) -> Case {
@@ -151,6 +154,7 @@ fn case(name: &'static str, script: Vec<Step>, expect: Expect) -> Case {
         expect,
         never_sent: &[],
         shows: &[],
+        deletes: false,
     }
 }
 
@@ -358,8 +362,10 @@ fn cases() -> Vec<Case> {
                     expect("STARTTLS"),
                     send("$T OK begin TLS\r\n* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] injected\r\n"),
                 ],
+                // Both lines go out in one write, so they arrive together and
+                // the injected one is already parsed when the OK is seen.
                 Fails {
-                    any: &["after accepting STARTTLS", "TLS", "timed out"],
+                    any: &["after accepting STARTTLS"],
                     stored: &[],
                 },
             )
@@ -799,6 +805,46 @@ fn cases() -> Vec<Case> {
                 stored: &[1],
             },
         ),
+        // A listed UID left out of the FETCH answer must not be passed by the
+        // cursor while it still exists; one expunged meanwhile may be.
+        case(
+            "listed-uid-not-sent-but-exists",
+            with(
+                fetching(),
+                [
+                    fetch(1, 1),
+                    fetch(3, 3),
+                    send("$T OK done\r\n"),
+                    expect("UID FETCH 2 (UID)"),
+                    send("* 2 FETCH (UID 2)\r\n$T OK done\r\n"),
+                    expect("LOGOUT"),
+                    send("$T OK bye\r\n"),
+                ],
+            ),
+            Fails {
+                any: &["listed UID 2 but did not send it"],
+                stored: &[1, 3],
+            },
+        ),
+        Case {
+            deletes: true,
+            ..case(
+                "listed-uid-expunged-before-fetch",
+                with(
+                    fetching(),
+                    [
+                        fetch(1, 1),
+                        fetch(2, 3),
+                        send("$T OK done\r\n"),
+                        expect("UID FETCH 2 (UID)"),
+                        send("$T OK done\r\n"),
+                        expect("LOGOUT"),
+                        send("$T OK bye\r\n"),
+                    ],
+                ),
+                Stores(&[1, 3]),
+            )
+        },
         case(
             "unknown-tag",
             with(
@@ -920,7 +966,7 @@ fn stored(setup: &Setup) -> Vec<(u32, u32, Vec<u8>)> {
 /// Runs one case; returns a description of what went wrong, if anything.
 fn run_case(c: Case) -> Result<String, String> {
     let name = c.name;
-    let recover = c.mode == Mode::Plain;
+    let recover = c.mode == Mode::Plain && !c.deletes;
     let recovery = vec![send(GREETING), Step::Serve(mailbox())];
     let server = FakeServer::start(vec![c.script, recovery]);
     let acc = Account {

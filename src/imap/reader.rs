@@ -110,6 +110,14 @@ impl ResponseReader {
         matches!(self.state, State::Line) && self.text.is_empty()
     }
 
+    /// True when nothing at all is buffered: no partial response and no
+    /// complete one waiting to be popped. STARTTLS and COMPRESS require this
+    /// before switching layers, since anything held now arrived in the old
+    /// layer and must not be read as if it came through the new one.
+    pub fn is_drained(&self) -> bool {
+        self.at_boundary() && self.ready.is_empty()
+    }
+
     /// How many bytes of an unfinished literal are still expected, if any.
     pub fn literal_remaining(&self) -> Option<u64> {
         match self.state {

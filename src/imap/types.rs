@@ -109,6 +109,16 @@ impl UidSet {
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
         self.ranges.iter().flat_map(|&(a, b)| a..=b)
     }
+
+    /// The UIDs `u` of the set with `after < u <= last`, found by binary
+    /// search so a batch of a huge set costs only its own size.
+    pub fn iter_range(&self, after: u32, last: u32) -> impl Iterator<Item = u32> + '_ {
+        let start = self.ranges.partition_point(|&(_, b)| b <= after);
+        self.ranges[start..]
+            .iter()
+            .take_while(move |&&(a, _)| a <= last)
+            .flat_map(move |&(a, b)| a.max(after.saturating_add(1))..=b.min(last))
+    }
 }
 
 impl fmt::Display for UidSet {
@@ -138,5 +148,20 @@ mod tests {
         assert_eq!(s.len(), 7);
         assert!(s.contains(2) && s.contains(10) && !s.contains(4) && !s.contains(11));
         assert_eq!(UidSet::from_ranges(vec![(9, 3), (1, 2)]).to_string(), "1:9");
+    }
+
+    #[test]
+    fn iter_range_takes_only_the_uids_inside() {
+        let s = UidSet::from_ranges(vec![(1, 3), (5, 5), (7, 12), (20, 20)]);
+        let got: Vec<u32> = s.iter_range(2, 8).collect();
+        assert_eq!(got, [3, 5, 7, 8]);
+        assert_eq!(s.iter_range(0, 1).collect::<Vec<_>>(), [1]);
+        assert_eq!(s.iter_range(12, 19).count(), 0);
+        assert_eq!(s.iter_range(19, u32::MAX).collect::<Vec<_>>(), [20]);
+        assert_eq!(s.iter_range(20, u32::MAX).count(), 0);
+        for (after, last) in [(0, 20), (4, 9), (6, 7), (0, 0)] {
+            let slow: Vec<u32> = s.iter().filter(|u| *u > after && *u <= last).collect();
+            assert_eq!(s.iter_range(after, last).collect::<Vec<_>>(), slow);
+        }
     }
 }

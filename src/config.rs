@@ -13,11 +13,10 @@ use crate::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("reading configuration {path}: {source}")]
-    Load {
-        path: PathBuf,
-        source: config::ConfigError,
-    },
+    /// The file could not be read or parsed. `message` is the parser's
+    /// error without the quoted source line ([`load_error`]).
+    #[error("reading configuration {path}: {message}")]
+    Load { path: PathBuf, message: String },
     #[error("configuration {path}: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error("account `{account}`: {message}")]
@@ -312,6 +311,36 @@ fn expand_credentials_dir(p: &str) -> String {
     p.to_owned()
 }
 
+/// The parser's error on one line, without the source excerpt it quotes:
+/// that excerpt is the offending line of the file, which may be the one
+/// holding a password (`password = hunter2`, unquoted, is a syntax error),
+/// and errors are logged. Line and column stay, which is what the fix needs.
+fn load_error(path: &Path, e: &config::ConfigError) -> ConfigError {
+    let text = e.to_string();
+    let mut parts: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        let rest = line
+            .trim_start()
+            .trim_start_matches(|c: char| c.is_ascii_digit());
+        if rest.trim_start().starts_with('|') {
+            continue;
+        }
+        let line = line.trim();
+        if !line.is_empty() {
+            parts.push(line);
+        }
+    }
+    // The `config` crate ends with " in FILE" (a path of its own making),
+    // which the caller already says.
+    if parts.len() > 1 && parts.last().is_some_and(|l| l.starts_with("in ")) {
+        parts.pop();
+    }
+    ConfigError::Load {
+        path: path.to_owned(),
+        message: parts.join(": "),
+    }
+}
+
 impl Config {
     /// Loads the file, applies `MAILFEED__...` overrides, and validates.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -323,16 +352,8 @@ impl Config {
                     .try_parsing(true),
             )
             .build()
-            .map_err(|source| ConfigError::Load {
-                path: path.to_owned(),
-                source,
-            })?;
-        let raw: RawFile = built
-            .try_deserialize()
-            .map_err(|source| ConfigError::Load {
-                path: path.to_owned(),
-                source,
-            })?;
+            .map_err(|e| load_error(path, &e))?;
+        let raw: RawFile = built.try_deserialize().map_err(|e| load_error(path, &e))?;
         let base = path
             .parent()
             .map(Path::to_path_buf)
@@ -350,14 +371,10 @@ impl Config {
         let built = config::Config::builder()
             .add_source(config::File::from_str(text, config::FileFormat::Toml))
             .build()
-            .map_err(|source_err| ConfigError::Load {
-                path: source.clone(),
-                source: source_err,
-            })?;
-        let raw: RawFile = built.try_deserialize().map_err(|e| ConfigError::Load {
-            path: source.clone(),
-            source: e,
-        })?;
+            .map_err(|e| load_error(&source, &e))?;
+        let raw: RawFile = built
+            .try_deserialize()
+            .map_err(|e| load_error(&source, &e))?;
         Self::from_raw(raw, &source, base).map_err(|message| ConfigError::Invalid {
             path: source.clone(),
             message,
@@ -567,6 +584,30 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn syntax_errors_name_the_place_but_never_quote_the_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.toml");
+        for (text, line) in [
+            ("password = hunter2secret\n", 7),
+            ("password = \"hunter2secret\n", 7),
+            ("password = 'hunter2secret\"\n", 7),
+        ] {
+            let file = format!(
+                "[store]\npath = \"x.db\"\n[[accounts]]\nname = \"a\"\nhost = \"h\"\nusername = \"u\"\n{text}folders = [\"INBOX\"]\n"
+            );
+            std::fs::write(&path, file).expect("write");
+            let err = Config::load(&path)
+                .err()
+                .expect("a syntax error")
+                .to_string();
+            assert!(!err.contains("hunter2"), "{err}");
+            assert!(err.contains(&format!("line {line}")), "{err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert_eq!(err.matches("m.toml").count(), 1, "{err}");
+        }
+    }
 
     fn parse(text: &str) -> Result<Config, String> {
         Config::from_toml(text, Path::new("/etc/mailfeed")).map_err(|e| e.to_string())

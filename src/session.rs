@@ -634,6 +634,13 @@ impl Session {
                     Code::UidNext(n) => st.uidnext = Some(n),
                     Code::HighestModSeq(m) => st.highest_modseq = Some(ModSeq(m)),
                     Code::NoModSeq => st.nomodseq = true,
+                    // RFC 7162 3.2.11: everything before this belonged to
+                    // the previously selected folder (a queued flag update
+                    // or VANISHED of it must not be applied to this one).
+                    Code::Closed => {
+                        st = MailboxState::default();
+                        vanished.clear();
+                    }
                     _ => {}
                 },
                 Untagged::Vanished { uids, .. } => vanished.extend_from_slice(uids.ranges()),

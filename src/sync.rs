@@ -278,6 +278,12 @@ impl Engine {
             // Only when the counts add up: a server whose listing misses
             // messages it said exist must not make mailfeed skip them.
             let covered = plan.last().map_or(after, |b| b.last);
+            // Rows that a cut-off pass stored above the old cursor and that
+            // the listing (of everything above it) no longer shows were
+            // expunged in between.
+            self.store
+                .reconcile_existing(mailbox, uv, (after, u32::MAX), listed)
+                .await?;
             if let Some(next) = state.uidnext.filter(|n| n.saturating_sub(1) > covered) {
                 let live = self.store.live_count(mailbox, uv).await?;
                 if live >= u64::from(state.exists) {
@@ -316,10 +322,11 @@ impl Engine {
             _ => None,
         };
         if qresync_used {
+            // Not only UIDs up to the cursor: rows a cut-off pass stored
+            // above it are covered too (the store ignores UIDs it lacks).
             let flags: Vec<(u32, Vec<String>)> = state
                 .changed
                 .iter()
-                .filter(|(u, _, _)| *u <= last)
                 .map(|(u, f, _)| (*u, f.clone()))
                 .collect();
             if !flags.is_empty() {
@@ -328,11 +335,10 @@ impl Engine {
                     .apply_flags(ctx.mailbox, ctx.uidvalidity, flags)
                     .await?;
             }
-            let vanished: Vec<u32> = state.vanished.iter().filter(|u| *u <= last).collect();
-            if !vanished.is_empty() {
+            if !state.vanished.is_empty() {
                 gone += self
                     .store
-                    .mark_expunged(ctx.mailbox, ctx.uidvalidity, vanished)
+                    .mark_expunged(ctx.mailbox, ctx.uidvalidity, state.vanished.clone())
                     .await?;
             }
         } else {
@@ -348,7 +354,7 @@ impl Engine {
                     changed += n;
                     gone += self
                         .store
-                        .reconcile_existing(ctx.mailbox, ctx.uidvalidity, last, existing)
+                        .reconcile_existing(ctx.mailbox, ctx.uidvalidity, (0, last), existing)
                         .await?;
                     scanned = true;
                 }
@@ -363,7 +369,7 @@ impl Engine {
                     changed += n;
                     gone += self
                         .store
-                        .reconcile_existing(ctx.mailbox, ctx.uidvalidity, last, existing)
+                        .reconcile_existing(ctx.mailbox, ctx.uidvalidity, (0, last), existing)
                         .await?;
                 }
             }
@@ -754,6 +760,16 @@ pub fn header_block(mut prefix: Vec<u8>) -> Vec<u8> {
     prefix
 }
 
+/// `INBOX` is case-insensitive (RFC 3501 5.1): `inbox`, `Inbox` and `INBOX`
+/// are one folder, and must be one mailbox in the database, not three.
+fn canonical_inbox(wire: String) -> String {
+    if wire.eq_ignore_ascii_case("INBOX") {
+        "INBOX".to_owned()
+    } else {
+        wire
+    }
+}
+
 /// Resolves the configured folder list (exact names and LIST patterns) to
 /// wire names, in configuration order without repeats.
 pub async fn resolve_folders(
@@ -765,12 +781,13 @@ pub async fn resolve_folders(
         if f.contains('*') || f.contains('%') {
             let entries = session.list(&mutf7::encode(f)).await?;
             for e in entries.into_iter().filter(|e| e.is_selectable()) {
-                if !out.contains(&e.name) {
-                    out.push(e.name);
+                let name = canonical_inbox(e.name);
+                if !out.contains(&name) {
+                    out.push(name);
                 }
             }
         } else {
-            let wire = mutf7::encode(f);
+            let wire = canonical_inbox(mutf7::encode(f));
             if !out.contains(&wire) {
                 out.push(wire);
             }
@@ -864,6 +881,15 @@ fn push(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn inbox_is_one_folder_in_any_case() {
+        for n in ["inbox", "Inbox", "INBOX", "iNbOx"] {
+            assert_eq!(super::canonical_inbox(n.to_owned()), "INBOX");
+        }
+        assert_eq!(super::canonical_inbox("Inbox/Sub".to_owned()), "Inbox/Sub");
+        assert_eq!(super::canonical_inbox("Inboxes".to_owned()), "Inboxes");
+    }
+
     use super::*;
 
     fn state(uv: u32, exists: u32, uidnext: u32) -> MailboxState {

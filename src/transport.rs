@@ -233,7 +233,10 @@ impl Link {
                     });
                 }
             };
+        // Every address is tried: a host whose first address (often IPv6)
+        // leads nowhere must still be reached through the next one.
         let mut last_err = None;
+        let mut timed_out = false;
         for sa in addrs {
             match tokio::time::timeout(timeout, TcpStream::connect(sa)).await {
                 Ok(Ok(tcp)) => {
@@ -247,13 +250,14 @@ impl Link {
                     });
                 }
                 Ok(Err(e)) => last_err = Some(e),
-                Err(_) => {
-                    return Err(TransportError::ConnectTimeout {
-                        addr,
-                        after: timeout,
-                    });
-                }
+                Err(_) => timed_out = true,
             }
+        }
+        if timed_out && last_err.is_none() {
+            return Err(TransportError::ConnectTimeout {
+                addr,
+                after: timeout,
+            });
         }
         Err(TransportError::Connect {
             addr,

@@ -54,27 +54,32 @@ pub(crate) fn apply_flags(
     Ok(changed)
 }
 
-/// Marks the given UIDs expunged (once); returns how many were newly marked.
+/// Marks the stored messages among `uids` expunged (once); returns how many
+/// were newly marked. Works range by range, so a server's `VANISHED 1:4000000`
+/// costs what is stored in that range, not four million statements.
 pub(crate) fn mark_expunged(
     c: &Connection,
     mailbox: MailboxId,
     uidvalidity: u32,
-    uids: &[u32],
+    uids: &UidSet,
 ) -> Result<u64, StoreError> {
     let mut marked = 0;
-    for uid in uids {
-        let row: Option<i64> = c
+    for &(first, last) in uids.ranges() {
+        let rows: Vec<(i64, u32)> = c
             .prepare_cached(
                 "UPDATE messages SET expunged_at = strftime('%Y-%m-%dT%H:%M:%fZ','now')
-                 WHERE mailbox_id = ?1 AND uidvalidity = ?2 AND uid = ?3 AND expunged_at IS NULL
-                 RETURNING id",
+                 WHERE mailbox_id = ?1 AND uidvalidity = ?2 AND uid BETWEEN ?3 AND ?4
+                   AND expunged_at IS NULL
+                 RETURNING id, uid",
             )
             .and_then(|mut s| {
-                let mut rows = s.query(params![mailbox.0, uidvalidity, uid])?;
-                rows.next()?.map(|r| r.get(0)).transpose()
+                s.query_map(params![mailbox.0, uidvalidity, first, last], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect()
             })
-            .doing("marking a message expunged")?;
-        if let Some(id) = row {
+            .doing("marking messages expunged")?;
+        for (id, uid) in rows {
             c.prepare_cached(
                 "INSERT INTO events (kind, mailbox_id, message_id, detail)
                  VALUES ('expunged', ?1, ?2, json_object('uid', ?3))",
@@ -87,24 +92,25 @@ pub(crate) fn mark_expunged(
     Ok(marked)
 }
 
-/// Given every UID that still exists on the server up to `up_to`, marks the
-/// stored messages that are gone; returns how many were newly marked.
+/// Given every UID in `(after, up_to]` that still exists on the server,
+/// marks the stored messages of that range that are gone; returns how many
+/// were newly marked.
 pub(crate) fn reconcile_existing(
     c: &Connection,
     mailbox: MailboxId,
     uidvalidity: u32,
-    up_to: u32,
+    (after, up_to): (u32, u32),
     existing: &UidSet,
 ) -> Result<u64, StoreError> {
     let gone: Vec<u32> = {
         let mut s = c
             .prepare_cached(
                 "SELECT uid FROM messages WHERE mailbox_id = ?1 AND uidvalidity = ?2
-                 AND uid <= ?3 AND expunged_at IS NULL",
+                 AND uid > ?3 AND uid <= ?4 AND expunged_at IS NULL",
             )
             .doing("listing stored UIDs")?;
         let rows = s
-            .query_map(params![mailbox.0, uidvalidity, up_to], |r| {
+            .query_map(params![mailbox.0, uidvalidity, after, up_to], |r| {
                 r.get::<_, u32>(0)
             })
             .doing("listing stored UIDs")?;
@@ -114,7 +120,7 @@ pub(crate) fn reconcile_existing(
             .filter(|u| !existing.contains(*u))
             .collect()
     };
-    mark_expunged(c, mailbox, uidvalidity, &gone)
+    mark_expunged(c, mailbox, uidvalidity, &UidSet::from_uids(gone))
 }
 
 /// Stored messages of a generation not marked expunged (for the cheap check

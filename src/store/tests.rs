@@ -140,3 +140,73 @@ fn writer_failure_stops_everything_after_it() {
         t.join();
     });
 }
+
+#[test]
+fn refetch_updates_flags_and_expunges_work_by_range() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.db");
+    rt().block_on(async {
+        let (h, t) = StoreHandle::start(&path, Synchronous::Normal, 1 << 20).expect("start");
+        let (mb, _) = h.ensure_mailbox("acct", "INBOX").await.expect("mailbox");
+        h.begin_generation(mb, UidValidity(7)).await.expect("gen");
+        for uid in [1, 2, 3, 10] {
+            h.save(msg(mb, 7, uid, &format!("m{uid}")))
+                .await
+                .expect("save");
+        }
+        // A pass cut off before its cursor moved; the next one fetches UID 2
+        // again, and meanwhile it was flagged on the server.
+        let mut again = msg(mb, 7, 2, "m2");
+        again.flags = vec!["\\Flagged".into(), "\\Seen".into()];
+        h.save(again).await.expect("save again");
+        // The same flags once more change nothing.
+        let mut same = msg(mb, 7, 2, "m2");
+        same.flags = vec!["\\Flagged".into(), "\\Seen".into()];
+        h.save(same).await.expect("save same");
+        // A VANISHED range far wider than what is stored.
+        let gone = h
+            .mark_expunged(
+                mb,
+                UidValidity(7),
+                crate::imap::UidSet::from_ranges(vec![(3, 4_000_000)]),
+            )
+            .await
+            .expect("expunge");
+        assert_eq!(gone, 2, "UIDs 3 and 10 are stored in that range");
+        let again = h
+            .mark_expunged(mb, UidValidity(7), crate::imap::UidSet::from_uids([3, 10]))
+            .await
+            .expect("expunge again");
+        assert_eq!(again, 0, "already marked");
+        // Stored above the cursor and no longer listed: expunged meanwhile.
+        let listed = crate::imap::UidSet::from_uids([1, 2]);
+        let n = h
+            .reconcile_existing(mb, UidValidity(7), (0, u32::MAX), listed)
+            .await
+            .expect("reconcile");
+        assert_eq!(n, 0, "1 and 2 are listed; 3 and 10 already marked");
+        h.commit().await.expect("commit");
+        drop(h);
+        t.join();
+    });
+    let conn = open_read_only(&path).expect("ro");
+    let flags: String = conn
+        .query_row("SELECT flags FROM messages WHERE uid = 2", [], |r| r.get(0))
+        .expect("flags");
+    assert_eq!(flags, "\\Flagged \\Seen");
+    let kinds: Vec<(String, Option<i64>)> = conn
+        .prepare("SELECT kind, json_extract(detail, '$.uid') FROM events WHERE kind <> 'new' ORDER BY seq")
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .expect("events");
+    assert_eq!(
+        kinds,
+        vec![
+            ("flags".to_owned(), Some(2)),
+            ("expunged".to_owned(), Some(3)),
+            ("expunged".to_owned(), Some(10)),
+        ]
+    );
+}

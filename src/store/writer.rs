@@ -322,27 +322,29 @@ impl StoreHandle {
             .await
     }
 
-    /// Marks UIDs expunged; returns how many were newly marked.
+    /// Marks the stored messages among `uids` expunged; returns how many
+    /// were newly marked.
     pub async fn mark_expunged(
         &self,
         mailbox: MailboxId,
         uidvalidity: UidValidity,
-        uids: Vec<u32>,
+        uids: crate::imap::UidSet,
     ) -> Result<u64, StoreError> {
         self.call(move |c| super::changes::mark_expunged(c, mailbox, uidvalidity.0, &uids))
             .await
     }
 
-    /// Marks every stored UID up to `up_to` that is not in `existing` expunged.
+    /// Marks every stored UID in `(after, up_to]` that is not in `existing`
+    /// expunged.
     pub async fn reconcile_existing(
         &self,
         mailbox: MailboxId,
         uidvalidity: UidValidity,
-        up_to: u32,
+        range: (u32, u32),
         existing: crate::imap::UidSet,
     ) -> Result<u64, StoreError> {
         self.call(move |c| {
-            super::changes::reconcile_existing(c, mailbox, uidvalidity.0, up_to, &existing)
+            super::changes::reconcile_existing(c, mailbox, uidvalidity.0, range, &existing)
         })
         .await
     }
@@ -442,7 +444,11 @@ fn insert_message(c: &Connection, m: &NewMessage, d: &Derived) -> Result<(), Sto
         })
         .doing("storing a message")?;
     if inserted == 0 {
-        // Stored before (a repeated fetch after a crash): nothing to do.
+        // Stored before, by a pass that was cut off before its cursor moved.
+        // The bytes are the same; the flags may have changed since, and no
+        // later change report covers them (they are above the old cursor).
+        let flags = [(m.uid.0, m.flags.clone())];
+        super::changes::apply_flags(c, m.mailbox, m.uidvalidity.0, &flags)?;
         return Ok(());
     }
     let id = c.last_insert_rowid();

@@ -598,10 +598,10 @@ mod tests {
                 "[store]\npath = \"x.db\"\n[[accounts]]\nname = \"a\"\nhost = \"h\"\nusername = \"u\"\n{text}folders = [\"INBOX\"]\n"
             );
             std::fs::write(&path, file).expect("write");
-            let err = Config::load(&path)
-                .err()
-                .expect("a syntax error")
-                .to_string();
+            let err = match Config::load(&path) {
+                Ok(_) => panic!("a syntax error was accepted"),
+                Err(e) => e.to_string(),
+            };
             assert!(!err.contains("hunter2"), "{err}");
             assert!(err.contains(&format!("line {line}")), "{err}");
             assert_eq!(err.lines().count(), 1, "{err}");

@@ -22,7 +22,8 @@ of tests/data/mail (REAL_WORLD_DIRS below; tests/data/mail/README.md): real-worl
 (spamassassin-ham, spamassassin, talon, spamscope: mailing-list posts, client replies and
 spam as they were received) and test-suite (mail-parser-rs, cpython, enmime, django-mailbox:
 torture tests and regression samples written or picked for their defects). With --db a row
-is put in its part by its bytes (line ends aside); rows that are in neither (generated mail) are "other".
+is put in its part by its bytes (line ends aside); rows in neither (generated mail) are
+"other".
 Exit status 1 if the overall rate is below --min-rate, or the real-world rate below
 --min-rate-real-world.
 
@@ -68,15 +69,15 @@ disagreements, by category:
       multipart/alternative whose alternatives are all text/plain (or a nested alternative,
       or a part without Content-Type, which defaults to text/plain): mailfeed (mail-parser's
       text_body) joins them, Python shows the first. RFC 2046 5.1.4 says a reader shows one
-      alternative: Python right, mailfeed wrong on crafted structure only (no real-world
-      message has it).
+      alternative, the last it can display: mailfeed wrong to join them, on crafted
+      structure only (no real-world message has it).
     Related HTML (1): enmime/mail/mime-mixed-related: two HTML parts in multipart/related;
       mailfeed joins both, Python takes the first: as above.
     Charset labels (8): enmime/mail/html-mime-bad-charset-inline and
       html-mime-bad-unknown-charset-inline (`charset="charset=us-ascii"`, `us-askey`) and
       django-mailbox/message_with_invalid_encoding: Python's get_content raises on the
       unknown label, mailfeed decodes as ASCII-compatible text: mailfeed more useful.
-      enmime/low-quality/incorrect-charset (UTF-8 labelled ISO-8859-1): the five bytes
+      enmime/low-quality/incorrect-charset (UTF-8 labelled US-ASCII): the five bytes
       windows-1252 leaves undefined are U+FFFD for mail-parser, C1 controls for WHATWG:
       mailfeed slightly off, the text is garbage either way. enmime/mail/non-mime-missing-
       charset (8-bit byte, no charset): mailfeed U+0080, Python U+FFFD: both defensible.
@@ -85,12 +86,13 @@ disagreements, by category:
       both defensible).
     Transfer encoding (1): enmime/mail/mime-bad-content-transfer-encoding: a text part
       declared base64 that is plain text; Python returns it as is, mailfeed decodes it as
-      base64 into noise (and records a parse_error): Python more useful, both defensible.
+      base64 into noise (no parse_error): Python more useful, both defensible.
     Header block (1): enmime/low-quality/bad-header-start: the first line is indented
       (a continuation of nothing); Python drops that line and reads the rest as headers,
       mailfeed reads the whole message as body (parse_error recorded). Crafted only.
     Encoded words (1): enmime/mail/qp-utf8-header-recursed: Python raises on a From with
-      an encoded word nested in an encoded word; mailfeed keeps both addresses.
+      an encoded word nested in an encoded word; mailfeed keeps both addresses, the
+      second with its name left encoded.
     Inline HTML in multipart/mixed (1): cpython/msg_10, as mail_test_14 above.
     Attachments (2): cpython/msg_15 (Python finds no boundary, mailfeed finds the GIF:
       mailfeed right); thirdparty/015 (mailfeed loses the second nested message after an

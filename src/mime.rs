@@ -212,12 +212,33 @@ pub fn headers_only(raw: &[u8]) -> &[u8] {
     raw
 }
 
-/// Where the header block is not ended by an empty line but by a line that is neither a
-/// header field (`name:`) nor a continuation, returns the message with an empty line put
-/// before that line. Such a line can only be body text written without the separating empty
-/// line (or a message with no headers at all); mail-parser would read it as a header and
-/// lose it. Python's `email` draws the same line. A leading mbox `From ` line is a header.
-fn repair_header_block(raw: &[u8]) -> Option<Vec<u8>> {
+/// What [`repair_header_block`] changed so that mail-parser reads the header block as Python's
+/// `email` (and a mail client) would.
+#[derive(Debug, PartialEq, Eq)]
+struct Repaired {
+    bytes: Vec<u8>,
+    /// An empty line was put before a line that is neither a header field nor a continuation.
+    body_without_separator: bool,
+}
+
+/// Repairs two faults of a header block that mail-parser would otherwise misread, returning
+/// the fixed copy (the stored raw bytes are never changed), or `None` when there is neither:
+///
+/// - A `From ` line after the first line (an mbox envelope line that a mail program left
+///   below headers it added, such as mutt's or MH's `Replied:`) is dropped, so the header
+///   fields below it are still read as headers. Python's `email` ignores it the same way
+///   (`MisplacedEnvelopeHeaderDefect`). A leading `From ` line is left to mail-parser, which
+///   skips it.
+/// - Where the header block is not ended by an empty line but by a line that is neither a
+///   header field (`name:`) nor a continuation, an empty line is put before that line. Such a
+///   line can only be body text written without the separating empty line (or a message with
+///   no headers at all); mail-parser would read it as a header and lose it. Python's `email`
+///   draws the same line.
+fn repair_header_block(raw: &[u8]) -> Option<Repaired> {
+    let mut fixed: Vec<u8> = Vec::new();
+    // Bytes of `raw` before `copied` are in `fixed` already (or were dropped).
+    let mut copied = 0;
+    let mut changed = false;
     let mut start = 0;
     while start < raw.len() {
         let end = raw[start..]
@@ -228,9 +249,17 @@ fn repair_header_block(raw: &[u8]) -> Option<Vec<u8>> {
         let content = line.strip_suffix(b"\n").unwrap_or(line);
         let content = content.strip_suffix(b"\r").unwrap_or(content);
         if content.is_empty() {
-            return None;
+            break;
         }
-        let is_header = (start == 0 && content.starts_with(b"From "))
+        let envelope = content.starts_with(b"From ");
+        if envelope && start > 0 {
+            fixed.extend_from_slice(&raw[copied..start]);
+            copied = end;
+            changed = true;
+            start = end;
+            continue;
+        }
+        let is_header = (start == 0 && envelope)
             || (start > 0 && matches!(content[0], b' ' | b'\t'))
             || content
                 .iter()
@@ -242,20 +271,28 @@ fn repair_header_block(raw: &[u8]) -> Option<Vec<u8>> {
             } else {
                 b"\n"
             };
-            let mut fixed = Vec::with_capacity(raw.len() + 2);
-            fixed.extend_from_slice(&raw[..start]);
+            fixed.extend_from_slice(&raw[copied..start]);
             fixed.extend_from_slice(eol);
             fixed.extend_from_slice(&raw[start..]);
-            return Some(fixed);
+            return Some(Repaired {
+                bytes: fixed,
+                body_without_separator: true,
+            });
         }
         start = end;
     }
-    None
+    changed.then(|| {
+        fixed.extend_from_slice(&raw[copied..]);
+        Repaired {
+            bytes: fixed,
+            body_without_separator: false,
+        }
+    })
 }
 
 fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
     let repaired = repair_header_block(raw);
-    let raw = repaired.as_deref().unwrap_or(raw);
+    let raw = repaired.as_ref().map_or(raw, |r| r.bytes.as_slice());
     // mail-parser bounds the nesting depth of message/rfc822 parts itself.
     let Some(mut message) = MessageParser::default().parse(raw) else {
         return ParsedMessage {
@@ -283,7 +320,7 @@ fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
     };
     if message.headers().is_empty() {
         parsed.parse_error = Some("no RFC 5322 header fields found".to_owned());
-    } else if repaired.is_some() {
+    } else if repaired.as_ref().is_some_and(|r| r.body_without_separator) {
         parsed.parse_error = Some(
             "the header block ends in a line that is not a header field; read from there as body"
                 .to_owned(),
@@ -854,9 +891,38 @@ mod tests {
             None
         );
         assert_eq!(
-            repair_header_block(b"A: 1\r\nbody\r\n").as_deref(),
-            Some(&b"A: 1\r\n\r\nbody\r\n"[..])
+            repair_header_block(b"A: 1\r\nbody\r\n").map(|r| r.bytes),
+            Some(b"A: 1\r\n\r\nbody\r\n".to_vec())
         );
+    }
+
+    #[test]
+    fn a_misplaced_mbox_from_line_is_skipped_not_taken_for_the_body() {
+        // mutt and MH put `Replied:` headers above the envelope line of a stored message.
+        let raw = b"Replied: Mon, 26 Aug 2002 16:43:19 +0100\n\
+            From list-admin@example.net  Mon Aug 26 15:41:16 2002\n\
+            From: Luiz <luiz@example.com.br>\nTo: list@example.net\n\
+            Subject: [SAtalk] help with postfix\n\nHi Folks,\nFrom now on: no.\n";
+        let p = parse(raw);
+        assert_eq!(p.subject.as_deref(), Some("[SAtalk] help with postfix"));
+        assert_eq!(
+            names(&p, AddressRole::From),
+            vec![(Some("Luiz"), Some("luiz@example.com.br"))]
+        );
+        assert_eq!(
+            p.text_body.as_deref().map(str::trim),
+            Some("Hi Folks,\nFrom now on: no.")
+        );
+        assert_eq!(p.parse_error, None);
+        let fixed = repair_header_block(raw).expect("repaired");
+        assert!(!fixed.body_without_separator);
+        assert!(
+            fixed
+                .bytes
+                .starts_with(b"Replied: Mon, 26 Aug 2002 16:43:19 +0100\nFrom: Luiz")
+        );
+        // A `From ` line in the body is body text.
+        assert_eq!(repair_header_block(b"Subject: a\n\nFrom here on\n"), None);
     }
 
     #[test]

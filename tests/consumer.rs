@@ -98,7 +98,7 @@ fn real_world_sync_is_parsed_searchable_and_exports_unchanged() {
     let dc = Dovecot::start_with_users(&[(USER, PASS)]).expect("start dovecot");
     dc.create_folder(USER, "Real").expect("create");
     let real = real_world();
-    assert!(real.len() >= 160, "corpus has {} messages", real.len());
+    assert!(real.len() >= 540, "corpus has {} messages", real.len());
     let real_bytes: Vec<&[u8]> = real.iter().map(|(_, b)| b.as_slice()).collect();
     dc.append_many(USER, "Real", &real_bytes)
         .expect("append real");
@@ -349,7 +349,8 @@ print(len(box))
         .arg(root().join("scripts/crosscheck_mime.py"))
         .arg("--db")
         .arg(&setup.db)
-        .args(["--min-rate", "0.90"])
+        // Measured: 98.8% of the real-world part, 93.7% of all rows (see the script's docstring).
+        .args(["--min-rate", "0.93", "--min-rate-real-world", "0.98"])
         .output()
         .expect("crosscheck");
     let report = String::from_utf8_lossy(&check.stdout);

@@ -27,7 +27,7 @@ fn every_corpus_message_parses_sanely() {
     let mut files = Vec::new();
     corpus_files(&root, &mut files);
     assert!(
-        files.len() >= 150,
+        files.len() >= 540,
         "corpus has only {} messages",
         files.len()
     );
@@ -96,10 +96,10 @@ fn every_corpus_message_parses_sanely() {
         with_from += usize::from(p.addresses_with(AddressRole::From).next().is_some());
         with_body += usize::from(p.text_body.is_some() || p.html_body.is_some());
     }
-    // Most of the corpus is ordinary mail (today: 127 subjects, 168 messages); a collapse of
-    // these counts means a regression.
+    // Most of the corpus is ordinary mail (today, of 543 messages: 497 with a subject, 502
+    // with a From, 512 with a body); a collapse of these counts means a regression.
     let n = files.len();
-    assert!(with_subject * 10 >= n * 7, "subjects: {with_subject}/{n}");
-    assert!(with_from * 10 >= n * 7, "From: {with_from}/{n}");
-    assert!(with_body * 10 >= n * 8, "bodies: {with_body}/{n}");
+    assert!(with_subject * 20 >= n * 17, "subjects: {with_subject}/{n}");
+    assert!(with_from * 20 >= n * 17, "From: {with_from}/{n}");
+    assert!(with_body * 10 >= n * 9, "bodies: {with_body}/{n}");
 }

@@ -1,6 +1,7 @@
 //! Test support shared by the integration tests: a private Dovecot per test
 //! (`dovecot`), a tiny blocking IMAP client that is the "truth" the database is
-//! compared with (`imap_truth`), and deterministic test mail (`corpus`).
+//! compared with (`imap_truth`), deterministic test mail (`corpus`), and what
+//! every private server offers the tests (`server::TestServer`).
 //!
 //! Each integration test file does `mod support;`. Not every test file uses
 //! every helper, hence the `dead_code` allowance. Typical use:
@@ -24,3 +25,4 @@ pub mod fake_server;
 pub mod fault_proxy;
 pub mod imap_truth;
 pub mod mailfeed;
+pub mod server;

@@ -99,7 +99,9 @@ fn assert_metadata<S: TestServer>(setup: &Setup, srv: &S, folder: &str) {
         )
         .expect("prepare");
     let rows: Vec<(u32, String, i64, Option<String>)> = st
-        .query_map([folder], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .query_map([folder], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
         .expect("query")
         .collect::<Result<_, _>>()
         .expect("rows");
@@ -111,8 +113,14 @@ fn assert_metadata<S: TestServer>(setup: &Setup, srv: &S, folder: &str) {
             .iter()
             .find(|(u, _, _)| u == uid)
             .expect("RFC822.SIZE");
-        assert_eq!(row.2 as u64, *size, "{kind} {folder} UID {uid}: RFC822.SIZE");
-        assert!(*has_date && row.3.is_some(), "{kind} {folder} UID {uid}: INTERNALDATE");
+        assert_eq!(
+            row.2 as u64, *size,
+            "{kind} {folder} UID {uid}: RFC822.SIZE"
+        );
+        assert!(
+            *has_date && row.3.is_some(),
+            "{kind} {folder} UID {uid}: INTERNALDATE"
+        );
     }
 }
 
@@ -362,8 +370,85 @@ fn idle_delivers<S: TestServer>(srv: &S, setup: &Setup, limit: Duration) {
         );
         eprintln!("{}: IDLE delivery {i} took {took:?}", srv.kind());
     }
+    // A flag change and an expunge while mailfeed idles become events.
+    let flags_before = events(setup, "flags", "INBOX").len();
+    let expunged_before = events(setup, "expunged", "INBOX").len();
+    let uids = {
+        c.select("INBOX").expect("select");
+        c.uids().expect("uids")
+    };
+    let (flag, gone) = (uids[uids.len() - 1], uids[uids.len() - 2]);
+    c.add_flags(&[flag], &["\\Flagged"]).expect("flag");
+    c.delete_uids(&[gone]).expect("expunge");
     c.logout().expect("logout");
+    let took = wait_for(
+        &format!("{}: the change and the expunge as events", srv.kind()),
+        limit,
+        || {
+            events(setup, "flags", "INBOX").len() == flags_before + 1
+                && events(setup, "expunged", "INBOX").len() == expunged_before + 1
+        },
+    );
+    eprintln!("{}: changes seen after {took:?}", srv.kind());
+    assert!(flags_of(setup, "INBOX", flag).contains("\\Flagged"));
     assert_mirror(setup, srv, USER, "test", "INBOX");
+}
+
+/// Messages over `max_message_size` are stored headers-only, and the rest
+/// of the stream is still read correctly.
+fn truncation<S: TestServer>(srv: &S, folder_mail: Vec<Vec<u8>>, mode: Mode, port: u16) {
+    let kind = srv.kind();
+    let limit = 20_000;
+    let big = folder_mail.iter().filter(|m| m.len() > limit).count();
+    assert!(big > 0 && big < folder_mail.len(), "{kind}: a mix of sizes");
+    srv.append_many(USER, "INBOX", &folder_mail)
+        .expect("append");
+    let cert = srv.cert_path();
+    let setup = Setup::new(
+        &[Account {
+            name: "test",
+            port,
+            mode,
+            ca_file: Some(&cert),
+            user: USER,
+            password: PASS,
+            folders: &["INBOX"],
+            extra: "",
+        }],
+        &format!("max_message_size = \"{limit}B\"\nbatch_size = 4"),
+    );
+    setup.sync_ok();
+    let truth = srv.fetch_all(USER, "INBOX").expect("truth");
+    let stored = setup.stored("test", "INBOX");
+    assert_eq!(stored.len(), truth.len(), "{kind}");
+    let truncated: i64 = setup
+        .db()
+        .query_row(
+            "SELECT count(*) FROM message_feed WHERE truncated = 1",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    let mut over = 0;
+    for ((_, uid, raw), (tuid, body)) in stored.iter().zip(&truth) {
+        assert_eq!(uid, tuid, "{kind}");
+        if body.len() > limit {
+            over += 1;
+            let head_end = body
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map(|i| i + 4)
+                .expect("a header block");
+            assert_eq!(
+                raw.as_slice(),
+                &body[..head_end],
+                "{kind} UID {uid}: the headers only"
+            );
+        } else {
+            assert!(raw == body, "{kind} UID {uid}: stored bytes differ");
+        }
+    }
+    assert_eq!(truncated, over, "{kind}");
 }
 
 #[test]
@@ -489,10 +574,16 @@ fn courier_sync_changes_check_and_idle() {
 /// separator and namespace.
 fn patterns_and_names<S: TestServer>(srv: &S, prefix: &str, sep: char, extra: &str) {
     let kind = srv.kind();
-    let names: Vec<String> = ["Lists", "Lists{sep}rust", "Lists{sep}Entwürfe", "Other", "Ünïcødé 日本"]
-        .iter()
-        .map(|n| format!("{prefix}{}", n.replace("{sep}", &sep.to_string())))
-        .collect();
+    let names: Vec<String> = [
+        "Lists",
+        "Lists{sep}rust",
+        "Lists{sep}Entwürfe",
+        "Other",
+        "Ünïcødé 日本",
+    ]
+    .iter()
+    .map(|n| format!("{prefix}{}", n.replace("{sep}", &sep.to_string())))
+    .collect();
     for (i, name) in names.iter().enumerate() {
         srv.create_folder(USER, name).expect("create");
         let mail: Vec<Vec<u8>> = corpus::varied(3, 40 + i as u64)
@@ -518,17 +609,28 @@ fn patterns_and_names<S: TestServer>(srv: &S, prefix: &str, sep: char, extra: &s
         "",
     );
     let out = setup.sync_ok();
-    assert!(stdout(&out).contains("synced 3 folder(s)"), "{kind}: {}", stdout(&out));
+    assert!(
+        stdout(&out).contains("synced 3 folder(s)"),
+        "{kind}: {}",
+        stdout(&out)
+    );
     for name in [&names[1], &names[2], &names[4]] {
         assert_mirror(&setup, srv, USER, "test", name);
     }
     for name in [&names[0], &names[3]] {
-        assert!(setup.stored("test", name).is_empty(), "{kind}: {name} not configured");
+        assert!(
+            setup.stored("test", name).is_empty(),
+            "{kind}: {name} not configured"
+        );
     }
     let out = setup.run(&["check"]);
     assert!(out.status.success(), "{kind}: {}", stdout(&out));
     if extra.contains("compress") {
-        assert!(stdout(&out).contains("COMPRESS=DEFLATE active"), "{kind}: {}", stdout(&out));
+        assert!(
+            stdout(&out).contains("COMPRESS=DEFLATE active"),
+            "{kind}: {}",
+            stdout(&out)
+        );
     }
 }
 
@@ -542,4 +644,18 @@ fn cyrus_patterns_unicode_names_and_compress() {
 fn courier_patterns_and_unicode_names() {
     let co = Courier::start_with_users(&[(USER, PASS)]).expect("start Courier");
     patterns_and_names(&co, "INBOX.", '.', "");
+}
+
+#[test]
+fn cyrus_truncates_large_messages() {
+    let cy = Cyrus::start_with_users(&[(USER, PASS)]).expect("start Cyrus");
+    let mail = corpus::sized(12, 51, 2_000, 60_000);
+    truncation(&cy, mail, Mode::Plain, cy.plain_port());
+}
+
+#[test]
+fn courier_truncates_large_messages() {
+    let co = Courier::start_with_users(&[(USER, PASS)]).expect("start Courier");
+    let mail = corpus::sized(12, 52, 2_000, 60_000);
+    truncation(&co, mail, Mode::Plain, co.plain_port());
 }

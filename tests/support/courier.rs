@@ -29,13 +29,10 @@ use std::time::{Duration, Instant};
 
 pub use super::cyrus::interop_dir;
 use super::cyrus::require;
-use super::dovecot::{
-    descendants, greeting_ready, make_cert, nobody_ids, port_accepts, reserve_port,
-};
-use super::server::TestServer;
+use super::dovecot::{greeting_ready, make_cert, nobody_ids, port_accepts, reserve_port};
+use super::server::{TestServer, stop_namespace};
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -253,7 +250,7 @@ wait
                 return Ok(());
             }
             if Instant::now() > deadline {
-                stop_namespace(child, &[]);
+                stop_namespace(child, &[], "-KILL");
                 return Err(io::Error::other(format!(
                     "Courier did not accept connections on 127.0.0.1:{} within {START_TIMEOUT:?}; log:\n{}",
                     self.plain_port,
@@ -266,37 +263,8 @@ wait
 
     pub fn stop(&mut self) {
         if let Some(child) = self.child.take() {
-            stop_namespace(child, &[self.plain_port, self.tls_port]);
+            stop_namespace(child, &[self.plain_port, self.tls_port], "-KILL");
         }
-    }
-}
-
-/// `child` is `unshare --pid --fork`: SIGKILL to its one child, the
-/// namespace's init, makes the kernel kill and reap every process in the
-/// namespace; `unshare` then exits. Waits until no port in `ports` accepts.
-fn stop_namespace(mut child: Child, ports: &[u16]) {
-    let init = descendants(child.id());
-    let mut targets: Vec<String> = init.first().map(u32::to_string).into_iter().collect();
-    if targets.is_empty() {
-        targets.push(child.id().to_string());
-    }
-    let _ = Command::new("kill")
-        .arg("-KILL")
-        .args(&targets)
-        .stderr(Stdio::null())
-        .status();
-    let deadline = Instant::now() + STOP_TIMEOUT;
-    while matches!(child.try_wait(), Ok(None)) {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.wait();
-    let deadline = Instant::now() + STOP_TIMEOUT;
-    while Instant::now() < deadline && ports.iter().any(|p| port_accepts(*p)) {
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

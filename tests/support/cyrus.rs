@@ -5,8 +5,8 @@
 //! Debian's `cyrus-imapd` conflicts with `dovecot-imapd`, so
 //! `scripts/install-deps-interop` installs the rest of Cyrus with apt and
 //! unpacks `cyrus-imapd` into [`interop_dir`]; this harness runs the installed
-//! `master` with that `imapd` and `idled`. Must run as root (master drops to
-//! user `cyrus`). Users get their INBOX on first login (`autocreate_quota`).
+//! `master` with that `imapd` and `idled`, in its own PID namespace (see
+//! [`stop_namespace`]). Must run as root (master drops to user `cyrus`). Users get their INBOX on first login (`autocreate_quota`).
 //!
 //! Cyrus rejects messages with NUL bytes or bare LF and replaces 8-bit bytes
 //! in headers with `X`; [`cyrus_safe`] makes test mail acceptable. It logs
@@ -16,15 +16,15 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::dovecot::{descendants, greeting_ready, make_cert, port_accepts, reserve_port};
-use super::server::TestServer;
+use super::dovecot::{greeting_ready, make_cert, port_accepts, reserve_port};
+use super::server::{TestServer, stop_namespace};
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const MASTER: &str = "/usr/lib/cyrus/bin/master";
 /// The SASL realm users are created in: Cyrus looks users up under its
 /// `servername`.
@@ -227,7 +227,11 @@ DAEMON {{
             .create(true)
             .append(true)
             .open(self.path.join("master.log"))?;
-        let mut child = Command::new(MASTER)
+        // Its own process group: on shutdown master signals its whole
+        // process group, which would stop the other tests' instances too.
+        // Its own PID namespace, so stopping it leaves nothing behind.
+        let mut child = Command::new("unshare")
+            .args(["--pid", "--fork", "--kill-child", MASTER])
             .arg("-C")
             .arg(self.path.join("imapd.conf"))
             .arg("-M")
@@ -238,8 +242,9 @@ DAEMON {{
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
+            .process_group(0)
             .spawn()
-            .map_err(|e| io::Error::other(format!("running {MASTER}: {e}")))?;
+            .map_err(|e| io::Error::other(format!("running unshare {MASTER}: {e}")))?;
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(status) = child.try_wait()? {
@@ -256,8 +261,7 @@ DAEMON {{
                 return Ok(());
             }
             if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
+                stop_namespace(child, &[], "-KILL");
                 return Err(io::Error::other(format!(
                     "Cyrus did not accept connections on 127.0.0.1:{} within {START_TIMEOUT:?}; output:\n{}",
                     self.plain_port,
@@ -271,52 +275,8 @@ DAEMON {{
     /// Stops master and every process below it.
     pub fn stop(&mut self) {
         if let Some(child) = self.child.take() {
-            stop_tree(child, &[self.plain_port, self.tls_port]);
+            stop_namespace(child, &[self.plain_port, self.tls_port], "-TERM");
         }
-    }
-}
-
-/// Stops a server whose root process shuts down its own children on
-/// SIGTERM (Cyrus master): SIGTERM to the root, SIGKILL to whatever of the
-/// tree is left after [`STOP_TIMEOUT`], then waits until no port in `ports`
-/// accepts. The root, not us, reaps its children, so none is left a zombie.
-pub fn stop_tree(mut child: Child, ports: &[u16]) {
-    let kill = |sig: &str, pids: &[u32]| {
-        if pids.is_empty() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .arg(sig)
-            .args(pids.iter().map(u32::to_string))
-            .stderr(Stdio::null())
-            .status();
-    };
-    let root = child.id();
-    let mut tree = descendants(root);
-    kill("-TERM", &[root]);
-    let deadline = Instant::now() + STOP_TIMEOUT;
-    loop {
-        if !matches!(child.try_wait(), Ok(None)) {
-            tree.retain(|pid| {
-                fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
-            });
-            if tree.is_empty() {
-                break;
-            }
-        } else {
-            tree = descendants(root);
-        }
-        if Instant::now() > deadline {
-            tree.push(root);
-            kill("-KILL", &tree);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.wait();
-    let deadline = Instant::now() + STOP_TIMEOUT;
-    while Instant::now() < deadline && ports.iter().any(|p| port_accepts(*p)) {
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -344,8 +304,14 @@ impl TestServer for Cyrus {
 impl Drop for Cyrus {
     fn drop(&mut self) {
         if std::thread::panicking() {
+            let state = match self.child.as_mut().map(Child::try_wait) {
+                Some(Ok(None)) => "running".to_string(),
+                Some(Ok(Some(status))) => format!("exited: {status}"),
+                Some(Err(e)) => format!("unknown: {e}"),
+                None => "stopped".to_string(),
+            };
             eprintln!(
-                "===== Cyrus master output ({}) =====\n{}===== end =====",
+                "===== Cyrus master ({}), {state}; its output =====\n{}===== end =====",
                 self.path.display(),
                 self.log()
             );

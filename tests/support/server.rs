@@ -4,6 +4,10 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::dovecot::{descendants, port_accepts};
 
 use super::imap_truth::ImapClient;
 
@@ -88,5 +92,48 @@ impl TestServer for super::dovecot::Dovecot {
     }
     fn log(&self) -> String {
         super::dovecot::Dovecot::log(self)
+    }
+}
+
+/// Stops a server started as `unshare --pid --fork ... ROOT` (Cyrus and
+/// Courier run in their own PID namespace, since this machine's init does
+/// not reap orphans). `signal` goes to ROOT, the namespace's init; if it has
+/// not ended within 10 s, SIGKILL. When the init ends, the kernel kills and
+/// reaps every process of the namespace, so nothing is left behind, not even
+/// a zombie. Then waits until no port in `ports` accepts.
+pub fn stop_namespace(mut child: Child, ports: &[u16], signal: &str) {
+    const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+    let kill = |sig: &str, pid: u32| {
+        let _ = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .stderr(Stdio::null())
+            .status();
+    };
+    // `unshare --fork` has exactly one child: the namespace's init.
+    let init = descendants(child.id()).first().copied();
+    match init {
+        Some(pid) => kill(signal, pid),
+        None => kill("-KILL", child.id()),
+    }
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while matches!(child.try_wait(), Ok(None)) {
+        if Instant::now() > deadline {
+            // Still ours to signal: `unshare` has not been waited for.
+            match init {
+                Some(pid) if std::path::Path::new(&format!("/proc/{pid}")).exists() => {
+                    kill("-KILL", pid)
+                }
+                _ => {
+                    let _ = child.kill();
+                }
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.wait();
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while Instant::now() < deadline && ports.iter().any(|p| port_accepts(*p)) {
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

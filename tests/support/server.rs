@@ -40,6 +40,14 @@ pub trait TestServer {
         c.logout()
     }
 
+    /// Deletes a folder of `user`. Creating it again gives a new UIDVALIDITY
+    /// (a second later: Cyrus and Courier derive it from the clock).
+    fn delete_folder(&self, user: &str, folder: &str) -> io::Result<()> {
+        let mut c = self.login(user)?;
+        c.delete(folder)?;
+        c.logout()
+    }
+
     /// Appends messages over one connection; returns their UIDs in order.
     fn append_many<M: AsRef<[u8]>>(
         &self,

@@ -1,7 +1,7 @@
 //! mailfeed against the two other IMAP servers in Debian, Cyrus 3.6 (with
-//! CONDSTORE/QRESYNC, IDLE through idled; STARTTLS) and Courier 5 (neither
+//! CONDSTORE/QRESYNC, IDLE through idled, COMPRESS) and Courier 5 (neither
 //! CONDSTORE nor QRESYNC, so the rescan fallback; polled IDLE; `INBOX.`
-//! folders; implicit TLS): the first sync stores exactly what the server
+//! folders), each over STARTTLS and implicit TLS: the first sync stores exactly what the server
 //! serves as BODY[], a second adds nothing, new mail adds exactly the new
 //! rows, flag changes and expunges become events, `check` passes, and
 //! `mailfeed run` delivers new mail through IDLE.
@@ -579,7 +579,13 @@ fn courier_sync_changes_check_and_idle() {
 
 /// Folder patterns and non-ASCII folder names, with each server's own
 /// separator and namespace.
-fn patterns_and_names<S: TestServer>(srv: &S, prefix: &str, sep: char, extra: &str) {
+fn patterns_and_names<S: TestServer>(
+    srv: &S,
+    prefix: &str,
+    sep: char,
+    (mode, port): (Mode, u16),
+    extra: &str,
+) {
     let kind = srv.kind();
     let names: Vec<String> = [
         "Lists",
@@ -605,8 +611,8 @@ fn patterns_and_names<S: TestServer>(srv: &S, prefix: &str, sep: char, extra: &s
     let setup = Setup::new(
         &[Account {
             name: "test",
-            port: srv.tls_port(),
-            mode: Mode::Tls,
+            port,
+            mode,
             ca_file: Some(&cert),
             user: USER,
             password: PASS,
@@ -632,6 +638,18 @@ fn patterns_and_names<S: TestServer>(srv: &S, prefix: &str, sep: char, extra: &s
     }
     let out = setup.run(&["check"]);
     assert!(out.status.success(), "{kind}: {}", stdout(&out));
+    assert!(
+        stdout(&out).contains("certificate verified"),
+        "{kind}: {}",
+        stdout(&out)
+    );
+    if mode == Mode::StartTls {
+        assert!(
+            stdout(&out).contains("C: a001 STARTTLS"),
+            "{kind}: {}",
+            stdout(&out)
+        );
+    }
     if extra.contains("compress") {
         assert!(
             stdout(&out).contains("COMPRESS=DEFLATE active"),
@@ -644,13 +662,13 @@ fn patterns_and_names<S: TestServer>(srv: &S, prefix: &str, sep: char, extra: &s
 #[test]
 fn cyrus_patterns_unicode_names_and_compress() {
     let cy = Cyrus::start_with_users(&[(USER, PASS)]).expect("start Cyrus");
-    patterns_and_names(&cy, "", '/', "compress = true");
+    patterns_and_names(&cy, "", '/', (Mode::Tls, cy.tls_port()), "compress = true");
 }
 
 #[test]
-fn courier_patterns_and_unicode_names() {
+fn courier_patterns_unicode_names_and_starttls() {
     let co = Courier::start_with_users(&[(USER, PASS)]).expect("start Courier");
-    patterns_and_names(&co, "INBOX.", '.', "");
+    patterns_and_names(&co, "INBOX.", '.', (Mode::StartTls, co.plain_port()), "");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! A private Courier-IMAP 5 for one test, under one temp dir, on free high
 //! ports on 127.0.0.1: `couriertcpd` in front of `imaplogin`/`imapd` on the
-//! plain port, and in front of `couriertls` for implicit TLS.
+//! plain port (with STARTTLS), and in front of `couriertls` for implicit TLS.
 //!
 //! Courier's auth library has compiled-in paths (`/etc/courier` for
 //! `authdaemonrc` and the userdb, `/run/courier/authdaemon` for the auth
@@ -203,7 +203,7 @@ set -a
 . {u}/etc/courier/imapd
 . {u}/etc/courier/imapd-ssl
 IMAP_IDLE_TIMEOUT={idle_timeout}
-IMAP_STARTTLS=NO
+IMAP_STARTTLS=YES
 IMAP_ULIMITD=
 TLS_CERTFILE=/etc/courier/imapd.pem
 TLS_CACHEFILE=

@@ -504,7 +504,9 @@ fn cyrus_sync_changes_check_and_idle() {
         .expect("modseq");
     assert!(modseq.is_some());
 
-    // Implicit TLS too.
+    idle_delivers(&cy, &setup, Duration::from_secs(5));
+
+    // Implicit TLS with COMPRESS=DEFLATE, idling too.
     let cert = cy.cert_path();
     let tls = Setup::new(
         &[Account {
@@ -515,14 +517,15 @@ fn cyrus_sync_changes_check_and_idle() {
             user: USER,
             password: PASS,
             folders: &["INBOX"],
-            extra: "",
+            extra: "compress = true",
         }],
         "",
     );
     tls.sync_ok();
     assert_mirror(&tls, &cy, USER, "test", "INBOX");
-
-    idle_delivers(&cy, &setup, Duration::from_secs(5));
+    let check = stdout(&tls.run(&["check"]));
+    assert!(check.contains("COMPRESS=DEFLATE active"), "{check}");
+    idle_delivers(&cy, &tls, Duration::from_secs(5));
 }
 
 #[test]

@@ -537,8 +537,9 @@ fn check_prerequisites() -> io::Result<()> {
     Ok(())
 }
 
-/// uid of `nobody` and gid of `nogroup` (Debian) or `nobody`.
-fn nobody_ids() -> (u32, u32) {
+/// uid of `nobody` and gid of `nogroup` (Debian) or `nobody`. Shared with the
+/// other servers' harnesses (`cyrus`, `courier`), as are the helpers below.
+pub fn nobody_ids() -> (u32, u32) {
     let field = |file: &str, names: &[&str]| -> Option<u32> {
         let text = fs::read_to_string(file).ok()?;
         names.iter().find_map(|name| {
@@ -555,7 +556,9 @@ fn nobody_ids() -> (u32, u32) {
     )
 }
 
-fn make_cert(dir: &Path) -> io::Result<()> {
+/// Writes a self-signed `cert.pem` and `key.pem` (SAN IP:127.0.0.1,
+/// DNS:localhost) into `dir`.
+pub fn make_cert(dir: &Path) -> io::Result<()> {
     let out = Command::new("openssl")
         .args([
             "req",
@@ -589,7 +592,7 @@ fn make_cert(dir: &Path) -> io::Result<()> {
 
 /// Picks a free port and holds an exclusive lock on `PORT.lock` in a shared
 /// dir, so no other test thread or binary using this harness picks it too.
-fn reserve_port() -> io::Result<(u16, File)> {
+pub fn reserve_port() -> io::Result<(u16, File)> {
     let lock_dir = std::env::temp_dir().join("mailfeed-test-ports");
     fs::create_dir_all(&lock_dir)?;
     let _ = fs::set_permissions(&lock_dir, fs::Permissions::from_mode(0o1777));
@@ -615,7 +618,7 @@ fn reserve_port() -> io::Result<(u16, File)> {
             return Ok((port, lock));
         }
     }
-    Err(io::Error::other("found no free port for Dovecot"))
+    Err(io::Error::other("found no free port for a test server"))
 }
 
 fn splitmix64(x: u64) -> u64 {
@@ -626,7 +629,7 @@ fn splitmix64(x: u64) -> u64 {
 }
 
 /// All processes below `root`, found through /proc.
-fn descendants(root: u32) -> Vec<u32> {
+pub fn descendants(root: u32) -> Vec<u32> {
     let mut parent_of = Vec::new();
     if let Ok(entries) = fs::read_dir("/proc") {
         for entry in entries.flatten() {
@@ -662,7 +665,7 @@ fn descendants(root: u32) -> Vec<u32> {
     found
 }
 
-fn port_accepts(port: u16) -> bool {
+pub fn port_accepts(port: u16) -> bool {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
@@ -670,7 +673,7 @@ fn port_accepts(port: u16) -> bool {
 /// True once the server sends its real greeting. Right after start-up
 /// Dovecot first sends `* OK Waiting for authentication process to respond..`
 /// and the real greeting only once its auth process is up.
-fn greeting_ready(port: u16) -> bool {
+pub fn greeting_ready(port: u16) -> bool {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;

@@ -81,6 +81,10 @@ pub struct ImapClient {
     /// The greeting line the client acted on.
     pub greeting: String,
     literal_plus: bool,
+    /// What the server offers after login; until then, assumed like Dovecot
+    /// (CONDSTORE, MULTIAPPEND), so an unauthenticated use behaves as before.
+    condstore: bool,
+    multiappend: bool,
 }
 
 impl ImapClient {
@@ -97,6 +101,8 @@ impl ImapClient {
             next_tag: 1,
             greeting: String::new(),
             literal_plus: false,
+            condstore: true,
+            multiappend: true,
         };
         loop {
             let line = client.read_line()?;
@@ -124,7 +130,12 @@ impl ImapClient {
     pub fn login(&mut self, user: &str, password: &str) -> io::Result<()> {
         self.run(&format!("LOGIN {} {}", quote(user), quote(password)))?;
         let caps = self.capabilities()?;
-        self.literal_plus = caps.iter().any(|c| c == "LITERAL+");
+        let has = |name: &str| caps.iter().any(|c| c.eq_ignore_ascii_case(name));
+        self.literal_plus = has("LITERAL+");
+        // Servers without them (Courier) refuse `SELECT x (CONDSTORE)` and
+        // get one APPEND per message.
+        self.condstore = has("CONDSTORE");
+        self.multiappend = has("MULTIAPPEND");
         Ok(())
     }
 
@@ -141,18 +152,31 @@ impl ImapClient {
     }
 
     pub fn select(&mut self, mailbox: &str) -> io::Result<Selected> {
-        let resp = self.run(&format!("SELECT {} (CONDSTORE)", mailbox_arg(mailbox)))?;
+        let resp = self.run(&format!(
+            "SELECT {}{}",
+            mailbox_arg(mailbox),
+            self.condstore_arg()
+        ))?;
         Ok(selected(&resp))
     }
 
     pub fn examine(&mut self, mailbox: &str) -> io::Result<Selected> {
-        let resp = self.run(&format!("EXAMINE {} (CONDSTORE)", mailbox_arg(mailbox)))?;
+        let resp = self.run(&format!(
+            "EXAMINE {}{}",
+            mailbox_arg(mailbox),
+            self.condstore_arg()
+        ))?;
         Ok(selected(&resp))
     }
 
+    fn condstore_arg(&self) -> &'static str {
+        if self.condstore { " (CONDSTORE)" } else { "" }
+    }
+
     pub fn status(&mut self, mailbox: &str) -> io::Result<Status> {
+        let modseq = if self.condstore { " HIGHESTMODSEQ" } else { "" };
         let resp = self.run(&format!(
-            "STATUS {} (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)",
+            "STATUS {} (MESSAGES UIDNEXT UIDVALIDITY{modseq})",
             mailbox_arg(mailbox)
         ))?;
         let line = resp
@@ -264,12 +288,20 @@ impl ImapClient {
 
     /// Appends many messages with MULTIAPPEND (one command per chunk of up to
     /// 1000 messages / 64 MB) over this one connection; returns their UIDs.
+    /// Without MULTIAPPEND, one APPEND per message.
     pub fn append_many<M: AsRef<[u8]>>(
         &mut self,
         mailbox: &str,
         messages: &[M],
     ) -> io::Result<Vec<u32>> {
         let mut uids = Vec::with_capacity(messages.len());
+        if !self.multiappend {
+            for message in messages {
+                let uid = self.append(mailbox, &[], message.as_ref())?;
+                uids.push(uid.ok_or_else(|| io::Error::other("server sent no APPENDUID"))?);
+            }
+            return Ok(uids);
+        }
         let mut start = 0;
         while start < messages.len() {
             let mut end = start;

@@ -1,6 +1,8 @@
 //! Test support shared by the integration tests: a private Dovecot per test
 //! (`dovecot`), a tiny blocking IMAP client that is the "truth" the database is
-//! compared with (`imap_truth`), and deterministic test mail (`corpus`).
+//! compared with (`imap_truth`), deterministic test mail (`corpus`), private
+//! Cyrus and Courier servers for the interop tests (`cyrus`, `courier`), and
+//! what every private server offers the tests (`server::TestServer`).
 //!
 //! Each integration test file does `mod support;`. Not every test file uses
 //! every helper, hence the `dead_code` allowance. Typical use:
@@ -19,8 +21,11 @@
 #![allow(dead_code)]
 
 pub mod corpus;
+pub mod courier;
+pub mod cyrus;
 pub mod dovecot;
 pub mod fake_server;
 pub mod fault_proxy;
 pub mod imap_truth;
 pub mod mailfeed;
+pub mod server;

@@ -62,57 +62,103 @@ impl Backoff {
     }
 }
 
-/// Deadlines announced by watchers; the watchdog pings only while all are met.
+/// Deadlines and states announced by watchers; the watchdog pings only while
+/// every deadline is met. Each watcher holds a [`Registration`] for its
+/// entry, and the entry goes when the registration drops: whatever a stopped
+/// task announced on its way out cannot outlive it.
 #[derive(Default)]
 struct Health {
-    deadlines: Mutex<HashMap<String, Instant>>,
-    summary: Mutex<HashMap<String, String>>,
+    next_id: std::sync::atomic::AtomicU64,
+    entries: Mutex<HashMap<u64, Entry>>,
+}
+
+#[derive(Default)]
+struct Entry {
+    deadline: Option<Instant>,
+    state: Option<String>,
 }
 
 impl Health {
-    fn expect_by(&self, who: &str, deadline: Instant) {
-        if let Ok(mut d) = self.deadlines.lock() {
-            d.insert(who.to_owned(), deadline);
+    /// A new entry for `who` (shown in logs only: two tasks with the same
+    /// name, an old one ending and its replacement after SIGHUP, have
+    /// separate entries).
+    fn register(self: &Arc<Self>, who: &str) -> Registration {
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut e) = self.entries.lock() {
+            e.insert(id, Entry::default());
         }
-    }
-
-    fn forget_prefix(&self, prefix: &str) {
-        if let Ok(mut d) = self.deadlines.lock() {
-            d.retain(|k, _| !k.starts_with(prefix));
-        }
-        if let Ok(mut s) = self.summary.lock() {
-            s.retain(|k, _| !k.starts_with(prefix));
+        Registration {
+            health: self.clone(),
+            id,
+            who: who.to_owned(),
         }
     }
 
     fn all_on_time(&self) -> bool {
         let now = Instant::now();
-        self.deadlines
+        self.entries
             .lock()
-            .map(|d| d.values().all(|t| *t >= now))
+            .map(|e| e.values().all(|x| x.deadline.is_none_or(|t| t >= now)))
             .unwrap_or(false)
     }
 
-    fn set_state(&self, who: &str, state: String) {
-        if let Ok(mut s) = self.summary.lock() {
-            s.insert(who.to_owned(), state);
+    fn status_line(&self) -> String {
+        let e = match self.entries.lock() {
+            Ok(e) => e,
+            Err(_) => return String::new(),
+        };
+        let states: Vec<&str> = e.values().filter_map(|x| x.state.as_deref()).collect();
+        let watching = states
+            .iter()
+            .filter(|v| v.starts_with("idle") || v.starts_with("poll"))
+            .count();
+        let failing = states.iter().filter(|v| v.starts_with("retry")).count();
+        format!(
+            "{} watchers: {watching} healthy, {failing} retrying",
+            states.len()
+        )
+    }
+
+    #[cfg(test)]
+    fn entries(&self) -> usize {
+        self.entries.lock().map(|e| e.len()).unwrap_or(0)
+    }
+}
+
+/// One task's entry in [`Health`]; removed on drop.
+struct Registration {
+    health: Arc<Health>,
+    id: u64,
+    who: String,
+}
+
+impl Registration {
+    fn update(&self, f: impl FnOnce(&mut Entry)) {
+        if let Ok(mut e) = self.health.entries.lock()
+            && let Some(x) = e.get_mut(&self.id)
+        {
+            f(x);
         }
     }
 
-    fn status_line(&self) -> String {
-        let s = match self.summary.lock() {
-            Ok(s) => s,
-            Err(_) => return String::new(),
-        };
-        let watching = s
-            .values()
-            .filter(|v| v.starts_with("idle") || v.starts_with("poll"))
-            .count();
-        let failing = s.values().filter(|v| v.starts_with("retry")).count();
-        format!(
-            "{} watchers: {watching} healthy, {failing} retrying",
-            s.len()
-        )
+    /// This task promises to announce again before `deadline`.
+    fn expect_by(&self, deadline: Instant) {
+        self.update(|x| x.deadline = Some(deadline));
+    }
+
+    fn set_state(&self, state: String) {
+        self.update(|x| x.state = Some(state));
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Ok(mut e) = self.health.entries.lock() {
+            e.remove(&self.id);
+        }
+        tracing::trace!(who = %self.who, "watcher unregistered");
     }
 }
 
@@ -265,8 +311,9 @@ fn reload(
     running.retain(|name, (old, token)| {
         let keep = !settings_changed && new.accounts.iter().any(|a| a == old);
         if !keep {
+            // Its tasks remove their own health entries as they end.
+            tracing::debug!(account = %name, "stopping");
             token.cancel();
-            health.forget_prefix(&format!("{name}/"));
             stopped += 1;
         }
         keep
@@ -296,10 +343,9 @@ async fn account_task(
     let name = ctx.account.name.clone();
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
     let mut first = Some(first);
-    let who = format!("{name}/(folders)");
+    let reg = ctx.health.register(&format!("{name}/(folders)"));
     let (session, folders) = loop {
-        ctx.health
-            .expect_by(&who, Instant::now() + ctx.engine.opts.timeout * 4);
+        reg.expect_by(Instant::now() + ctx.engine.opts.timeout * 4);
         let attempt = async {
             let mut s = Session::connect(&ctx.account, &ctx.engine.opts, None).await?;
             let f = resolve_folders(&mut s, &ctx.account.folders).await?;
@@ -317,16 +363,15 @@ async fn account_task(
             Err(e) => {
                 let delay = retry_delay(&mut backoff, &e);
                 report_failure(&name, "(folders)", &e.to_string(), e.is_permanent(), delay);
-                ctx.health.set_state(&who, format!("retry: {e}"));
-                ctx.health
-                    .expect_by(&who, Instant::now() + delay + ctx.engine.opts.timeout * 4);
+                reg.set_state(format!("retry: {e}"));
+                reg.expect_by(Instant::now() + delay + ctx.engine.opts.timeout * 4);
                 if sleep_or_cancel(&ctx.cancel, delay).await {
                     return;
                 }
             }
         }
     };
-    ctx.health.forget_prefix(&who);
+    drop(reg);
     if folders.is_empty() {
         tracing::warn!(account = %name, "the configured folders match no folder on the server");
     }
@@ -407,11 +452,11 @@ fn session_error(e: &SyncError) -> Option<&SessionError> {
 async fn idle_watcher(ctx: AccountCtx, folder: String, mut session: Option<Session>) {
     let name = ctx.account.name.clone();
     let shown = crate::imap::mutf7::decode(&folder);
-    let who = format!("{name}/{shown}");
+    let reg = ctx.health.register(&format!("{name}/{shown}"));
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
     let timeout = ctx.engine.opts.timeout;
     loop {
-        ctx.health.expect_by(&who, Instant::now() + timeout * 4);
+        reg.expect_by(Instant::now() + timeout * 4);
         let s = match session.take() {
             Some(s) => s,
             None => {
@@ -424,9 +469,8 @@ async fn idle_watcher(ctx: AccountCtx, folder: String, mut session: Option<Sessi
                     Err(e) => {
                         let delay = retry_delay(&mut backoff, &e);
                         report_failure(&name, &shown, &e.to_string(), e.is_permanent(), delay);
-                        ctx.health.set_state(&who, format!("retry: {e}"));
-                        ctx.health
-                            .expect_by(&who, Instant::now() + delay + timeout * 4);
+                        reg.set_state(format!("retry: {e}"));
+                        reg.expect_by(Instant::now() + delay + timeout * 4);
                         if sleep_or_cancel(&ctx.cancel, delay).await {
                             return;
                         }
@@ -436,7 +480,7 @@ async fn idle_watcher(ctx: AccountCtx, folder: String, mut session: Option<Sessi
             }
         };
         let mut s = s;
-        match idle_loop(&ctx, &mut s, &folder, &who, &mut backoff).await {
+        match idle_loop(&ctx, &mut s, &folder, &reg, &mut backoff).await {
             Ok(()) => {
                 s.logout().await;
                 return;
@@ -447,9 +491,8 @@ async fn idle_watcher(ctx: AccountCtx, folder: String, mut session: Option<Sessi
                     None => (false, backoff.next_delay(Duration::ZERO)),
                 };
                 report_failure(&name, &shown, &e.to_string(), permanent, delay);
-                ctx.health.set_state(&who, format!("retry: {e}"));
-                ctx.health
-                    .expect_by(&who, Instant::now() + delay + timeout * 4);
+                reg.set_state(format!("retry: {e}"));
+                reg.expect_by(Instant::now() + delay + timeout * 4);
                 if sleep_or_cancel(&ctx.cancel, delay).await {
                     return;
                 }
@@ -464,19 +507,19 @@ async fn idle_loop(
     ctx: &AccountCtx,
     s: &mut Session,
     folder: &str,
-    who: &str,
+    reg: &Registration,
     backoff: &mut Backoff,
 ) -> Result<(), SyncError> {
     let timeout = ctx.engine.opts.timeout;
     let refresh = ctx.engine.settings.idle_refresh;
     loop {
-        ctx.health.expect_by(who, Instant::now() + timeout * 4);
+        reg.expect_by(Instant::now() + timeout * 4);
         tokio::select! {
             _ = ctx.cancel.cancelled() => return Ok(()),
             r = ctx.engine.sync_folder(s, &ctx.account.name, folder) => { r?; }
         }
         backoff.reset();
-        ctx.health.set_state(who, "idle".into());
+        reg.set_state("idle".into());
         let tag = s.send(&Command::Idle).await?;
         // Wait for the server's `+`; anything else first is just data.
         loop {
@@ -496,7 +539,7 @@ async fn idle_loop(
             }
         }
         let deadline = Instant::now() + refresh;
-        ctx.health.expect_by(who, deadline + timeout * 4);
+        reg.expect_by(deadline + timeout * 4);
         let mut cancelled = false;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -534,7 +577,7 @@ async fn idle_loop(
 /// Polls folders that have no IDLE connection of their own.
 async fn poller(ctx: AccountCtx, folders: Vec<String>, mut session: Option<Session>) {
     let name = ctx.account.name.clone();
-    let who = format!("{name}/(poll)");
+    let reg = ctx.health.register(&format!("{name}/(poll)"));
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
     let timeout = ctx.engine.opts.timeout;
     let interval = ctx.account.poll_interval;
@@ -542,7 +585,7 @@ async fn poller(ctx: AccountCtx, folders: Vec<String>, mut session: Option<Sessi
         let mut s = match session.take() {
             Some(s) => s,
             None => {
-                ctx.health.expect_by(&who, Instant::now() + timeout * 4);
+                reg.expect_by(Instant::now() + timeout * 4);
                 let r = tokio::select! {
                     _ = ctx.cancel.cancelled() => return,
                     r = Session::connect(&ctx.account, &ctx.engine.opts, None) => r,
@@ -552,9 +595,8 @@ async fn poller(ctx: AccountCtx, folders: Vec<String>, mut session: Option<Sessi
                     Err(e) => {
                         let delay = retry_delay(&mut backoff, &e);
                         report_failure(&name, "(poll)", &e.to_string(), e.is_permanent(), delay);
-                        ctx.health.set_state(&who, format!("retry: {e}"));
-                        ctx.health
-                            .expect_by(&who, Instant::now() + delay + timeout * 4);
+                        reg.set_state(format!("retry: {e}"));
+                        reg.expect_by(Instant::now() + delay + timeout * 4);
                         if sleep_or_cancel(&ctx.cancel, delay).await {
                             return;
                         }
@@ -567,10 +609,7 @@ async fn poller(ctx: AccountCtx, folders: Vec<String>, mut session: Option<Sessi
         for folder in &folders {
             // Each folder gets a fresh deadline: a pass over many folders is
             // progress, not a hang.
-            ctx.health.expect_by(
-                &who,
-                Instant::now() + timeout * 4 + ctx.engine.settings.timeout * 2,
-            );
+            reg.expect_by(Instant::now() + timeout * 4 + ctx.engine.settings.timeout * 2);
             let r = tokio::select! {
                 _ = ctx.cancel.cancelled() => { s.logout().await; return; }
                 r = ctx.engine.sync_folder(&mut s, &name, folder) => r,
@@ -586,18 +625,16 @@ async fn poller(ctx: AccountCtx, folders: Vec<String>, mut session: Option<Sessi
         }
         if broken {
             let delay = backoff.next_delay(Duration::ZERO);
-            ctx.health.set_state(&who, "retry: connection lost".into());
-            ctx.health
-                .expect_by(&who, Instant::now() + delay + timeout * 4);
+            reg.set_state("retry: connection lost".into());
+            reg.expect_by(Instant::now() + delay + timeout * 4);
             if sleep_or_cancel(&ctx.cancel, delay).await {
                 return;
             }
             continue;
         }
         backoff.reset();
-        ctx.health.set_state(&who, "poll".into());
-        ctx.health
-            .expect_by(&who, Instant::now() + interval + timeout * 4);
+        reg.set_state("poll".into());
+        reg.expect_by(Instant::now() + interval + timeout * 4);
         // A connection that died while we slept is found by the next pass's
         // first read (which has a timeout) and replaced.
         if sleep_or_cancel(&ctx.cancel, interval).await {
@@ -611,6 +648,61 @@ async fn poller(ctx: AccountCtx, folders: Vec<String>, mut session: Option<Sessi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// SIGHUP cancels a watcher caught between DONE and its tagged reply:
+    /// it announces one more deadline before it sees the cancel, then ends.
+    /// Nothing it announced may stay behind to starve the watchdog, and the
+    /// replacement with the same name keeps its own entry.
+    #[tokio::test(start_paused = true)]
+    async fn a_stopped_watchers_deadline_goes_with_it() {
+        let health = Arc::new(Health::default());
+        let cancel = CancellationToken::new();
+        let (h, c) = (health.clone(), cancel.clone());
+        let (in_done_tx, in_done) = tokio::sync::oneshot::channel();
+        let old = tokio::spawn(async move {
+            let reg = h.register("acc/INBOX");
+            reg.set_state("idle".into());
+            reg.expect_by(Instant::now() + Duration::from_secs(240));
+            let _ = in_done_tx.send(());
+            // DONE answered late; the loop comes round and re-announces.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            reg.expect_by(Instant::now() + Duration::from_secs(240));
+            c.cancelled().await;
+        });
+        in_done.await.expect("old watcher started");
+        cancel.cancel(); // the reload
+        let new = health.register("acc/INBOX");
+        new.set_state("idle".into());
+        old.await.expect("old watcher ended");
+        assert_eq!(health.entries(), 1, "only the replacement is left");
+        // Long after the old deadlines, the replacement keeps announcing.
+        tokio::time::advance(Duration::from_secs(600)).await;
+        new.expect_by(Instant::now() + Duration::from_secs(240));
+        assert!(health.all_on_time());
+        assert_eq!(health.status_line(), "1 watchers: 1 healthy, 0 retrying");
+        drop(new);
+        assert_eq!(health.entries(), 0);
+    }
+
+    /// A task that ends any way at all (return, panic, abort) takes its
+    /// entry with it.
+    #[tokio::test(start_paused = true)]
+    async fn registrations_go_when_their_task_is_aborted() {
+        let health = Arc::new(Health::default());
+        let h = health.clone();
+        let task = tokio::spawn(async move {
+            let reg = h.register("acc/(poll)");
+            reg.expect_by(Instant::now() + Duration::from_secs(1));
+            std::future::pending::<()>().await;
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(health.entries(), 1);
+        task.abort();
+        let _ = task.await;
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(health.entries(), 0);
+        assert!(health.all_on_time());
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_and_resets() {

@@ -441,6 +441,35 @@ async fn sleep_or_cancel(cancel: &CancellationToken, d: Duration) -> bool {
     }
 }
 
+/// Runs a sync while keeping `reg`'s deadline `grace` ahead of the engine's
+/// last progress (a message received, a batch stored): a long first sync
+/// that keeps moving feeds the watchdog however long it takes, while one that
+/// makes no progress for `grace` stops feeding it.
+async fn fed_by_progress<T>(
+    reg: &Registration,
+    progress: &std::sync::atomic::AtomicU64,
+    grace: Duration,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    reg.expect_by(Instant::now() + grace);
+    let mut seen = progress.load(std::sync::atomic::Ordering::Relaxed);
+    let mut check = tokio::time::interval(grace / 8);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            r = &mut work => return r,
+            _ = check.tick() => {
+                let now = progress.load(std::sync::atomic::Ordering::Relaxed);
+                if now != seen {
+                    seen = now;
+                    reg.expect_by(Instant::now() + grace);
+                }
+            }
+        }
+    }
+}
+
 fn session_error(e: &SyncError) -> Option<&SessionError> {
     match e {
         SyncError::Session(s) => Some(s),
@@ -450,6 +479,8 @@ fn session_error(e: &SyncError) -> Option<&SessionError> {
 
 /// Keeps one folder in sync over its own connection, waiting in IDLE.
 async fn idle_watcher(ctx: AccountCtx, folder: String, mut session: Option<Session>) {
+    let mut ctx = ctx;
+    ctx.engine = ctx.engine.with_own_progress();
     let name = ctx.account.name.clone();
     let shown = crate::imap::mutf7::decode(&folder);
     let reg = ctx.health.register(&format!("{name}/{shown}"));
@@ -513,10 +544,10 @@ async fn idle_loop(
     let timeout = ctx.engine.opts.timeout;
     let refresh = ctx.engine.settings.idle_refresh;
     loop {
-        reg.expect_by(Instant::now() + timeout * 4);
+        let sync = ctx.engine.sync_folder(s, &ctx.account.name, folder);
         tokio::select! {
             _ = ctx.cancel.cancelled() => return Ok(()),
-            r = ctx.engine.sync_folder(s, &ctx.account.name, folder) => { r?; }
+            r = fed_by_progress(reg, &ctx.engine.progress, timeout * 4, sync) => { r?; }
         }
         backoff.reset();
         reg.set_state("idle".into());
@@ -576,6 +607,8 @@ async fn idle_loop(
 
 /// Polls folders that have no IDLE connection of their own.
 async fn poller(ctx: AccountCtx, folders: Vec<String>, mut session: Option<Session>) {
+    let mut ctx = ctx;
+    ctx.engine = ctx.engine.with_own_progress();
     let name = ctx.account.name.clone();
     let reg = ctx.health.register(&format!("{name}/(poll)"));
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
@@ -609,10 +642,10 @@ async fn poller(ctx: AccountCtx, folders: Vec<String>, mut session: Option<Sessi
         for folder in &folders {
             // Each folder gets a fresh deadline: a pass over many folders is
             // progress, not a hang.
-            reg.expect_by(Instant::now() + timeout * 4 + ctx.engine.settings.timeout * 2);
+            let grace = timeout * 6;
             let r = tokio::select! {
                 _ = ctx.cancel.cancelled() => { s.logout().await; return; }
-                r = ctx.engine.sync_folder(&mut s, &name, folder) => r,
+                r = fed_by_progress(&reg, &ctx.engine.progress, grace, ctx.engine.sync_folder(&mut s, &name, folder)) => r,
             };
             if let Err(e) = r {
                 let shown = crate::imap::mutf7::decode(folder);
@@ -648,6 +681,7 @@ async fn poller(ctx: AccountCtx, folders: Vec<String>, mut session: Option<Sessi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{IdleReply, MiniServer, Script};
 
     /// SIGHUP cancels a watcher caught between DONE and its tagged reply:
     /// it announces one more deadline before it sees the cancel, then ends.
@@ -702,6 +736,116 @@ mod tests {
         tokio::time::advance(Duration::from_secs(10)).await;
         assert_eq!(health.entries(), 0);
         assert!(health.all_on_time());
+    }
+
+    /// A sync that keeps making progress keeps its deadline ahead, however
+    /// long it runs; one that stops making progress misses it.
+    #[tokio::test(start_paused = true)]
+    async fn progress_keeps_the_deadline_ahead() {
+        let health = Arc::new(Health::default());
+        let reg = health.register("acc/INBOX");
+        let grace = Duration::from_secs(240);
+        let progress = std::sync::atomic::AtomicU64::new(0);
+        let moving = async {
+            // Twenty grace periods of steady progress.
+            for _ in 0..40 {
+                tokio::time::sleep(grace / 2).await;
+                progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        };
+        let watch = async {
+            loop {
+                tokio::time::sleep(grace / 16).await;
+                assert!(health.all_on_time(), "a moving sync missed its deadline");
+            }
+        };
+        tokio::select! {
+            () = fed_by_progress(&reg, &progress, grace, moving) => {}
+            () = watch => unreachable!(),
+        }
+        // Now a sync that hangs: on time until the grace runs out, late after.
+        let stuck = fed_by_progress(&reg, &progress, grace, std::future::pending::<()>());
+        let watch = async {
+            tokio::time::sleep(grace - Duration::from_secs(1)).await;
+            assert!(health.all_on_time());
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            assert!(
+                !health.all_on_time(),
+                "a stuck sync must starve the watchdog"
+            );
+        };
+        tokio::select! {
+            () = stuck => unreachable!(),
+            () = watch => {}
+        }
+    }
+
+    struct Fixture {
+        ctx: AccountCtx,
+        _dir: tempfile::TempDir,
+    }
+
+    /// An account on `server` with a fresh database.
+    fn fixture(server: &MiniServer, timeout: Duration) -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _writer) = StoreHandle::start(
+            &dir.path().join("t.db"),
+            crate::config::Synchronous::Normal,
+            32 << 20,
+        )
+        .expect("store");
+        let settings = crate::config::SyncConfig {
+            batch_size: 500,
+            max_message_size: 100_000_000,
+            timeout,
+            poll_interval: Duration::from_secs(300),
+            idle_refresh: Duration::from_secs(25 * 60),
+            max_buffered_bytes: 32 << 20,
+            rescan_every: 10,
+        };
+        let mut account = crate::testing::account(server.port);
+        account.poll_interval = timeout;
+        let ctx = AccountCtx {
+            account: Arc::new(account),
+            engine: Engine::new(store, crate::testing::options(timeout), settings),
+            health: Arc::new(Health::default()),
+            cancel: CancellationToken::new(),
+        };
+        Fixture { ctx, _dir: dir }
+    }
+
+    /// A first sync longer than the watchdog grace (4 timeouts) keeps the
+    /// watchdog fed while messages keep arriving. Real time: each message
+    /// comes half a timeout after the previous one.
+    #[tokio::test]
+    async fn a_long_first_sync_that_progresses_keeps_the_watchdog_fed() {
+        let timeout = Duration::from_millis(500);
+        let mut script = Script::new((1..=12).collect(), IdleReply::Accept);
+        script.body_delay = timeout / 2;
+        let server = MiniServer::start(script).await;
+        let f = fixture(&server, timeout);
+        let health = f.ctx.health.clone();
+        let watcher = tokio::spawn(idle_watcher(f.ctx.clone(), "INBOX".into(), None));
+        let t0 = Instant::now();
+        while server.count("IDLE") == 0 {
+            assert!(
+                health.all_on_time(),
+                "watchdog starved after {:?}",
+                t0.elapsed()
+            );
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "no IDLE: {:?}",
+                server.events()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            t0.elapsed() > timeout * 5,
+            "the sync was quicker than the grace"
+        );
+        f.ctx.cancel.cancel();
+        watcher.await.expect("watcher");
     }
 
     #[test]

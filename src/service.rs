@@ -174,6 +174,14 @@ struct AccountCtx {
     engine: Engine,
     health: Arc<Health>,
     cancel: CancellationToken,
+    /// Reconnect delays: the first and the longest.
+    retry: (Duration, Duration),
+}
+
+impl AccountCtx {
+    fn backoff(&self) -> Backoff {
+        Backoff::new(self.retry.0, self.retry.1)
+    }
 }
 
 /// Runs until SIGTERM/SIGINT; returns the exit code.
@@ -275,6 +283,7 @@ fn start_account(
         ),
         health: health.clone(),
         cancel: token.clone(),
+        retry: (Duration::from_secs(1), Duration::from_secs(300)),
     };
     if acc.security == crate::config::Security::Plain {
         tracing::warn!(account = %acc.name, "security = \"plain\": the password and all mail travel unencrypted");
@@ -341,7 +350,7 @@ async fn account_task(
     first: tokio::sync::mpsc::UnboundedSender<String>,
 ) {
     let name = ctx.account.name.clone();
-    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+    let mut backoff = ctx.backoff();
     let mut first = Some(first);
     let reg = ctx.health.register(&format!("{name}/(folders)"));
     let (session, folders) = loop {
@@ -484,7 +493,8 @@ async fn idle_watcher(ctx: AccountCtx, folder: String, mut session: Option<Sessi
     let name = ctx.account.name.clone();
     let shown = crate::imap::mutf7::decode(&folder);
     let reg = ctx.health.register(&format!("{name}/{shown}"));
-    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+    let mut backoff = ctx.backoff();
+    let mut idle_refused = false;
     let timeout = ctx.engine.opts.timeout;
     loop {
         reg.expect_by(Instant::now() + timeout * 4);
@@ -511,7 +521,7 @@ async fn idle_watcher(ctx: AccountCtx, folder: String, mut session: Option<Sessi
             }
         };
         let mut s = s;
-        match idle_loop(&ctx, &mut s, &folder, &reg, &mut backoff).await {
+        match idle_loop(&ctx, &mut s, &folder, &reg, &mut backoff, &mut idle_refused).await {
             Ok(()) => {
                 s.logout().await;
                 return;
@@ -532,24 +542,35 @@ async fn idle_watcher(ctx: AccountCtx, folder: String, mut session: Option<Sessi
     }
 }
 
+/// How long an IDLE must last before the connection counts as healthy and
+/// the reconnect backoff starts again from its minimum.
+const HEALTHY_IDLE: Duration = Duration::from_secs(60);
+
 /// Sync, IDLE until something changes or the refresh period ends, repeat.
-/// Returns Ok only when cancelled.
+/// Returns Ok only when cancelled. The backoff is reset only once the
+/// connection has proved healthy (an IDLE cycle completed, or an IDLE that
+/// lasted [`HEALTHY_IDLE`]), so a server that accepts the login and the sync
+/// but then drops every IDLE is retried ever more slowly. A server that
+/// refuses IDLE gets the folder polled on this connection instead
+/// (`idle_refused` remembers that across reconnects).
 async fn idle_loop(
     ctx: &AccountCtx,
     s: &mut Session,
     folder: &str,
     reg: &Registration,
     backoff: &mut Backoff,
+    idle_refused: &mut bool,
 ) -> Result<(), SyncError> {
     let timeout = ctx.engine.opts.timeout;
     let refresh = ctx.engine.settings.idle_refresh;
     loop {
-        let sync = ctx.engine.sync_folder(s, &ctx.account.name, folder);
         tokio::select! {
             _ = ctx.cancel.cancelled() => return Ok(()),
-            r = fed_by_progress(reg, &ctx.engine.progress, timeout * 4, sync) => { r?; }
+            r = fed_by_progress(reg, &ctx.engine.progress, timeout * 4, ctx.engine.sync_folder(s, &ctx.account.name, folder)) => { r?; }
         }
-        backoff.reset();
+        if *idle_refused {
+            return poll_one(ctx, s, folder, reg, backoff).await;
+        }
         reg.set_state("idle".into());
         let tag = s.send(&Command::Idle).await?;
         // Wait for the server's `+`; anything else first is just data.
@@ -558,30 +579,46 @@ async fn idle_loop(
             match r.response {
                 Response::Continuation(_) => break,
                 Response::Tagged { status, text, .. } => {
-                    return Err(SessionError::CommandFailed {
-                        command: "IDLE",
-                        status: status.as_str(),
-                        text: text.text,
-                        code: text.code,
-                    }
-                    .into());
+                    tracing::warn!(
+                        account = %ctx.account.name,
+                        folder = %crate::imap::mutf7::decode(folder),
+                        "the server refused IDLE ({} {}); polling this folder every {:?} instead",
+                        status.as_str(),
+                        text.text,
+                        ctx.account.poll_interval
+                    );
+                    *idle_refused = true;
+                    return poll_one(ctx, s, folder, reg, backoff).await;
                 }
                 _ => {}
             }
         }
-        let deadline = Instant::now() + refresh;
+        let idle_since = Instant::now();
+        let deadline = idle_since + refresh;
+        let mut proved_healthy = false;
         reg.expect_by(deadline + timeout * 4);
         let mut cancelled = false;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let now = Instant::now();
+            let left = deadline.saturating_duration_since(now);
             if left.is_zero() {
                 break;
             }
+            let mut wait = left;
+            if !proved_healthy {
+                let to_healthy = (idle_since + HEALTHY_IDLE).saturating_duration_since(now);
+                if to_healthy.is_zero() {
+                    proved_healthy = true;
+                    backoff.reset();
+                    continue;
+                }
+                wait = wait.min(to_healthy);
+            }
             let r = tokio::select! {
                 _ = ctx.cancel.cancelled() => { cancelled = true; break; }
-                r = s.next_response_within(left) => r?,
+                r = s.next_response_within(wait) => r?,
             };
-            let Some(r) = r else { break };
+            let Some(r) = r else { continue };
             match r.response {
                 Response::Untagged(
                     Untagged::Exists(_)
@@ -599,9 +636,37 @@ async fn idle_loop(
         // is a dead connection (a NAT that dropped it, a blackholed link).
         s.send_done().await?;
         s.collect(&tag, "IDLE").await?;
+        // A whole IDLE cycle: this connection works.
+        backoff.reset();
         if cancelled {
             return Ok(());
         }
+    }
+}
+
+/// Polls one folder on its watcher's connection (the server refused IDLE):
+/// wait `poll_interval`, sync, repeat. Returns Ok only when cancelled.
+async fn poll_one(
+    ctx: &AccountCtx,
+    s: &mut Session,
+    folder: &str,
+    reg: &Registration,
+    backoff: &mut Backoff,
+) -> Result<(), SyncError> {
+    let timeout = ctx.engine.opts.timeout;
+    let interval = ctx.account.poll_interval;
+    loop {
+        reg.set_state("poll".into());
+        reg.expect_by(Instant::now() + interval + timeout * 4);
+        if sleep_or_cancel(&ctx.cancel, interval).await {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => return Ok(()),
+            r = fed_by_progress(reg, &ctx.engine.progress, timeout * 4, ctx.engine.sync_folder(s, &ctx.account.name, folder)) => { r?; }
+        }
+        // A poll that worked, after a whole interval on this connection.
+        backoff.reset();
     }
 }
 
@@ -611,7 +676,7 @@ async fn poller(ctx: AccountCtx, folders: Vec<String>, mut session: Option<Sessi
     ctx.engine = ctx.engine.with_own_progress();
     let name = ctx.account.name.clone();
     let reg = ctx.health.register(&format!("{name}/(poll)"));
-    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+    let mut backoff = ctx.backoff();
     let timeout = ctx.engine.opts.timeout;
     let interval = ctx.account.poll_interval;
     loop {
@@ -810,6 +875,7 @@ mod tests {
             engine: Engine::new(store, crate::testing::options(timeout), settings),
             health: Arc::new(Health::default()),
             cancel: CancellationToken::new(),
+            retry: (Duration::from_millis(50), Duration::from_secs(5)),
         };
         Fixture { ctx, _dir: dir }
     }
@@ -846,6 +912,47 @@ mod tests {
         );
         f.ctx.cancel.cancel();
         watcher.await.expect("watcher");
+    }
+
+    /// A server that logs in and syncs fine but says BYE to every IDLE:
+    /// the watcher must back off more and more, not reconnect at the
+    /// minimum delay forever. Real time, minimum delay 50 ms: 1.5 s hold at
+    /// most six connections with doubling delays (≥ 40+80+160+320+640 ms
+    /// with jitter), and about twenty without.
+    #[tokio::test]
+    async fn a_server_that_drops_every_idle_is_retried_ever_more_slowly() {
+        let server = MiniServer::start(Script::new(vec![1, 2], IdleReply::Bye)).await;
+        let f = fixture(&server, Duration::from_millis(500));
+        let watcher = tokio::spawn(idle_watcher(f.ctx.clone(), "INBOX".into(), None));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let connects = server.count("connect");
+        f.ctx.cancel.cancel();
+        watcher.await.expect("watcher");
+        assert!(
+            (3..=6).contains(&connects),
+            "{connects} connections in 1.5 s: {:?}",
+            server.events()
+        );
+    }
+
+    /// A server that refuses IDLE gets the folder polled on the same
+    /// connection, every `poll_interval`, instead of a reconnect loop.
+    #[tokio::test]
+    async fn a_server_that_refuses_idle_is_polled_instead() {
+        let server = MiniServer::start(Script::new(vec![1, 2], IdleReply::Refuse)).await;
+        let mut f = fixture(&server, Duration::from_millis(500));
+        let mut account = (*f.ctx.account).clone();
+        account.poll_interval = Duration::from_millis(200);
+        f.ctx.account = Arc::new(account);
+        let watcher = tokio::spawn(idle_watcher(f.ctx.clone(), "INBOX".into(), None));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let events = server.events();
+        f.ctx.cancel.cancel();
+        watcher.await.expect("watcher");
+        let count = |what: &str| events.iter().filter(|e| *e == what).count();
+        assert_eq!(count("connect"), 1, "{events:?}");
+        assert_eq!(count("IDLE"), 1, "IDLE is not asked again: {events:?}");
+        assert!(count("EXAMINE") >= 4, "the folder is polled: {events:?}");
     }
 
     #[test]

@@ -100,7 +100,6 @@ impl Peer {
 
 /// How the [`MiniServer`] answers IDLE.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(dead_code)] // until the tests that use them
 pub enum IdleReply {
     /// `+`, then the tagged OK after DONE.
     Accept,
@@ -109,6 +108,7 @@ pub enum IdleReply {
     /// `* BYE` and the connection closed, instead of `+`.
     Bye,
     /// `+`, then silence: DONE and LOGOUT are never answered.
+    #[allow(dead_code)]
     Deaf,
 }
 

@@ -564,12 +564,20 @@ async fn idle_loop(
     let timeout = ctx.engine.opts.timeout;
     let refresh = ctx.engine.settings.idle_refresh;
     loop {
+        // The pass looks at the folder afresh: what was noted before is in it.
+        s.take_unsolicited_changes();
         tokio::select! {
             _ = ctx.cancel.cancelled() => return Ok(()),
             r = fed_by_progress(reg, &ctx.engine.progress, timeout * 4, ctx.engine.sync_folder(s, &ctx.account.name, folder)) => { r?; }
         }
         if *idle_refused {
             return poll_one(ctx, s, folder, reg, backoff).await;
+        }
+        if s.take_unsolicited_changes() {
+            // A change announced during the pass (an EXISTS after the UID
+            // listing, say) may not be in it, and IDLE will not repeat it.
+            tracing::debug!(account = %ctx.account.name, "the folder changed during the sync; syncing again");
+            continue;
         }
         reg.set_state("idle".into());
         let tag = s.send(&Command::Idle).await?;
@@ -953,6 +961,32 @@ mod tests {
         assert_eq!(count("connect"), 1, "{events:?}");
         assert_eq!(count("IDLE"), 1, "IDLE is not asked again: {events:?}");
         assert!(count("EXAMINE") >= 4, "the folder is polled: {events:?}");
+    }
+
+    /// An EXISTS that arrives after the UID listing is not lost until the
+    /// next IDLE refresh: the watcher syncs again before it enters IDLE.
+    #[tokio::test]
+    async fn a_change_during_the_sync_is_synced_before_idle() {
+        let mut script = Script::new(vec![1, 2], IdleReply::Accept);
+        script.after_first_listing = Some("* 3 EXISTS\r\n");
+        let server = MiniServer::start(script).await;
+        let f = fixture(&server, Duration::from_millis(500));
+        let watcher = tokio::spawn(idle_watcher(f.ctx.clone(), "INBOX".into(), None));
+        let t0 = Instant::now();
+        while server.count("IDLE") == 0 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "no IDLE: {:?}",
+                server.events()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let events = server.events();
+        f.ctx.cancel.cancel();
+        watcher.await.expect("watcher");
+        let idle = events.iter().position(|e| e == "IDLE").expect("IDLE");
+        let examines = events[..idle].iter().filter(|e| *e == "EXAMINE").count();
+        assert_eq!(examines, 2, "one more pass before IDLE: {events:?}");
     }
 
     #[test]

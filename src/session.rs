@@ -169,6 +169,11 @@ pub struct Session {
     account: String,
     qresync_enabled: bool,
     bye: Option<String>,
+    /// Commands sent and not yet answered, by tag.
+    open_commands: HashMap<String, &'static str>,
+    /// The server reported a change (EXISTS, EXPUNGE, VANISHED, FETCH) that
+    /// no command asked for; see [`Session::take_unsolicited_changes`].
+    unsolicited_changes: bool,
 }
 
 impl Session {
@@ -203,6 +208,8 @@ impl Session {
             account: account.name.clone(),
             qresync_enabled: false,
             bye: None,
+            open_commands: HashMap::new(),
+            unsolicited_changes: false,
         };
         let preauth = s.greeting().await?;
         if account.security == Security::Starttls {
@@ -393,6 +400,7 @@ impl Session {
             }
         }
         self.tag_names.insert(tag.clone(), cmd.name());
+        self.open_commands.insert(tag.clone(), cmd.name());
         let parts = cmd.encode(&tag, self.caps.literal_plus());
         let mut out: Vec<u8> = Vec::new();
         for part in parts {
@@ -502,7 +510,35 @@ impl Session {
         Ok(true)
     }
 
+    /// True when, since the last call, the server reported a mailbox change
+    /// that no command of ours asked for: an `EXISTS`, `EXPUNGE` or
+    /// `VANISHED` outside EXAMINE, a `FETCH` outside our FETCHes. A sync pass
+    /// may have listed the folder before that change, and a server does not
+    /// repeat it in IDLE, so whoever waits next should look again first.
+    pub fn take_unsolicited_changes(&mut self) -> bool {
+        std::mem::take(&mut self.unsolicited_changes)
+    }
+
+    fn note_unsolicited(&mut self, r: &Received) {
+        let open = |name: &str| self.open_commands.values().any(|c| *c == name);
+        let unasked = match &r.response {
+            Response::Untagged(
+                Untagged::Exists(_)
+                | Untagged::Expunge(_)
+                | Untagged::Vanished { earlier: false, .. },
+            ) => !open("EXAMINE"),
+            Response::Untagged(Untagged::Fetch(..)) => !open("EXAMINE") && !open("UID FETCH"),
+            Response::Tagged { tag, .. } => {
+                self.open_commands.remove(tag);
+                false
+            }
+            _ => false,
+        };
+        self.unsolicited_changes |= unasked;
+    }
+
     fn observe(&mut self, r: &Received) {
+        self.note_unsolicited(r);
         if let Response::Untagged(Untagged::Status(UntaggedStatus::Bye, text)) = &r.response {
             self.bye = Some(status_text(text));
         }
@@ -750,6 +786,52 @@ mod tests {
             matches!(&untagged[..], [Untagged::Fetch(..)]),
             "{untagged:?}"
         );
+        drop(server.await);
+    }
+
+    /// Changes nobody asked for are noted; EXAMINE's own EXISTS and the
+    /// FETCH responses of our FETCH are not.
+    #[tokio::test]
+    async fn unsolicited_changes_are_noted() {
+        let (listener, port) = listen().await;
+        let server = tokio::spawn(async move {
+            let mut p = Peer::accept(&listener).await;
+            let tag = p.expect("EXAMINE").await;
+            p.send(format!(
+                "* 3 EXISTS\r\n* OK [UIDVALIDITY 1] v\r\n* OK [UIDNEXT 4] n\r\n{tag} OK [READ-ONLY] done\r\n"
+            ))
+            .await;
+            let tag = p.expect("UID FETCH").await;
+            p.send(format!("* 1 FETCH (UID 1)\r\n{tag} OK done\r\n"))
+                .await;
+            let tag = p.expect("NOOP").await;
+            p.send(format!("{tag} OK done\r\n")).await;
+            // After the listing: a new message the pass did not see.
+            let tag = p.expect("UID FETCH").await;
+            p.send(format!(
+                "* 1 FETCH (UID 1)\r\n{tag} OK done\r\n* 4 EXISTS\r\n"
+            ))
+            .await;
+            let tag = p.expect("NOOP").await;
+            p.send(format!("* 2 FETCH (FLAGS (\\Seen))\r\n{tag} OK done\r\n"))
+                .await;
+            p
+        });
+        let mut s = session_on(port, Duration::from_secs(5)).await;
+        s.examine("INBOX", None).await.expect("examine");
+        let listing = Command::UidFetch {
+            set: "1:*".into(),
+            items: "UID",
+            changed_since: None,
+            vanished: false,
+        };
+        s.run(&listing).await.expect("listing");
+        s.run(&Command::Noop).await.expect("noop");
+        assert!(!s.take_unsolicited_changes(), "all of it was asked for");
+        s.run(&listing).await.expect("listing");
+        s.run(&Command::Noop).await.expect("noop");
+        assert!(s.take_unsolicited_changes(), "the EXISTS after the listing");
+        assert!(!s.take_unsolicited_changes(), "taken once");
         drop(server.await);
     }
 

@@ -4,9 +4,11 @@
 //! exponential backoff and jitter; credentials errors back off much longer.
 //!
 //! Signals: SIGTERM/SIGINT stop the watchers (an IDLE is ended with DONE and
-//! LOGOUT; a fetch in progress is dropped between messages, which is safe
-//! because the cursor only moves after whole ranges) and the writer commits
-//! what it has. SIGHUP reloads the configuration: added accounts start,
+//! LOGOUT, each given a second at most since the link may be dead; a fetch in
+//! progress is dropped between messages, which is safe because the cursor
+//! only moves after whole ranges), then the writer is told to stop: it
+//! commits what it has, whatever tasks still hold handles. `run` returns
+//! within about 4 s of the signal. SIGHUP reloads the configuration: added accounts start,
 //! removed ones stop, changed ones restart; an invalid file is refused and the
 //! old configuration keeps running.
 //!
@@ -251,18 +253,43 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<i32> {
         token.cancel();
     }
     tracker.close();
-    // Watchers log out within a few seconds; do not let one stuck socket hold
-    // up the stop beyond systemd's patience.
-    if tokio::time::timeout(Duration::from_secs(4), tracker.wait())
+    stop(&tracker, &store, writer).await;
+    Ok(exit)
+}
+
+/// How long stopping may take at most: the watchers' own bound (two
+/// [`STOP_GRACE`]s, ending IDLE and LOGOUT) with a margin, then the writer.
+const STOP_WATCHERS: Duration = Duration::from_millis(2500);
+const STOP_WRITER: Duration = Duration::from_millis(1500);
+
+/// Waits for the cancelled tasks, then stops the writer by an explicit job
+/// (tasks still alive hold handles, so waiting for the last handle to drop
+/// could take forever): it commits what it has, or, if it is still busy
+/// when time is up, the process exits and SQLite rolls the open transaction
+/// back. Returns within `STOP_WATCHERS + STOP_WRITER`.
+async fn stop(
+    tracker: &TaskTracker,
+    store: &StoreHandle,
+    writer: crate::store::writer::WriterThread,
+) {
+    if tokio::time::timeout(STOP_WATCHERS, tracker.wait())
         .await
         .is_err()
     {
         tracing::warn!("some connections did not close in time; exiting anyway");
     }
-    let _ = store.commit().await;
-    drop(store);
-    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
-    Ok(exit)
+    store.shutdown();
+    let t0 = Instant::now();
+    while !writer.is_finished() && t0.elapsed() < STOP_WRITER {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if writer.is_finished() {
+        writer.join();
+    } else {
+        tracing::warn!(
+            "the database writer is still busy; exiting, its open transaction is rolled back"
+        );
+    }
 }
 
 fn start_account(
@@ -414,7 +441,7 @@ async fn account_task(
         tracker.spawn(async move { idle_watcher(c, folder, s).await });
     }
     if let Some(s) = spare {
-        s.logout().await;
+        logout_quickly(s).await;
     }
 }
 
@@ -440,6 +467,16 @@ fn report_failure(account: &str, folder: &str, error: &str, permanent: bool, del
     } else {
         tracing::warn!(account, folder, retry_in_s = delay.as_secs(), "{error}");
     }
+}
+
+/// How long a stopping watcher may spend ending IDLE (DONE and its reply),
+/// and then again on LOGOUT: the link may be dead, and `mailfeed run` must
+/// exit well within systemd's stop timeout.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// LOGOUT within [`STOP_GRACE`], else just close the connection.
+async fn logout_quickly(s: Session) {
+    let _ = tokio::time::timeout(STOP_GRACE, s.logout()).await;
 }
 
 /// Sleeps unless cancelled first; true when cancelled.
@@ -523,7 +560,7 @@ async fn idle_watcher(ctx: AccountCtx, folder: String, mut session: Option<Sessi
         let mut s = s;
         match idle_loop(&ctx, &mut s, &folder, &reg, &mut backoff, &mut idle_refused).await {
             Ok(()) => {
-                s.logout().await;
+                logout_quickly(s).await;
                 return;
             }
             Err(e) => {
@@ -583,7 +620,10 @@ async fn idle_loop(
         let tag = s.send(&Command::Idle).await?;
         // Wait for the server's `+`; anything else first is just data.
         loop {
-            let r = s.next_response().await?;
+            let r = tokio::select! {
+                _ = ctx.cancel.cancelled() => return Ok(()),
+                r = s.next_response() => r?,
+            };
             match r.response {
                 Response::Continuation(_) => break,
                 Response::Tagged { status, text, .. } => {
@@ -640,15 +680,27 @@ async fn idle_loop(
                 _ => {}
             }
         }
-        // DONE must be answered within the normal timeout: a silent peer here
-        // is a dead connection (a NAT that dropped it, a blackholed link).
-        s.send_done().await?;
-        s.collect(&tag, "IDLE").await?;
-        // A whole IDLE cycle: this connection works.
-        backoff.reset();
         if cancelled {
+            // Stopping: end IDLE politely if the server answers at once.
+            let _ = tokio::time::timeout(STOP_GRACE, async {
+                s.send_done().await?;
+                s.collect(&tag, "IDLE").await
+            })
+            .await;
             return Ok(());
         }
+        // DONE must be answered within the normal timeout: a silent peer here
+        // is a dead connection (a NAT that dropped it, a blackholed link).
+        let done = async {
+            s.send_done().await?;
+            s.collect(&tag, "IDLE").await
+        };
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => return Ok(()),
+            r = done => { r?; }
+        }
+        // A whole IDLE cycle: this connection works.
+        backoff.reset();
     }
 }
 
@@ -717,7 +769,7 @@ async fn poller(ctx: AccountCtx, folders: Vec<String>, mut session: Option<Sessi
             // progress, not a hang.
             let grace = timeout * 6;
             let r = tokio::select! {
-                _ = ctx.cancel.cancelled() => { s.logout().await; return; }
+                _ = ctx.cancel.cancelled() => { logout_quickly(s).await; return; }
                 r = fed_by_progress(&reg, &ctx.engine.progress, grace, ctx.engine.sync_folder(&mut s, &name, folder)) => r,
             };
             if let Err(e) = r {
@@ -744,7 +796,7 @@ async fn poller(ctx: AccountCtx, folders: Vec<String>, mut session: Option<Sessi
         // A connection that died while we slept is found by the next pass's
         // first read (which has a timeout) and replaced.
         if sleep_or_cancel(&ctx.cancel, interval).await {
-            s.logout().await;
+            logout_quickly(s).await;
             return;
         }
         session = Some(s);
@@ -987,6 +1039,66 @@ mod tests {
         let idle = events.iter().position(|e| e == "IDLE").expect("IDLE");
         let examines = events[..idle].iter().filter(|e| *e == "EXAMINE").count();
         assert_eq!(examines, 2, "one more pass before IDLE: {events:?}");
+    }
+
+    /// Stopping while in IDLE on a link that went dead: DONE and LOGOUT are
+    /// never answered, yet the watcher ends within two STOP_GRACEs, not a
+    /// timeout (5 s here) plus LOGOUT's own wait.
+    #[tokio::test]
+    async fn a_watcher_on_a_dead_link_stops_quickly() {
+        let server = MiniServer::start(Script::new(vec![1], IdleReply::Deaf)).await;
+        let f = fixture(&server, Duration::from_secs(5));
+        let watcher = tokio::spawn(idle_watcher(f.ctx.clone(), "INBOX".into(), None));
+        let t0 = Instant::now();
+        while server.count("IDLE") == 0 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "no IDLE: {:?}",
+                server.events()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let t0 = Instant::now();
+        f.ctx.cancel.cancel();
+        watcher.await.expect("watcher");
+        let took = t0.elapsed();
+        assert!(
+            took < STOP_GRACE * 2 + Duration::from_millis(300),
+            "stopping took {took:?}"
+        );
+    }
+
+    /// The writer stops on request although a task that never ends still
+    /// holds a handle, and what was stored before is committed.
+    #[tokio::test]
+    async fn stopping_does_not_wait_for_lingering_handles() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("t.db");
+        let (store, writer) =
+            StoreHandle::start(&db, crate::config::Synchronous::Normal, 32 << 20).expect("store");
+        store.ensure_mailbox("acc", "INBOX").await.expect("mailbox");
+        let tracker = TaskTracker::new();
+        let lingering = store.clone();
+        tracker.spawn(async move {
+            // Holds its handle and never ends (a task stuck on a dead link).
+            let _keep = lingering;
+            std::future::pending::<()>().await;
+        });
+        tracker.close();
+        let t0 = Instant::now();
+        stop(&tracker, &store, writer).await;
+        let took = t0.elapsed();
+        assert!(
+            took < STOP_WATCHERS + Duration::from_millis(500),
+            "stopping took {took:?}"
+        );
+        assert!(store.commit().await.is_err(), "the writer has closed");
+        let conn = rusqlite::Connection::open(&db).expect("open");
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM mailboxes", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(n, 1, "committed before the writer closed");
     }
 
     #[test]

@@ -108,7 +108,6 @@ pub enum IdleReply {
     /// `* BYE` and the connection closed, instead of `+`.
     Bye,
     /// `+`, then silence: DONE and LOGOUT are never answered.
-    #[allow(dead_code)]
     Deaf,
 }
 

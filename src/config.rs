@@ -234,7 +234,14 @@ enum SizeValue {
 
 fn parse_duration(key: &str, v: &DurationValue) -> Result<Duration, String> {
     let text = match v {
-        DurationValue::Seconds(s) => return Ok(Duration::from_secs(*s)),
+        DurationValue::Seconds(s) if Duration::from_secs(*s) <= MAX_DURATION => {
+            return Ok(Duration::from_secs(*s));
+        }
+        DurationValue::Seconds(s) => {
+            return Err(format!(
+                "`{key}` = {s} is too large; durations go up to \"7d\" (604800 seconds)"
+            ));
+        }
         DurationValue::Text(t) => t.trim(),
     };
     let split = text
@@ -249,13 +256,55 @@ fn parse_duration(key: &str, v: &DurationValue) -> Result<Duration, String> {
         "ms" => 0.001,
         "m" | "min" | "mins" => 60.0,
         "h" | "hour" | "hours" => 3600.0,
+        "d" | "day" | "days" => 86400.0,
         other => {
             return Err(format!(
-                "`{key}` = {text:?}: unknown unit {other:?}; use ms, s, m or h"
+                "`{key}` = {text:?}: unknown unit {other:?}; use ms, s, m, h or d"
             ));
         }
     };
-    Ok(Duration::from_secs_f64(n * mult))
+    // A value no setting can use (and that `Duration` cannot hold) is
+    // refused here; each key then checks its own range.
+    let secs = n * mult;
+    if !secs.is_finite() || secs > MAX_DURATION.as_secs_f64() {
+        return Err(format!(
+            "`{key}` = {text:?} is too large; durations go up to \"7d\" (604800 seconds)"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `sync.timeout`: long enough for a round trip, short enough that a dead
+/// connection is noticed (the watchdog grace is a few timeouts).
+const TIMEOUT_RANGE: ((Duration, &str), (Duration, &str)) = (
+    (Duration::from_millis(100), "100ms"),
+    (Duration::from_secs(3600), "1h"),
+);
+/// `sync.poll_interval` and `accounts[].poll_interval`: a poller that never
+/// pauses would hammer the server; one that waits a week is not polling.
+const POLL_RANGE: ((Duration, &str), (Duration, &str)) = (
+    (Duration::from_millis(100), "100ms"),
+    (Duration::from_secs(24 * 3600), "24h"),
+);
+
+/// The longest duration any key accepts.
+const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Checks that a duration key lies in `min..=max`; the message names the
+/// key, the range and the default.
+fn check_range(
+    key: &str,
+    value: Duration,
+    (min, min_text): (Duration, &str),
+    (max, max_text): (Duration, &str),
+    default: &str,
+) -> Result<(), String> {
+    if value < min || value > max {
+        return Err(format!(
+            "`{key}` = {value:?} is out of range; use {min_text:?} to {max_text:?} (default {default})"
+        ));
+    }
+    Ok(())
 }
 
 fn parse_size(key: &str, v: &SizeValue) -> Result<u64, String> {
@@ -436,6 +485,13 @@ impl Config {
                 "`sync.timeout` is too short; use at least \"1s\" (default \"60s\")".into(),
             );
         }
+        check_range(
+            "sync.timeout",
+            sync.timeout,
+            TIMEOUT_RANGE.0,
+            TIMEOUT_RANGE.1,
+            "\"60s\"",
+        )?;
         if sync.idle_refresh < Duration::from_secs(1)
             || sync.idle_refresh > Duration::from_secs(29 * 60)
         {
@@ -444,6 +500,13 @@ impl Config {
         if sync.poll_interval < Duration::from_millis(100) {
             return Err("`sync.poll_interval` is too short; use at least \"1s\"".into());
         }
+        check_range(
+            "sync.poll_interval",
+            sync.poll_interval,
+            POLL_RANGE.0,
+            POLL_RANGE.1,
+            "\"5m\"",
+        )?;
         let rl = raw.log.unwrap_or_default();
         let log = LogConfig {
             format: rl.format.unwrap_or_default(),
@@ -563,6 +626,13 @@ impl Config {
             Some(v) => parse_duration(&key("poll_interval"), v)?,
             None => sync.poll_interval,
         };
+        check_range(
+            &key("poll_interval"),
+            poll_interval,
+            POLL_RANGE.0,
+            POLL_RANGE.1,
+            "`sync.poll_interval`",
+        )?;
         Ok(AccountConfig {
             name,
             host,
@@ -683,10 +753,75 @@ mod tests {
         assert_eq!(d("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(d("250ms"), Ok(Duration::from_millis(250)));
         assert!(d("soon").is_err());
+        assert_eq!(d("1d"), Ok(Duration::from_secs(86400)));
+        assert!(d("8d").is_err());
+        assert!(d("100000000000000000000s").is_err());
+        assert!(parse_duration("k", &DurationValue::Seconds(u64::MAX)).is_err());
         let s = |t: &str| parse_size("k", &SizeValue::Text(t.into()));
         assert_eq!(s("100MB"), Ok(100_000_000));
         assert_eq!(s("64KiB"), Ok(65536));
         assert!(s("12 parsecs").is_err());
+    }
+
+    #[test]
+    fn every_duration_key_has_a_range() {
+        let with_sync =
+            |line: &str| MINIMAL.replace("[store]", &format!("[sync]\n{line}\n[store]"));
+        let with_account = |line: &str| MINIMAL.replace("username", &format!("{line}\nusername"));
+        let refused = [
+            // Values `Duration` cannot hold must be errors, not panics.
+            (
+                with_sync("timeout = \"100000000000000000000s\""),
+                "`sync.timeout`",
+            ),
+            (
+                with_sync("poll_interval = \"1e400s\""),
+                "`sync.poll_interval`",
+            ),
+            (
+                with_sync("idle_refresh = \"99999999999999999999h\""),
+                "`sync.idle_refresh`",
+            ),
+            (
+                with_account("poll_interval = \"100000000000000000000s\""),
+                "`accounts[0].poll_interval`",
+            ),
+            // Integers that fit but would overflow deadlines built from them.
+            (with_sync("timeout = 9223372036854775807"), "`sync.timeout`"),
+            (with_sync("timeout = \"2h\""), "`sync.timeout`"),
+            (
+                with_sync("poll_interval = 9223372036854775807"),
+                "`sync.poll_interval`",
+            ),
+            (with_sync("poll_interval = \"3d\""), "`sync.poll_interval`"),
+            // A poller that never pauses.
+            (
+                with_account("poll_interval = 0"),
+                "`accounts[0].poll_interval`",
+            ),
+            (
+                with_account("poll_interval = \"0s\""),
+                "`accounts[0].poll_interval`",
+            ),
+            (
+                with_account("poll_interval = \"2d\""),
+                "`accounts[0].poll_interval`",
+            ),
+            (with_sync("timeout = 0"), "`sync.timeout`"),
+        ];
+        for (text, key) in refused {
+            let e = parse(&text).expect_err(&format!("{key} should be refused in {text}"));
+            assert!(e.contains(key), "error {e:?} should name {key}");
+            assert!(
+                e.contains("use ") || e.contains("up to"),
+                "error {e:?} should say what to write"
+            );
+        }
+        let c = parse(&with_account("poll_interval = \"30s\"")).expect("valid");
+        assert_eq!(c.accounts[0].poll_interval, Duration::from_secs(30));
+        let c = parse(&with_sync("timeout = \"1h\"\npoll_interval = \"24h\"")).expect("valid");
+        assert_eq!(c.sync.timeout, Duration::from_secs(3600));
+        assert_eq!(c.accounts[0].poll_interval, Duration::from_secs(24 * 3600));
     }
 
     #[test]

@@ -16,3 +16,6 @@ pub mod session;
 pub mod store;
 pub mod sync;
 pub mod transport;
+
+#[cfg(test)]
+pub(crate) mod testing;

@@ -169,6 +169,11 @@ pub struct Session {
     account: String,
     qresync_enabled: bool,
     bye: Option<String>,
+    /// Commands sent and not yet answered, by tag.
+    open_commands: HashMap<String, &'static str>,
+    /// The server reported a change (EXISTS, EXPUNGE, VANISHED, FETCH) that
+    /// no command asked for; see [`Session::take_unsolicited_changes`].
+    unsolicited_changes: bool,
 }
 
 impl Session {
@@ -203,6 +208,8 @@ impl Session {
             account: account.name.clone(),
             qresync_enabled: false,
             bye: None,
+            open_commands: HashMap::new(),
+            unsolicited_changes: false,
         };
         let preauth = s.greeting().await?;
         if account.security == Security::Starttls {
@@ -393,6 +400,7 @@ impl Session {
             }
         }
         self.tag_names.insert(tag.clone(), cmd.name());
+        self.open_commands.insert(tag.clone(), cmd.name());
         let parts = cmd.encode(&tag, self.caps.literal_plus());
         let mut out: Vec<u8> = Vec::new();
         for part in parts {
@@ -447,16 +455,27 @@ impl Session {
         Ok(())
     }
 
+    /// The next response from the wire. `timeout` bounds silence, not the
+    /// response: every chunk that arrives restarts it, so a large message on
+    /// a slow link is received whole, while a server that sends nothing for
+    /// `timeout` is given up on.
     async fn read_one(&mut self) -> Result<Received, SessionError> {
         let limit = self.link.timeout();
-        match self.read_one_within(limit).await? {
-            Some(r) => Ok(r),
-            None => Err(SessionError::Transport(TransportError::ReadTimeout {
-                after: limit,
-            })),
+        loop {
+            if let Some(r) = self.reader.pop() {
+                self.observe(&r);
+                return Ok(r);
+            }
+            if !self.read_chunk(limit).await? {
+                return Err(SessionError::Transport(TransportError::ReadTimeout {
+                    after: limit,
+                }));
+            }
         }
     }
 
+    /// The next response if it is complete within `limit` (IDLE waits); a
+    /// response still arriving then stays in the reader for the next read.
     async fn read_one_within(&mut self, limit: Duration) -> Result<Option<Received>, SessionError> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
@@ -465,28 +484,61 @@ impl Session {
                 return Ok(Some(r));
             }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
+            if left.is_zero() || !self.read_chunk(left).await? {
                 return Ok(None);
             }
-            // The per-read timeout bounds each wait; the deadline bounds the sum.
-            let n = match self.link.read_within(&mut self.buf, left).await {
-                Ok(n) => n,
-                Err(TransportError::ReadTimeout { .. }) => return Ok(None),
-                Err(e) => return Err(e.into()),
-            };
-            if n == 0 {
-                let mid = !self.reader.at_boundary();
-                self.tap_note("server closed the connection");
-                return Err(match self.bye.take() {
-                    Some(text) if !mid => SessionError::Bye(text),
-                    _ => SessionError::Closed { mid_response: mid },
-                });
-            }
-            self.reader.feed(&self.buf[..n])?;
         }
     }
 
+    /// Feeds the reader whatever arrives within `limit`; false when nothing
+    /// did.
+    async fn read_chunk(&mut self, limit: Duration) -> Result<bool, SessionError> {
+        let n = match self.link.read_within(&mut self.buf, limit).await {
+            Ok(n) => n,
+            Err(TransportError::ReadTimeout { .. }) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        if n == 0 {
+            let mid = !self.reader.at_boundary();
+            self.tap_note("server closed the connection");
+            return Err(match self.bye.take() {
+                Some(text) if !mid => SessionError::Bye(text),
+                _ => SessionError::Closed { mid_response: mid },
+            });
+        }
+        self.reader.feed(&self.buf[..n])?;
+        Ok(true)
+    }
+
+    /// True when, since the last call, the server reported a mailbox change
+    /// that no command of ours asked for: an `EXISTS`, `EXPUNGE` or
+    /// `VANISHED` outside EXAMINE, a `FETCH` outside our FETCHes. A sync pass
+    /// may have listed the folder before that change, and a server does not
+    /// repeat it in IDLE, so whoever waits next should look again first.
+    pub fn take_unsolicited_changes(&mut self) -> bool {
+        std::mem::take(&mut self.unsolicited_changes)
+    }
+
+    fn note_unsolicited(&mut self, r: &Received) {
+        let open = |name: &str| self.open_commands.values().any(|c| *c == name);
+        let unasked = match &r.response {
+            Response::Untagged(
+                Untagged::Exists(_)
+                | Untagged::Expunge(_)
+                | Untagged::Vanished { earlier: false, .. },
+            ) => !open("EXAMINE"),
+            Response::Untagged(Untagged::Fetch(..)) => !open("EXAMINE") && !open("UID FETCH"),
+            Response::Tagged { tag, .. } => {
+                self.open_commands.remove(tag);
+                false
+            }
+            _ => false,
+        };
+        self.unsolicited_changes |= unasked;
+    }
+
     fn observe(&mut self, r: &Received) {
+        self.note_unsolicited(r);
         if let Response::Untagged(Untagged::Status(UntaggedStatus::Bye, text)) = &r.response {
             self.bye = Some(status_text(text));
         }
@@ -696,5 +748,131 @@ fn status_text(t: &StatusText) -> String {
     match &t.code {
         Some(Code::Other(name, _)) => format!("[{name}] {}", t.text),
         _ => t.text.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{Peer, listen, session_on};
+    use tokio::time::Instant;
+
+    // Real time with wide margins: tokio's paused clock does not see
+    // loopback bytes arriving, so these tests use short real intervals
+    // (chunks every timeout/5; a timing slip of 4/5 of a timeout would be
+    // needed to break them).
+
+    /// A FETCH of a 64 KiB message dripped over more than three timeouts:
+    /// slow but never silent for a whole timeout.
+    #[tokio::test]
+    async fn a_large_message_on_a_slow_link_arrives_whole() {
+        let timeout = Duration::from_millis(500);
+        let (listener, port) = listen().await;
+        let server = tokio::spawn(async move {
+            let mut p = Peer::accept(&listener).await;
+            let tag = p.expect("NOOP").await;
+            let body = vec![b'x'; 64 * 1024];
+            p.send(format!("* 1 FETCH (UID 1 BODY[] {{{}}}\r\n", body.len()))
+                .await;
+            for chunk in body.chunks(4096) {
+                tokio::time::sleep(timeout / 5).await;
+                p.send_bytes(chunk).await;
+            }
+            p.send(format!(")\r\n{tag} OK done\r\n")).await;
+            p
+        });
+        let mut s = session_on(port, timeout).await;
+        let t0 = Instant::now();
+        let untagged = s.run(&Command::Noop).await.expect("the whole response");
+        assert!(
+            t0.elapsed() >= timeout * 3,
+            "the drip took {:?}",
+            t0.elapsed()
+        );
+        assert!(
+            matches!(&untagged[..], [Untagged::Fetch(..)]),
+            "{untagged:?}"
+        );
+        drop(server.await);
+    }
+
+    /// Changes nobody asked for are noted; EXAMINE's own EXISTS and the
+    /// FETCH responses of our FETCH are not.
+    #[tokio::test]
+    async fn unsolicited_changes_are_noted() {
+        let (listener, port) = listen().await;
+        let server = tokio::spawn(async move {
+            let mut p = Peer::accept(&listener).await;
+            let tag = p.expect("EXAMINE").await;
+            p.send(format!(
+                "* 3 EXISTS\r\n* OK [UIDVALIDITY 1] v\r\n* OK [UIDNEXT 4] n\r\n{tag} OK [READ-ONLY] done\r\n"
+            ))
+            .await;
+            let tag = p.expect("UID FETCH").await;
+            p.send(format!("* 1 FETCH (UID 1)\r\n{tag} OK done\r\n"))
+                .await;
+            let tag = p.expect("NOOP").await;
+            p.send(format!("{tag} OK done\r\n")).await;
+            // After the listing: a new message the pass did not see.
+            let tag = p.expect("UID FETCH").await;
+            p.send(format!(
+                "* 1 FETCH (UID 1)\r\n{tag} OK done\r\n* 4 EXISTS\r\n"
+            ))
+            .await;
+            let tag = p.expect("NOOP").await;
+            p.send(format!("* 2 FETCH (FLAGS (\\Seen))\r\n{tag} OK done\r\n"))
+                .await;
+            p
+        });
+        let mut s = session_on(port, Duration::from_secs(5)).await;
+        s.examine("INBOX", None).await.expect("examine");
+        let listing = Command::UidFetch {
+            set: "1:*".into(),
+            items: "UID",
+            changed_since: None,
+            vanished: false,
+        };
+        s.run(&listing).await.expect("listing");
+        s.run(&Command::Noop).await.expect("noop");
+        assert!(!s.take_unsolicited_changes(), "all of it was asked for");
+        s.run(&listing).await.expect("listing");
+        s.run(&Command::Noop).await.expect("noop");
+        assert!(s.take_unsolicited_changes(), "the EXISTS after the listing");
+        assert!(!s.take_unsolicited_changes(), "taken once");
+        drop(server.await);
+    }
+
+    /// Silence in the middle of a response is still bounded by the timeout,
+    /// counted from the last bytes that arrived.
+    #[tokio::test]
+    async fn a_server_silent_mid_response_is_dropped_after_the_timeout() {
+        let timeout = Duration::from_millis(400);
+        let (listener, port) = listen().await;
+        let server = tokio::spawn(async move {
+            let mut p = Peer::accept(&listener).await;
+            p.expect("NOOP").await;
+            p.send("* 1 FETCH (UID 1 BODY[] {100}\r\n0123456789".into())
+                .await;
+            tokio::time::sleep(timeout / 2).await;
+            p.send("0123456789".into()).await;
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            p
+        });
+        let mut s = session_on(port, timeout).await;
+        let t0 = Instant::now();
+        let e = s.run(&Command::Noop).await.expect_err("a timeout");
+        assert!(
+            matches!(
+                e,
+                SessionError::Transport(TransportError::ReadTimeout { .. })
+            ),
+            "{e}"
+        );
+        let took = t0.elapsed();
+        assert!(
+            took >= timeout + timeout / 2 && took < Duration::from_secs(10),
+            "gave up after {took:?}"
+        );
+        server.abort();
     }
 }

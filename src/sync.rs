@@ -11,6 +11,7 @@
 //! cursor can never be committed before those messages.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -165,6 +166,9 @@ pub struct Engine {
     pub settings: SyncConfig,
     /// Passes made per mailbox, to space out rescans (see `rescan_every`).
     pub passes: Arc<Mutex<std::collections::HashMap<MailboxId, u64>>>,
+    /// Rises with every message received and every batch stored: whoever
+    /// runs a long sync can tell one that is moving from one that hangs.
+    pub progress: Arc<AtomicU64>,
 }
 
 impl Engine {
@@ -174,7 +178,20 @@ impl Engine {
             opts,
             settings,
             passes: Arc::default(),
+            progress: Arc::default(),
         }
+    }
+
+    /// The same engine with a progress counter of its own, for one caller.
+    pub fn with_own_progress(&self) -> Engine {
+        Engine {
+            progress: Arc::default(),
+            ..self.clone()
+        }
+    }
+
+    fn made_progress(&self) {
+        self.progress.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -464,6 +481,7 @@ impl Engine {
                     }
                     batch_counts[idx].0 += 1;
                     batch_counts[idx].1 += raw.len() as u64;
+                    self.made_progress();
                     tracing::debug!(account = ctx.account, folder = %ctx.folder, uid = uid.0, bytes = raw.len(), "message received");
                     self.store
                         .save(NewMessage {
@@ -529,6 +547,7 @@ impl Engine {
                             }
                             Some(_) => {}
                         }
+                        self.made_progress();
                         let (n, bytes) = batch_counts[idx];
                         stats.fetched += n;
                         stats.bytes += bytes;

@@ -484,3 +484,60 @@ fn notifies_systemd_ready_status_watchdog_and_stopping() {
         }
     }
 }
+
+/// SIGTERM while a watcher sits in IDLE on a link that has gone dead (the
+/// server answers neither DONE nor LOGOUT) and with a long timeout: `run`
+/// still exits within 5 s, well inside systemd's TimeoutStopSec.
+#[test]
+fn sigterm_during_idle_on_a_dead_link_exits_within_5s() {
+    use support::fake_server::{FakeServer, Step, expect, send};
+    let server = FakeServer::single(vec![
+        send("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR IDLE] fake ready\r\n"),
+        expect("AUTHENTICATE PLAIN"),
+        send("$T OK [CAPABILITY IMAP4rev1 IDLE] logged in\r\n"),
+        expect("EXAMINE INBOX"),
+        send(
+            "* 0 EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n* OK [UIDNEXT 1] n\r\n$T OK [READ-ONLY] done\r\n",
+        ),
+        expect("UID FETCH 1:* (UID)"),
+        send("$T OK done\r\n"),
+        expect("IDLE"),
+        send("+ idling\r\n"),
+        // From here on the link is dead: nothing is answered.
+        Step::Stall(Duration::from_secs(120)),
+    ]);
+    let acc = Account {
+        name: "test",
+        port: server.port(),
+        mode: support::mailfeed::Mode::Plain,
+        ca_file: None,
+        user: "dead",
+        password: "dead-pw-1",
+        folders: &["INBOX"],
+        extra: "",
+    };
+    let setup = Setup::new(&[acc], "timeout = \"30s\"");
+    let mut run = start(&setup);
+    wait_for("mailfeed to enter IDLE", Duration::from_secs(20), || {
+        server.transcript().iter().any(|l| l.ends_with("IDLE"))
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    signal(&run, SIGTERM);
+    let status = loop {
+        if let Some(s) = run.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "did not exit within 5 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    eprintln!("exited {status} {:?} after SIGTERM", t0.elapsed());
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        synced_once(&setup, "INBOX"),
+        "the sync before IDLE was committed"
+    );
+}

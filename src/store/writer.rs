@@ -11,6 +11,7 @@
 //! new one reads cursors from what was really committed.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::blob::ZeroBlob;
@@ -69,6 +70,8 @@ enum Job {
     Message(Box<(NewMessage, Derived)>, Option<OwnedSemaphorePermit>),
     Work(Work),
     Commit(oneshot::Sender<()>),
+    /// Commit and stop now (see [`StoreHandle::shutdown`]).
+    Shutdown,
 }
 
 /// Commit once a transaction holds this many bytes of mail, even under load,
@@ -84,6 +87,8 @@ pub struct StoreHandle {
     bytes: Arc<Semaphore>,
     byte_budget: u32,
     failure: Arc<Mutex<Option<String>>>,
+    /// Set by [`StoreHandle::shutdown`]; the writer checks it between jobs.
+    stop: Arc<AtomicBool>,
 }
 
 /// Joins the writer thread; dropping every [`StoreHandle`] lets it finish.
@@ -93,6 +98,11 @@ impl WriterThread {
     /// Waits until the writer has committed what it had and closed.
     pub fn join(self) {
         let _ = self.0.join();
+    }
+
+    /// Whether the writer has closed (join would not wait).
+    pub fn is_finished(&self) -> bool {
+        self.0.is_finished()
     }
 }
 
@@ -115,6 +125,8 @@ impl StoreHandle {
         let budget = u32::try_from(max_buffered_bytes.clamp(1 << 20, 1 << 31)).unwrap_or(1 << 31);
         let failure = Arc::new(Mutex::new(None));
         let f2 = failure.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
         let checkpointer = conn
             .path()
             .filter(|p| !p.is_empty())
@@ -125,7 +137,7 @@ impl StoreHandle {
             });
         let thread = std::thread::Builder::new()
             .name("mailfeed-writer".into())
-            .spawn(move || run(conn, rx, f2, checkpointer))
+            .spawn(move || run(conn, rx, f2, stop2, checkpointer))
             .map(WriterThread);
         let thread = match thread {
             Ok(t) => t,
@@ -144,6 +156,7 @@ impl StoreHandle {
                 bytes: Arc::new(Semaphore::new(budget as usize)),
                 byte_budget: budget,
                 failure,
+                stop,
             },
             thread,
         )
@@ -228,6 +241,17 @@ impl StoreHandle {
             Some(msg) => Err(StoreError::Stopped(msg)),
             None => Ok(()),
         }
+    }
+
+    /// Stops the writer now, whoever still holds a handle: it finishes the
+    /// job at hand, commits its open transaction and closes. Jobs still
+    /// queued are dropped; they were sent after everything committed, so no
+    /// cursor outlives its messages. Every later call fails.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes a writer waiting for work; a full queue means it is busy and
+        // sees the flag before its next job.
+        let _ = self.tx.try_send(Job::Shutdown);
     }
 
     /// Whether the writer has stopped after an error.
@@ -476,6 +500,7 @@ fn run(
     conn: Connection,
     mut rx: mpsc::Receiver<Job>,
     failure: Arc<Mutex<Option<String>>>,
+    stop: Arc<AtomicBool>,
     checkpointer: Option<Checkpointer>,
 ) {
     let mut in_tx = false;
@@ -494,6 +519,9 @@ fn run(
     };
     let outcome: Result<(), StoreError> = (|| {
         loop {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
             let job = match rx.try_recv() {
                 Ok(j) => j,
                 Err(mpsc::error::TryRecvError::Empty) => {
@@ -511,6 +539,9 @@ fn run(
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
             };
+            if let Job::Shutdown = job {
+                break;
+            }
             if let Job::Commit(w) = job {
                 commit(&mut in_tx)?;
                 tx_bytes = 0;
@@ -534,7 +565,7 @@ fn run(
                     drop(permit);
                 }
                 Job::Work(f) => f(&conn)?,
-                Job::Commit(_) => {}
+                Job::Commit(_) | Job::Shutdown => {}
             }
             tx_jobs += 1;
             if tx_bytes >= COMMIT_BYTES || tx_jobs >= COMMIT_JOBS {

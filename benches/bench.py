@@ -33,7 +33,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RELEASE = os.path.join(ROOT, "target", "release")
+RELEASE = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "release")
 MAILFEED = os.path.join(RELEASE, "mailfeed")
 RAW_FETCH = os.path.join(RELEASE, "examples", "raw_fetch")
 PARSE_COST = os.path.join(RELEASE, "examples", "parse_cost")

@@ -3,7 +3,8 @@
 //! argument: a fetcher sends its messages before the cursor that covers them,
 //! so whichever transaction the cursor lands in, its messages are already in
 //! it or in an earlier one. Transactions are grouped: the writer commits when
-//! its queue runs dry, when asked, or when a transaction grows large.
+//! its queue has stayed dry for a moment ([`LINGER`]), when asked, or when a
+//! transaction grows large.
 //!
 //! Fail-stop: the first error rolls back the open transaction and stops the
 //! writer; every later call fails. A cursor can therefore never be committed
@@ -13,6 +14,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rusqlite::blob::ZeroBlob;
 use rusqlite::{Connection, MAIN_DB, params};
@@ -496,6 +498,32 @@ fn insert_message(c: &Connection, m: &NewMessage, d: &Derived) -> Result<(), Sto
     Ok(())
 }
 
+/// How long an open transaction may wait for more work once the queue runs
+/// dry. A fetch that the writer keeps up with empties the queue after nearly
+/// every message; committing each time would make every commit flush the
+/// full-text index's pending terms as a new segment (then merged again and
+/// again) and pay a WAL commit per message. Waiting briefly turns those into
+/// a few large transactions. Visibility is delayed by at most this much: a
+/// pass's end and every explicit commit still commit at once.
+const LINGER: Duration = Duration::from_millis(100);
+
+/// Waits up to [`LINGER`] after the last commit for another job, when a
+/// transaction is open; `None` means commit now.
+fn linger(rx: &mut mpsc::Receiver<Job>, in_tx: bool, last_commit: Instant) -> Option<Job> {
+    if !in_tx {
+        return None;
+    }
+    while last_commit.elapsed() < LINGER {
+        std::thread::sleep(Duration::from_millis(1));
+        match rx.try_recv() {
+            Ok(j) => return Some(j),
+            Err(mpsc::error::TryRecvError::Empty) => {}
+            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+        }
+    }
+    None
+}
+
 fn run(
     conn: Connection,
     mut rx: mpsc::Receiver<Job>,
@@ -507,9 +535,11 @@ fn run(
     let mut tx_bytes: u64 = 0;
     let mut tx_jobs: u32 = 0;
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
+    let last_commit = std::cell::Cell::new(Instant::now());
     let commit = |in_tx: &mut bool| -> Result<(), StoreError> {
         if *in_tx {
             *in_tx = false;
+            last_commit.set(Instant::now());
             conn.execute_batch("COMMIT").doing("committing")?;
             if let Some(c) = &checkpointer {
                 c.nudge();
@@ -525,16 +555,20 @@ fn run(
             let job = match rx.try_recv() {
                 Ok(j) => j,
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    // The queue ran dry: make what we have durable now.
-                    commit(&mut in_tx)?;
-                    tx_bytes = 0;
-                    tx_jobs = 0;
-                    for w in waiters.drain(..) {
-                        let _ = w.send(());
-                    }
-                    match rx.blocking_recv() {
-                        Some(j) => j,
-                        None => return Ok(()),
+                    if let Some(j) = linger(&mut rx, in_tx, last_commit.get()) {
+                        j
+                    } else {
+                        // The queue ran dry: make what we have durable now.
+                        commit(&mut in_tx)?;
+                        tx_bytes = 0;
+                        tx_jobs = 0;
+                        for w in waiters.drain(..) {
+                            let _ = w.send(());
+                        }
+                        match rx.blocking_recv() {
+                            Some(j) => j,
+                            None => return Ok(()),
+                        }
                     }
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => break,

@@ -43,6 +43,11 @@ pub enum TransportError {
     Io(#[from] std::io::Error),
 }
 
+/// Compressed input held while looking for a complete deflate block. A
+/// valid stream yields output long before this; a server that sends more
+/// without any is broken or hostile.
+const MAX_DEFLATE_INPUT: usize = 1 << 20;
+
 impl TransportError {
     /// True when the certificate is valid but names another host.
     pub fn is_wrong_host_certificate(&self) -> bool {
@@ -169,13 +174,23 @@ impl Deflate {
     fn inflate(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let before_in = self.decompress.total_in();
         let before_out = self.decompress.total_out();
-        self.decompress
+        let status = self
+            .decompress
             .decompress(
                 &self.input[self.start..self.end],
                 buf,
                 flate2::FlushDecompress::Sync,
             )
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        // RFC 4978 has the stream last as long as the connection: a final
+        // block means nothing after it could ever be read, so say so now
+        // rather than buffering the rest until a timeout.
+        if status == flate2::Status::StreamEnd {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the server ended its compressed stream",
+            ));
+        }
         self.start += (self.decompress.total_in() - before_in) as usize;
         if self.start == self.end {
             self.start = 0;
@@ -361,9 +376,14 @@ impl Link {
                             d.input.copy_within(d.start..d.end, 0);
                             d.end -= d.start;
                             d.start = 0;
-                        } else {
+                        } else if d.input.len() < MAX_DEFLATE_INPUT {
                             // A full buffer that inflated to nothing: grow it.
                             d.input.resize(d.input.len() * 2, 0);
+                        } else {
+                            return Err(TransportError::Io(std::io::Error::new(
+                                std::io::ErrorKind::InvalidData,
+                                "compressed data that inflates to nothing",
+                            )));
                         }
                     }
                     &mut d.input[d.end..]
@@ -488,5 +508,24 @@ mod tests {
             }
         }
         assert!(got == text);
+    }
+
+    #[test]
+    fn a_finished_deflate_stream_is_an_error_not_a_wait() {
+        // A raw deflate stream with its final block: what a server sends if
+        // it ends compression, after which nothing more can be read.
+        let mut z = flate2::Compress::new(flate2::Compression::default(), false);
+        let mut fin = Vec::with_capacity(256);
+        z.compress_vec(b"* OK done\r\n", &mut fin, flate2::FlushCompress::Finish)
+            .expect("compress");
+        let mut b = Deflate::new();
+        b.input[..fin.len()].copy_from_slice(&fin);
+        b.end = fin.len();
+        let mut out = vec![0u8; 4096];
+        let err = b.inflate(&mut out).expect_err("stream end");
+        assert!(
+            err.to_string().contains("ended its compressed stream"),
+            "{err}"
+        );
     }
 }

@@ -118,6 +118,12 @@ impl ResponseReader {
         self.at_boundary() && self.ready.is_empty()
     }
 
+    /// Literal bytes held for the response being read.
+    #[cfg(test)]
+    pub(crate) fn kept(&self) -> u64 {
+        self.kept
+    }
+
     /// How many bytes of an unfinished literal are still expected, if any.
     pub fn literal_remaining(&self) -> Option<u64> {
         match self.state {
@@ -219,8 +225,14 @@ impl ResponseReader {
         let take = remaining.min(input.len() as u64) as usize;
         let keep_limit = self.limits.truncated_keep;
         if let Some(lit) = self.literals.last_mut() {
+            // A truncated literal keeps its head, but only within what is
+            // left of the response's budget: many oversized literals in one
+            // response must not add up beyond `max_literal`.
+            let budget = self.limits.max_literal.saturating_sub(self.kept);
             let room = if lit.truncated {
-                keep_limit.saturating_sub(lit.data.len())
+                keep_limit
+                    .saturating_sub(lit.data.len())
+                    .min(usize::try_from(budget).unwrap_or(usize::MAX))
             } else {
                 take
             };

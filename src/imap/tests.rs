@@ -224,6 +224,23 @@ fn oversized_literal_is_truncated_not_buffered() {
 }
 
 #[test]
+fn many_oversized_literals_keep_no_more_than_the_budget() {
+    // 40 literals of 100 bytes, each over max_literal (64): each keeps a head
+    // of at most 8 bytes, and all of them together at most 64.
+    let mut r = ResponseReader::new(limits());
+    r.feed(b"* 1 FETCH (UID 5").expect("start");
+    for i in 0..40 {
+        r.feed(format!(" X-PART{i} {{100}}\r\n").as_bytes())
+            .expect("marker");
+        r.feed(&[b'y'; 100]).expect("literal");
+        assert!(r.kept() <= 64, "kept {} after {} literals", r.kept(), i + 1);
+    }
+    r.feed(b")\r\n").expect("end");
+    assert!(r.pop().is_some());
+    assert_eq!(r.kept(), 0);
+}
+
+#[test]
 fn huge_literal_claims_allocate_nothing() {
     let mut r = ResponseReader::new(limits());
     // 2^40 is beyond the protocol's 32-bit literal sizes.

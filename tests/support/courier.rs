@@ -25,11 +25,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use super::cyrus::interop_dir;
 use super::cyrus::require;
-use super::dovecot::{greeting_ready, make_cert, nobody_ids, port_accepts, reserve_port};
+use super::dovecot::{make_cert, nobody_ids, reserve_port};
 use super::server::{TestServer, stop_namespace};
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -224,7 +224,7 @@ wait
 
     fn spawn_and_wait(&mut self) -> io::Result<()> {
         let out = File::create(self.path.join("run.log"))?;
-        let mut child = Command::new("unshare")
+        let child = Command::new("unshare")
             .args(["--mount", "--propagation", "private", "--pid", "--fork"])
             .args(["--kill-child", "sh"])
             .arg(self.path.join("run.sh"))
@@ -234,31 +234,16 @@ wait
             .process_group(0)
             .spawn()
             .map_err(|e| io::Error::other(format!("running unshare: {e}")))?;
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = child.try_wait()? {
-                return Err(io::Error::other(format!(
-                    "Courier exited during start-up ({status}); log:\n{}",
-                    self.log()
-                )));
-            }
-            if self.path.join("authdaemon/socket").exists()
-                && greeting_ready(self.plain_port)
-                && port_accepts(self.tls_port)
-            {
-                self.child = Some(child);
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                stop_namespace(child, &[], "-KILL");
-                return Err(io::Error::other(format!(
-                    "Courier did not accept connections on 127.0.0.1:{} within {START_TIMEOUT:?}; log:\n{}",
-                    self.plain_port,
-                    self.log()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        let child = super::server::wait_serving(
+            child,
+            "Courier",
+            &self.path.join("authdaemon/socket"),
+            (self.plain_port, self.tls_port),
+            START_TIMEOUT,
+            || self.log(),
+        )?;
+        self.child = Some(child);
+        Ok(())
     }
 
     pub fn stop(&mut self) {

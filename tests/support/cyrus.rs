@@ -19,9 +19,9 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::dovecot::{greeting_ready, make_cert, port_accepts, reserve_port};
+use super::dovecot::{make_cert, reserve_port};
 use super::server::{TestServer, stop_namespace};
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -230,7 +230,7 @@ DAEMON {{
         // Its own process group: on shutdown master signals its whole
         // process group, which would stop the other tests' instances too.
         // Its own PID namespace, so stopping it leaves nothing behind.
-        let mut child = Command::new("unshare")
+        let child = Command::new("unshare")
             .args(["--pid", "--fork", "--kill-child", MASTER])
             .arg("-C")
             .arg(self.path.join("imapd.conf"))
@@ -245,31 +245,16 @@ DAEMON {{
             .process_group(0)
             .spawn()
             .map_err(|e| io::Error::other(format!("running unshare {MASTER}: {e}")))?;
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = child.try_wait()? {
-                return Err(io::Error::other(format!(
-                    "Cyrus master exited during start-up ({status}); output:\n{}",
-                    self.log()
-                )));
-            }
-            if self.path.join("conf/socket/idle").exists()
-                && greeting_ready(self.plain_port)
-                && port_accepts(self.tls_port)
-            {
-                self.child = Some(child);
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                stop_namespace(child, &[], "-KILL");
-                return Err(io::Error::other(format!(
-                    "Cyrus did not accept connections on 127.0.0.1:{} within {START_TIMEOUT:?}; output:\n{}",
-                    self.plain_port,
-                    self.log()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        let child = super::server::wait_serving(
+            child,
+            "Cyrus",
+            &self.path.join("conf/socket/idle"),
+            (self.plain_port, self.tls_port),
+            START_TIMEOUT,
+            || self.log(),
+        )?;
+        self.child = Some(child);
+        Ok(())
     }
 
     /// Stops master and every process below it.

@@ -103,6 +103,40 @@ impl TestServer for super::dovecot::Dovecot {
     }
 }
 
+/// Waits until a server started in its own PID namespace (`child`) serves:
+/// `ready` (a socket its auth or idle daemon makes) exists, the plain port
+/// sends a greeting and the TLS port accepts. On failure the server is
+/// stopped and the error carries `log()`.
+pub fn wait_serving(
+    mut child: Child,
+    kind: &str,
+    ready: &std::path::Path,
+    (plain_port, tls_port): (u16, u16),
+    timeout: Duration,
+    log: impl Fn() -> String,
+) -> io::Result<Child> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Err(io::Error::other(format!(
+                "{kind} exited during start-up ({status}); log:\n{}",
+                log()
+            )));
+        }
+        if ready.exists() && super::dovecot::greeting_ready(plain_port) && port_accepts(tls_port) {
+            return Ok(child);
+        }
+        if Instant::now() > deadline {
+            stop_namespace(child, &[], "-KILL");
+            return Err(io::Error::other(format!(
+                "{kind} did not accept connections on 127.0.0.1:{plain_port} within {timeout:?}; log:\n{}",
+                log()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
 /// Stops a server started as `unshare --pid --fork ... ROOT` (Cyrus and
 /// Courier run in their own PID namespace, since this machine's init does
 /// not reap orphans). `signal` goes to ROOT, the namespace's init; if it has

@@ -153,7 +153,15 @@ pub struct MailboxState {
     pub vanished: UidSet,
     /// Flag changes reported by QRESYNC during EXAMINE: (uid, flags, modseq).
     pub changed: Vec<(u32, Vec<String>, Option<ModSeq>)>,
+    /// QRESYNC reported more flag changes than [`MAX_REPORTED_CHANGES`];
+    /// `changed` is empty and they must be read again with CHANGEDSINCE.
+    pub changes_overflowed: bool,
 }
+
+/// Flag changes (and VANISHED ranges) of one EXAMINE held in memory at most:
+/// a QRESYNC report after "mark all as read" on a huge folder has one
+/// response per message.
+pub const MAX_REPORTED_CHANGES: usize = 100_000;
 
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -597,6 +605,19 @@ impl Session {
         command: &'static str,
     ) -> Result<Vec<Untagged>, SessionError> {
         let mut out = Vec::new();
+        self.collect_with(tag, command, |u| out.push(u)).await?;
+        Ok(out)
+    }
+
+    /// Reads responses until the tagged reply to `tag`, handing each
+    /// untagged one to `each` as it arrives instead of keeping them all (a
+    /// command may be answered by a million responses).
+    pub async fn collect_with(
+        &mut self,
+        tag: &str,
+        command: &'static str,
+        mut each: impl FnMut(Untagged),
+    ) -> Result<(), SessionError> {
         loop {
             let r = self.next_response().await?;
             match r.response {
@@ -606,14 +627,14 @@ impl Session {
                     text,
                 } if t == tag => {
                     self.tag_names.remove(tag);
-                    return completion(command, status, text).map(|()| out);
+                    return completion(command, status, text);
                 }
                 Response::Tagged { tag: t, .. } => {
                     return Err(SessionError::Unexpected(format!(
                         "tagged reply for unknown tag `{t}` while waiting for {tag}"
                     )));
                 }
-                Response::Untagged(u) => out.push(u),
+                Response::Untagged(u) => each(u),
                 Response::Continuation(_) => {
                     return Err(SessionError::Unexpected(
                         "unexpected continuation request".into(),
@@ -670,10 +691,10 @@ impl Session {
             condstore,
             qresync: if self.qresync_enabled { qresync } else { None },
         };
-        let untagged = self.run(&cmd).await?;
+        let tag = self.send(&cmd).await?;
         let mut st = MailboxState::default();
-        let mut vanished = Vec::new();
-        for u in untagged {
+        let mut vanished: Vec<(u32, u32)> = Vec::new();
+        self.collect_with(&tag, cmd.name(), |u| {
             match u {
                 Untagged::Exists(n) => st.exists = n,
                 Untagged::Status(
@@ -695,15 +716,31 @@ impl Session {
                     }
                     _ => {}
                 },
-                Untagged::Vanished { uids, .. } => vanished.extend_from_slice(uids.ranges()),
+                Untagged::Vanished { uids, .. } => {
+                    vanished.extend_from_slice(uids.ranges());
+                    if vanished.len() > MAX_REPORTED_CHANGES {
+                        let merged = UidSet::from_ranges(std::mem::take(&mut vanished));
+                        vanished = merged.ranges().to_vec();
+                    }
+                }
                 Untagged::Fetch(_, d) => {
+                    if st.changes_overflowed {
+                        return;
+                    }
                     if let (Some(uid), Some(flags)) = (d.uid, d.flags) {
                         st.changed.push((uid.0, flags, d.modseq));
+                    }
+                    if st.changed.len() > MAX_REPORTED_CHANGES {
+                        // Too many to hold: the caller reads them again,
+                        // streamed, with CHANGEDSINCE.
+                        st.changed = Vec::new();
+                        st.changes_overflowed = true;
                     }
                 }
                 _ => {}
             }
-        }
+        })
+        .await?;
         st.vanished = UidSet::from_ranges(vanished);
         if !condstore {
             // Some servers report HIGHESTMODSEQ without advertising CONDSTORE;

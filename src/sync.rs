@@ -338,6 +338,11 @@ impl Engine {
             (Some(now), Some(before)) => Some(now.0 != before),
             _ => None,
         };
+        if qresync_used && state.changes_overflowed {
+            // Too many changes to have held them: stream them instead.
+            let cs = cursor.highest_modseq.map(ModSeq);
+            changed += scan_flags(self, session, ctx, u32::MAX, cs).await?.1;
+        }
         if qresync_used {
             // Not only UIDs up to the cursor: rows a cut-off pass stored
             // above it are covered too (the store ignores UIDs it lacks).

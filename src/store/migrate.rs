@@ -12,6 +12,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_parsed",
         include_str!("../../migrations/0002_parsed.sql"),
     ),
+    (
+        "0003_search_automerge",
+        include_str!("../../migrations/0003_search_automerge.sql"),
+    ),
 ];
 
 pub fn apply(conn: &Connection) -> Result<(), StoreError> {

@@ -34,6 +34,15 @@ fn migrations_apply_once_and_record_version() {
     assert!(v >= 1);
     // Applying again is a no-op.
     migrate::apply(&conn).expect("again");
+    // The search index merges its segments only at 16 per level (0003).
+    let automerge: i64 = conn
+        .query_row(
+            "SELECT v FROM message_search_config WHERE k = 'automerge'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("automerge");
+    assert_eq!(automerge, 16);
 }
 
 #[test]

@@ -270,6 +270,7 @@ service imap-login {{
 
 class Corpus:
     POOL_LINES = 60_000  # 60,000 lines of 78 bytes: ~4.5 MB of base64 text
+    VOCABULARY = 30_000  # distinct words of the text pool
 
     def __init__(self, seed):
         self.seed = seed
@@ -277,15 +278,37 @@ class Corpus:
         raw = rng.randbytes(self.POOL_LINES * 57)
         text = base64.b64encode(raw)
         lines = [text[i:i + 76] for i in range(0, len(text), 76)]
+        # Attachment bodies: base64 of random bytes (incompressible, as
+        # images and archives are).
         self.pool = b"\r\n".join(lines) + b"\r\n"
+        # Message text: words drawn with Zipf's law from a fixed vocabulary,
+        # as natural language is. Random base64 would make every token of
+        # every message a new word, the worst case for a full-text index and
+        # unlike any mail.
+        letters = "abcdefghijklmnopqrstuvwxyz"
+        lengths = [2, 3, 3, 4, 4, 5, 5, 5, 6, 6, 7, 7, 8, 9, 10, 12]
+        words = ["".join(rng.choice(letters) for _ in range(rng.choice(lengths)))
+                 for _ in range(self.VOCABULARY)]
+        weights = [1 / (r + 1) for r in range(self.VOCABULARY)]
+        drawn = rng.choices(words, weights, k=self.POOL_LINES * 12)
+        text_lines, line = [], []
+        for w in drawn:
+            if sum(len(x) + 1 for x in line) + len(w) > 76:
+                text_lines.append(" ".join(line).ljust(76).encode())
+                line = []
+            line.append(w)
+        self.text_pool = b"\r\n".join(text_lines) + b"\r\n"
+        self.text_lines = len(text_lines)
 
-    def filler(self, rng, size):
-        """`size` bytes of CRLF-terminated base64 lines from the pool."""
+    def filler(self, rng, size, text=False):
+        """`size` bytes of CRLF-terminated 78-byte lines: words when `text`,
+        else base64."""
+        pool, lines = (self.text_pool, self.text_lines) if text else (self.pool, self.POOL_LINES)
         out = []
         left = size
         while left > 0:
-            start = rng.randrange(0, self.POOL_LINES - 1) * 78
-            chunk = self.pool[start:start + left]
+            start = rng.randrange(0, lines - 1) * 78
+            chunk = pool[start:start + left]
             out.append(chunk)
             left -= len(chunk)
         return b"".join(out)
@@ -320,9 +343,9 @@ class Corpus:
         ).encode()
         if kind == "text":
             head += b"Content-Type: text/plain; charset=us-ascii\r\n\r\n"
-            return head + self.filler(rng, max(0, size - len(head)))
+            return head + self.filler(rng, max(0, size - len(head)), text=True)
         boundary = f"b{self.seed}x{i}".encode()
-        intro = self.filler(rng, 1_500)
+        intro = self.filler(rng, 1_500, text=True)
         pre = (
             head + b"Content-Type: multipart/mixed; boundary=\"" + boundary + b"\"\r\n\r\n"
             + b"--" + boundary + b"\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n" + intro

@@ -1015,15 +1015,8 @@ mod tests {
         assert!(count("EXAMINE") >= 4, "the folder is polled: {events:?}");
     }
 
-    /// An EXISTS that arrives after the UID listing is not lost until the
-    /// next IDLE refresh: the watcher syncs again before it enters IDLE.
-    #[tokio::test]
-    async fn a_change_during_the_sync_is_synced_before_idle() {
-        let mut script = Script::new(vec![1, 2], IdleReply::Accept);
-        script.after_first_listing = Some("* 3 EXISTS\r\n");
-        let server = MiniServer::start(script).await;
-        let f = fixture(&server, Duration::from_millis(500));
-        let watcher = tokio::spawn(idle_watcher(f.ctx.clone(), "INBOX".into(), None));
+    /// Waits (10 s at most) until the watcher has sent IDLE.
+    async fn wait_for_idle(server: &MiniServer) {
         let t0 = Instant::now();
         while server.count("IDLE") == 0 {
             assert!(
@@ -1033,6 +1026,18 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// An EXISTS that arrives after the UID listing is not lost until the
+    /// next IDLE refresh: the watcher syncs again before it enters IDLE.
+    #[tokio::test]
+    async fn a_change_during_the_sync_is_synced_before_idle() {
+        let mut script = Script::new(vec![1, 2], IdleReply::Accept);
+        script.after_first_listing = Some("* 3 EXISTS\r\n");
+        let server = MiniServer::start(script).await;
+        let f = fixture(&server, Duration::from_millis(500));
+        let watcher = tokio::spawn(idle_watcher(f.ctx.clone(), "INBOX".into(), None));
+        wait_for_idle(&server).await;
         let events = server.events();
         f.ctx.cancel.cancel();
         watcher.await.expect("watcher");
@@ -1049,15 +1054,7 @@ mod tests {
         let server = MiniServer::start(Script::new(vec![1], IdleReply::Deaf)).await;
         let f = fixture(&server, Duration::from_secs(5));
         let watcher = tokio::spawn(idle_watcher(f.ctx.clone(), "INBOX".into(), None));
-        let t0 = Instant::now();
-        while server.count("IDLE") == 0 {
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "no IDLE: {:?}",
-                server.events()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_for_idle(&server).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         let t0 = Instant::now();
         f.ctx.cancel.cancel();

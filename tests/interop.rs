@@ -494,14 +494,7 @@ fn cyrus_sync_changes_check_and_idle() {
     };
     let setup = scenario(&cy, plan);
     // The QRESYNC path was taken: the cursor carries a HIGHESTMODSEQ.
-    let modseq: Option<i64> = setup
-        .db()
-        .query_row(
-            "SELECT highest_modseq FROM mailboxes WHERE name = 'INBOX'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("modseq");
+    let modseq = inbox_highest_modseq(&setup);
     assert!(modseq.is_some());
 
     idle_delivers(&cy, &setup, Duration::from_secs(5));
@@ -567,14 +560,7 @@ fn courier_sync_changes_check_and_idle() {
         sync_extra: "batch_size = 9\nrescan_every = 1",
     };
     let setup = scenario(&co, plan);
-    let modseq: Option<i64> = setup
-        .db()
-        .query_row(
-            "SELECT highest_modseq FROM mailboxes WHERE name = 'INBOX'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("modseq");
+    let modseq = inbox_highest_modseq(&setup);
     assert_eq!(modseq, None, "no CONDSTORE: no HIGHESTMODSEQ");
 
     idle_delivers(&co, &setup, Duration::from_secs(5));
@@ -822,4 +808,17 @@ fn cyrus_empty_folders() {
 fn courier_empty_folders() {
     let co = Courier::start_with_users(&[(USER, PASS)]).expect("start Courier");
     empty_folders(&co, "INBOX.Empty", "INBOX.Emptied");
+}
+
+/// The HIGHESTMODSEQ stored with INBOX's cursor (set only on the CONDSTORE
+/// path).
+fn inbox_highest_modseq(setup: &Setup) -> Option<i64> {
+    setup
+        .db()
+        .query_row(
+            "SELECT highest_modseq FROM mailboxes WHERE name = 'INBOX'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("modseq")
 }

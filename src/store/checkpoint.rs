@@ -14,8 +14,15 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 /// WAL pages after which the writer checkpoints by itself (64 KiB pages:
-/// 256 MiB), should the checkpointer not keep up.
-pub(crate) const BACKSTOP_PAGES: i64 = 4096;
+/// 1 GiB), should the checkpointer not keep up. At 256 MiB a first sync hit
+/// it every few transactions, while the checkpointer was still fsyncing the
+/// pages before: each time the writer stalled for half a second in its own
+/// COMMIT, copying and fsyncing (benches/README.md).
+pub(crate) const BACKSTOP_PAGES: i64 = 16_384;
+
+/// What the WAL file is cut back to once a checkpoint lets it restart, so
+/// the room a first sync needed is given back (bytes).
+pub(crate) const WAL_KEEP_BYTES: i64 = 64 * 1024 * 1024;
 
 /// Handle to the checkpoint thread; nudging never blocks.
 pub(crate) struct Checkpointer {

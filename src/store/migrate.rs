@@ -16,6 +16,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_search_automerge",
         include_str!("../../migrations/0003_search_automerge.sql"),
     ),
+    (
+        "0004_search_hashsize",
+        include_str!("../../migrations/0004_search_hashsize.sql"),
+    ),
 ];
 
 pub fn apply(conn: &Connection) -> Result<(), StoreError> {

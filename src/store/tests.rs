@@ -43,6 +43,67 @@ fn migrations_apply_once_and_record_version() {
         )
         .expect("automerge");
     assert_eq!(automerge, 16);
+    // ... and flushes its pending terms every 16 MiB, not every 1 MiB (0004).
+    let hashsize: i64 = conn
+        .query_row(
+            "SELECT v FROM message_search_config WHERE k = 'hashsize'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("hashsize");
+    assert_eq!(hashsize, 16 << 20);
+}
+
+/// Messages go through the parse stage and then the writer; a shutdown
+/// while a handle is still held commits what was saved before it, refuses
+/// what comes after, and ends both threads without waiting for the handle.
+#[test]
+fn shutdown_commits_what_was_saved_and_ends_both_stages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.db");
+    rt().block_on(async {
+        let (h, t) = StoreHandle::start(&path, Synchronous::Normal, 1 << 20).expect("start");
+        let (mb, _) = h.ensure_mailbox("acct", "INBOX").await.expect("mailbox");
+        h.begin_generation(mb, UidValidity(7)).await.expect("gen");
+        for uid in 1..=50 {
+            h.save(msg(mb, 7, uid, &format!("m{uid}")))
+                .await
+                .expect("save");
+        }
+        h.advance_cursor(mb, UidValidity(7), 50)
+            .await
+            .expect("cursor");
+        h.shutdown();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !t.is_finished() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "writer did not stop while a handle was held"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(h.save(msg(mb, 7, 51, "late")).await.is_err());
+        assert!(h.has_failed() || h.commit().await.is_err());
+        t.join();
+    });
+    let conn = rusqlite::Connection::open(&path).expect("reopen");
+    let (n, last): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM messages), (SELECT last_uid FROM mailboxes)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("count");
+    assert_eq!((n, last), (50, 50));
+    // Every message got its parsed form from the parse stage.
+    let parsed: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM messages WHERE parsed_at IS NOT NULL AND subject LIKE 'm%'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("parsed");
+    assert_eq!(parsed, 50);
 }
 
 #[test]

@@ -20,7 +20,7 @@ use rusqlite::blob::ZeroBlob;
 use rusqlite::{Connection, MAIN_DB, params};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
-use super::checkpoint::{BACKSTOP_PAGES, Checkpointer};
+use super::checkpoint::{BACKSTOP_PAGES, Checkpointer, WAL_KEEP_BYTES};
 use super::{Context, MailboxCursor, MailboxId, StoreError};
 use crate::config::Synchronous;
 use crate::imap::{Uid, UidValidity};
@@ -46,18 +46,14 @@ pub struct NewMessage {
 type Work = Box<dyn FnOnce(&Connection) -> Result<(), StoreError> + Send>;
 
 /// What the writer stores besides the message itself, worked out by the
-/// sender: hashing and the one MIME parse then run beside the socket reader
-/// instead of on the one writer thread, which is the bottleneck of a sync.
-/// For a truncated message `raw` is the header block, so only headers are
-/// found.
+/// parse stage: hashing and the one MIME parse then run on a thread of their
+/// own, beside both the socket reader and the one writer thread, which is the
+/// bottleneck of a sync. For a truncated message `raw` is the header block,
+/// so only headers are found.
 struct Derived {
     sha256: [u8; 32],
     parsed: crate::mime::ParsedMessage,
 }
-
-/// Messages at least this large are parsed on a blocking thread, so a big
-/// one cannot hold up the async workers (and the sockets they serve).
-const PARSE_ON_BLOCKING_THREAD: usize = 256 * 1024;
 
 impl Derived {
     fn of(raw: &[u8]) -> Derived {
@@ -68,8 +64,16 @@ impl Derived {
     }
 }
 
+/// A message on its way to the writer; `derived` is filled in by the parse
+/// stage. The permit holds its share of the byte budget until it is written.
+struct Queued {
+    message: NewMessage,
+    derived: Option<Derived>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
 enum Job {
-    Message(Box<(NewMessage, Derived)>, Option<OwnedSemaphorePermit>),
+    Message(Box<Queued>),
     Work(Work),
     Commit(oneshot::Sender<()>),
     /// Commit and stop now (see [`StoreHandle::shutdown`]).
@@ -123,7 +127,8 @@ impl StoreHandle {
 
     /// Starts a writer on an already opened connection (tests use memory).
     pub fn start_with(conn: Connection, max_buffered_bytes: u64) -> (StoreHandle, WriterThread) {
-        let (tx, rx) = mpsc::channel(QUEUE_JOBS);
+        let (tx, parse_rx) = mpsc::channel(QUEUE_JOBS);
+        let (parsed_tx, rx) = mpsc::channel(QUEUE_JOBS);
         let budget = u32::try_from(max_buffered_bytes.clamp(1 << 20, 1 << 31)).unwrap_or(1 << 31);
         let failure = Arc::new(Mutex::new(None));
         let f2 = failure.clone();
@@ -135,11 +140,28 @@ impl StoreHandle {
             .and_then(|p| Checkpointer::start(Path::new(p)))
             .filter(|_| {
                 conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES)
+                    .and_then(|_| conn.pragma_update(None, "journal_size_limit", WAL_KEEP_BYTES))
                     .is_ok()
             });
+        let stop3 = stop.clone();
+        let wake = tx.downgrade();
         let thread = std::thread::Builder::new()
-            .name("mailfeed-writer".into())
-            .spawn(move || run(conn, rx, f2, stop2, checkpointer))
+            .name("mailfeed-parse".into())
+            .spawn(move || parse_stage(parse_rx, parsed_tx, stop3))
+            .and_then(|parser| {
+                std::thread::Builder::new()
+                    .name("mailfeed-writer".into())
+                    .spawn(move || {
+                        run(conn, rx, f2, stop2, checkpointer);
+                        // The parse stage ends at its next hand-over now that
+                        // the writer's queue is gone; an idle one is woken.
+                        // Joining it means a joined writer leaves no thread.
+                        if let Some(tx) = wake.upgrade() {
+                            let _ = tx.try_send(Job::Shutdown);
+                        }
+                        let _ = parser.join();
+                    })
+            })
             .map(WriterThread);
         let thread = match thread {
             Ok(t) => t,
@@ -171,21 +193,11 @@ impl StoreHandle {
         }
     }
 
-    /// Hashes and parses a message, then queues it; waits while the queue
-    /// holds too many bytes. The caller awaits this before sending anything
-    /// else, so the order of jobs (messages before their cursor) holds.
+    /// Queues a message for the parse stage and then the writer; waits
+    /// while the queue holds too many bytes. The caller awaits this before
+    /// sending anything else, so the order of jobs (messages before their
+    /// cursor) holds: both stages keep the order they were given.
     pub async fn save(&self, m: NewMessage) -> Result<(), StoreError> {
-        let (m, derived) = if m.raw.len() >= PARSE_ON_BLOCKING_THREAD {
-            tokio::task::spawn_blocking(move || {
-                let d = Derived::of(&m.raw);
-                (m, d)
-            })
-            .await
-            .map_err(|e| StoreError::Stopped(format!("parsing a message failed: {e}")))?
-        } else {
-            let d = Derived::of(&m.raw);
-            (m, d)
-        };
         // The decoded form (bodies, attachments) is about as large as the
         // raw bytes, and both wait in the queue.
         let want = u32::try_from(m.raw.len().saturating_mul(2))
@@ -198,7 +210,11 @@ impl StoreHandle {
             .await
             .map_err(|_| self.gone())?;
         self.tx
-            .send(Job::Message(Box::new((m, derived)), Some(permit)))
+            .send(Job::Message(Box::new(Queued {
+                message: m,
+                derived: None,
+                permit: Some(permit),
+            })))
             .await
             .map_err(|_| self.gone())
     }
@@ -423,8 +439,48 @@ fn begin_generation(c: &Connection, mailbox: MailboxId, uv: UidValidity) -> Resu
     Ok(())
 }
 
-fn insert_message(c: &Connection, m: &NewMessage, d: &Derived) -> Result<(), StoreError> {
+/// Whether a mailbox holds rows of a generation other than the one being
+/// stored, remembered for the open transaction (the write lock keeps it
+/// true until the commit). Without one there is nothing an incoming message
+/// could supersede, and the lookup below is skipped.
+#[derive(Default)]
+struct Generations(Option<(MailboxId, UidValidity, bool)>);
+
+impl Generations {
+    fn others(
+        &mut self,
+        c: &Connection,
+        mb: MailboxId,
+        uv: UidValidity,
+    ) -> Result<bool, StoreError> {
+        if let Some((m, u, others)) = self.0
+            && m == mb
+            && u == uv
+        {
+            return Ok(others);
+        }
+        let others: bool = c
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM messages WHERE mailbox_id = ?1 AND uidvalidity < ?2)
+                     OR EXISTS (SELECT 1 FROM messages WHERE mailbox_id = ?1 AND uidvalidity > ?2)",
+            )
+            .and_then(|mut s| s.query_row(params![mb.0, uv.0], |r| r.get(0)))
+            .doing("looking for earlier generations of the mailbox")?;
+        self.0 = Some((mb, uv, others));
+        Ok(others)
+    }
+}
+
+fn insert_message(
+    c: &Connection,
+    m: &NewMessage,
+    d: &Derived,
+    generations: &mut Generations,
+) -> Result<(), StoreError> {
     let (hash, parsed) = (&d.sha256, &d.parsed);
+    if !generations.others(c, m.mailbox, m.uidvalidity)? {
+        return insert_row(c, m, d, None);
+    }
     // A message already stored under an earlier UIDVALIDITY of this mailbox,
     // with the same Message-ID and bytes, is linked instead of shown as new.
     let supersedes: Option<i64> = c
@@ -445,6 +501,16 @@ fn insert_message(c: &Connection, m: &NewMessage, d: &Derived) -> Result<(), Sto
             rows.next()?.map(|r| r.get(0)).transpose()
         })
         .doing("looking for an earlier copy of the message")?;
+    insert_row(c, m, d, supersedes)
+}
+
+fn insert_row(
+    c: &Connection,
+    m: &NewMessage,
+    d: &Derived,
+    supersedes: Option<i64>,
+) -> Result<(), StoreError> {
+    let (hash, parsed) = (&d.sha256, &d.parsed);
     let inserted = c
         .prepare_cached(
             "INSERT INTO messages (mailbox_id, uidvalidity, uid, internal_date, size, flags,
@@ -524,6 +590,28 @@ fn linger(rx: &mut mpsc::Receiver<Job>, in_tx: bool, last_commit: Instant) -> Op
     None
 }
 
+/// The parse stage: takes jobs in order, hashes and parses each message, and
+/// hands every job on to the writer in the same order. It stops when the
+/// writer's queue closes (the writer stopped or failed), closing its own so
+/// that senders see the writer gone, or when every handle is dropped.
+fn parse_stage(mut rx: mpsc::Receiver<Job>, tx: mpsc::Sender<Job>, stop: Arc<AtomicBool>) {
+    while let Some(mut job) = rx.blocking_recv() {
+        if stop.load(Ordering::SeqCst) && !matches!(job, Job::Shutdown) {
+            continue;
+        }
+        if let Job::Message(q) = &mut job
+            && q.derived.is_none()
+        {
+            q.derived = Some(Derived::of(&q.message.raw));
+        }
+        if tx.blocking_send(job).is_err() {
+            break;
+        }
+    }
+    rx.close();
+    while rx.try_recv().is_ok() {}
+}
+
 fn run(
     conn: Connection,
     mut rx: mpsc::Receiver<Job>,
@@ -535,6 +623,7 @@ fn run(
     let mut tx_bytes: u64 = 0;
     let mut tx_jobs: u32 = 0;
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut generations = Generations::default();
     let last_commit = std::cell::Cell::new(Instant::now());
     let commit = |in_tx: &mut bool| -> Result<(), StoreError> {
         if *in_tx {
@@ -590,12 +679,18 @@ fn run(
                 conn.execute_batch("BEGIN IMMEDIATE")
                     .doing("starting a transaction")?;
                 in_tx = true;
+                generations = Generations::default();
             }
             match job {
-                Job::Message(job, permit) => {
-                    let (m, derived) = &*job;
-                    insert_message(&conn, m, derived)?;
-                    tx_bytes += m.raw.len() as u64;
+                Job::Message(job) => {
+                    let Queued {
+                        message,
+                        derived,
+                        permit,
+                    } = *job;
+                    let derived = derived.unwrap_or_else(|| Derived::of(&message.raw));
+                    insert_message(&conn, &message, &derived, &mut generations)?;
+                    tx_bytes += message.raw.len() as u64;
                     drop(permit);
                 }
                 Job::Work(f) => f(&conn)?,

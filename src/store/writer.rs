@@ -20,7 +20,7 @@ use rusqlite::blob::ZeroBlob;
 use rusqlite::{Connection, MAIN_DB, params};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
-use super::checkpoint::{BACKSTOP_PAGES, Checkpointer, WAL_KEEP_BYTES};
+use super::checkpoint::{BACKSTOP_PAGES, Checkpointer};
 use super::{Context, MailboxCursor, MailboxId, StoreError};
 use crate::config::Synchronous;
 use crate::imap::{Uid, UidValidity};
@@ -140,7 +140,6 @@ impl StoreHandle {
             .and_then(|p| Checkpointer::start(Path::new(p)))
             .filter(|_| {
                 conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES)
-                    .and_then(|_| conn.pragma_update(None, "journal_size_limit", WAL_KEEP_BYTES))
                     .is_ok()
             });
         let stop3 = stop.clone();

@@ -37,6 +37,7 @@ RELEASE = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, 
 MAILFEED = os.path.join(RELEASE, "mailfeed")
 RAW_FETCH = os.path.join(RELEASE, "examples", "raw_fetch")
 PARSE_COST = os.path.join(RELEASE, "examples", "parse_cost")
+INDEX_COST = os.path.join(RELEASE, "examples", "index_cost")
 # `folder synced` (logged after the folder's commit) tells when the mail was
 # stored and visible; the process then still waits for the last checkpoint.
 SYNC_LOG_ENV = dict(os.environ, RUST_LOG="warn,mailfeed::sync=debug")
@@ -521,7 +522,7 @@ def main():
 
     if os.geteuid() != 0:
         sys.exit("bench: must run as root (Dovecot then serves mail as nobody)")
-    for p in (MAILFEED, RAW_FETCH, PARSE_COST):
+    for p in (MAILFEED, RAW_FETCH, PARSE_COST, INDEX_COST):
         if not os.path.exists(p):
             sys.exit(f"bench: {p} missing; run benches/run (it builds them)")
 
@@ -614,6 +615,11 @@ def main():
         out = subprocess.run([PARSE_COST, f"{dc.maildir('bench')}/cur"], capture_output=True, check=True)
         results["parse_cost"] = json.loads(out.stdout.decode().strip().splitlines()[-1])
         log(f"parse cost: {results['parse_cost']}")
+        # The full-text index alone (subject and text body, as the writer
+        # indexes them), at the hashsize migration 0004 sets and FTS5's default.
+        out = subprocess.run([INDEX_COST, f"{dc.maildir('bench')}/cur", "8", "1"], capture_output=True, check=True)
+        results["index_cost"] = json.loads(out.stdout.decode().strip().splitlines()[-1])
+        log(f"index cost: {results['index_cost']}")
         shutil.rmtree(os.path.join(work, "maildir"), ignore_errors=True)
 
         # ---------------- incremental: 100 new messages after the full sync
@@ -799,6 +805,10 @@ def report(res):
         pc = res["parse_cost"]
         print("single-core cost per stage over the corpus: " + ", ".join(
             f"{k} {v['seconds']:.2f} s ({v['mib_per_s']:.0f} MiB/s)" for k, v in pc["stages"].items()))
+    if "index_cost" in res:
+        ic = res["index_cost"]
+        print(f"single-core cost of the FTS5 index over {ic['text_bytes'] / MB:.0f} MiB of text: " + ", ".join(
+            f"{r['seconds']:.2f} s at hashsize {r['hashsize_mib']} MiB" for r in ic["runs"]))
     if "mailfeed-plain" in t and "mbsync-nofsync" in t:
         print(f"mbsync (fsync off) / mailfeed plain: {median(t['mbsync-nofsync']) / median(t['mailfeed-plain']):.2f}x")
     if "mailfeed-plain" in t and "mbsync-fsync" in t:

@@ -27,10 +27,11 @@ pub(crate) const BACKSTOP_PAGES: i64 = 16_384;
 /// the next commit restart the WAL, and SQLite fsyncs the WAL header on every
 /// restart, inside the writer's COMMIT; the checkpoint itself fsyncs twice.
 /// Checkpointing after each commit made a pass over 50 folders with no new
-/// mail (one commit each) cost 100 fsyncs, and their first sync 103; now 7
-/// and 12 (`strace -f -e fsync`). Cheap on this machine's disk, not on a
-/// spinning one or an SD card.
-const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// mail (one commit each) cost 100 fsyncs, and their first sync 103; now 8
+/// and 31 (`strace -f -e fsync`). Cheap on this machine's disk, not on a
+/// spinning one or an SD card. Much longer, and a first sync leaves more WAL
+/// for the last checkpoint at exit (at 1 s its tail grew by ~0.4 s).
+const MIN_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Handle to the checkpoint thread; nudging never blocks.
 pub(crate) struct Checkpointer {

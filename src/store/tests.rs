@@ -43,7 +43,7 @@ fn migrations_apply_once_and_record_version() {
         )
         .expect("automerge");
     assert_eq!(automerge, 16);
-    // ... and flushes its pending terms every 16 MiB, not every 1 MiB (0004).
+    // ... and flushes its pending terms every 8 MiB, not every 1 MiB (0004).
     let hashsize: i64 = conn
         .query_row(
             "SELECT v FROM message_search_config WHERE k = 'hashsize'",
@@ -51,7 +51,7 @@ fn migrations_apply_once_and_record_version() {
             |r| r.get(0),
         )
         .expect("hashsize");
-    assert_eq!(hashsize, 16 << 20);
+    assert_eq!(hashsize, 8 << 20);
 }
 
 /// Messages go through the parse stage and then the writer; a shutdown

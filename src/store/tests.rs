@@ -18,6 +18,19 @@ fn msg(mailbox: MailboxId, uv: u32, uid: u32, body: &str) -> NewMessage {
     }
 }
 
+/// Saves messages 1..=`last` of generation `uv` (bodies `m1`, `m2`, ...) and
+/// moves the cursor over them.
+async fn save_through(h: &StoreHandle, mb: MailboxId, uv: u32, last: u32) {
+    for uid in 1..=last {
+        h.save(msg(mb, uv, uid, &format!("m{uid}")))
+            .await
+            .expect("save");
+    }
+    h.advance_cursor(mb, UidValidity(uv), last)
+        .await
+        .expect("cursor");
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -65,14 +78,7 @@ fn shutdown_commits_what_was_saved_and_ends_both_stages() {
         let (h, t) = StoreHandle::start(&path, Synchronous::Normal, 1 << 20).expect("start");
         let (mb, _) = h.ensure_mailbox("acct", "INBOX").await.expect("mailbox");
         h.begin_generation(mb, UidValidity(7)).await.expect("gen");
-        for uid in 1..=50 {
-            h.save(msg(mb, 7, uid, &format!("m{uid}")))
-                .await
-                .expect("save");
-        }
-        h.advance_cursor(mb, UidValidity(7), 50)
-            .await
-            .expect("cursor");
+        save_through(&h, mb, 7, 50).await;
         h.shutdown();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while !t.is_finished() {
@@ -115,14 +121,7 @@ fn messages_and_cursor_commit_and_repeat_is_noop() {
         let (mb, cur) = h.ensure_mailbox("acct", "INBOX").await.expect("mailbox");
         assert_eq!(cur, MailboxCursor::default());
         h.begin_generation(mb, UidValidity(7)).await.expect("gen");
-        for uid in 1..=3 {
-            h.save(msg(mb, 7, uid, &format!("m{uid}")))
-                .await
-                .expect("save");
-        }
-        h.advance_cursor(mb, UidValidity(7), 3)
-            .await
-            .expect("cursor");
+        save_through(&h, mb, 7, 3).await;
         // The same messages again (a re-fetch after a crash) change nothing.
         for uid in 1..=3 {
             h.save(msg(mb, 7, uid, &format!("m{uid}")))

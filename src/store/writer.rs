@@ -64,16 +64,24 @@ impl Derived {
     }
 }
 
-/// A message on its way to the writer; `derived` is filled in by the parse
-/// stage. The permit holds its share of the byte budget until it is written.
+/// A message as the fetcher queues it.
 struct Queued {
     message: NewMessage,
-    derived: Option<Derived>,
-    permit: Option<OwnedSemaphorePermit>,
+    /// Its share of the byte budget, given back when this is dropped: after
+    /// the writer has written it, or when a stopped stage discards it.
+    _permit: OwnedSemaphorePermit,
 }
 
-enum Job {
-    Message(Box<Queued>),
+/// A message after the parse stage: what the writer takes.
+struct Parsed {
+    queued: Queued,
+    derived: Derived,
+}
+
+/// One job, `M` being the message as it stands: [`Queued`] into the parse
+/// stage, [`Parsed`] out of it. The writer cannot receive an unparsed one.
+enum Job<M> {
+    Message(Box<M>),
     Work(Work),
     Commit(oneshot::Sender<()>),
     /// Commit and stop now (see [`StoreHandle::shutdown`]).
@@ -89,7 +97,7 @@ const QUEUE_JOBS: usize = 1024;
 /// A cloneable handle to the writer thread.
 #[derive(Clone)]
 pub struct StoreHandle {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Job<Queued>>,
     bytes: Arc<Semaphore>,
     byte_budget: u32,
     failure: Arc<Mutex<Option<String>>>,
@@ -211,8 +219,7 @@ impl StoreHandle {
         self.tx
             .send(Job::Message(Box::new(Queued {
                 message: m,
-                derived: None,
-                permit: Some(permit),
+                _permit: permit,
             })))
             .await
             .map_err(|_| self.gone())
@@ -574,7 +581,11 @@ const LINGER: Duration = Duration::from_millis(100);
 
 /// Waits up to [`LINGER`] after the last commit for another job, when a
 /// transaction is open; `None` means commit now.
-fn linger(rx: &mut mpsc::Receiver<Job>, in_tx: bool, last_commit: Instant) -> Option<Job> {
+fn linger(
+    rx: &mut mpsc::Receiver<Job<Parsed>>,
+    in_tx: bool,
+    last_commit: Instant,
+) -> Option<Job<Parsed>> {
     if !in_tx {
         return None;
     }
@@ -593,16 +604,27 @@ fn linger(rx: &mut mpsc::Receiver<Job>, in_tx: bool, last_commit: Instant) -> Op
 /// hands every job on to the writer in the same order. It stops when the
 /// writer's queue closes (the writer stopped or failed), closing its own so
 /// that senders see the writer gone, or when every handle is dropped.
-fn parse_stage(mut rx: mpsc::Receiver<Job>, tx: mpsc::Sender<Job>, stop: Arc<AtomicBool>) {
-    while let Some(mut job) = rx.blocking_recv() {
+fn parse_stage(
+    mut rx: mpsc::Receiver<Job<Queued>>,
+    tx: mpsc::Sender<Job<Parsed>>,
+    stop: Arc<AtomicBool>,
+) {
+    while let Some(job) = rx.blocking_recv() {
         if stop.load(Ordering::SeqCst) && !matches!(job, Job::Shutdown) {
             continue;
         }
-        if let Job::Message(q) = &mut job
-            && q.derived.is_none()
-        {
-            q.derived = Some(Derived::of(&q.message.raw));
-        }
+        let job = match job {
+            Job::Message(q) => {
+                let derived = Derived::of(&q.message.raw);
+                Job::Message(Box::new(Parsed {
+                    queued: *q,
+                    derived,
+                }))
+            }
+            Job::Work(w) => Job::Work(w),
+            Job::Commit(c) => Job::Commit(c),
+            Job::Shutdown => Job::Shutdown,
+        };
         if tx.blocking_send(job).is_err() {
             break;
         }
@@ -613,7 +635,7 @@ fn parse_stage(mut rx: mpsc::Receiver<Job>, tx: mpsc::Sender<Job>, stop: Arc<Ato
 
 fn run(
     conn: Connection,
-    mut rx: mpsc::Receiver<Job>,
+    mut rx: mpsc::Receiver<Job<Parsed>>,
     failure: Arc<Mutex<Option<String>>>,
     stop: Arc<AtomicBool>,
     checkpointer: Option<Checkpointer>,
@@ -682,15 +704,11 @@ fn run(
             }
             match job {
                 Job::Message(job) => {
-                    let Queued {
-                        message,
-                        derived,
-                        permit,
-                    } = *job;
-                    let derived = derived.unwrap_or_else(|| Derived::of(&message.raw));
-                    insert_message(&conn, &message, &derived, &mut generations)?;
-                    tx_bytes += message.raw.len() as u64;
-                    drop(permit);
+                    let Parsed { queued, derived } = *job;
+                    insert_message(&conn, &queued.message, &derived, &mut generations)?;
+                    tx_bytes += queued.message.raw.len() as u64;
+                    // Releases the message's share of the byte budget.
+                    drop(queued);
                 }
                 Job::Work(f) => f(&conn)?,
                 Job::Commit(_) | Job::Shutdown => {}

@@ -58,18 +58,6 @@ fn flags_of(setup: &Setup, mailbox: &str, uid: u32) -> String {
         .expect("flags")
 }
 
-fn count(setup: &Setup, mailbox: &str) -> i64 {
-    let Ok(conn) = rusqlite::Connection::open(&setup.db) else {
-        return 0;
-    };
-    conn.query_row(
-        "SELECT count(*) FROM message_feed WHERE mailbox = ?1",
-        [mailbox],
-        |r| r.get(0),
-    )
-    .unwrap_or(0)
-}
-
 /// The stored flags, size and INTERNALDATE of a folder's live rows match
 /// what the server reports to the test's own client.
 fn assert_metadata<S: TestServer>(setup: &Setup, srv: &S, folder: &str) {
@@ -124,6 +112,12 @@ fn assert_metadata<S: TestServer>(setup: &Setup, srv: &S, folder: &str) {
     }
 }
 
+/// Asserts that a mailfeed run printed `what` on stdout; shows it if not.
+fn assert_says(out: &std::process::Output, what: &str, kind: &str) {
+    let text = stdout(out);
+    assert!(text.contains(what), "{kind}: {text}");
+}
+
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -152,11 +146,7 @@ fn scenario<S: TestServer>(srv: &S, plan: Plan<'_>) -> Setup {
 
     // The first sync stores exactly what the server serves.
     let out = setup.sync_ok();
-    assert!(
-        stdout(&out).contains("synced 2 folder(s)"),
-        "{kind}: {}",
-        stdout(&out)
-    );
+    assert_says(&out, "synced 2 folder(s)", kind);
     assert_mirror(&setup, srv, USER, "test", "INBOX");
     assert_mirror(&setup, srv, USER, "test", plan.archive);
     assert_metadata(&setup, srv, "INBOX");
@@ -170,11 +160,7 @@ fn scenario<S: TestServer>(srv: &S, plan: Plan<'_>) -> Setup {
 
     // A second pass adds nothing.
     let out = setup.sync_ok();
-    assert!(
-        stdout(&out).contains("0 new message(s)"),
-        "{kind}: {}",
-        stdout(&out)
-    );
+    assert_says(&out, "0 new message(s)", kind);
     assert_eq!(setup.message_rows(), rows, "{kind}");
 
     // New mail adds exactly the new rows, with ids above the old ones.
@@ -276,11 +262,7 @@ fn scenario<S: TestServer>(srv: &S, plan: Plan<'_>) -> Setup {
         "{kind}"
     );
     let out = setup.sync_ok();
-    assert!(
-        stdout(&out).contains("0 new message(s)"),
-        "{kind}: {}",
-        stdout(&out)
-    );
+    assert_says(&out, "0 new message(s)", kind);
     assert_eq!(events(&setup, "expunged", "INBOX").len(), 3, "{kind}");
 
     // `check` passes and shows the conversation, without the password.
@@ -346,7 +328,7 @@ fn idle_delivers<S: TestServer>(srv: &S, setup: &Setup, limit: Duration) {
         .spawn()
         .expect("spawn mailfeed run");
     let _run = Running(child, log.clone());
-    let before = count(setup, "INBOX");
+    let before = setup.feed_count("INBOX");
     // Wait until the watcher is in IDLE, so the APPEND is seen through it.
     wait_for("mailfeed to enter IDLE", Duration::from_secs(20), || {
         std::fs::read_to_string(&log).is_ok_and(|l| {
@@ -367,7 +349,7 @@ fn idle_delivers<S: TestServer>(srv: &S, setup: &Setup, limit: Duration) {
         let took = wait_for(
             &format!("{} to deliver message {i} through IDLE", srv.kind()),
             limit,
-            || count(setup, "INBOX") == before + i + 1,
+            || setup.feed_count("INBOX") == before + i + 1,
         );
         eprintln!("{}: IDLE delivery {i} took {took:?}", srv.kind());
     }
@@ -611,11 +593,7 @@ fn patterns_and_names<S: TestServer>(
         "",
     );
     let out = setup.sync_ok();
-    assert!(
-        stdout(&out).contains("synced 3 folder(s)"),
-        "{kind}: {}",
-        stdout(&out)
-    );
+    assert_says(&out, "synced 3 folder(s)", kind);
     for name in [&names[1], &names[2], &names[4]] {
         assert_mirror(&setup, srv, USER, "test", name);
     }
@@ -627,24 +605,12 @@ fn patterns_and_names<S: TestServer>(
     }
     let out = setup.run(&["check"]);
     assert!(out.status.success(), "{kind}: {}", stdout(&out));
-    assert!(
-        stdout(&out).contains("certificate verified"),
-        "{kind}: {}",
-        stdout(&out)
-    );
+    assert_says(&out, "certificate verified", kind);
     if mode == Mode::StartTls {
-        assert!(
-            stdout(&out).contains("C: a001 STARTTLS"),
-            "{kind}: {}",
-            stdout(&out)
-        );
+        assert_says(&out, "C: a001 STARTTLS", kind);
     }
     if extra.contains("compress") {
-        assert!(
-            stdout(&out).contains("COMPRESS=DEFLATE active"),
-            "{kind}: {}",
-            stdout(&out)
-        );
+        assert_says(&out, "COMPRESS=DEFLATE active", kind);
     }
 }
 
@@ -734,11 +700,7 @@ fn uidvalidity_change<S: TestServer>(srv: &S, folder: &str) {
     );
     // And the next pass is quiet.
     let out = setup.sync_ok();
-    assert!(
-        stdout(&out).contains("0 new message(s)"),
-        "{kind}: {}",
-        stdout(&out)
-    );
+    assert_says(&out, "0 new message(s)", kind);
 }
 
 #[test]
@@ -784,11 +746,7 @@ fn empty_folders<S: TestServer>(srv: &S, empty: &str, emptied: &str) {
     setup.sync_ok();
     assert_eq!(events(&setup, "expunged", emptied), uids, "{kind}");
     let out = setup.sync_ok();
-    assert!(
-        stdout(&out).contains("0 new message(s)"),
-        "{kind}: {}",
-        stdout(&out)
-    );
+    assert_says(&out, "0 new message(s)", kind);
     srv.append_many(USER, empty, &corpus::sized(2, 72, 500, 900))
         .expect("append");
     setup.sync_ok();

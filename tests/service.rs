@@ -60,21 +60,6 @@ unsafe extern "C" {
 const SIGHUP: i32 = 1;
 const SIGTERM: i32 = 15;
 
-fn count(setup: &Setup, mailbox: &str) -> i64 {
-    if !setup.db.exists() {
-        return 0;
-    }
-    let Ok(conn) = rusqlite::Connection::open(&setup.db) else {
-        return 0;
-    };
-    conn.query_row(
-        "SELECT count(*) FROM message_feed WHERE mailbox = ?1",
-        [mailbox],
-        |r| r.get(0),
-    )
-    .unwrap_or(0)
-}
-
 fn synced_once(setup: &Setup, mailbox: &str) -> bool {
     let Ok(conn) = rusqlite::Connection::open(&setup.db) else {
         return false;
@@ -133,19 +118,19 @@ fn idle_delivers_new_mail_fast() {
     let setup = Setup::new(&[Account::plain(&dc, USER, PASS, &["INBOX"])], "");
     let _run = start(&setup);
     wait_for("initial sync", Duration::from_secs(20), || {
-        count(&setup, "INBOX") == 10
+        setup.feed_count("INBOX") == 10
     });
     std::thread::sleep(Duration::from_millis(300));
     let mut latencies = Vec::new();
     let mut client = dc.login(USER).expect("login");
     for i in 0..20 {
-        let before = count(&setup, "INBOX");
+        let before = setup.feed_count("INBOX");
         let msg =
             format!("From: a@b\r\nSubject: idle {i}\r\nMessage-ID: <idle{i}@t>\r\n\r\nhi\r\n");
         let t0 = Instant::now();
         client.append("INBOX", &[], msg.as_bytes()).expect("append");
         wait_for("IDLE delivery", Duration::from_secs(2), || {
-            count(&setup, "INBOX") == before + 1
+            setup.feed_count("INBOX") == before + 1
         });
         latencies.push(t0.elapsed());
     }
@@ -195,7 +180,7 @@ fn many_folders_and_two_accounts_at_once() {
     wait_for("all four messages", Duration::from_secs(10), || {
         ["A", "B", "C", "INBOX"]
             .iter()
-            .all(|m| count(&setup, m) == 1)
+            .all(|m| setup.feed_count(m) == 1)
     });
 }
 
@@ -213,7 +198,7 @@ fn reconnects_after_server_restart_without_loss() {
     dc.append_many(USER, "INBOX", &corpus::varied(3, 5))
         .expect("append");
     wait_for("mail after restart", Duration::from_secs(30), || {
-        count(&setup, "INBOX") == 3
+        setup.feed_count("INBOX") == 3
     });
     assert_mirror(&setup, &dc, USER, "test", "INBOX");
 }
@@ -229,7 +214,7 @@ fn sigterm_mid_sync_exits_quickly_and_restart_completes() {
     );
     let mut run = start(&setup);
     wait_for("the sync to be under way", Duration::from_secs(30), || {
-        count(&setup, "INBOX") > 0
+        setup.feed_count("INBOX") > 0
     });
     let t0 = Instant::now();
     signal(&run, SIGTERM);
@@ -246,7 +231,7 @@ fn sigterm_mid_sync_exits_quickly_and_restart_completes() {
     eprintln!(
         "exited {status} {:?} after SIGTERM with {} messages stored",
         t0.elapsed(),
-        count(&setup, "INBOX")
+        setup.feed_count("INBOX")
     );
     assert!(status.success(), "exit status {status}");
     setup.sync_ok();
@@ -273,7 +258,7 @@ fn sighup_adds_and_removes_folders() {
     dc.append(USER, "Drop", b"Subject: still\r\n\r\nx\r\n")
         .expect("append");
     wait_for("old config still running", Duration::from_secs(5), || {
-        count(&setup, "Drop") == 1
+        setup.feed_count("Drop") == 1
     });
 
     std::fs::write(
@@ -292,11 +277,11 @@ fn sighup_adds_and_removes_folders() {
     dc.append(USER, "Drop", b"Subject: gone\r\n\r\nx\r\n")
         .expect("append");
     wait_for("Add and Keep", Duration::from_secs(10), || {
-        count(&setup, "Add") == 1 && count(&setup, "Keep") == 1
+        setup.feed_count("Add") == 1 && setup.feed_count("Keep") == 1
     });
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
-        count(&setup, "Drop"),
+        setup.feed_count("Drop"),
         1,
         "a removed folder is no longer watched"
     );
@@ -403,7 +388,7 @@ fn blackholed_idle_connection_is_detected() {
         .expect("append");
     // idle_refresh (2 s) + timeout (1 s) + first backoff (~1 s) + margin.
     wait_for("mail after blackhole", Duration::from_secs(8), || {
-        count(&setup, "INBOX") == 1
+        setup.feed_count("INBOX") == 1
     });
     eprintln!(
         "blackholed connection replaced; mail arrived after {:?}",

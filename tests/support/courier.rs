@@ -66,10 +66,7 @@ pub struct Courier {
 impl Courier {
     pub fn start_with_users(users: &[(&str, &str)]) -> io::Result<Self> {
         Self::start_with(Options {
-            users: users
-                .iter()
-                .map(|(u, p)| (u.to_string(), p.to_string()))
-                .collect(),
+            users: super::server::owned_users(users),
             ..Options::default()
         })
     }
@@ -316,10 +313,6 @@ impl Drop for Courier {
             );
         }
         self.stop();
-        if std::env::var_os("MAILFEED_TEST_KEEP").is_some()
-            && let Some(dir) = self.dir.take()
-        {
-            eprintln!("kept Courier dir {}", dir.keep().display());
-        }
+        super::server::keep_dir_if_asked("Courier", &mut self.dir);
     }
 }

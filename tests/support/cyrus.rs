@@ -302,10 +302,6 @@ impl Drop for Cyrus {
             );
         }
         self.stop();
-        if std::env::var_os("MAILFEED_TEST_KEEP").is_some()
-            && let Some(dir) = self.dir.take()
-        {
-            eprintln!("kept Cyrus dir {}", dir.keep().display());
-        }
+        super::server::keep_dir_if_asked("Cyrus", &mut self.dir);
     }
 }

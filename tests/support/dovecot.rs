@@ -67,10 +67,7 @@ impl Dovecot {
     /// Starts an instance with the given users.
     pub fn start_with_users(users: &[(&str, &str)]) -> io::Result<Self> {
         Self::start_with(Options {
-            users: users
-                .iter()
-                .map(|(u, p)| (u.to_string(), p.to_string()))
-                .collect(),
+            users: super::server::owned_users(users),
             ..Options::default()
         })
     }
@@ -490,12 +487,7 @@ impl Drop for Dovecot {
             self.print_log();
         }
         let _ = self.stop();
-        if std::env::var_os("MAILFEED_TEST_KEEP").is_some()
-            && let Some(dir) = self.dir.take()
-        {
-            let kept = dir.keep();
-            eprintln!("kept Dovecot dir {}", kept.display());
-        }
+        super::server::keep_dir_if_asked("Dovecot", &mut self.dir);
     }
 }
 

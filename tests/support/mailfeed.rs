@@ -152,12 +152,23 @@ impl Setup {
 
     /// (uidvalidity, uid, raw) of every feed row of a mailbox, by UID.
     pub fn stored(&self, account: &str, mailbox: &str) -> Vec<(u32, u32, Vec<u8>)> {
+        self.feed_rows(account, mailbox, "")
+    }
+
+    /// (uidvalidity, uid, raw) of the feed rows of a mailbox that are not
+    /// marked expunged, by UID: what the server should still hold.
+    pub fn live(&self, account: &str, mailbox: &str) -> Vec<(u32, u32, Vec<u8>)> {
+        self.feed_rows(account, mailbox, "AND expunged_at IS NULL")
+    }
+
+    fn feed_rows(&self, account: &str, mailbox: &str, and: &str) -> Vec<(u32, u32, Vec<u8>)> {
         let conn = self.db();
         let mut st = conn
-            .prepare(
-                "SELECT uidvalidity, uid, raw FROM message_feed WHERE account = ?1 AND mailbox = ?2
-                 ORDER BY uidvalidity, uid",
-            )
+            .prepare(&format!(
+                "SELECT uidvalidity, uid, raw FROM message_feed
+                 WHERE account = ?1 AND mailbox = ?2 {and}
+                 ORDER BY uidvalidity, uid"
+            ))
             .expect("prepare");
         st.query_map([account, mailbox], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -167,23 +178,22 @@ impl Setup {
         .expect("rows")
     }
 
-    /// (uidvalidity, uid, raw) of the feed rows of a mailbox that are not
-    /// marked expunged, by UID: what the server should still hold.
-    pub fn live(&self, account: &str, mailbox: &str) -> Vec<(u32, u32, Vec<u8>)> {
-        let conn = self.db();
-        let mut st = conn
-            .prepare(
-                "SELECT uidvalidity, uid, raw FROM message_feed
-                 WHERE account = ?1 AND mailbox = ?2 AND expunged_at IS NULL
-                 ORDER BY uidvalidity, uid",
-            )
-            .expect("prepare");
-        st.query_map([account, mailbox], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .expect("query")
-        .collect::<Result<Vec<_>, _>>()
-        .expect("rows")
+    /// Feed rows of a mailbox so far; 0 while there is no database yet (it
+    /// is not created here, so a service that has not started yet is left
+    /// to create it itself).
+    pub fn feed_count(&self, mailbox: &str) -> i64 {
+        if !self.db.exists() {
+            return 0;
+        }
+        let Ok(conn) = rusqlite::Connection::open(&self.db) else {
+            return 0;
+        };
+        conn.query_row(
+            "SELECT count(*) FROM message_feed WHERE mailbox = ?1",
+            [mailbox],
+            |r| r.get(0),
+        )
+        .unwrap_or(0)
     }
 
     /// Number of rows in `messages` (all generations, duplicates included).

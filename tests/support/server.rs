@@ -179,3 +179,21 @@ pub fn stop_namespace(mut child: Child, ports: &[u16], signal: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// At the end of a server's life: with `MAILFEED_TEST_KEEP` set, keeps its
+/// directory (instead of removing it) and says where it is.
+pub fn keep_dir_if_asked(kind: &str, dir: &mut Option<tempfile::TempDir>) {
+    if std::env::var_os("MAILFEED_TEST_KEEP").is_some()
+        && let Some(dir) = dir.take()
+    {
+        eprintln!("kept {kind} dir {}", dir.keep().display());
+    }
+}
+
+/// Test users as given to `start_with_users`, owned, for the servers' options.
+pub fn owned_users<C: FromIterator<(String, String)>>(users: &[(&str, &str)]) -> C {
+    users
+        .iter()
+        .map(|(u, p)| (u.to_string(), p.to_string()))
+        .collect()
+}

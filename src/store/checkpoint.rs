@@ -61,16 +61,11 @@ impl Checkpointer {
                     // checkpoint wait for its end; closing ends the wait at
                     // once (the last connection to close checkpoints anyway).
                     if let Some(at) = last {
-                        let until = at + MIN_INTERVAL;
-                        loop {
-                            let left = until.saturating_duration_since(Instant::now());
-                            if left.is_zero() {
-                                break;
-                            }
-                            match rx.recv_timeout(left) {
-                                Ok(()) => {}
-                                Err(RecvTimeoutError::Timeout) => break,
-                                Err(RecvTimeoutError::Disconnected) => return,
+                        while let Some(left) =
+                            (at + MIN_INTERVAL).checked_duration_since(Instant::now())
+                        {
+                            if let Err(RecvTimeoutError::Disconnected) = rx.recv_timeout(left) {
+                                return;
                             }
                         }
                     }

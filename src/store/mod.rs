@@ -9,6 +9,7 @@ pub mod consumer;
 mod migrate;
 mod parsed;
 pub mod read;
+pub mod totals;
 pub mod writer;
 
 use std::path::{Path, PathBuf};

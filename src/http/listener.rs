@@ -23,11 +23,22 @@ pub const MAX_CONNECTIONS: usize = 32;
 /// How long a connection may send and receive nothing.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Connections the kernel may hold waiting for an accept (capped by
+/// `net.core.somaxconn`): a burst of scrapes waits there for a permit.
+const BACKLOG: u32 = 4096;
+
 /// Binds `addr` now; the error names the address and says what to do.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, HttpError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| HttpError::Bind { addr, source })
+    let err = |source| HttpError::Bind { addr, source };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(err)?;
+    socket.set_reuseaddr(true).map_err(err)?;
+    socket.bind(addr).map_err(err)?;
+    socket.listen(BACKLOG).map_err(err)
 }
 
 /// A listener that serves at most [`MAX_CONNECTIONS`] at once.

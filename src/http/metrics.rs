@@ -215,5 +215,32 @@ pub fn render(
     }
     let mut out = String::new();
     encode(&mut out, &reg)?;
-    Ok(out)
+    Ok(text_format(&out))
+}
+
+/// prometheus-client writes OpenMetrics, where a counter family `x` has
+/// samples `x_total` and the text ends with `# EOF`. The classic text
+/// format (`version=0.0.4`, what Prometheus and `promtool check metrics`
+/// read as `text/plain`) names the family as its samples: `x_total`.
+fn text_format(open_metrics: &str) -> String {
+    let counters: BTreeSet<&str> = open_metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open_metrics.len() + 64);
+    for line in open_metrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{p}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
 }

@@ -33,8 +33,11 @@ pub struct Ops {
     pub store: StoreHandle,
     pub db_path: PathBuf,
     pub configured: Arc<Vec<Configured>>,
-    totals: Arc<Mutex<Option<(Instant, Arc<DbTotals>)>>>,
+    totals: Arc<Mutex<Option<Cached>>>,
 }
+
+/// The last totals read, and when.
+type Cached = (Instant, Arc<DbTotals>);
 
 /// What the database holds, as of `read_at`.
 #[derive(Debug, Clone, Default)]

@@ -151,6 +151,79 @@ fn sync_draws_bars_in_a_terminal_and_stays_quiet_otherwise() {
         String::from_utf8_lossy(&out.stdout),
         "synced 2 folder(s), 5 new message(s)\n"
     );
+
+    // `status --watch` redraws the table in place every second.
+    let watch = format!(
+        "{} -c {} status --watch",
+        shell_quote(bin),
+        shell_quote(&setup.config.display().to_string())
+    );
+    tmux.cmd()
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            "watch",
+            "-x",
+            "200",
+            "-y",
+            "50",
+            &watch,
+        ])
+        .status()
+        .expect("tmux");
+    let capture = || {
+        let out = tmux
+            .cmd()
+            .args(["capture-pane", "-p", "-t", "watch"])
+            .output()
+            .expect("capture");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let stamp = |pane: &str| {
+        pane.lines()
+            .find(|l| l.contains("(every 1s"))
+            .map(str::to_owned)
+    };
+    let t0 = Instant::now();
+    let first = loop {
+        let pane = capture();
+        if let Some(s) = stamp(&pane) {
+            break (pane, s);
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "no table:\n{pane}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        first.0.starts_with("ACCOUNT"),
+        "drawn from the top:\n{}",
+        first.0
+    );
+    let inbox = first
+        .0
+        .lines()
+        .find(|l| l.starts_with("test") && l.contains("INBOX"))
+        .unwrap_or_else(|| panic!("no INBOX row:\n{}", first.0));
+    assert!(
+        inbox.split_whitespace().any(|w| w == "1220"),
+        "stored count: {inbox}"
+    );
+    loop {
+        let pane = capture();
+        if stamp(&pane).is_some_and(|s| s != first.1) {
+            assert_eq!(
+                pane.matches("ACCOUNT").count(),
+                1,
+                "redrawn in place:\n{pane}"
+            );
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "not redrawn:\n{pane}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Bytes as the bars print them (indicatif's HumanBytes: binary units,

@@ -244,3 +244,15 @@ fn text_format(open_metrics: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counter_families_are_named_as_their_samples() {
+        let open = "# HELP m_errors Failures.\n# TYPE m_errors counter\nm_errors_total{kind=\"a\"} 1\n# HELP m_up Up.\n# TYPE m_up gauge\nm_up 1\n# EOF\n";
+        assert_eq!(
+            super::text_format(open),
+            "# HELP m_errors_total Failures.\n# TYPE m_errors_total counter\nm_errors_total{kind=\"a\"} 1\n# HELP m_up Up.\n# TYPE m_up gauge\nm_up 1\n"
+        );
+    }
+}

@@ -111,6 +111,8 @@ def main():
     ap.add_argument("--seed", type=int, default=7)
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="mailfeed-scrape-")
+    # Dovecot's unprivileged processes must reach the users file and Maildirs.
+    os.chmod(work, 0o755)
     dc = bench.Dovecot(os.path.join(work, "dovecot"), ["bench"])
     try:
         corpus = bench.Corpus(a.seed)

@@ -2,8 +2,8 @@
 //! a watcher is doing now, how its last syncs went, and its failures by
 //! kind. The service writes it through [`FolderReport`]s; the HTTP edge and
 //! the alerts read copies ([`Board::snapshot`]), so a reader never holds a
-//! lock a watcher waits for beyond one copy. Owns no IO: no sockets, no SQL,
-//! no clock but the caller's `SystemTime::now()` at each change.
+//! lock a watcher waits for beyond one copy. Does no IO: no sockets, no SQL;
+//! it only reads the clock to stamp what it is told.
 
 mod kind;
 mod report;

@@ -349,6 +349,9 @@ fn reload(
     if new.store != current.store {
         tracing::warn!("SIGHUP: [store] changes take effect only after a restart");
     }
+    if new.http != current.http || new.alerts != current.alerts {
+        tracing::warn!("SIGHUP: [http] and [[alerts]] changes take effect only after a restart");
+    }
     let settings_changed = new.sync != current.sync;
     let mut started = 0;
     let mut stopped = 0;

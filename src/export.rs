@@ -254,7 +254,7 @@ pub fn asctime(iso: &str) -> Option<String> {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let weekday = DAYS[crate::imap::date::days_from_civil(y, mo, d).rem_euclid(7) as usize];
+    let weekday = DAYS[crate::utc::days_from_civil(y, mo, d).rem_euclid(7) as usize];
     let month = MONTHS[(mo - 1) as usize];
     Some(format!(
         "{weekday} {month} {d:>2} {h:02}:{mi:02}:{s:02} {y}"

@@ -16,6 +16,7 @@ pub mod session;
 pub mod store;
 pub mod sync;
 pub mod transport;
+pub mod utc;
 
 #[cfg(test)]
 pub(crate) mod testing;

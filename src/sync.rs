@@ -476,7 +476,7 @@ impl Engine {
                         Body::Truncated { prefix, declared } => {
                             tracing::warn!(account = ctx.account, folder = %ctx.folder, uid = uid.0,
                                 size = declared, "message exceeds max_message_size; storing its headers only");
-                            (header_block(prefix), true)
+                            (crate::mime::headers_only(&prefix).to_vec(), true)
                         }
                         Body::Nil => return Err(SyncError::NilBody(uid.0)),
                     };
@@ -770,20 +770,6 @@ impl RangeBuilder {
     }
 }
 
-/// The header block of a message (through the blank line), for messages kept
-/// headers-only because they exceed the size limit.
-pub fn header_block(mut prefix: Vec<u8>) -> Vec<u8> {
-    let end = prefix
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4)
-        .or_else(|| prefix.windows(2).position(|w| w == b"\n\n").map(|i| i + 2));
-    if let Some(end) = end {
-        prefix.truncate(end);
-    }
-    prefix
-}
-
 /// `INBOX` is case-insensitive (RFC 3501 5.1): `inbox`, `Inbox` and `INBOX`
 /// are one folder, and must be one mailbox in the database, not three.
 fn canonical_inbox(wire: String) -> String {
@@ -1002,15 +988,5 @@ mod tests {
         }
         let set = r.finish();
         assert_eq!(set.ranges(), &[(1, 100_000), (200_000, 200_000)]);
-    }
-
-    #[test]
-    fn header_block_cuts_at_blank_line() {
-        assert_eq!(
-            header_block(b"A: 1\r\nB: 2\r\n\r\nbody".to_vec()),
-            b"A: 1\r\nB: 2\r\n\r\n"
-        );
-        assert_eq!(header_block(b"A: 1\n\nbody".to_vec()), b"A: 1\n\n");
-        assert_eq!(header_block(b"A: 1\r\nno end".to_vec()), b"A: 1\r\nno end");
     }
 }

@@ -453,6 +453,12 @@ pub async fn cmd_tail(
 pub async fn cmd_check(config: &Config, account: &Option<String>) -> Result<i32> {
     let accounts = selected(config, account)?;
     let mut all_ok = true;
+    if let Some(limit) = crate::fd_limit::raise_soft_limit()
+        && let Some(warning) =
+            crate::fd_limit::headroom_warning(crate::fd_limit::planned_connections(config), limit)
+    {
+        println!("!! WARNING: {warning}");
+    }
     for acc in accounts {
         println!(
             "== account `{}`: {}:{} ({:?})",

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod export;
+pub mod fd_limit;
 pub mod imap;
 pub mod mime;
 pub mod secret;

@@ -188,6 +188,13 @@ impl AccountCtx {
 
 /// Runs until SIGTERM/SIGINT; returns the exit code.
 pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<i32> {
+    if let Some(limit) = crate::fd_limit::raise_soft_limit() {
+        let planned = crate::fd_limit::planned_connections(&config);
+        match crate::fd_limit::headroom_warning(planned, limit) {
+            Some(warning) => tracing::warn!("{warning}"),
+            None => tracing::debug!(planned, soft = limit.soft, "open-file limit"),
+        }
+    }
     let mut signals = signal_hook_tokio::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,

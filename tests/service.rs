@@ -526,3 +526,51 @@ fn sigterm_during_idle_on_a_dead_link_exits_within_5s() {
         "the sync before IDLE was committed"
     );
 }
+
+/// With more connections planned than the open-file limit allows, `check` says so, with the
+/// numbers and the fix, before it connects anywhere; with room, it says nothing.
+#[test]
+fn check_warns_when_planned_connections_near_the_open_file_limit() {
+    // Twenty accounts of five IDLE connections each, all on a port nobody listens on.
+    let closed = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let names: Vec<String> = (0..20).map(|i| format!("acct{i}")).collect();
+    let accounts: Vec<Account<'_>> = names
+        .iter()
+        .map(|name| Account {
+            name,
+            port,
+            mode: support::mailfeed::Mode::Plain,
+            ca_file: None,
+            user: USER,
+            password: PASS,
+            folders: &["INBOX"],
+            extra: "max_connections = 5\n",
+        })
+        .collect();
+    let setup = Setup::new(&accounts, "timeout = \"2s\"\n");
+    let check_under = |limit: u32| {
+        let out = std::process::Command::new("prlimit")
+            .arg(format!("--nofile={limit}:{limit}"))
+            .arg(env!("CARGO_BIN_EXE_mailfeed"))
+            .arg("-c")
+            .arg(&setup.config)
+            .arg("check")
+            .output()
+            .expect("prlimit");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let tight = check_under(128);
+    assert!(
+        tight.contains("up to 100 IMAP connections are planned, near the open-file limit of 128")
+            && tight.contains("LimitNOFILE="),
+        "{tight}"
+    );
+    let roomy = check_under(4096);
+    assert!(!roomy.contains("open-file limit"), "{roomy}");
+    assert!(
+        roomy.contains("acct19"),
+        "check went on to every account: {roomy}"
+    );
+}

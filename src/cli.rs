@@ -211,13 +211,14 @@ pub async fn cmd_sync(config: &Config, account: &Option<String>) -> Result<i32> 
 pub fn report(outcomes: &[FolderOutcome]) -> i32 {
     let mut out = std::io::stdout().lock();
     let mut failed = 0;
-    let mut fetched = 0;
+    let (mut new, mut refound) = (0, 0);
     let mut ok = 0;
     for o in outcomes {
         match &o.result {
             Ok(s) => {
                 ok += 1;
-                fetched += s.fetched;
+                new += s.new;
+                refound += s.refound;
             }
             Err(e) => {
                 failed += 1;
@@ -231,7 +232,12 @@ pub fn report(outcomes: &[FolderOutcome]) -> i32 {
     }
     let _ = writeln!(
         out,
-        "synced {ok} folder(s), {fetched} new message(s){}",
+        "synced {ok} folder(s), {new} new message(s){}{}",
+        if refound > 0 {
+            format!(", {refound} re-found after a UIDVALIDITY change")
+        } else {
+            String::new()
+        },
         if failed > 0 {
             format!(", {failed} failure(s)")
         } else {

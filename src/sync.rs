@@ -145,7 +145,13 @@ pub fn batches(after: u32, listed: &UidSet, max_count: usize) -> Vec<Batch> {
 /// What one mailbox pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FolderStats {
+    /// Messages received (new, re-found, or stored before by a cut-off pass).
     pub fetched: u64,
+    /// Rows the pass added to the feed (one `new` event each).
+    pub new: u64,
+    /// Messages stored under a new UIDVALIDITY that were already in the
+    /// feed under an earlier one (linked, not shown again).
+    pub refound: u64,
     pub bytes: u64,
     pub new_generation: bool,
 }
@@ -214,9 +220,17 @@ impl Engine {
     ) -> Result<FolderStats, SyncError> {
         let started = Instant::now();
         let (mailbox, cursor) = self.store.ensure_mailbox(account, wire_name).await?;
-        let result = self
+        let marks = self.store.marks().await?;
+        let mut result = self
             .sync_mailbox(session, account, wire_name, mailbox, cursor)
             .await;
+        if let Ok(stats) = &mut result {
+            // Counted in the store, after the writer has applied the pass:
+            // what consumers see, not what arrived.
+            let added = self.store.added_since(mailbox, marks).await?;
+            stats.new = added.new;
+            stats.refound = added.refound;
+        }
         let outcome = match &result {
             Ok(_) => None,
             Err(e) => Some(e.to_string()),
@@ -231,6 +245,8 @@ impl Engine {
             account,
             folder = %mutf7::decode(wire_name),
             fetched = stats.fetched,
+            new = stats.new,
+            refound = stats.refound,
             ms = started.elapsed().as_millis() as u64,
             "folder synced"
         );
@@ -301,6 +317,13 @@ impl Engine {
             self.store
                 .reconcile_existing(mailbox, uv, (after, u32::MAX), listed)
                 .await?;
+            // Every message of this generation is stored now: rows of an
+            // earlier one that none of them re-found are gone from the server.
+            let retired = self.store.retire_unfound(mailbox, uv).await?;
+            if retired > 0 {
+                tracing::info!(account, folder = %ctx.folder, expunged = retired,
+                    "messages of the earlier UIDVALIDITY not found again marked expunged");
+            }
             if let Some(next) = state.uidnext.filter(|n| n.saturating_sub(1) > covered) {
                 let live = self.store.live_count(mailbox, uv).await?;
                 if live >= u64::from(state.exists) {

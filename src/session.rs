@@ -340,6 +340,12 @@ impl Session {
         )?;
         let password = account.password.resolve(&account.name)?;
         let username = account.username.clone();
+        // Before anything is sent: whatever the server echoes of it from
+        // now on is masked wherever it would leave the process.
+        password.register();
+        if matches!(method, AuthMethod::PlainInitialResponse | AuthMethod::Plain) {
+            crate::secret::register_sasl_plain(&username, &password);
+        }
         let cmd = match method {
             AuthMethod::PlainInitialResponse | AuthMethod::Plain => Command::AuthenticatePlain {
                 username: username.clone(),
@@ -564,8 +570,8 @@ impl Session {
             Response::Tagged { tag, .. } => self.tag_names.get(tag).copied(),
             _ => None,
         };
-        let line = render_line(&r.line);
-        let meaning = describe(&r.response, command);
+        let line = crate::secret::scrub(&render_line(&r.line)).into_owned();
+        let meaning = crate::secret::scrub(&describe(&r.response, command)).into_owned();
         tracing::trace!(account = %self.account, "S: {line}  ({meaning})");
         if let Some(t) = self.tap.as_mut() {
             t(TapLine::Server { line, meaning });

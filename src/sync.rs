@@ -233,7 +233,8 @@ impl Engine {
         }
         let outcome = match &result {
             Ok(_) => None,
-            Err(e) => Some(e.to_string()),
+            // Stored and shown by `status`: no secret a server echoed.
+            Err(e) => Some(crate::secret::scrub(&e.to_string()).into_owned()),
         };
         // Recording the outcome must not hide the sync's own error.
         let recorded = self.store.record_outcome(mailbox, outcome).await;

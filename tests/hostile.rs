@@ -160,6 +160,36 @@ fn case(name: &'static str, script: Vec<Step>, expect: Expect) -> Case {
 
 const NO_AUTH: &[&str] = &["AUTHENTICATE", "LOGIN"];
 
+/// The account's password; no row may make it (in any form mailfeed sent
+/// it in) appear on stdout, in the trace log, or in the database.
+const PASSWORD: &str = "hostile-pw-Zq9";
+
+/// Every form of the credentials mailfeed sends: the password, the SASL
+/// PLAIN response, and the part of it that encodes the password.
+fn secret_forms() -> Vec<String> {
+    use base64::Engine;
+    let sasl = base64::engine::general_purpose::STANDARD.encode(format!("\0hostile\0{PASSWORD}"));
+    let part = sasl[12..].to_owned();
+    vec![PASSWORD.to_owned(), sasl, part]
+}
+
+/// A server that answers login with `echo` (credentials in it) before its
+/// OK, then serves the mailbox correctly: the sync succeeds, and the echo
+/// shows nothing.
+fn echoing(name: &'static str, echo: &'static str) -> Case {
+    case(
+        name,
+        vec![
+            send(GREETING),
+            expect("AUTHENTICATE PLAIN"),
+            send(echo),
+            send("$T OK [CAPABILITY IMAP4rev1] logged in\r\n"),
+            Step::Serve(mailbox()),
+        ],
+        Stores(&[1, 2, 3]),
+    )
+}
+
 /// The table: every hostile stream and the behaviour expected of mailfeed.
 fn cases() -> Vec<Case> {
     let line_1mb = {
@@ -903,6 +933,34 @@ fn cases() -> Vec<Case> {
                 stored: &[],
             },
         ),
+        // ---- a server that echoes the credentials it was sent --------------
+        case(
+            "echoed-credentials-in-a-tag",
+            with(
+                login(),
+                [
+                    expect("EXAMINE INBOX"),
+                    send("$A OK [READ-ONLY] done\r\n"),
+                    stall(),
+                ],
+            ),
+            Fails {
+                any: &["tagged reply for unknown tag `***`"],
+                stored: &[],
+            },
+        ),
+        echoing(
+            "echoed-credentials-in-an-untagged-bad",
+            "* BAD $A: unknown command\r\n",
+        ),
+        echoing(
+            "echoed-credentials-in-an-alert",
+            "* OK [ALERT] you sent $A, that is hostile-pw-Zq9\r\n",
+        ),
+        echoing(
+            "echoed-credentials-in-a-literal",
+            "* LIST () \"/\" {$#}\r\n$A\r\n* LIST () \"/\" {14}\r\nhostile-pw-Zq9\r\n",
+        ),
     ];
     v.sort_by_key(|c| c.name);
     v
@@ -913,6 +971,7 @@ fn run_bounded(setup: &Setup, args: &[&str]) -> (Output, u64, Duration) {
     let t = Instant::now();
     let mut child = setup
         .command(args)
+        .env("RUST_LOG", "mailfeed=trace")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -963,6 +1022,32 @@ fn stored(setup: &Setup) -> Vec<(u32, u32, Vec<u8>)> {
     setup.stored("test", "INBOX")
 }
 
+/// Where a form of the credentials appears, if anywhere: stdout, the
+/// trace log on stderr, or any file of the database (WAL included; not
+/// the configuration, which holds the password by design).
+fn leaked(setup: &Setup, stdout: &str, stderr: &str) -> Option<String> {
+    for form in secret_forms() {
+        if stdout.contains(&form) {
+            return Some(format!("stdout (`{form}`)"));
+        }
+        if stderr.contains(&form) {
+            return Some(format!("the log (`{form}`)"));
+        }
+        let db_name = setup.db.file_name()?.to_string_lossy().into_owned();
+        let dir = setup.db.parent()?;
+        for entry in std::fs::read_dir(dir).ok()?.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with(&db_name) {
+                continue;
+            }
+            let bytes = std::fs::read(entry.path()).unwrap_or_default();
+            if bytes.windows(form.len()).any(|w| w == form.as_bytes()) {
+                return Some(format!("{} (`{form}`)", entry.path().display()));
+            }
+        }
+    }
+    None
+}
+
 /// Runs one case; returns a description of what went wrong, if anything.
 fn run_case(c: Case) -> Result<String, String> {
     let name = c.name;
@@ -975,7 +1060,7 @@ fn run_case(c: Case) -> Result<String, String> {
         mode: c.mode,
         ca_file: None,
         user: "hostile",
-        password: "hostile-pw-Zq9",
+        password: PASSWORD,
         folders: &["INBOX"],
         extra: "",
     };
@@ -993,6 +1078,9 @@ fn run_case(c: Case) -> Result<String, String> {
     };
     if stderr.contains("panicked") || stdout.contains("panicked") {
         return Err(format!("{name}: panicked\n{}", ctx()));
+    }
+    if let Some(leak) = leaked(&setup, &stdout, &stderr) {
+        return Err(format!("{name}: a secret appeared in {leak}\n{}", ctx()));
     }
     if peak_kb > MAX_RSS_KB {
         return Err(format!("{name}: peak RSS {peak_kb} KiB\n{}", ctx()));

@@ -229,8 +229,10 @@ pub(crate) fn retire_unfound(
              ORDER BY o.id",
         )
         .and_then(|mut s| {
-            s.query_map(params![mailbox.0, uidvalidity], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect()
+            s.query_map(params![mailbox.0, uidvalidity], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect()
         })
         .doing("finding messages of earlier generations")?;
     let mut n = 0;

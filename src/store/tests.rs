@@ -313,9 +313,17 @@ fn changes_reach_the_visible_row_across_generations() {
         h.save(msg(mb, 2, 13, "m3")).await.expect("save");
         h.save(msg(mb, 2, 14, "m4")).await.expect("save");
         h.save(msg(mb, 2, 16, "m6")).await.expect("save");
-        h.advance_cursor(mb, UidValidity(2), 16).await.expect("cursor");
-        assert_eq!(h.retire_unfound(mb, UidValidity(2)).await.expect("retire"), 1);
-        assert_eq!(h.retire_unfound(mb, UidValidity(2)).await.expect("again"), 0);
+        h.advance_cursor(mb, UidValidity(2), 16)
+            .await
+            .expect("cursor");
+        assert_eq!(
+            h.retire_unfound(mb, UidValidity(2)).await.expect("retire"),
+            1
+        );
+        assert_eq!(
+            h.retire_unfound(mb, UidValidity(2)).await.expect("again"),
+            0
+        );
         let added = h.added_since(mb, marks).await.expect("added");
         assert_eq!(added, changes::Added { new: 1, refound: 4 });
         // After it, changes reported under generation 2 reach the old rows.
@@ -333,7 +341,9 @@ fn changes_reach_the_visible_row_across_generations() {
         let marks = h.marks().await.expect("marks");
         h.begin_generation(mb, UidValidity(3)).await.expect("gen3");
         h.save(msg(mb, 3, 1, "m1")).await.expect("save");
-        h.advance_cursor(mb, UidValidity(3), 1).await.expect("cursor");
+        h.advance_cursor(mb, UidValidity(3), 1)
+            .await
+            .expect("cursor");
         h.retire_unfound(mb, UidValidity(3)).await.expect("retire");
         let added = h.added_since(mb, marks).await.expect("added");
         assert_eq!(added, changes::Added { new: 0, refound: 1 });

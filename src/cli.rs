@@ -148,6 +148,7 @@ pub fn connect_options(config: &Config, account: &AccountConfig) -> Result<Conne
         timeout: config.sync.timeout,
         limits: Limits {
             max_literal: config.sync.max_message_size,
+            max_line: usize::try_from(config.sync.max_line_size).unwrap_or(usize::MAX),
             ..Limits::default()
         },
         tls,

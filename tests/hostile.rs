@@ -1064,7 +1064,9 @@ fn run_case(c: Case) -> Result<String, String> {
         folders: &["INBOX"],
         extra: "",
     };
-    let setup = Setup::new(&[acc], "timeout = \"2s\"");
+    // A line bound below the default, so the 1 MB line without CRLF is
+    // refused quickly.
+    let setup = Setup::new(&[acc], "timeout = \"2s\"\nmax_line_size = \"64KiB\"");
     let (out, peak_kb, took) = run_bounded(&setup, &["sync"]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -1315,7 +1317,10 @@ fn literal_claim_of_4_gib_allocates_only_what_arrives() {
 
 #[test]
 fn line_without_crlf_is_bounded() {
-    let mut r = reader(1024 * 1024);
+    let mut r = mailfeed::imap::ResponseReader::new(mailfeed::imap::Limits {
+        max_line: 128 * 1024,
+        ..Default::default()
+    });
     let peak = peak_of(|| {
         let chunk = vec![b'x'; 4096];
         let mut failed = None;
@@ -1326,7 +1331,55 @@ fn line_without_crlf_is_bounded() {
             }
         }
         let e = failed.expect("a 1 MiB line must be refused");
-        assert!(e.to_string().contains("longer than"), "{e}");
+        assert!(e.to_string().contains("longer than 131072 bytes"), "{e}");
+        assert!(e.to_string().contains("sync.max_line_size"), "{e}");
     });
-    assert!(peak < 256 * 1024, "a long line allocated {peak} bytes");
+    assert!(peak < 512 * 1024, "a long line allocated {peak} bytes");
+}
+
+/// Legal long lines within the default bound are read, holding a small
+/// multiple of the line: a 1 MB CAPABILITY and a QRESYNC `VANISHED
+/// (EARLIER)` of 200,000 scattered UIDs (1.3 MB).
+#[test]
+fn long_legal_lines_are_read_within_a_multiple_of_their_size() {
+    use mailfeed::imap::{Response, Untagged};
+    let mut caps = b"* CAPABILITY IMAP4rev1".to_vec();
+    let mut n = 0;
+    while caps.len() < 1024 * 1024 {
+        caps.extend_from_slice(format!(" X-LONG-CAPABILITY-{n}").as_bytes());
+        n += 1;
+    }
+    caps.extend_from_slice(b"\r\n");
+    let mut vanished = b"* VANISHED (EARLIER) 1".to_vec();
+    for uid in (3..400_000).step_by(2) {
+        vanished.extend_from_slice(format!(",{uid}").as_bytes());
+    }
+    vanished.extend_from_slice(b"\r\n");
+    for (line, what) in [(&caps, "CAPABILITY"), (&vanished, "VANISHED")] {
+        let mut r = reader(100 * 1000 * 1000);
+        let mut got = None;
+        let peak = peak_of(|| {
+            for chunk in line.chunks(64 * 1024) {
+                r.feed(chunk).expect(what);
+            }
+            got = r.pop().map(|x| x.response);
+        });
+        match got {
+            Some(Response::Untagged(Untagged::Capability(c))) => {
+                assert_eq!(c.len(), n + 1, "{what}");
+            }
+            Some(Response::Untagged(Untagged::Vanished { earlier, uids })) => {
+                assert!(earlier);
+                assert_eq!(uids.len(), 200_000, "{what}");
+                assert!(uids.contains(399_999) && !uids.contains(2));
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+        eprintln!("{what}: {} bytes read, peak {peak} bytes allocated", line.len());
+        assert!(
+            peak < 6 * line.len(),
+            "{what} of {} bytes allocated {peak} bytes",
+            line.len()
+        );
+    }
 }

@@ -158,6 +158,21 @@ pub struct MailboxState {
     pub changes_overflowed: bool,
 }
 
+/// How an open command is remembered: a FETCH of flags alone is told apart,
+/// since the flags in its responses are answers, not changes to record.
+const FLAG_FETCH: &str = "FETCH of flags";
+
+fn open_name(cmd: &Command) -> &'static str {
+    match cmd {
+        Command::UidFetch { items, .. } | Command::Fetch { items, .. }
+            if items.contains("FLAGS") && !items.contains("BODY") =>
+        {
+            FLAG_FETCH
+        }
+        _ => cmd.name(),
+    }
+}
+
 /// Flag changes (and VANISHED ranges) of one EXAMINE held in memory at most:
 /// a QRESYNC report after "mark all as read" on a huge folder has one
 /// response per message.
@@ -182,6 +197,82 @@ pub struct Session {
     /// The server reported a change (EXISTS, EXPUNGE, VANISHED, FETCH) that
     /// no command asked for; see [`Session::take_unsolicited_changes`].
     unsolicited_changes: bool,
+    /// The mailbox last examined, while it is selected.
+    selected: Option<(String, UidValidity)>,
+    /// Flag changes and expunges of the selected mailbox that the server
+    /// reported unasked; see [`Session::take_reported`].
+    reported: Reported,
+}
+
+/// Changes to the selected mailbox that the server reported without being
+/// asked: in IDLE, in the middle of a FETCH, after any command. They are
+/// changes like any other and must be recorded, whether or not the server
+/// has CONDSTORE (without it, nothing else would report them before the
+/// next rescan).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reported {
+    /// The mailbox (wire name) and generation they belong to.
+    pub mailbox: Option<(String, UidValidity)>,
+    /// New flags by UID (the server named the UID: QRESYNC, or a UID in
+    /// the FETCH).
+    pub flags: Vec<(u32, Vec<String>)>,
+    /// Message sequence numbers whose flags changed, the UID not given
+    /// (IDLE without QRESYNC). Kept current through later EXPUNGEs, so they
+    /// can be asked for with `FETCH n (UID FLAGS)` while still selected.
+    pub flag_seqs: Vec<u32>,
+    /// UIDs reported gone (`VANISHED`).
+    pub vanished: Vec<(u32, u32)>,
+    /// An `EXPUNGE` (by number: which UID is learnt only by listing).
+    pub expunged: bool,
+    /// More than [`MAX_REPORTED_CHANGES`] arrived: a rescan learns them.
+    pub overflowed: bool,
+}
+
+impl Reported {
+    fn is_empty(&self) -> bool {
+        self.flags.is_empty()
+            && self.flag_seqs.is_empty()
+            && self.vanished.is_empty()
+            && !self.expunged
+            && !self.overflowed
+    }
+
+    fn size(&self) -> usize {
+        self.flags.len() + self.flag_seqs.len() + self.vanished.len()
+    }
+
+    fn note(&mut self, u: &Untagged) {
+        match u {
+            Untagged::Fetch(seq, d) if d.body.is_none() => {
+                let Some(flags) = &d.flags else { return };
+                match d.uid {
+                    Some(uid) => self.flags.push((uid.0, flags.clone())),
+                    None => self.flag_seqs.push(seq.0),
+                }
+            }
+            Untagged::Expunge(n) => {
+                let n = n.0;
+                self.flag_seqs.retain(|&s| s != n);
+                for s in &mut self.flag_seqs {
+                    if *s > n {
+                        *s -= 1;
+                    }
+                }
+                self.expunged = true;
+            }
+            Untagged::Vanished {
+                earlier: false,
+                uids,
+            } => self.vanished.extend_from_slice(uids.ranges()),
+            _ => return,
+        }
+        if self.size() > MAX_REPORTED_CHANGES {
+            self.flags = Vec::new();
+            self.flag_seqs = Vec::new();
+            self.vanished = Vec::new();
+            self.overflowed = true;
+        }
+    }
 }
 
 impl Session {
@@ -218,6 +309,8 @@ impl Session {
             bye: None,
             open_commands: HashMap::new(),
             unsolicited_changes: false,
+            selected: None,
+            reported: Reported::default(),
         };
         let preauth = s.greeting().await?;
         if account.security == Security::Starttls {
@@ -414,7 +507,7 @@ impl Session {
             }
         }
         self.tag_names.insert(tag.clone(), cmd.name());
-        self.open_commands.insert(tag.clone(), cmd.name());
+        self.open_commands.insert(tag.clone(), open_name(cmd));
         let parts = cmd.encode(&tag, self.caps.literal_plus());
         let mut out: Vec<u8> = Vec::new();
         for part in parts {
@@ -533,15 +626,44 @@ impl Session {
         std::mem::take(&mut self.unsolicited_changes)
     }
 
+    /// The flag changes and expunges of the selected mailbox reported
+    /// unasked since the last call, if any; see [`Reported`].
+    pub fn take_reported(&mut self) -> Option<Reported> {
+        if self.reported.is_empty() {
+            return None;
+        }
+        let mut r = std::mem::take(&mut self.reported);
+        r.mailbox = self.selected.clone();
+        r.mailbox.is_some().then_some(r)
+    }
+
     fn note_unsolicited(&mut self, r: &Received) {
         let open = |name: &str| self.open_commands.values().any(|c| *c == name);
+        // Flag changes are ours when a command asked for flags alone (its
+        // responses are applied by whoever sent it) or during EXAMINE; any
+        // other FETCH carrying FLAGS and no body is a change to record.
+        if let Response::Untagged(u) = &r.response {
+            let asked = open("EXAMINE") || open(FLAG_FETCH);
+            let recorded = match u {
+                Untagged::Fetch(..) => !asked,
+                Untagged::Expunge(_) | Untagged::Vanished { earlier: false, .. } => {
+                    !open("EXAMINE")
+                }
+                _ => false,
+            };
+            if recorded && self.selected.is_some() {
+                self.reported.note(u);
+            }
+        }
         let unasked = match &r.response {
             Response::Untagged(
                 Untagged::Exists(_)
                 | Untagged::Expunge(_)
                 | Untagged::Vanished { earlier: false, .. },
             ) => !open("EXAMINE"),
-            Response::Untagged(Untagged::Fetch(..)) => !open("EXAMINE") && !open("UID FETCH"),
+            Response::Untagged(Untagged::Fetch(..)) => {
+                !open("EXAMINE") && !open("UID FETCH") && !open(FLAG_FETCH)
+            }
             Response::Tagged { tag, .. } => {
                 self.open_commands.remove(tag);
                 false
@@ -697,6 +819,11 @@ impl Session {
             condstore,
             qresync: if self.qresync_enabled { qresync } else { None },
         };
+        // Changes reported for the mailbox selected until now belong to it:
+        // whoever wants them takes them before examining another
+        // ([`Session::take_reported`]); they cannot be told apart after.
+        self.selected = None;
+        self.reported = Reported::default();
         let tag = self.send(&cmd).await?;
         let mut st = MailboxState::default();
         let mut vanished: Vec<(u32, u32)> = Vec::new();
@@ -748,6 +875,7 @@ impl Session {
         })
         .await?;
         st.vanished = UidSet::from_ranges(vanished);
+        self.selected = st.uidvalidity.map(|v| (mailbox_wire.to_owned(), v));
         if !condstore {
             // Some servers report HIGHESTMODSEQ without advertising CONDSTORE;
             // mailfeed uses only what is advertised.

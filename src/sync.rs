@@ -172,6 +172,10 @@ pub struct Engine {
     pub settings: SyncConfig,
     /// Passes made per mailbox, to space out rescans (see `rescan_every`).
     pub passes: Arc<Mutex<std::collections::HashMap<MailboxId, u64>>>,
+    /// Mailboxes whose next pass must list UIDs and flags whatever the
+    /// schedule: the server reported an expunge by number, or more changes
+    /// than were held (see [`crate::session::Reported`]).
+    pub rescan_now: Arc<Mutex<std::collections::HashSet<MailboxId>>>,
     /// Rises with every message received and every batch stored: whoever
     /// runs a long sync can tell one that is moving from one that hangs.
     pub progress: Arc<AtomicU64>,
@@ -184,6 +188,7 @@ impl Engine {
             opts,
             settings,
             passes: Arc::default(),
+            rescan_now: Arc::default(),
             progress: Arc::default(),
         }
     }
@@ -262,6 +267,10 @@ impl Engine {
         mailbox: MailboxId,
         cursor: MailboxCursor,
     ) -> Result<FolderStats, SyncError> {
+        // What the server reported unasked since the last pass (in IDLE,
+        // say) belongs to the mailbox still selected: recorded before
+        // EXAMINE changes the selection.
+        self.record_reported(session, account).await?;
         // QRESYNC lets EXAMINE itself report what changed since our last
         // HIGHESTMODSEQ (flags and VANISHED UIDs): no extra round trip.
         let qresync = session.enable_qresync().await?;
@@ -336,6 +345,9 @@ impl Engine {
             self.track_changes(session, &ctx, &cursor, &state, known.is_some())
                 .await?;
         }
+        // And what it reported during this pass (a flag change in the
+        // middle of the FETCH).
+        self.record_reported(session, account).await?;
         if !state.nomodseq {
             self.store
                 .set_highest_modseq(mailbox, uv, state.highest_modseq.map(|m| m.0))
@@ -358,6 +370,12 @@ impl Engine {
         let last = cursor.last_uid;
         let mut changed = 0;
         let mut gone = 0;
+        let forced = self
+            .rescan_now
+            .lock()
+            .map(|mut m| m.remove(&ctx.mailbox))
+            .unwrap_or(true);
+        let mut scanned = false;
         let modseq_moved = match (state.highest_modseq, cursor.highest_modseq) {
             (Some(now), Some(before)) => Some(now.0 != before),
             _ => None,
@@ -388,7 +406,6 @@ impl Engine {
                     .await?;
             }
         } else {
-            let mut scanned = false;
             match modseq_moved {
                 Some(false) => {}
                 Some(true) => {
@@ -417,11 +434,81 @@ impl Engine {
                         .store
                         .reconcile_existing(ctx.mailbox, ctx.uidvalidity, (0, last), existing)
                         .await?;
+                    scanned = true;
                 }
             }
         }
+        if forced && !scanned {
+            let (existing, n) = scan_flags(self, session, ctx, last, None).await?;
+            changed += n;
+            gone += self
+                .store
+                .reconcile_existing(ctx.mailbox, ctx.uidvalidity, (0, last), existing)
+                .await?;
+        }
         if changed > 0 || gone > 0 {
             tracing::info!(account = ctx.account, folder = %ctx.folder, flags_changed = changed, expunged = gone, "changes recorded");
+        }
+        Ok(())
+    }
+
+    /// Records the changes the server reported unasked on the selected
+    /// mailbox ([`crate::session::Reported`]): flags by UID at once; flags by sequence
+    /// number after asking for their UIDs (`FETCH n (UID FLAGS)`, valid
+    /// while that mailbox stays selected); VANISHED UIDs as expunges. An
+    /// EXPUNGE by number, or more changes than were held, makes the
+    /// mailbox's next pass list its UIDs and flags.
+    async fn record_reported(&self, session: &mut Session, account: &str) -> Result<(), SyncError> {
+        let Some(reported) = session.take_reported() else {
+            return Ok(());
+        };
+        let Some((wire, uv)) = reported.mailbox.clone() else {
+            return Ok(());
+        };
+        let (mailbox, cursor) = self.store.ensure_mailbox(account, &wire).await?;
+        if cursor.uidvalidity != Some(uv) {
+            // Of a generation the store does not follow (yet): the pass
+            // that starts it fetches everything anyway.
+            return Ok(());
+        }
+        let mut flags = reported.flags;
+        if !reported.flag_seqs.is_empty() {
+            let set = UidSet::from_uids(reported.flag_seqs.iter().copied());
+            let tag = session
+                .send(&Command::Fetch {
+                    set: set.to_string(),
+                    items: "UID FLAGS",
+                })
+                .await?;
+            session
+                .collect_with(&tag, "FETCH", |u| {
+                    if let Untagged::Fetch(_, d) = u
+                        && let (Some(uid), Some(f)) = (d.uid, d.flags)
+                    {
+                        flags.push((uid.0, f));
+                    }
+                })
+                .await?;
+        }
+        let changed = if flags.is_empty() {
+            0
+        } else {
+            self.store.apply_flags(mailbox, uv, flags).await?
+        };
+        let gone = if reported.vanished.is_empty() {
+            0
+        } else {
+            let set = UidSet::from_ranges(reported.vanished);
+            self.store.mark_expunged(mailbox, uv, set).await?
+        };
+        if (reported.expunged || reported.overflowed)
+            && let Ok(mut m) = self.rescan_now.lock()
+        {
+            m.insert(mailbox);
+        }
+        if changed > 0 || gone > 0 {
+            tracing::info!(account, folder = %mutf7::decode(&wire), flags_changed = changed,
+                expunged = gone, "changes the server reported unasked recorded");
         }
         Ok(())
     }
@@ -1038,3 +1125,6 @@ mod tests {
         assert_eq!(header_block(b"A: 1\r\nno end".to_vec()), b"A: 1\r\nno end");
     }
 }
+
+#[cfg(test)]
+mod unsolicited_tests;

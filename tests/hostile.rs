@@ -1375,7 +1375,10 @@ fn long_legal_lines_are_read_within_a_multiple_of_their_size() {
             }
             other => panic!("{what}: {other:?}"),
         }
-        eprintln!("{what}: {} bytes read, peak {peak} bytes allocated", line.len());
+        eprintln!(
+            "{what}: {} bytes read, peak {peak} bytes allocated",
+            line.len()
+        );
         assert!(
             peak < 6 * line.len(),
             "{what} of {} bytes allocated {peak} bytes",

@@ -715,6 +715,44 @@ fn courier_uidvalidity_change() {
     uidvalidity_change(&co, "INBOX.Box");
 }
 
+/// The UIDVALIDITY story of `support::generations` on a server.
+fn uidvalidity_story<S: TestServer>(srv: &S, folder: &str) {
+    let msgs: Vec<Vec<u8>> = corpus::varied(10, 91)
+        .iter()
+        .map(|m| cyrus_safe(m))
+        .collect();
+    let fresh: Vec<Vec<u8>> = corpus::varied(2, 92)
+        .iter()
+        .map(|m| cyrus_safe(m))
+        .collect();
+    let setup = Setup::new(
+        &[Account {
+            name: "test",
+            port: srv.plain_port(),
+            mode: Mode::Plain,
+            ca_file: None,
+            user: USER,
+            password: PASS,
+            folders: &[folder],
+            extra: "",
+        }],
+        "rescan_every = 1",
+    );
+    support::generations::uidvalidity_story(srv, USER, &setup, folder, &msgs, &fresh);
+}
+
+#[test]
+fn cyrus_uidvalidity_change_keeps_the_visible_rows_true() {
+    let cy = Cyrus::start_with_users(&[(USER, PASS)]).expect("start Cyrus");
+    uidvalidity_story(&cy, "Story");
+}
+
+#[test]
+fn courier_uidvalidity_change_keeps_the_visible_rows_true() {
+    let co = Courier::start_with_users(&[(USER, PASS)]).expect("start Courier");
+    uidvalidity_story(&co, "INBOX.Story");
+}
+
 /// An empty folder syncs (no UIDNEXT from Courier: mailfeed asks for
 /// `UID FETCH 1:*` on nothing), and so does one emptied by expunges.
 fn empty_folders<S: TestServer>(srv: &S, empty: &str, emptied: &str) {

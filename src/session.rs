@@ -1013,6 +1013,84 @@ mod tests {
         drop(server.await);
     }
 
+    /// Which flag changes and expunges are recorded as reported unasked:
+    /// not EXAMINE's own (a QRESYNC report) nor the answers to a FETCH of
+    /// flags; yes in the middle of a body FETCH, after a NOOP, in IDLE, as
+    /// VANISHED; sequence numbers follow later EXPUNGEs; nothing after the
+    /// selection changes.
+    #[tokio::test]
+    async fn changes_reported_unasked_are_kept_for_the_selected_mailbox() {
+        let (listener, port) = listen().await;
+        let server = tokio::spawn(async move {
+            let mut p = Peer::accept(&listener).await;
+            let tag = p.expect("EXAMINE").await;
+            p.send(format!(
+                "* 9 EXISTS\r\n* OK [UIDVALIDITY 5] v\r\n* 1 FETCH (UID 1 FLAGS (\\Seen))\r\n* VANISHED (EARLIER) 2\r\n{tag} OK [READ-ONLY] done\r\n"
+            ))
+            .await;
+            let tag = p.expect("UID FETCH 1:9 (UID FLAGS)").await;
+            p.send(format!("* 3 FETCH (UID 3 FLAGS ())\r\n{tag} OK done\r\n"))
+                .await;
+            let tag = p.expect("BODY.PEEK").await;
+            p.send(format!(
+                "* 4 FETCH (UID 4 FLAGS (\\Flagged))\r\n* 6 FETCH (FLAGS (\\Seen))\r\n{tag} OK done\r\n"
+            ))
+            .await;
+            let tag = p.expect("NOOP").await;
+            p.send(format!(
+                "* 8 FETCH (FLAGS (\\Draft))\r\n* 5 EXPUNGE\r\n* VANISHED 20:22\r\n{tag} OK done\r\n"
+            ))
+            .await;
+            let tag = p.expect("IDLE").await;
+            p.send("+ idling\r\n* 2 FETCH (FLAGS (\\Answered))\r\n".into())
+                .await;
+            p.expect("DONE").await;
+            p.send(format!("{tag} OK done\r\n")).await;
+            let tag = p.expect("EXAMINE").await;
+            p.send(format!(
+                "* 0 EXISTS\r\n* OK [UIDVALIDITY 6] v\r\n{tag} OK done\r\n"
+            ))
+            .await;
+            p
+        });
+        let mut s = session_on(port, Duration::from_secs(5)).await;
+        s.examine("INBOX", None).await.expect("examine");
+        assert_eq!(s.take_reported(), None, "EXAMINE's own report");
+        let scan = Command::UidFetch {
+            set: "1:9".into(),
+            items: "UID FLAGS",
+            changed_since: None,
+            vanished: false,
+        };
+        s.run(&scan).await.expect("scan");
+        assert_eq!(s.take_reported(), None, "answers to a flag scan");
+        s.run(&Command::UidFetch {
+            set: "9:9".into(),
+            items: "UID FLAGS BODY.PEEK[]",
+            changed_since: None,
+            vanished: false,
+        })
+        .await
+        .expect("fetch");
+        s.run(&Command::Noop).await.expect("noop");
+        let tag = s.send(&Command::Idle).await.expect("idle");
+        s.next_response().await.expect("+");
+        s.next_response().await.expect("change");
+        s.send_done().await.expect("done");
+        s.collect(&tag, "IDLE").await.expect("idle ends");
+        let r = s.take_reported().expect("reported");
+        assert_eq!(r.mailbox, Some(("INBOX".into(), UidValidity(5))));
+        assert_eq!(r.flags, vec![(4, vec!["\\Flagged".to_owned()])]);
+        // 6 and 8 were renumbered by the EXPUNGE of 5; 2 came after it.
+        assert_eq!(r.flag_seqs, vec![5, 7, 2]);
+        assert_eq!(r.vanished, vec![(20, 22)]);
+        assert!(r.expunged && !r.overflowed);
+        assert_eq!(s.take_reported(), None, "taken once");
+        s.examine("Other", None).await.expect("examine other");
+        assert_eq!(s.take_reported(), None);
+        drop(server.await);
+    }
+
     /// Silence in the middle of a response is still bounded by the timeout,
     /// counted from the last bytes that arrived.
     #[tokio::test]

@@ -160,6 +160,10 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
 /// A form's head cut off by a clip: at the end of the text or just before
 /// an ellipsis. Returns the text with that head masked.
 fn cut_form(text: &str, form: &str) -> Option<String> {
+    // Nearly every line holds no head of any form: one search decides.
+    if !form.get(..MIN_CUT).is_some_and(|h| text.contains(h)) {
+        return None;
+    }
     let mut out: Option<String> = None;
     for len in (MIN_CUT..form.len()).rev() {
         let Some(head) = form.get(..len) else {

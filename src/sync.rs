@@ -327,19 +327,23 @@ impl Engine {
             self.store
                 .reconcile_existing(mailbox, uv, (after, u32::MAX), listed)
                 .await?;
-            // Every message of this generation is stored now: rows of an
-            // earlier one that none of them re-found are gone from the server.
-            let retired = self.store.retire_unfound(mailbox, uv).await?;
-            if retired > 0 {
-                tracing::info!(account, folder = %ctx.folder, expunged = retired,
-                    "messages of the earlier UIDVALIDITY not found again marked expunged");
-            }
+
             if let Some(next) = state.uidnext.filter(|n| n.saturating_sub(1) > covered) {
                 let live = self.store.live_count(mailbox, uv).await?;
                 if live >= u64::from(state.exists) {
                     self.store.advance_cursor(mailbox, uv, next - 1).await?;
                 }
             }
+        }
+        // Every message of this generation is stored now: rows of an
+        // earlier one that none of them re-found are gone from the server.
+        // (Also when up to date: the pass that completed the generation may
+        // have failed just after.) Two index lookups for a mailbox that
+        // never changed UIDVALIDITY.
+        let retired = self.store.retire_unfound(mailbox, uv).await?;
+        if retired > 0 {
+            tracing::info!(account, folder = %ctx.folder, expunged = retired,
+                "messages of the earlier UIDVALIDITY not found again marked expunged");
         }
         if cursor.uidvalidity == Some(uv) && cursor.last_uid > 0 {
             self.track_changes(session, &ctx, &cursor, &state, known.is_some())

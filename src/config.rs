@@ -748,6 +748,10 @@ mod tests {
                 MINIMAL.replace("[store]", "[sync]\nmax_message_size = \"1PB\"\n[store]"),
                 "max_message_size",
             ),
+            (
+                MINIMAL.replace("[store]", "[sync]\nmax_line_size = \"1KB\"\n[store]"),
+                "sync.max_line_size",
+            ),
             (MINIMAL.replace("path = \"mail.db\"", ""), "store.path"),
             (
                 MINIMAL

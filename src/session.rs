@@ -1091,6 +1091,44 @@ mod tests {
         drop(server.await);
     }
 
+    /// A QRESYNC EXAMINE answered by a `VANISHED (EARLIER)` of 200,000
+    /// scattered UIDs (a 1.3 MB line) and a 1 MB CAPABILITY, with the
+    /// default limits: both are read, nothing is lost.
+    #[tokio::test]
+    async fn long_legal_lines_are_read_with_the_default_limits() {
+        let (listener, port) = listen().await;
+        let server = tokio::spawn(async move {
+            let mut p = Peer::accept(&listener).await;
+            let tag = p.expect("CAPABILITY").await;
+            let mut caps = String::from("* CAPABILITY IMAP4rev1");
+            while caps.len() < 1024 * 1024 {
+                caps.push_str(" X-LONG");
+            }
+            p.send(format!("{caps} CONDSTORE\r\n{tag} OK done\r\n"))
+                .await;
+            let tag = p.expect("EXAMINE").await;
+            let mut line = String::from("* VANISHED (EARLIER) 1");
+            for uid in (3..400_000).step_by(2) {
+                line.push_str(&format!(",{uid}"));
+            }
+            p.send(format!(
+                "* 5 EXISTS\r\n* OK [UIDVALIDITY 5] v\r\n{line}\r\n{tag} OK [READ-ONLY] done\r\n"
+            ))
+            .await;
+            p
+        });
+        let mut s = session_on(port, Duration::from_secs(5)).await;
+        s.refresh_capabilities().await.expect("1 MB CAPABILITY");
+        assert!(s.capabilities().condstore());
+        let st = s
+            .examine("INBOX", Some((UidValidity(5), ModSeq(9))))
+            .await
+            .expect("examine");
+        assert_eq!(st.vanished.len(), 200_000);
+        assert!(st.vanished.contains(399_999) && !st.vanished.contains(400_000));
+        drop(server.await);
+    }
+
     /// Silence in the middle of a response is still bounded by the timeout,
     /// counted from the last bytes that arrived.
     #[tokio::test]

@@ -12,6 +12,10 @@
 //! it. Any kind of secret can be registered: passwords, OAuth2 access and
 //! refresh tokens, client secrets, API tokens.
 //!
+//! The registry keeps its forms for the life of the process (as the
+//! configuration keeps the passwords it names): a form must be known for as
+//! long as something could echo it.
+//!
 //! Owns no IO beyond the writer it wraps; must not know IMAP beyond the
 //! encodings a secret is sent in.
 

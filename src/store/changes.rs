@@ -1,6 +1,16 @@
 //! Changes to messages already stored: flag updates and expunges. Nothing is
 //! ever deleted: an expunged message gets `expunged_at`, and each change
 //! appends an `events` row so consumers can follow it with one cursor.
+//!
+//! One rule across UIDVALIDITY generations: a message has one row consumers
+//! see (the first stored; re-found copies point to it with `supersedes`),
+//! and every change, whichever generation reports it, is applied to that
+//! row, with one event for each difference consumers can see. Re-finding a
+//! message reconciles that row with the server; once a generation is
+//! complete, rows it did not re-find are expunged.
+//!
+//! Must not talk to the network or decide what to fetch: the sync engine
+//! says what the server reported; this module records it.
 
 use rusqlite::{Connection, params};
 

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{AccountConfig, Config, LogFormat, Security};
 use crate::imap::Limits;
+use crate::secret::scrub;
 use crate::session::{ConnectOptions, Session, TapLine};
 use crate::store::{self, StoreHandle};
 use crate::sync::{Engine, FolderOutcome};
@@ -131,7 +132,7 @@ pub fn init_logging(format: LogFormat, level: &str) {
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| crate::secret::ScrubWriter::new(std::io::stderr()))
         .with_ansi(ansi);
     let _ = match (format, journald) {
         (LogFormat::Json, _) => builder.json().try_init(),
@@ -147,6 +148,7 @@ pub fn connect_options(config: &Config, account: &AccountConfig) -> Result<Conne
         timeout: config.sync.timeout,
         limits: Limits {
             max_literal: config.sync.max_message_size,
+            max_line: usize::try_from(config.sync.max_line_size).unwrap_or(usize::MAX),
             ..Limits::default()
         },
         tls,
@@ -211,13 +213,14 @@ pub async fn cmd_sync(config: &Config, account: &Option<String>) -> Result<i32> 
 pub fn report(outcomes: &[FolderOutcome]) -> i32 {
     let mut out = std::io::stdout().lock();
     let mut failed = 0;
-    let mut fetched = 0;
+    let (mut new, mut refound) = (0, 0);
     let mut ok = 0;
     for o in outcomes {
         match &o.result {
             Ok(s) => {
                 ok += 1;
-                fetched += s.fetched;
+                new += s.new;
+                refound += s.refound;
             }
             Err(e) => {
                 failed += 1;
@@ -225,13 +228,19 @@ pub fn report(outcomes: &[FolderOutcome]) -> i32 {
                     .hint()
                     .map(|h| format!(" (hint: {h})"))
                     .unwrap_or_default();
+                let e = scrub(&e.to_string()).into_owned();
                 let _ = writeln!(out, "FAILED {}/{}: {e}{hint}", o.account, o.folder);
             }
         }
     }
     let _ = writeln!(
         out,
-        "synced {ok} folder(s), {fetched} new message(s){}",
+        "synced {ok} folder(s), {new} new message(s){}{}",
+        if refound > 0 {
+            format!(", {refound} re-found after a UIDVALIDITY change")
+        } else {
+            String::new()
+        },
         if failed > 0 {
             format!(", {failed} failure(s)")
         } else {
@@ -480,16 +489,18 @@ pub async fn cmd_check(config: &Config, account: &Option<String>) -> Result<i32>
         let tap: crate::session::Tap = Box::new(|line| {
             let mut out = std::io::stdout().lock();
             let _ = match line {
-                TapLine::Client(s) => writeln!(out, "C: {s}"),
-                TapLine::Server { line, meaning } => writeln!(out, "S: {line}\n     ↳ {meaning}"),
-                TapLine::Note(s) => writeln!(out, "-- {s}"),
+                TapLine::Client(s) => writeln!(out, "C: {}", scrub(s)),
+                TapLine::Server { line, meaning } => {
+                    writeln!(out, "S: {}\n     ↳ {}", scrub(&line), scrub(&meaning))
+                }
+                TapLine::Note(s) => writeln!(out, "-- {}", scrub(s)),
             };
         });
         let mut session = match Session::connect(acc, &opts, Some(tap)).await {
             Ok(s) => s,
             Err(e) => {
                 all_ok = false;
-                println!("FAILED: cannot log in: {e}");
+                println!("FAILED: cannot log in: {}", scrub(&e.to_string()));
                 if let Some(h) = e.hint() {
                     println!("hint: {h}");
                 }
@@ -500,7 +511,7 @@ pub async fn cmd_check(config: &Config, account: &Option<String>) -> Result<i32>
             Ok(f) => f,
             Err(e) => {
                 all_ok = false;
-                println!("FAILED: listing folders: {e}");
+                println!("FAILED: listing folders: {}", scrub(&e.to_string()));
                 continue;
             }
         };
@@ -531,6 +542,7 @@ pub async fn cmd_check(config: &Config, account: &Option<String>) -> Result<i32>
                         .hint()
                         .map(|h| format!("\n        hint: {h}"))
                         .unwrap_or_default();
+                    let e = scrub(&e.to_string()).into_owned();
                     verdicts.push(format!("FAILED  {name}: {e}{hint}"));
                 }
             }
@@ -598,7 +610,7 @@ pub fn run(cli: Cli) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("mailfeed: {e:#}");
+            eprintln!("mailfeed: {}", scrub(&format!("{e:#}")));
             EXIT_FAILED
         }
     }

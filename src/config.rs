@@ -113,6 +113,8 @@ pub struct StoreConfig {
 pub struct SyncConfig {
     pub batch_size: u32,
     pub max_message_size: u64,
+    /// Longest response line accepted (outside literals).
+    pub max_line_size: u64,
     pub timeout: Duration,
     pub poll_interval: Duration,
     pub idle_refresh: Duration,
@@ -181,6 +183,7 @@ struct RawStore {
 struct RawSync {
     batch_size: Option<u32>,
     max_message_size: Option<SizeValue>,
+    max_line_size: Option<SizeValue>,
     timeout: Option<DurationValue>,
     poll_interval: Option<DurationValue>,
     idle_refresh: Option<DurationValue>,
@@ -452,6 +455,10 @@ impl Config {
                 Some(v) => parse_size("sync.max_message_size", v)?,
                 None => 100 * 1000 * 1000,
             },
+            max_line_size: match &sy.max_line_size {
+                Some(v) => parse_size("sync.max_line_size", v)?,
+                None => crate::imap::DEFAULT_MAX_LINE as u64,
+            },
             timeout: dur("sync.timeout", &sy.timeout, Duration::from_secs(60))?,
             poll_interval: dur(
                 "sync.poll_interval",
@@ -482,6 +489,11 @@ impl Config {
         if sync.max_message_size < 1024 || sync.max_message_size > u64::from(u32::MAX) {
             return Err(
                 "`sync.max_message_size` must be between 1KB and 4GB (default \"100MB\")".into(),
+            );
+        }
+        if sync.max_line_size < 64 * 1024 || sync.max_line_size > 1 << 30 {
+            return Err(
+                "`sync.max_line_size` must be between 64KiB and 1GiB (default \"16MiB\")".into(),
             );
         }
         if sync.timeout < Duration::from_millis(100) {
@@ -735,6 +747,10 @@ mod tests {
             (
                 MINIMAL.replace("[store]", "[sync]\nmax_message_size = \"1PB\"\n[store]"),
                 "max_message_size",
+            ),
+            (
+                MINIMAL.replace("[store]", "[sync]\nmax_line_size = \"1KB\"\n[store]"),
+                "sync.max_line_size",
             ),
             (MINIMAL.replace("path = \"mail.db\"", ""), "store.path"),
             (

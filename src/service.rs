@@ -929,6 +929,7 @@ mod tests {
         let settings = crate::config::SyncConfig {
             batch_size: 500,
             max_message_size: 100_000_000,
+            max_line_size: crate::imap::DEFAULT_MAX_LINE as u64,
             timeout,
             poll_interval: Duration::from_secs(300),
             idle_refresh: Duration::from_secs(25 * 60),

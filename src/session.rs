@@ -158,6 +158,21 @@ pub struct MailboxState {
     pub changes_overflowed: bool,
 }
 
+/// How an open command is remembered: a FETCH of flags alone is told apart,
+/// since the flags in its responses are answers, not changes to record.
+const FLAG_FETCH: &str = "FETCH of flags";
+
+fn open_name(cmd: &Command) -> &'static str {
+    match cmd {
+        Command::UidFetch { items, .. } | Command::Fetch { items, .. }
+            if items.contains("FLAGS") && !items.contains("BODY") =>
+        {
+            FLAG_FETCH
+        }
+        _ => cmd.name(),
+    }
+}
+
 /// Flag changes (and VANISHED ranges) of one EXAMINE held in memory at most:
 /// a QRESYNC report after "mark all as read" on a huge folder has one
 /// response per message.
@@ -182,6 +197,82 @@ pub struct Session {
     /// The server reported a change (EXISTS, EXPUNGE, VANISHED, FETCH) that
     /// no command asked for; see [`Session::take_unsolicited_changes`].
     unsolicited_changes: bool,
+    /// The mailbox last examined, while it is selected.
+    selected: Option<(String, UidValidity)>,
+    /// Flag changes and expunges of the selected mailbox that the server
+    /// reported unasked; see [`Session::take_reported`].
+    reported: Reported,
+}
+
+/// Changes to the selected mailbox that the server reported without being
+/// asked: in IDLE, in the middle of a FETCH, after any command. They are
+/// changes like any other and must be recorded, whether or not the server
+/// has CONDSTORE (without it, nothing else would report them before the
+/// next rescan).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reported {
+    /// The mailbox (wire name) and generation they belong to.
+    pub mailbox: Option<(String, UidValidity)>,
+    /// New flags by UID (the server named the UID: QRESYNC, or a UID in
+    /// the FETCH).
+    pub flags: Vec<(u32, Vec<String>)>,
+    /// Message sequence numbers whose flags changed, the UID not given
+    /// (IDLE without QRESYNC). Kept current through later EXPUNGEs, so they
+    /// can be asked for with `FETCH n (UID FLAGS)` while still selected.
+    pub flag_seqs: Vec<u32>,
+    /// UIDs reported gone (`VANISHED`).
+    pub vanished: Vec<(u32, u32)>,
+    /// An `EXPUNGE` (by number: which UID is learnt only by listing).
+    pub expunged: bool,
+    /// More than [`MAX_REPORTED_CHANGES`] arrived: a rescan learns them.
+    pub overflowed: bool,
+}
+
+impl Reported {
+    fn is_empty(&self) -> bool {
+        self.flags.is_empty()
+            && self.flag_seqs.is_empty()
+            && self.vanished.is_empty()
+            && !self.expunged
+            && !self.overflowed
+    }
+
+    fn size(&self) -> usize {
+        self.flags.len() + self.flag_seqs.len() + self.vanished.len()
+    }
+
+    fn note(&mut self, u: &Untagged) {
+        match u {
+            Untagged::Fetch(seq, d) if d.body.is_none() => {
+                let Some(flags) = &d.flags else { return };
+                match d.uid {
+                    Some(uid) => self.flags.push((uid.0, flags.clone())),
+                    None => self.flag_seqs.push(seq.0),
+                }
+            }
+            Untagged::Expunge(n) => {
+                let n = n.0;
+                self.flag_seqs.retain(|&s| s != n);
+                for s in &mut self.flag_seqs {
+                    if *s > n {
+                        *s -= 1;
+                    }
+                }
+                self.expunged = true;
+            }
+            Untagged::Vanished {
+                earlier: false,
+                uids,
+            } => self.vanished.extend_from_slice(uids.ranges()),
+            _ => return,
+        }
+        if self.size() > MAX_REPORTED_CHANGES {
+            self.flags = Vec::new();
+            self.flag_seqs = Vec::new();
+            self.vanished = Vec::new();
+            self.overflowed = true;
+        }
+    }
 }
 
 impl Session {
@@ -218,6 +309,8 @@ impl Session {
             bye: None,
             open_commands: HashMap::new(),
             unsolicited_changes: false,
+            selected: None,
+            reported: Reported::default(),
         };
         let preauth = s.greeting().await?;
         if account.security == Security::Starttls {
@@ -340,6 +433,12 @@ impl Session {
         )?;
         let password = account.password.resolve(&account.name)?;
         let username = account.username.clone();
+        // Before anything is sent: whatever the server echoes of it from
+        // now on is masked wherever it would leave the process.
+        password.register();
+        if matches!(method, AuthMethod::PlainInitialResponse | AuthMethod::Plain) {
+            crate::secret::register_sasl_plain(&username, &password);
+        }
         let cmd = match method {
             AuthMethod::PlainInitialResponse | AuthMethod::Plain => Command::AuthenticatePlain {
                 username: username.clone(),
@@ -408,7 +507,7 @@ impl Session {
             }
         }
         self.tag_names.insert(tag.clone(), cmd.name());
-        self.open_commands.insert(tag.clone(), cmd.name());
+        self.open_commands.insert(tag.clone(), open_name(cmd));
         let parts = cmd.encode(&tag, self.caps.literal_plus());
         let mut out: Vec<u8> = Vec::new();
         for part in parts {
@@ -527,15 +626,44 @@ impl Session {
         std::mem::take(&mut self.unsolicited_changes)
     }
 
+    /// The flag changes and expunges of the selected mailbox reported
+    /// unasked since the last call, if any; see [`Reported`].
+    pub fn take_reported(&mut self) -> Option<Reported> {
+        if self.reported.is_empty() {
+            return None;
+        }
+        let mut r = std::mem::take(&mut self.reported);
+        r.mailbox = self.selected.clone();
+        r.mailbox.is_some().then_some(r)
+    }
+
     fn note_unsolicited(&mut self, r: &Received) {
         let open = |name: &str| self.open_commands.values().any(|c| *c == name);
+        // Flag changes are ours when a command asked for flags alone (its
+        // responses are applied by whoever sent it) or during EXAMINE; any
+        // other FETCH carrying FLAGS and no body is a change to record.
+        if let Response::Untagged(u) = &r.response {
+            let asked = open("EXAMINE") || open(FLAG_FETCH);
+            let recorded = match u {
+                Untagged::Fetch(..) => !asked,
+                Untagged::Expunge(_) | Untagged::Vanished { earlier: false, .. } => {
+                    !open("EXAMINE")
+                }
+                _ => false,
+            };
+            if recorded && self.selected.is_some() {
+                self.reported.note(u);
+            }
+        }
         let unasked = match &r.response {
             Response::Untagged(
                 Untagged::Exists(_)
                 | Untagged::Expunge(_)
                 | Untagged::Vanished { earlier: false, .. },
             ) => !open("EXAMINE"),
-            Response::Untagged(Untagged::Fetch(..)) => !open("EXAMINE") && !open("UID FETCH"),
+            Response::Untagged(Untagged::Fetch(..)) => {
+                !open("EXAMINE") && !open("UID FETCH") && !open(FLAG_FETCH)
+            }
             Response::Tagged { tag, .. } => {
                 self.open_commands.remove(tag);
                 false
@@ -564,8 +692,8 @@ impl Session {
             Response::Tagged { tag, .. } => self.tag_names.get(tag).copied(),
             _ => None,
         };
-        let line = render_line(&r.line);
-        let meaning = describe(&r.response, command);
+        let line = crate::secret::scrub(&render_line(&r.line)).into_owned();
+        let meaning = crate::secret::scrub(&describe(&r.response, command)).into_owned();
         tracing::trace!(account = %self.account, "S: {line}  ({meaning})");
         if let Some(t) = self.tap.as_mut() {
             t(TapLine::Server { line, meaning });
@@ -691,6 +819,11 @@ impl Session {
             condstore,
             qresync: if self.qresync_enabled { qresync } else { None },
         };
+        // Changes reported for the mailbox selected until now belong to it:
+        // whoever wants them takes them before examining another
+        // ([`Session::take_reported`]); they cannot be told apart after.
+        self.selected = None;
+        self.reported = Reported::default();
         let tag = self.send(&cmd).await?;
         let mut st = MailboxState::default();
         let mut vanished: Vec<(u32, u32)> = Vec::new();
@@ -742,6 +875,7 @@ impl Session {
         })
         .await?;
         st.vanished = UidSet::from_ranges(vanished);
+        self.selected = st.uidvalidity.map(|v| (mailbox_wire.to_owned(), v));
         if !condstore {
             // Some servers report HIGHESTMODSEQ without advertising CONDSTORE;
             // mailfeed uses only what is advertised.
@@ -876,6 +1010,122 @@ mod tests {
         s.run(&Command::Noop).await.expect("noop");
         assert!(s.take_unsolicited_changes(), "the EXISTS after the listing");
         assert!(!s.take_unsolicited_changes(), "taken once");
+        drop(server.await);
+    }
+
+    /// Which flag changes and expunges are recorded as reported unasked:
+    /// not EXAMINE's own (a QRESYNC report) nor the answers to a FETCH of
+    /// flags; yes in the middle of a body FETCH, after a NOOP, in IDLE, as
+    /// VANISHED; sequence numbers follow later EXPUNGEs; nothing after the
+    /// selection changes.
+    #[tokio::test]
+    async fn changes_reported_unasked_are_kept_for_the_selected_mailbox() {
+        let (listener, port) = listen().await;
+        let server = tokio::spawn(async move {
+            let mut p = Peer::accept(&listener).await;
+            let tag = p.expect("EXAMINE").await;
+            p.send(format!(
+                "* 9 EXISTS\r\n* OK [UIDVALIDITY 5] v\r\n* 1 FETCH (UID 1 FLAGS (\\Seen))\r\n* VANISHED (EARLIER) 2\r\n{tag} OK [READ-ONLY] done\r\n"
+            ))
+            .await;
+            let tag = p.expect("UID FETCH 1:9 (UID FLAGS)").await;
+            p.send(format!("* 3 FETCH (UID 3 FLAGS ())\r\n{tag} OK done\r\n"))
+                .await;
+            let tag = p.expect("BODY.PEEK").await;
+            p.send(format!(
+                "* 4 FETCH (UID 4 FLAGS (\\Flagged))\r\n* 6 FETCH (FLAGS (\\Seen))\r\n{tag} OK done\r\n"
+            ))
+            .await;
+            let tag = p.expect("NOOP").await;
+            p.send(format!(
+                "* 8 FETCH (FLAGS (\\Draft))\r\n* 5 EXPUNGE\r\n* VANISHED 20:22\r\n{tag} OK done\r\n"
+            ))
+            .await;
+            let tag = p.expect("IDLE").await;
+            p.send("+ idling\r\n* 2 FETCH (FLAGS (\\Answered))\r\n".into())
+                .await;
+            p.expect("DONE").await;
+            p.send(format!("{tag} OK done\r\n")).await;
+            let tag = p.expect("EXAMINE").await;
+            p.send(format!(
+                "* 0 EXISTS\r\n* OK [UIDVALIDITY 6] v\r\n{tag} OK done\r\n"
+            ))
+            .await;
+            p
+        });
+        let mut s = session_on(port, Duration::from_secs(5)).await;
+        s.examine("INBOX", None).await.expect("examine");
+        assert_eq!(s.take_reported(), None, "EXAMINE's own report");
+        let scan = Command::UidFetch {
+            set: "1:9".into(),
+            items: "UID FLAGS",
+            changed_since: None,
+            vanished: false,
+        };
+        s.run(&scan).await.expect("scan");
+        assert_eq!(s.take_reported(), None, "answers to a flag scan");
+        s.run(&Command::UidFetch {
+            set: "9:9".into(),
+            items: "UID FLAGS BODY.PEEK[]",
+            changed_since: None,
+            vanished: false,
+        })
+        .await
+        .expect("fetch");
+        s.run(&Command::Noop).await.expect("noop");
+        let tag = s.send(&Command::Idle).await.expect("idle");
+        s.next_response().await.expect("+");
+        s.next_response().await.expect("change");
+        s.send_done().await.expect("done");
+        s.collect(&tag, "IDLE").await.expect("idle ends");
+        let r = s.take_reported().expect("reported");
+        assert_eq!(r.mailbox, Some(("INBOX".into(), UidValidity(5))));
+        assert_eq!(r.flags, vec![(4, vec!["\\Flagged".to_owned()])]);
+        // 6 and 8 were renumbered by the EXPUNGE of 5; 2 came after it.
+        assert_eq!(r.flag_seqs, vec![5, 7, 2]);
+        assert_eq!(r.vanished, vec![(20, 22)]);
+        assert!(r.expunged && !r.overflowed);
+        assert_eq!(s.take_reported(), None, "taken once");
+        s.examine("Other", None).await.expect("examine other");
+        assert_eq!(s.take_reported(), None);
+        drop(server.await);
+    }
+
+    /// A QRESYNC EXAMINE answered by a `VANISHED (EARLIER)` of 200,000
+    /// scattered UIDs (a 1.3 MB line) and a 1 MB CAPABILITY, with the
+    /// default limits: both are read, nothing is lost.
+    #[tokio::test]
+    async fn long_legal_lines_are_read_with_the_default_limits() {
+        let (listener, port) = listen().await;
+        let server = tokio::spawn(async move {
+            let mut p = Peer::accept(&listener).await;
+            let tag = p.expect("CAPABILITY").await;
+            let mut caps = String::from("* CAPABILITY IMAP4rev1");
+            while caps.len() < 1024 * 1024 {
+                caps.push_str(" X-LONG");
+            }
+            p.send(format!("{caps} CONDSTORE\r\n{tag} OK done\r\n"))
+                .await;
+            let tag = p.expect("EXAMINE").await;
+            let mut line = String::from("* VANISHED (EARLIER) 1");
+            for uid in (3..400_000).step_by(2) {
+                line.push_str(&format!(",{uid}"));
+            }
+            p.send(format!(
+                "* 5 EXISTS\r\n* OK [UIDVALIDITY 5] v\r\n{line}\r\n{tag} OK [READ-ONLY] done\r\n"
+            ))
+            .await;
+            p
+        });
+        let mut s = session_on(port, Duration::from_secs(5)).await;
+        s.refresh_capabilities().await.expect("1 MB CAPABILITY");
+        assert!(s.capabilities().condstore());
+        let st = s
+            .examine("INBOX", Some((UidValidity(5), ModSeq(9))))
+            .await
+            .expect("examine");
+        assert_eq!(st.vanished.len(), 200_000);
+        assert!(st.vanished.contains(399_999) && !st.vanished.contains(400_000));
         drop(server.await);
     }
 

@@ -52,6 +52,13 @@ pub enum Command {
         criteria: String,
         esearch: bool,
     },
+    /// `FETCH set (items)` by message sequence number: only to learn the
+    /// UIDs of messages a server reported by number (a flag change in IDLE
+    /// without QRESYNC), while their numbers are still valid.
+    Fetch {
+        set: String,
+        items: &'static str,
+    },
     Idle,
 }
 
@@ -150,6 +157,7 @@ impl Command {
             Command::Status { .. } => "STATUS",
             Command::UidFetch { .. } => "UID FETCH",
             Command::UidSearch { .. } => "UID SEARCH",
+            Command::Fetch { .. } => "FETCH",
             Command::Idle => "IDLE",
         }
     }
@@ -272,6 +280,9 @@ impl Command {
                         e.text(format!(" (CHANGEDSINCE {})", m.0).as_bytes());
                     }
                 }
+            }
+            Command::Fetch { set, items } => {
+                e.text(format!("FETCH {set} ({items})").as_bytes());
             }
             Command::UidSearch { criteria, esearch } => {
                 if *esearch {

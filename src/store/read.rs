@@ -5,7 +5,9 @@ use rusqlite::{Connection, params};
 
 use super::{Context, StoreError};
 
-/// One line of `mailfeed status`.
+/// One line of `mailfeed status`. Counts are of what consumers see
+/// (`message_feed`): a message re-found after a UIDVALIDITY change counts
+/// once.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MailboxStatus {
     pub account: String,
@@ -27,12 +29,14 @@ pub fn status(conn: &Connection) -> Result<Vec<MailboxStatus>, StoreError> {
     let mut stmt = conn
         .prepare(
             "SELECT a.name, b.name, b.uidvalidity, b.last_uid,
-                    (SELECT count(*) FROM messages m WHERE m.mailbox_id = b.id),
-                    (SELECT count(*) FROM messages m WHERE m.mailbox_id = b.id AND m.truncated),
                     (SELECT count(*) FROM messages m WHERE m.mailbox_id = b.id
-                        AND m.expunged_at IS NOT NULL),
+                        AND m.supersedes IS NULL),
                     (SELECT count(*) FROM messages m WHERE m.mailbox_id = b.id
-                        AND m.parse_error IS NOT NULL),
+                        AND m.supersedes IS NULL AND m.truncated),
+                    (SELECT count(*) FROM messages m WHERE m.mailbox_id = b.id
+                        AND m.supersedes IS NULL AND m.expunged_at IS NOT NULL),
+                    (SELECT count(*) FROM messages m WHERE m.mailbox_id = b.id
+                        AND m.supersedes IS NULL AND m.parse_error IS NOT NULL),
                     (SELECT count(*) FROM events e WHERE e.mailbox_id = b.id
                         AND e.kind = 'uidvalidity'),
                     b.last_sync_at, b.last_error, b.last_error_at

@@ -488,13 +488,16 @@ fn insert_message(
         return insert_row(c, m, d, None);
     }
     // A message already stored under an earlier UIDVALIDITY of this mailbox,
-    // with the same Message-ID and bytes, is linked instead of shown as new.
+    // with the same Message-ID and bytes, is linked to the row consumers
+    // see (not to a hidden row of a generation in between) instead of
+    // shown as new.
     let supersedes: Option<i64> = c
         .prepare_cached(
             "SELECT o.id FROM messages o
              WHERE o.mailbox_id = ?1 AND o.sha256 = ?2 AND o.uidvalidity <> ?3
                AND o.message_id IS ?4 AND o.supersedes IS NULL
-               AND NOT EXISTS (SELECT 1 FROM messages n WHERE n.supersedes = o.id)
+               AND NOT EXISTS (SELECT 1 FROM messages n
+                               WHERE n.supersedes = o.id AND n.uidvalidity = ?3)
              ORDER BY o.id LIMIT 1",
         )
         .and_then(|mut s| {
@@ -560,12 +563,17 @@ fn insert_row(
         .and_then(|mut blob| blob.write_at(&m.raw, 0))
         .doing("storing the raw message")?;
     super::parsed::write(c, id, parsed, supersedes.is_none())?;
-    if supersedes.is_none() {
-        c.prepare_cached(
-            "INSERT INTO events (kind, mailbox_id, message_id) VALUES ('new', ?1, ?2)",
-        )
-        .and_then(|mut s| s.execute(params![m.mailbox.0, id]))
-        .doing("recording the new-message event")?;
+    match supersedes {
+        None => {
+            c.prepare_cached(
+                "INSERT INTO events (kind, mailbox_id, message_id) VALUES ('new', ?1, ?2)",
+            )
+            .and_then(|mut s| s.execute(params![m.mailbox.0, id]))
+            .doing("recording the new-message event")?;
+        }
+        Some(visible) => {
+            super::changes::reconcile_refound(c, m.mailbox, id, m.uid.0, visible, &m.flags)?;
+        }
     }
     Ok(())
 }

@@ -26,6 +26,7 @@ pub mod cyrus;
 pub mod dovecot;
 pub mod fake_server;
 pub mod fault_proxy;
+pub mod generations;
 pub mod imap_truth;
 pub mod mailfeed;
 pub mod server;

@@ -10,6 +10,7 @@ pub mod config;
 pub mod export;
 pub mod imap;
 pub mod mime;
+pub mod oauth2;
 pub mod secret;
 pub mod service;
 pub mod session;

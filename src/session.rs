@@ -7,13 +7,14 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{AccountConfig, ConfigError, Security};
+use crate::config::{AccountConfig, Auth, ConfigError, PasswordSource, Security};
 use crate::imap::describe::{describe, render_line};
 use crate::imap::{
     AuthMethod, AuthRefusal, Capabilities, Code, Command, Limits, ModSeq, Part, ProtocolError,
     Received, Response, ResponseReader, Status, StatusText, UidSet, UidValidity, Untagged,
-    UntaggedStatus, choose_auth,
+    UntaggedStatus, choose_auth, choose_oauth, sasl,
 };
+use crate::oauth2::{OAuth2Error, Tokens};
 use crate::transport::{Link, TransportError};
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,10 @@ pub enum SessionError {
     Protocol(#[from] ProtocolError),
     #[error(transparent)]
     Password(#[from] ConfigError),
+    #[error(transparent)]
+    Token(#[from] OAuth2Error),
+    #[error("login failed: {0}")]
+    OAuthRefused(String),
     #[error("server refused the connection: {0}")]
     GreetingBye(String),
     #[error("server does not offer STARTTLS; refusing to continue unencrypted")]
@@ -63,7 +68,9 @@ impl SessionError {
                 | SessionError::StartTlsUnavailable
                 | SessionError::StartTlsRefused(_)
                 | SessionError::Password(_)
-        ) || matches!(self, SessionError::Transport(t) if t.is_untrusted_certificate())
+                | SessionError::OAuthRefused(_)
+        ) || matches!(self, SessionError::Token(t) if t.is_permanent())
+            || matches!(self, SessionError::Transport(t) if t.is_untrusted_certificate())
     }
 
     /// True when the server asked clients to stay away for a while
@@ -90,6 +97,12 @@ impl SessionError {
             SessionError::LoginFailed(_) => {
                 "check `username` and the password source; the server rejected them"
             }
+            SessionError::OAuthRefused(_) => {
+                "the server refused a fresh access token: check `username`, the scope the token was granted for, and that IMAP is enabled for the mailbox"
+            }
+            SessionError::Token(
+                OAuth2Error::InvalidGrant { .. } | OAuth2Error::NoRefreshToken { .. },
+            ) => "run `mailfeed auth ACCOUNT` to sign in again",
             SessionError::Transport(t) if t.is_wrong_host_certificate() => {
                 "the certificate is for another host name: set `host` to a name the certificate lists"
             }
@@ -139,6 +152,8 @@ pub struct ConnectOptions {
     pub timeout: Duration,
     pub limits: Limits,
     pub tls: Arc<rustls::ClientConfig>,
+    /// The account's access tokens when it logs in with OAuth2.
+    pub oauth2: Option<Arc<Tokens>>,
 }
 
 /// What EXAMINE reported about a mailbox.
@@ -229,7 +244,10 @@ impl Session {
             s.starttls(opts, &account.host).await?;
         }
         if !preauth {
-            s.login(account).await?;
+            match &account.auth {
+                Auth::Password(source) => s.login(account, source).await?,
+                Auth::OAuth2(_) => s.login_oauth(account, opts.oauth2.as_deref()).await?,
+            }
         }
         if s.caps.is_empty() {
             s.refresh_capabilities().await?;
@@ -332,13 +350,99 @@ impl Session {
         self.refresh_capabilities().await
     }
 
-    async fn login(&mut self, account: &AccountConfig) -> Result<(), SessionError> {
+    /// Logs in with an OAuth2 access token. A refused token is dropped and
+    /// a fresh one tried once (it may have been revoked or expired early);
+    /// a second refusal is the account's problem, not the token's age.
+    async fn login_oauth(
+        &mut self,
+        account: &AccountConfig,
+        tokens: Option<&Tokens>,
+    ) -> Result<(), SessionError> {
+        let mechanism = choose_oauth(
+            &self.caps,
+            self.link.is_encrypted(),
+            account.allow_plaintext,
+        )?;
+        let tokens = tokens.ok_or_else(|| {
+            SessionError::Unexpected("no OAuth2 token source for this account".into())
+        })?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let token = tokens.access_token().await?;
+            let response = sasl::initial_response(
+                mechanism,
+                &account.username,
+                &token,
+                &account.host,
+                account.port,
+            );
+            match self.authenticate_oauth(mechanism, response).await {
+                Err(SessionError::OAuthRefused(why)) if attempt == 1 => {
+                    tracing::info!(account = %account.name, "{why}; trying a fresh access token");
+                    tokens.forget().await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn authenticate_oauth(
+        &mut self,
+        mechanism: crate::imap::OAuthMechanism,
+        response: crate::secret::Secret,
+    ) -> Result<(), SessionError> {
+        let (mut exchange, cmd) =
+            crate::imap::OAuthExchange::start(mechanism, response, self.caps.has("SASL-IR"));
+        let tag = self.send(&cmd).await?;
+        loop {
+            let r = self.next_response().await?;
+            match r.response {
+                Response::Continuation(text) => {
+                    let answer = exchange.on_continuation(&text);
+                    if let Some(t) = self.tap.as_mut() {
+                        t(TapLine::Client("*** (SASL response)"));
+                    }
+                    self.link.write_all(answer.expose().as_bytes()).await?;
+                }
+                Response::Tagged {
+                    tag: t,
+                    status,
+                    text,
+                } if t == tag => {
+                    if status != Status::Ok {
+                        let why = match exchange.failure() {
+                            Some(f) => format!("{f}: {}", status_text(&text)),
+                            None => status_text(&text),
+                        };
+                        return Err(SessionError::OAuthRefused(why));
+                    }
+                    self.caps = match text.code {
+                        Some(Code::Capability(c)) => Capabilities::new(c),
+                        _ => Capabilities::default(),
+                    };
+                    return Ok(());
+                }
+                Response::Untagged(Untagged::Capability(c)) => self.caps = Capabilities::new(c),
+                Response::Untagged(Untagged::Status(UntaggedStatus::Bye, text)) => {
+                    self.bye = Some(text.text);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn login(
+        &mut self,
+        account: &AccountConfig,
+        source: &PasswordSource,
+    ) -> Result<(), SessionError> {
         let method = choose_auth(
             &self.caps,
             self.link.is_encrypted(),
             account.allow_plaintext,
         )?;
-        let password = account.password.resolve(&account.name)?;
+        let password = source.resolve(&account.name)?;
         let username = account.username.clone();
         let cmd = match method {
             AuthMethod::PlainInitialResponse | AuthMethod::Plain => Command::AuthenticatePlain {

@@ -25,6 +25,12 @@ pub enum Command {
         password: Secret,
         initial_response: bool,
     },
+    /// SASL OAUTHBEARER or XOAUTH2; the base64 response on the command
+    /// line with SASL-IR, else after the server's `+` ([`super::sasl`]).
+    AuthenticateOAuth {
+        mechanism: super::sasl::OAuthMechanism,
+        initial_response: Option<Secret>,
+    },
     Enable(Vec<String>),
     Compress,
     List {
@@ -142,7 +148,7 @@ impl Command {
             Command::Logout => "LOGOUT",
             Command::StartTls => "STARTTLS",
             Command::Login { .. } => "LOGIN",
-            Command::AuthenticatePlain { .. } => "AUTHENTICATE",
+            Command::AuthenticatePlain { .. } | Command::AuthenticateOAuth { .. } => "AUTHENTICATE",
             Command::Enable(_) => "ENABLE",
             Command::Compress => "COMPRESS",
             Command::List { .. } => "LIST",
@@ -225,6 +231,21 @@ impl Command {
                         ir.truncate(ir.len() - 2);
                         e.text(&ir);
                     }
+                }
+            }
+            Command::AuthenticateOAuth {
+                mechanism,
+                initial_response,
+            } => {
+                e.text(b"AUTHENTICATE ");
+                e.text(mechanism.name().as_bytes());
+                if let Some(ir) = initial_response {
+                    e.text(b" ");
+                    e.text(if redact {
+                        b"***"
+                    } else {
+                        ir.expose().as_bytes()
+                    });
                 }
             }
             Command::Enable(caps) => {

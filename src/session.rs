@@ -106,6 +106,9 @@ impl SessionError {
             SessionError::Transport(t) if t.is_wrong_host_certificate() => {
                 "the certificate is for another host name: set `host` to a name the certificate lists"
             }
+            SessionError::Transport(t) if t.is_pin_refused() => {
+                "the server's certificate is not the pinned one (or has expired): if it was renewed, confirm the new fingerprint `mailfeed check` shows and update `tls_fingerprint`"
+            }
             SessionError::Transport(t) if t.is_untrusted_certificate() => {
                 "the server's certificate is not trusted: install its CA in the system store or set `ca_file` to its PEM"
             }

@@ -37,6 +37,9 @@ pub enum TransportError {
         addr: String,
         source: std::io::Error,
     },
+    /// A pinned or self-anchored certificate refused, in plain words.
+    #[error("TLS handshake with {addr} failed: {message}")]
+    Certificate { addr: String, message: String },
     #[error("`{host}` is not a valid TLS server name")]
     ServerName { host: String },
     #[error("reading CA file {path}: {message}")]
@@ -55,6 +58,27 @@ pub enum TransportError {
 const MAX_DEFLATE_INPUT: usize = 1 << 20;
 
 impl TransportError {
+    /// The handshake's error; the verifier's own refusals (pin mismatch,
+    /// expired pin) keep their words instead of rustls's debug form.
+    fn from_handshake(addr: String, source: std::io::Error) -> TransportError {
+        if let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) = source
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+            && let Some(pin) = o.0.downcast_ref::<trust::PinError>()
+        {
+            return TransportError::Certificate {
+                addr,
+                message: pin.to_string(),
+            };
+        }
+        TransportError::Tls { addr, source }
+    }
+
+    /// True when a pinned certificate (`tls_fingerprint`) was refused.
+    pub fn is_pin_refused(&self) -> bool {
+        matches!(self, TransportError::Certificate { .. })
+    }
+
     /// True when the certificate is valid but names another host.
     pub fn is_wrong_host_certificate(&self) -> bool {
         match self {
@@ -70,6 +94,7 @@ impl TransportError {
     /// mistake, which deserves its own hint).
     pub fn is_untrusted_certificate(&self) -> bool {
         match self {
+            TransportError::Certificate { .. } => true,
             TransportError::Tls { source, .. } => {
                 let text = source.to_string();
                 text.contains("invalid peer certificate") || text.contains("UnknownIssuer")
@@ -340,12 +365,7 @@ impl Link {
         let connector = TlsConnector::from(config);
         let tls = match tokio::time::timeout(self.timeout, connector.connect(name, tcp)).await {
             Ok(Ok(s)) => s,
-            Ok(Err(source)) => {
-                return Err(TransportError::Tls {
-                    addr: self.addr,
-                    source,
-                });
-            }
+            Ok(Err(source)) => return Err(TransportError::from_handshake(self.addr, source)),
             Err(_) => {
                 return Err(TransportError::ConnectTimeout {
                     addr: self.addr,

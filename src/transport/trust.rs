@@ -37,7 +37,7 @@ impl Presented {
 /// Why a pinned or self-anchored certificate was refused; shown after
 /// "invalid peer certificate: ".
 #[derive(Debug, thiserror::Error)]
-enum PinError {
+pub(crate) enum PinError {
     #[error(
         "the server's certificate ({presented}) is not the one pinned by `tls_fingerprint` ({pinned})"
     )]

@@ -28,4 +28,5 @@ pub mod fake_server;
 pub mod fault_proxy;
 pub mod imap_truth;
 pub mod mailfeed;
+pub mod oauth2;
 pub mod server;

@@ -26,6 +26,8 @@ pub struct State {
     pub refresh: BTreeMap<String, String>,
     /// Every refresh token ever issued (to assert none is reused).
     pub issued_refresh: Vec<String>,
+    /// Every access token ever issued (for the secret grep).
+    pub issued_access: Vec<String>,
     /// Refresh tokens presented, in order.
     pub presented_refresh: Vec<String>,
     /// Issue a new refresh token at every refresh (and retire the old one).
@@ -44,7 +46,6 @@ pub struct State {
     /// Authorization-code user (the "browser" signs in as this user).
     pub browser_user: Option<String>,
     pub requests: Vec<String>,
-    /// Every form value received (to assert secrets arrived, and where).
     pub introspections: u32,
     counter: u64,
 }
@@ -59,6 +60,7 @@ impl State {
     pub fn issue_access(&mut self, user: &str) -> String {
         let t = self.mint("at");
         self.access.insert(t.clone(), user.to_owned());
+        self.issued_access.push(t.clone());
         t
     }
 

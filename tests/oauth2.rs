@@ -61,7 +61,12 @@ fn conf_dir() -> tempfile::TempDir {
     d
 }
 
-fn oauth_account<'a>(dc: &'a Dovecot, cert: &'a Path, name: &'a str, extra: &'a str) -> Account<'a> {
+fn oauth_account<'a>(
+    dc: &'a Dovecot,
+    cert: &'a Path,
+    name: &'a str,
+    extra: &'a str,
+) -> Account<'a> {
     let mut a = Account::tls(dc, cert, USER, "", &["INBOX"]);
     a.name = name;
     a.extra = extra;
@@ -127,7 +132,10 @@ fn token_command_failures_are_one_clear_line_naming_the_account() {
     for (cmd, words) in [
         ("exit 4", "oauth2_token_command exited with"),
         ("true", "printed nothing"),
-        ("echo '<html><body>Sign in</body></html>'", "not an access token"),
+        (
+            "echo '<html><body>Sign in</body></html>'",
+            "not an access token",
+        ),
     ] {
         let extra = format!("auth = \"oauth2\"\noauth2_token_command = \"{cmd}\"\n");
         let setup = Setup::new(&[oauth_account(&dc, &cert, "work", &extra)], "");
@@ -155,7 +163,11 @@ fn refresh_token_grant_rotates_and_stores_and_client_credentials_work() {
     // No refresh token yet: a permanent error that says what to run.
     let setup = Setup::new(&[oauth_account(&dc, &cert, "work", &table)], "");
     let out = setup.run(&["sync"]);
-    assert!(text(&out).contains("run `mailfeed auth work` once to sign in"), "{}", text(&out));
+    assert!(
+        text(&out).contains("run `mailfeed auth work` once to sign in"),
+        "{}",
+        text(&out)
+    );
 
     std::fs::create_dir_all(token_file.parent().expect("dir")).expect("dir");
     let first = server.with(|s| {
@@ -165,12 +177,19 @@ fn refresh_token_grant_rotates_and_stores_and_client_credentials_work() {
     std::fs::write(&token_file, &first).expect("rt");
     setup.sync_ok();
     assert_mirror(&setup, &dc, USER, "work", "INBOX");
-    let second = std::fs::read_to_string(&token_file).expect("rt").trim().to_owned();
+    let second = std::fs::read_to_string(&token_file)
+        .expect("rt")
+        .trim()
+        .to_owned();
     assert_ne!(second, first, "the rotated refresh token was stored");
-    assert_eq!(std::fs::metadata(&token_file).expect("meta").mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&token_file).expect("meta").mode() & 0o777,
+        0o600
+    );
     // Each sync is a new process with an empty cache: it refreshes again,
     // with the newest token.
-    dc.append(USER, "INBOX", &corpus::varied(1, 99)[0]).expect("append");
+    dc.append(USER, "INBOX", &corpus::varied(1, 99)[0])
+        .expect("append");
     setup.sync_ok();
     assert_mirror(&setup, &dc, USER, "work", "INBOX");
     let presented = server.with(|s| s.presented_refresh.clone());
@@ -261,7 +280,9 @@ fn run_gets_a_new_token_after_expiry_mid_idle_and_the_next_message_arrives_once(
     std::fs::write(&token_file, &rt).expect("rt");
     let setup = Setup::new(&[oauth_account(&dc, &cert, "work", &table)], "");
     let run = start_run(&setup);
-    wait_for("initial sync", Duration::from_secs(30), || count(&setup, "work") == 5);
+    wait_for("initial sync", Duration::from_secs(30), || {
+        count(&setup, "work") == 5
+    });
     let idles = || {
         std::fs::read_to_string(&run.1)
             .unwrap_or_default()
@@ -300,15 +321,26 @@ fn run_gets_a_new_token_after_expiry_mid_idle_and_the_next_message_arrives_once(
             server.with(|s| s.presented_refresh.len()) > before,
             "a new access token was obtained with the refresh token"
         );
-        wait_for("IDLE again", Duration::from_secs(30), || idles() > idles_before);
+        wait_for("IDLE again", Duration::from_secs(30), || {
+            idles() > idles_before
+        });
     }
     let run_log = run.1.clone();
     drop(run);
     assert_mirror(&setup, &dc, USER, "work", "INBOX");
     let presented = server.with(|s| s.presented_refresh.clone());
-    assert!(reused(&presented).is_empty(), "a refresh token was reused: {presented:?}");
-    let stored = std::fs::read_to_string(&token_file).expect("rt").trim().to_owned();
-    assert_eq!(Some(&stored), server.with(|s| s.issued_refresh.last().cloned()).as_ref());
+    assert!(
+        reused(&presented).is_empty(),
+        "a refresh token was reused: {presented:?}"
+    );
+    let stored = std::fs::read_to_string(&token_file)
+        .expect("rt")
+        .trim()
+        .to_owned();
+    assert_eq!(
+        Some(&stored),
+        server.with(|s| s.issued_refresh.last().cloned()).as_ref()
+    );
     let log = std::fs::read_to_string(&run_log).unwrap_or_default();
     for secret in server.with(|s| {
         let mut all: Vec<String> = s.issued_refresh.clone();
@@ -316,10 +348,16 @@ fn run_gets_a_new_token_after_expiry_mid_idle_and_the_next_message_arrives_once(
         all.push(CLIENT_SECRET.to_owned());
         all
     }) {
-        assert!(!log.contains(&secret), "a token or the client secret is in the trace log");
+        assert!(
+            !log.contains(&secret),
+            "a token or the client secret is in the trace log"
+        );
     }
     latencies.sort();
-    eprintln!("expiry + reconnect + delivery latency, median of 3: {:?}", latencies[1]);
+    eprintln!(
+        "expiry + reconnect + delivery latency, median of 3: {:?}",
+        latencies[1]
+    );
 }
 
 #[test]
@@ -336,10 +374,7 @@ fn invalid_grant_stops_that_account_with_the_hint_while_another_keeps_syncing() 
     let good = Account::tls(&dc, &cert, USER, PASS, &["INBOX"]);
     let mut good = good;
     good.name = "fine";
-    let setup = Setup::new(
-        &[oauth_account(&dc, &cert, "revoked", &table), good],
-        "",
-    );
+    let setup = Setup::new(&[oauth_account(&dc, &cert, "revoked", &table), good], "");
     let run = start_run(&setup);
     wait_for("the other account's sync", Duration::from_secs(30), || {
         count(&setup, "fine") == 5
@@ -355,10 +390,13 @@ fn invalid_grant_stops_that_account_with_the_hint_while_another_keeps_syncing() 
         .expect("line");
     assert!(line.contains("ERROR"), "reported loudly: {line}");
     assert!(line.contains("run `mailfeed auth revoked`"), "{line}");
-    dc.append(USER, "INBOX", &corpus::varied(1, 77)[0]).expect("append");
-    wait_for("new mail on the other account", Duration::from_secs(30), || {
-        count(&setup, "fine") == 6
-    });
+    dc.append(USER, "INBOX", &corpus::varied(1, 77)[0])
+        .expect("append");
+    wait_for(
+        "new mail on the other account",
+        Duration::from_secs(30),
+        || count(&setup, "fine") == 6,
+    );
     assert_eq!(count(&setup, "revoked"), 0);
     // The long auth backoff: one refresh attempt, not a stream of them.
     std::thread::sleep(Duration::from_secs(2));
@@ -383,7 +421,10 @@ fn mailfeed_auth_by_device_code_then_sync() {
     let out = setup.run(&["auth", "work"]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
-    assert!(t.contains("open https://example.test/device and enter the code WDJB-MJHT"), "{t}");
+    assert!(
+        t.contains("open https://example.test/device and enter the code WDJB-MJHT"),
+        "{t}"
+    );
     assert!(token_file.exists(), "{t}");
     let polls = server.with(|s| {
         s.requests
@@ -401,8 +442,13 @@ fn http_get(url: &str) -> (String, Option<String>) {
     let rest = url.strip_prefix("http://").expect("http url");
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let mut s = std::net::TcpStream::connect(authority).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n").expect("write");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
     let mut answer = String::new();
     s.read_to_string(&mut answer).expect("read");
     let status = answer.lines().next().unwrap_or("").to_owned();
@@ -442,7 +488,10 @@ fn mailfeed_auth_by_loopback_redirect_with_pkce_then_sync() {
         }
     };
     assert!(url.contains("code_challenge_method=S256"), "{url}");
-    assert!(url.contains("redirect_uri=http%3A%2F%2F127.0.0.1%3A"), "{url}");
+    assert!(
+        url.contains("redirect_uri=http%3A%2F%2F127.0.0.1%3A"),
+        "{url}"
+    );
     // The browser: the provider's page redirects to mailfeed's listener.
     let (status, location) = http_get(&url);
     assert!(status.contains("302"), "{status}");

@@ -625,6 +625,7 @@ impl Config {
                 "account {name:?}: `accounts[{i}].auth` = \"oauth2\" takes no password; remove the `password*` key or set auth = \"password\""
             ));
         }
+        let oauth2 = oauth2_settings(i, &name, auth_kind, a.oauth2_token_command, a.oauth2, base)?;
         if auth_kind == AuthKind::Password && sources.len() != 1 {
             return Err(format!(
                 "account {name:?}: set exactly one of `{k}password`, `{k}password_env`, `{k}password_file`, `{k}password_command` (found {})",
@@ -632,9 +633,10 @@ impl Config {
                 k = format!("accounts[{i}].")
             ));
         }
-        let auth = oauth2_settings(i, &name, auth_kind, a.oauth2_token_command, a.oauth2, base)?
-            .map(Auth::OAuth2)
-            .unwrap_or_else(|| Auth::Password(sources.remove(0)));
+        let auth = match oauth2 {
+            Some(o) => Auth::OAuth2(o),
+            None => Auth::Password(sources.remove(0)),
+        };
         let tls_fingerprint = match &a.tls_fingerprint {
             Some(f) => Some(crate::transport::Fingerprint::parse(f).map_err(|e| {
                 format!(
@@ -1146,6 +1148,116 @@ mod tests {
         let c = parse(&with_sync("timeout = \"1h\"\npoll_interval = \"24h\"")).expect("valid");
         assert_eq!(c.sync.timeout, Duration::from_secs(3600));
         assert_eq!(c.accounts[0].poll_interval, Duration::from_secs(24 * 3600));
+    }
+
+    #[test]
+    fn oauth2_sources_are_exactly_one_and_mistakes_name_the_key() {
+        let base = MINIMAL.replace("password_env = \"PW\"\n", "");
+        let with = |lines: &str| base.replace("folders", &format!("{lines}\nfolders"));
+        let table = |t: &str| format!("{}\n[accounts.oauth2]\n{t}\n", with("auth = \"oauth2\""));
+        let refused = [
+            (with("auth = \"oauth2\""), "needs a token source"),
+            (
+                with("auth = \"oauth2\"\npassword_env = \"PW\""),
+                "takes no password",
+            ),
+            (
+                with("oauth2_token_command = \"oama access x\""),
+                "`accounts[0].auth` = \"oauth2\"",
+            ),
+            (
+                table("client_id = \"c\""),
+                "`accounts[0].oauth2.provider` is missing",
+            ),
+            (
+                table("provider = \"google\""),
+                "`accounts[0].oauth2.client_id` is missing",
+            ),
+            (
+                table("provider = \"custom\"\nclient_id = \"c\"\nscope = \"s\""),
+                "`accounts[0].oauth2.token_url` is missing",
+            ),
+            (
+                table(
+                    "provider = \"custom\"\nclient_id = \"c\"\nscope = \"s\"\ntoken_url = \"http://idp.example/token\"",
+                ),
+                "must be an https:// URL",
+            ),
+            (
+                table(
+                    "provider = \"microsoft\"\nclient_id = \"c\"\ngrant = \"client_credentials\"\nclient_secret = \"x\"",
+                ),
+                "must name your tenant",
+            ),
+            (
+                table(
+                    "provider = \"microsoft\"\nclient_id = \"c\"\ntenant = \"contoso.onmicrosoft.com\"\ngrant = \"client_credentials\"",
+                ),
+                "needs `accounts[0].oauth2.client_secret`",
+            ),
+            (
+                table(
+                    "provider = \"google\"\nclient_id = \"c\"\nclient_secret = \"a\"\nclient_secret_file = \"b\"",
+                ),
+                "set only one of",
+            ),
+            (
+                table("provider = \"google\"\nclient_id = \"c\"\ntenant = \"common\""),
+                "for provider = \"microsoft\" only",
+            ),
+            (
+                MINIMAL.replace("folders", "tls_fingerprint = \"sha1:00\"\nfolders"),
+                "`accounts[0].tls_fingerprint`",
+            ),
+        ];
+        for (text, needle) in refused {
+            let e = parse(&text).expect_err(&format!("should be refused: {text}"));
+            assert!(e.contains(needle), "error {e:?} should mention {needle:?}");
+        }
+    }
+
+    #[test]
+    fn oauth2_providers_fill_in_their_endpoints() {
+        let base = MINIMAL.replace("password_env = \"PW\"\n", "auth = \"oauth2\"\n");
+        let c = parse(&format!(
+            "{base}\n[accounts.oauth2]\nprovider = \"microsoft\"\nclient_id = \"c\"\ntenant = \"contoso.com\"\nclient_secret_file = \"$CREDENTIALS_DIRECTORY/secret\"\n"
+        ))
+        .expect("valid");
+        let Auth::OAuth2(OAuth2Source::Client(o)) = &c.accounts[0].auth else {
+            panic!("not an OAuth2 client: {:?}", c.accounts[0].auth)
+        };
+        assert_eq!(
+            o.token_url,
+            "https://login.microsoftonline.com/contoso.com/oauth2/v2.0/token"
+        );
+        assert!(o.scope.contains("IMAP.AccessAsUser.All") && o.scope.contains("offline_access"));
+        assert_eq!(o.grant, Grant::RefreshToken);
+        // Beside the database, named after the account.
+        assert_eq!(
+            o.token_file,
+            PathBuf::from("/etc/mailfeed/work.oauth2-token")
+        );
+        let c = parse(&format!(
+            "{base}\n[accounts.oauth2]\nprovider = \"google\"\nclient_id = \"c\"\n"
+        ))
+        .expect("valid");
+        let Auth::OAuth2(OAuth2Source::Client(o)) = &c.accounts[0].auth else {
+            panic!("not an OAuth2 client")
+        };
+        assert_eq!(
+            o.device_url, None,
+            "Google's device flow refuses the mail scope"
+        );
+        assert_eq!(o.scope, "https://mail.google.com/");
+        let c = parse(&base.replace(
+            "auth = \"oauth2\"",
+            "auth = \"oauth2\"\noauth2_token_command = \"oama access me\"",
+        ))
+        .expect("valid");
+        assert_eq!(
+            c.accounts[0].auth,
+            Auth::OAuth2(OAuth2Source::Command("oama access me".into()))
+        );
     }
 
     #[test]

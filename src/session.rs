@@ -74,19 +74,30 @@ impl SessionError {
     }
 
     /// True when the server asked clients to stay away for a while
-    /// (`[UNAVAILABLE]`, `[THROTTLED]`, `[LIMIT]` on a BYE or NO).
+    /// (`[UNAVAILABLE]`, `[THROTTLED]`, `[LIMIT]`, `[OVERQUOTA]` on a BYE or
+    /// NO, or Exchange Online's wordings without a code): a reason to back
+    /// off, not a fault of the account or the folder.
     pub fn server_asks_to_wait(&self) -> bool {
-        const CODES: [&str; 3] = ["UNAVAILABLE", "THROTTLED", "LIMIT"];
+        const CODES: [&str; 4] = ["UNAVAILABLE", "THROTTLED", "LIMIT", "OVERQUOTA"];
+        const PHRASES: [&str; 2] = [
+            "request is throttled",
+            "user is authenticated but not connected",
+        ];
+        let worded = |t: &str| {
+            let t = t.to_ascii_lowercase();
+            PHRASES.iter().any(|p| t.contains(p))
+        };
         match self {
             SessionError::Bye(text)
             | SessionError::GreetingBye(text)
-            | SessionError::LoginFailed(text) => {
-                CODES.iter().any(|c| text.starts_with(&format!("[{c}]")))
+            | SessionError::LoginFailed(text)
+            | SessionError::OAuthRefused(text) => {
+                CODES.iter().any(|c| text.starts_with(&format!("[{c}]"))) || worded(text)
             }
-            SessionError::CommandFailed {
-                code: Some(Code::Other(c, _)),
-                ..
-            } => CODES.contains(&c.as_str()),
+            SessionError::CommandFailed { code, text, .. } => {
+                matches!(code, Some(Code::Other(c, _)) if CODES.contains(&c.as_str()))
+                    || worded(text)
+            }
             _ => false,
         }
     }
@@ -254,6 +265,14 @@ impl Session {
         }
         if s.caps.is_empty() {
             s.refresh_capabilities().await?;
+        }
+        if s.caps.has("ID") {
+            // RFC 2971: some providers want to know the client before
+            // SELECT. A refusal changes nothing; a lost connection does.
+            match s.run(&Command::Id).await {
+                Ok(_) | Err(SessionError::CommandFailed { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         if account.compress && s.caps.has("COMPRESS=DEFLATE") {
             s.run(&Command::Compress).await?;
@@ -984,6 +1003,67 @@ mod tests {
         assert!(s.take_unsolicited_changes(), "the EXISTS after the listing");
         assert!(!s.take_unsolicited_changes(), "taken once");
         drop(server.await);
+    }
+
+    #[test]
+    fn provider_throttling_is_a_reason_to_wait_not_a_failure() {
+        let failed = |code: Option<Code>, text: &str| SessionError::CommandFailed {
+            command: "EXAMINE",
+            status: "NO",
+            text: text.into(),
+            code,
+        };
+        let waits = [
+            failed(
+                Some(Code::Other("OVERQUOTA".into(), None)),
+                "Quota exceeded",
+            ),
+            failed(Some(Code::Other("THROTTLED".into(), None)), "slow down"),
+            failed(
+                None,
+                "Request is throttled. Suggested Backoff Time: 4162 milliseconds",
+            ),
+            failed(None, "User is authenticated but not connected."),
+            SessionError::LoginFailed("[UNAVAILABLE] try later".into()),
+            SessionError::Bye("[LIMIT] too many connections".into()),
+        ];
+        for e in &waits {
+            assert!(e.server_asks_to_wait(), "{e}");
+            assert!(!e.is_permanent(), "{e}");
+        }
+        assert!(!failed(None, "Mailbox doesn't exist").server_asks_to_wait());
+        assert!(!SessionError::LoginFailed("Authentication failed".into()).server_asks_to_wait());
+    }
+
+    /// A server that offers ID is told who the client is, right after the
+    /// greeting (PREAUTH here) and before anything else; a NO is ignored.
+    #[tokio::test]
+    async fn id_is_sent_when_offered_and_its_refusal_ignored() {
+        let (listener, port) = listen().await;
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.expect("accept");
+            let mut p = Peer::from_stream(tcp);
+            p.send("* PREAUTH [CAPABILITY IMAP4rev1 ID] hi\r\n".into())
+                .await;
+            let line = p.line().await.unwrap_or_default();
+            let tag = line.split(' ').next().unwrap_or_default().to_owned();
+            p.send(format!("{tag} NO not today\r\n")).await;
+            let tag = p.expect("NOOP").await;
+            p.send(format!("{tag} OK done\r\n")).await;
+            line
+        });
+        let mut s = session_on(port, Duration::from_secs(5)).await;
+        s.run(&Command::Noop)
+            .await
+            .expect("noop after a refused ID");
+        let line = server.await.expect("server");
+        assert_eq!(
+            line,
+            format!(
+                "a001 ID (\"name\" \"mailfeed\" \"version\" \"{}\")",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
     }
 
     /// Silence in the middle of a response is still bounded by the timeout,

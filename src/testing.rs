@@ -72,6 +72,13 @@ impl Peer {
         p
     }
 
+    /// A connection not yet greeted (the test sends its own greeting).
+    pub fn from_stream(tcp: TcpStream) -> Peer {
+        Peer {
+            reader: BufReader::new(tcp),
+        }
+    }
+
     /// The next line from the client, without CRLF; None when it closed.
     pub async fn line(&mut self) -> Option<String> {
         let mut line = String::new();

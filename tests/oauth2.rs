@@ -46,7 +46,11 @@ fn text(o: &Output) -> String {
 fn dovecot(server: &OAuthServer, conf_dir: &Path, mechanisms: &str) -> Dovecot {
     let dc = Dovecot::start_with(Options {
         users: support::server::owned_users(&[(USER, PASS)]),
-        extra_config: server.dovecot_config(conf_dir, mechanisms),
+        // Dovecot logs what clients say in ID (RFC 2971).
+        extra_config: format!(
+            "{}imap_id_log = *\n",
+            server.dovecot_config(conf_dir, mechanisms)
+        ),
     })
     .expect("dovecot");
     dc.append_many(USER, "INBOX", &corpus::varied(5, 23))
@@ -118,6 +122,7 @@ fn sync_logs_in_with_xoauth2_and_oauthbearer_from_a_token_command() {
             "Dovecot did not log a {mech} login:\n{log}"
         );
         assert!(ran.exists());
+        assert!(log.contains("name=mailfeed"), "ID was not sent:\n{log}");
         let t = text(&out);
         assert!(!t.contains("at-expired-token") && !t.contains("at-"), "{t}");
     }

@@ -32,6 +32,8 @@ pub enum Command {
         initial_response: Option<Secret>,
     },
     Enable(Vec<String>),
+    /// RFC 2971: who the client is (some providers want it before SELECT).
+    Id,
     Compress,
     List {
         reference: String,
@@ -150,6 +152,7 @@ impl Command {
             Command::Login { .. } => "LOGIN",
             Command::AuthenticatePlain { .. } | Command::AuthenticateOAuth { .. } => "AUTHENTICATE",
             Command::Enable(_) => "ENABLE",
+            Command::Id => "ID",
             Command::Compress => "COMPRESS",
             Command::List { .. } => "LIST",
             Command::Examine { .. } => "EXAMINE",
@@ -206,6 +209,13 @@ impl Command {
             | Command::StartTls
             | Command::Idle => e.text(self.name().as_bytes()),
             Command::Compress => e.text(b"COMPRESS DEFLATE"),
+            Command::Id => e.text(
+                format!(
+                    "ID (\"name\" \"mailfeed\" \"version\" \"{}\")",
+                    env!("CARGO_PKG_VERSION")
+                )
+                .as_bytes(),
+            ),
             Command::Login { username, password } => {
                 e.text(b"LOGIN ");
                 astring(username, lp, &mut e);

@@ -250,6 +250,88 @@ mod tests {
         assert_eq!(Endpoint::parse("http://[::1]:9/t").expect("v6").host, "::1");
     }
 
+    /// A loopback endpoint that answers each connection with `answer`
+    /// (None: accepts, reads, and says nothing).
+    async fn endpoint(answer: Option<&'static str>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    match answer {
+                        Some(a) => {
+                            let _ = s.write_all(a.as_bytes()).await;
+                            let _ = s.shutdown().await;
+                        }
+                        None => tokio::time::sleep(Duration::from_secs(3600)).await,
+                    }
+                });
+            }
+        });
+        format!("http://127.0.0.1:{port}/token")
+    }
+
+    fn client(timeout: Duration) -> HttpClient {
+        HttpClient::new(crate::transport::tls_config(None).expect("tls"), timeout)
+    }
+
+    #[tokio::test]
+    async fn a_silent_endpoint_times_out_and_a_closed_port_is_a_connect_error() {
+        let url = endpoint(None).await;
+        let t0 = std::time::Instant::now();
+        let e = client(Duration::from_millis(400))
+            .post_form(&url, "a=b".into())
+            .await
+            .expect_err("timeout");
+        assert!(matches!(e, HttpError::Timeout { .. }), "{e}");
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        // A port nobody listens on (bound, then released).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let e = client(Duration::from_secs(5))
+            .post_form(&format!("http://127.0.0.1:{port}/t"), "a=b".into())
+            .await
+            .expect_err("refused");
+        assert!(matches!(e, HttpError::Connect { .. }), "{e}");
+        assert!(!e.to_string().contains("a=b"));
+    }
+
+    #[tokio::test]
+    async fn answers_are_read_whole_and_bounded() {
+        let url = endpoint(Some(
+            "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nContent-Length: 14\r\n\r\n<html>x</html>",
+        ))
+        .await;
+        let a = client(Duration::from_secs(5))
+            .post_form(&url, "a=b".into())
+            .await
+            .expect("answer");
+        assert_eq!((a.status, a.content_type.as_str()), (502, "text/html"));
+        assert_eq!(a.body, b"<html>x</html>".to_vec());
+        let huge: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n{}",
+                "x".repeat(MAX_BODY + 10),
+                n = MAX_BODY + 10
+            )
+            .into_boxed_str(),
+        );
+        let url = endpoint(Some(huge)).await;
+        let e = client(Duration::from_secs(10))
+            .post_form(&url, "a=b".into())
+            .await
+            .expect_err("too large");
+        assert!(matches!(e, HttpError::TooLarge { .. }), "{e}");
+    }
+
     #[test]
     fn forms_are_percent_encoded() {
         assert_eq!(

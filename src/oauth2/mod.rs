@@ -171,9 +171,11 @@ impl Tokens {
         let account = self.account.clone();
         match e.code() {
             Some("invalid_grant") => OAuth2Error::InvalidGrant { account },
-            Some("invalid_client" | "unauthorized_client" | "invalid_scope") => {
-                OAuth2Error::Client { account, source: e }
-            }
+            // invalid_request covers a wrong tenant ("AADSTS90002: Tenant
+            // not found"): a configuration to fix, not a moment to wait.
+            Some(
+                "invalid_client" | "unauthorized_client" | "invalid_scope" | "invalid_request",
+            ) => OAuth2Error::Client { account, source: e },
             _ => OAuth2Error::Endpoint { account, source: e },
         }
     }

@@ -16,6 +16,7 @@ use super::http::{HttpClient, form_encode};
 use super::{OAuth2Error, token_file};
 use crate::config::{Grant, OAuth2Client};
 use crate::secret::Secret;
+use crate::transport::{AsyncIo, LoopbackListener};
 
 /// How long a person has to finish signing in with the loopback flow.
 const BROWSER_WAIT: Duration = Duration::from_secs(600);
@@ -136,17 +137,11 @@ async fn loopback(
         account: account.to_owned(),
         message,
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| {
-            fail(format!(
-                "cannot listen on 127.0.0.1 for the sign-in redirect: {e}"
-            ))
-        })?;
-    let port = listener
-        .local_addr()
-        .map_err(|e| fail(e.to_string()))?
-        .port();
+    let (listener, port) = LoopbackListener::bind().await.map_err(|e| {
+        fail(format!(
+            "cannot listen on 127.0.0.1 for the sign-in redirect: {e}"
+        ))
+    })?;
     let redirect_uri = format!("http://127.0.0.1:{port}/");
     let verifier = Secret::new(random_b64(48).map_err(fail)?);
     let state = random_b64(24).map_err(fail)?;
@@ -173,7 +168,7 @@ async fn loopback(
         let accepted = tokio::time::timeout_at(deadline, listener.accept())
             .await
             .map_err(|_| fail("no sign-in arrived within 10 minutes".into()))?;
-        let Ok((mut stream, _)) = accepted else {
+        let Ok(mut stream) = accepted else {
             continue;
         };
         let Some(target) = read_request_target(&mut stream).await else {
@@ -214,7 +209,7 @@ async fn loopback(
 }
 
 /// The target of a `GET target HTTP/1.1` request, read within a few seconds.
-async fn read_request_target(stream: &mut tokio::net::TcpStream) -> Option<String> {
+async fn read_request_target(stream: &mut Box<dyn AsyncIo>) -> Option<String> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 2048];
     let read = async {
@@ -253,7 +248,7 @@ fn query_params(target: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn respond(stream: &mut tokio::net::TcpStream, status: &str, text: &str) {
+async fn respond(stream: &mut Box<dyn AsyncIo>, status: &str, text: &str) {
     let body = format!("<!doctype html><title>mailfeed</title><p>{text}</p>\n");
     let msg = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -220,7 +220,7 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os("MAILFEED_TEST_SHOW_LOG").is_some() {
             let log = std::fs::read_to_string(&self.1).unwrap_or_default();
             eprintln!("--- mailfeed run log ---\n{log}");
         }
@@ -358,6 +358,12 @@ fn run_gets_a_new_token_after_expiry_mid_idle_and_the_next_message_arrives_once(
             "a token or the client secret is in the trace log"
         );
     }
+    // Dovecot answered the stale token with RFC 7628's error challenge,
+    // which mailfeed answered and reported before trying a fresh token.
+    assert!(
+        log.contains("the server refused the token (status invalid_token)"),
+        "no error challenge seen"
+    );
     latencies.sort();
     eprintln!(
         "expiry + reconnect + delivery latency, median of 3: {:?}",

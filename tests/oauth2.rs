@@ -382,10 +382,20 @@ fn invalid_grant_stops_that_account_with_the_hint_while_another_keeps_syncing() 
     std::fs::create_dir_all(token_file.parent().expect("dir")).expect("dir");
     // A refresh token the endpoint never issued: revoked, as far as it knows.
     std::fs::write(&token_file, "rt-revoked-long-ago").expect("rt");
-    let good = Account::tls(&dc, &cert, USER, PASS, &["INBOX"]);
-    let mut good = good;
-    good.name = "fine";
-    let setup = Setup::new(&[oauth_account(&dc, &cert, "revoked", &table), good], "");
+    // The other account: `run` with XOAUTH2 from a token command.
+    let token = work.path().join("token");
+    std::fs::write(&token, server.with(|s| s.issue_access(USER))).expect("token");
+    let fine = format!(
+        "auth = \"oauth2\"\noauth2_token_command = \"cat {}\"\n",
+        token.display()
+    );
+    let setup = Setup::new(
+        &[
+            oauth_account(&dc, &cert, "revoked", &table),
+            oauth_account(&dc, &cert, "fine", &fine),
+        ],
+        "",
+    );
     let run = start_run(&setup);
     wait_for("the other account's sync", Duration::from_secs(30), || {
         count(&setup, "fine") == 5
@@ -409,6 +419,7 @@ fn invalid_grant_stops_that_account_with_the_hint_while_another_keeps_syncing() 
         || count(&setup, "fine") == 6,
     );
     assert_eq!(count(&setup, "revoked"), 0);
+    assert!(dc.log().contains("method=XOAUTH2"));
     // The long auth backoff: one refresh attempt, not a stream of them.
     std::thread::sleep(Duration::from_secs(2));
     let attempts = server.with(|s| s.presented_refresh.len());

@@ -121,7 +121,7 @@ impl SessionError {
                 "the server's certificate is not the pinned one (or has expired): if it was renewed, confirm the new fingerprint `mailfeed check` shows and update `tls_fingerprint`"
             }
             SessionError::Transport(t) if t.is_untrusted_certificate() => {
-                "the server's certificate is not trusted: install its CA in the system store or set `ca_file` to its PEM"
+                "the server's certificate is not trusted: install its CA in the system store, set `ca_file` to its PEM, or pin it with the `tls_fingerprint` line `mailfeed check` prints"
             }
             SessionError::Transport(TransportError::Resolve { .. }) => {
                 "check `host`: the name does not resolve"

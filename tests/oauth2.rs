@@ -371,6 +371,57 @@ fn run_gets_a_new_token_after_expiry_mid_idle_and_the_next_message_arrives_once(
     );
 }
 
+/// An access token is used until shortly before its `expires_in`, then
+/// replaced before a login needs it: the reconnect after a dropped
+/// connection presents a token that is still good, with no refused attempt.
+#[test]
+fn run_renews_the_access_token_before_it_expires() {
+    let server = OAuthServer::start();
+    let conf = conf_dir();
+    let dc = dovecot(&server, conf.path(), "xoauth2");
+    let cert = dc.cert_path();
+    let work = tempfile::tempdir().expect("tempdir");
+    let (table, token_file) = client_table(&server, work.path(), "refresh_token");
+    std::fs::create_dir_all(token_file.parent().expect("dir")).expect("dir");
+    // Tokens live 6 s at the endpoint; mailfeed uses each for half of that.
+    let rt = server.with(|s| {
+        s.expires_in = 6;
+        s.issue_refresh(USER)
+    });
+    std::fs::write(&token_file, &rt).expect("rt");
+    let setup = Setup::new(&[oauth_account(&dc, &cert, "work", &table)], "");
+    let run = start_run(&setup);
+    wait_for("initial sync", Duration::from_secs(30), || {
+        count(&setup, "work") == 5
+    });
+    let refreshes = server.with(|s| s.presented_refresh.len());
+    // Past the cached token's usable life, but before the endpoint's expiry.
+    std::thread::sleep(Duration::from_millis(3500));
+    let kicked = std::process::Command::new("doveadm")
+        .arg("-c")
+        .arg(dc.config_path())
+        .args(["kick", USER])
+        .output()
+        .expect("doveadm kick");
+    assert!(kicked.status.success(), "{}", text(&kicked));
+    dc.append(USER, "INBOX", &corpus::varied(1, 61)[0])
+        .expect("append");
+    wait_for("the next message", Duration::from_secs(30), || {
+        count(&setup, "work") == 6
+    });
+    assert!(
+        server.with(|s| s.presented_refresh.len()) > refreshes,
+        "a new access token was fetched for the reconnect"
+    );
+    let log = std::fs::read_to_string(&run.1).unwrap_or_default();
+    assert!(
+        !log.contains("refused the token"),
+        "a stale token was presented"
+    );
+    assert!(!dc.log().contains("Authentication failed"), "{}", dc.log());
+    drop(run);
+}
+
 #[test]
 fn invalid_grant_stops_that_account_with_the_hint_while_another_keeps_syncing() {
     let server = OAuthServer::start();

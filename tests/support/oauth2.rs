@@ -22,6 +22,8 @@ pub const CLIENT_SECRET: &str = "cs-Quokka-7781-distinct";
 pub struct State {
     /// Access token → user it belongs to, while it is valid.
     pub access: BTreeMap<String, String>,
+    /// When each access token stops being valid (its `expires_in`).
+    expiry: BTreeMap<String, std::time::Instant>,
     /// Refresh token → user, while it is valid.
     pub refresh: BTreeMap<String, String>,
     /// Every refresh token ever issued (to assert none is reused).
@@ -60,6 +62,10 @@ impl State {
     pub fn issue_access(&mut self, user: &str) -> String {
         let t = self.mint("at");
         self.access.insert(t.clone(), user.to_owned());
+        self.expiry.insert(
+            t.clone(),
+            std::time::Instant::now() + Duration::from_secs(self.expires_in),
+        );
         self.issued_access.push(t.clone());
         t
     }
@@ -187,7 +193,12 @@ fn serve(mut conn: TcpStream, st: &Mutex<State>) {
         ("POST", "/introspect") => {
             s.introspections += 1;
             let token = f.get("token").cloned().unwrap_or_default();
-            match s.access.get(&token) {
+            // Tokens die when their expires_in says, as at a provider.
+            let live = s
+                .expiry
+                .get(&token)
+                .is_some_and(|t| std::time::Instant::now() < *t);
+            match s.access.get(&token).filter(|_| live) {
                 Some(user) => {
                     let b = format!(r#"{{"active":true,"username":"{user}"}}"#);
                     reply(&mut conn, "200 OK", "", &b)

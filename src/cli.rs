@@ -52,6 +52,11 @@ pub enum Cmd {
         #[arg(long)]
         account: Option<String>,
     },
+    /// Sign in to an OAuth2 account once (device code or browser) and keep its refresh token.
+    Auth {
+        /// The account's `name`.
+        account: String,
+    },
     /// Per folder: UIDVALIDITY, last UID, stored count, last sync, last error.
     Status {
         /// Print JSON instead of a table.
@@ -142,17 +147,36 @@ pub fn init_logging(format: LogFormat, level: &str) {
 }
 
 pub fn connect_options(config: &Config, account: &AccountConfig) -> Result<ConnectOptions> {
-    let tls = crate::transport::tls_config(account.ca_file.as_deref())
+    Ok(connect_options_observed(config, account)?.0)
+}
+
+/// [`connect_options`], and the handle on the certificate the server
+/// presents (for `check`).
+fn connect_options_observed(
+    config: &Config,
+    account: &AccountConfig,
+) -> Result<(ConnectOptions, crate::transport::Presented)> {
+    let (tls, presented) =
+        crate::transport::tls_setup(account.ca_file.as_deref(), account.tls_fingerprint)
+            .with_context(|| format!("account `{}`: setting up TLS", account.name))?;
+    // The token endpoint is trusted through the system's roots (and the
+    // same `ca_file`), never through the IMAP server's pin.
+    let endpoint_tls = crate::transport::tls_config(account.ca_file.as_deref())
         .with_context(|| format!("account `{}`: setting up TLS", account.name))?;
-    Ok(ConnectOptions {
-        timeout: config.sync.timeout,
-        limits: Limits {
-            max_literal: config.sync.max_message_size,
-            max_line: usize::try_from(config.sync.max_line_size).unwrap_or(usize::MAX),
-            ..Limits::default()
+    let oauth2 = crate::oauth2::Tokens::for_account(account, endpoint_tls, config.sync.timeout);
+    Ok((
+        ConnectOptions {
+            timeout: config.sync.timeout,
+            limits: Limits {
+                max_literal: config.sync.max_message_size,
+                max_line: usize::try_from(config.sync.max_line_size).unwrap_or(usize::MAX),
+                ..Limits::default()
+            },
+            tls,
+            oauth2,
         },
-        tls,
-    })
+        presented,
+    ))
 }
 
 fn selected<'a>(config: &'a Config, account: &Option<String>) -> Result<Vec<&'a AccountConfig>> {
@@ -478,7 +502,7 @@ pub async fn cmd_check(config: &Config, account: &Option<String>) -> Result<i32>
                 "!! WARNING: security = \"plain\": the password and all mail travel unencrypted"
             );
         }
-        let opts = match connect_options(config, acc) {
+        let (opts, presented) = match connect_options_observed(config, acc) {
             Ok(o) => o,
             Err(e) => {
                 println!("FAILED: {e:#}");
@@ -496,7 +520,10 @@ pub async fn cmd_check(config: &Config, account: &Option<String>) -> Result<i32>
                 TapLine::Note(s) => writeln!(out, "-- {}", scrub(s)),
             };
         });
-        let mut session = match Session::connect(acc, &opts, Some(tap)).await {
+        let connected = Session::connect(acc, &opts, Some(tap)).await;
+        let untrusted = matches!(&connected, Err(crate::session::SessionError::Transport(t)) if t.is_untrusted_certificate());
+        print_certificate(&presented, untrusted);
+        let mut session = match connected {
             Ok(s) => s,
             Err(e) => {
                 all_ok = false;
@@ -556,6 +583,48 @@ pub async fn cmd_check(config: &Config, account: &Option<String>) -> Result<i32>
     Ok(if all_ok { 0 } else { EXIT_FAILED })
 }
 
+/// What `check` says about the server's certificate; when it was not
+/// trusted, the configuration line that would trust exactly it.
+fn print_certificate(presented: &crate::transport::Presented, untrusted: bool) {
+    use crate::transport::certificate::format_utc;
+    let Some(c) = presented.last() else { return };
+    println!("-- server certificate:");
+    println!("   subject:     {}", c.subject);
+    println!("   issuer:      {}", c.issuer);
+    println!(
+        "   valid:       {} to {}",
+        format_utc(c.not_before),
+        format_utc(c.not_after)
+    );
+    println!("   fingerprint: {}", c.fingerprint);
+    if untrusted {
+        println!(
+            "-- to trust exactly this certificate (after checking the fingerprint with the server's administrator), add to the account:"
+        );
+        println!("   tls_fingerprint = \"{}\"", c.fingerprint);
+        if c.is_self_issued() {
+            println!("   (or set `ca_file` to this self-signed certificate's PEM file)");
+        }
+    }
+}
+
+/// `mailfeed auth ACCOUNT`: signs in once and stores the refresh token.
+pub async fn cmd_auth(config: &Config, account: &str) -> Result<i32> {
+    let acc = selected(config, &Some(account.to_owned()))?[0];
+    let client = match &acc.auth {
+        crate::config::Auth::OAuth2(crate::config::OAuth2Source::Client(c)) => c,
+        _ => bail!(
+            "account `{account}` has no `[accounts.oauth2]` table; `mailfeed auth` is for the built-in OAuth2 sign-in"
+        ),
+    };
+    let tls = crate::transport::tls_config(acc.ca_file.as_deref())
+        .with_context(|| format!("account `{account}`: setting up TLS"))?;
+    let http = crate::oauth2::http::HttpClient::new(tls, config.sync.timeout);
+    let mut out = std::io::stdout();
+    crate::oauth2::flow::sign_in(account, client, &http, &mut out).await?;
+    Ok(0)
+}
+
 /// Runs the parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     let config = match load_config(&cli.config) {
@@ -583,6 +652,7 @@ pub fn run(cli: Cli) -> i32 {
             Cmd::Run => crate::service::run(Arc::new(config.clone()), cli.config.clone()).await,
             Cmd::Check { account } => cmd_check(&config, account).await,
             Cmd::Status { json } => cmd_status(&config, *json),
+            Cmd::Auth { account } => cmd_auth(&config, account).await,
             Cmd::Search { query, limit } => cmd_search(&config, query, *limit),
             Cmd::Export {
                 format,

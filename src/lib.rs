@@ -11,6 +11,7 @@ pub mod export;
 pub mod fd_limit;
 pub mod imap;
 pub mod mime;
+pub mod oauth2;
 pub mod secret;
 pub mod service;
 pub mod session;

@@ -69,6 +69,13 @@ impl Secret {
     pub fn register(&self) {
         register(self);
     }
+
+    /// This secret, added to the registry: for secrets that arrive from outside (tokens,
+    /// client secrets), registered where they are read.
+    pub fn registered(self) -> Self {
+        register(&self);
+        self
+    }
 }
 
 /// What replaces a secret wherever it would leave the process.

@@ -7,13 +7,14 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{AccountConfig, ConfigError, Security};
+use crate::config::{AccountConfig, Auth, ConfigError, PasswordSource, Security};
 use crate::imap::describe::{describe, render_line};
 use crate::imap::{
     AuthMethod, AuthRefusal, Capabilities, Code, Command, Limits, ModSeq, Part, ProtocolError,
     Received, Response, ResponseReader, Status, StatusText, UidSet, UidValidity, Untagged,
-    UntaggedStatus, choose_auth,
+    UntaggedStatus, choose_auth, choose_oauth, sasl,
 };
+use crate::oauth2::{OAuth2Error, Tokens};
 use crate::transport::{Link, TransportError};
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,10 @@ pub enum SessionError {
     Protocol(#[from] ProtocolError),
     #[error(transparent)]
     Password(#[from] ConfigError),
+    #[error(transparent)]
+    Token(#[from] OAuth2Error),
+    #[error("login failed: {0}")]
+    OAuthRefused(String),
     #[error("server refused the connection: {0}")]
     GreetingBye(String),
     #[error("server does not offer STARTTLS; refusing to continue unencrypted")]
@@ -63,23 +68,36 @@ impl SessionError {
                 | SessionError::StartTlsUnavailable
                 | SessionError::StartTlsRefused(_)
                 | SessionError::Password(_)
-        ) || matches!(self, SessionError::Transport(t) if t.is_untrusted_certificate())
+                | SessionError::OAuthRefused(_)
+        ) || matches!(self, SessionError::Token(t) if t.is_permanent())
+            || matches!(self, SessionError::Transport(t) if t.is_untrusted_certificate())
     }
 
     /// True when the server asked clients to stay away for a while
-    /// (`[UNAVAILABLE]`, `[THROTTLED]`, `[LIMIT]` on a BYE or NO).
+    /// (`[UNAVAILABLE]`, `[THROTTLED]`, `[LIMIT]`, `[OVERQUOTA]` on a BYE or
+    /// NO, or Exchange Online's wordings without a code): a reason to back
+    /// off, not a fault of the account or the folder.
     pub fn server_asks_to_wait(&self) -> bool {
-        const CODES: [&str; 3] = ["UNAVAILABLE", "THROTTLED", "LIMIT"];
+        const CODES: [&str; 4] = ["UNAVAILABLE", "THROTTLED", "LIMIT", "OVERQUOTA"];
+        const PHRASES: [&str; 2] = [
+            "request is throttled",
+            "user is authenticated but not connected",
+        ];
+        let worded = |t: &str| {
+            let t = t.to_ascii_lowercase();
+            PHRASES.iter().any(|p| t.contains(p))
+        };
         match self {
             SessionError::Bye(text)
             | SessionError::GreetingBye(text)
-            | SessionError::LoginFailed(text) => {
-                CODES.iter().any(|c| text.starts_with(&format!("[{c}]")))
+            | SessionError::LoginFailed(text)
+            | SessionError::OAuthRefused(text) => {
+                CODES.iter().any(|c| text.starts_with(&format!("[{c}]"))) || worded(text)
             }
-            SessionError::CommandFailed {
-                code: Some(Code::Other(c, _)),
-                ..
-            } => CODES.contains(&c.as_str()),
+            SessionError::CommandFailed { code, text, .. } => {
+                matches!(code, Some(Code::Other(c, _)) if CODES.contains(&c.as_str()))
+                    || worded(text)
+            }
             _ => false,
         }
     }
@@ -90,11 +108,20 @@ impl SessionError {
             SessionError::LoginFailed(_) => {
                 "check `username` and the password source; the server rejected them"
             }
+            SessionError::OAuthRefused(_) => {
+                "the server refused a fresh access token: check `username`, the scope the token was granted for, and that IMAP is enabled for the mailbox"
+            }
+            SessionError::Token(
+                OAuth2Error::InvalidGrant { .. } | OAuth2Error::NoRefreshToken { .. },
+            ) => "run `mailfeed auth ACCOUNT` to sign in again",
             SessionError::Transport(t) if t.is_wrong_host_certificate() => {
                 "the certificate is for another host name: set `host` to a name the certificate lists"
             }
+            SessionError::Transport(t) if t.is_pin_refused() => {
+                "the server's certificate is not the pinned one (or has expired): if it was renewed, confirm the new fingerprint `mailfeed check` shows and update `tls_fingerprint`"
+            }
             SessionError::Transport(t) if t.is_untrusted_certificate() => {
-                "the server's certificate is not trusted: install its CA in the system store or set `ca_file` to its PEM"
+                "the server's certificate is not trusted: install its CA in the system store, set `ca_file` to its PEM, or pin it with the `tls_fingerprint` line `mailfeed check` prints"
             }
             SessionError::Transport(TransportError::Resolve { .. }) => {
                 "check `host`: the name does not resolve"
@@ -139,6 +166,8 @@ pub struct ConnectOptions {
     pub timeout: Duration,
     pub limits: Limits,
     pub tls: Arc<rustls::ClientConfig>,
+    /// The account's access tokens when it logs in with OAuth2.
+    pub oauth2: Option<Arc<Tokens>>,
 }
 
 /// What EXAMINE reported about a mailbox.
@@ -322,10 +351,21 @@ impl Session {
             s.starttls(opts, &account.host).await?;
         }
         if !preauth {
-            s.login(account).await?;
+            match &account.auth {
+                Auth::Password(source) => s.login(account, source).await?,
+                Auth::OAuth2(_) => s.login_oauth(account, opts.oauth2.as_deref()).await?,
+            }
         }
         if s.caps.is_empty() {
             s.refresh_capabilities().await?;
+        }
+        if s.caps.has("ID") {
+            // RFC 2971: some providers want to know the client before
+            // SELECT. A refusal changes nothing; a lost connection does.
+            match s.run(&Command::Id).await {
+                Ok(_) | Err(SessionError::CommandFailed { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         if account.compress && s.caps.has("COMPRESS=DEFLATE") {
             s.run(&Command::Compress).await?;
@@ -425,13 +465,102 @@ impl Session {
         self.refresh_capabilities().await
     }
 
-    async fn login(&mut self, account: &AccountConfig) -> Result<(), SessionError> {
+    /// Logs in with an OAuth2 access token. A refused token is dropped and
+    /// a fresh one tried once (it may have been revoked or expired early);
+    /// a second refusal is the account's problem, not the token's age.
+    async fn login_oauth(
+        &mut self,
+        account: &AccountConfig,
+        tokens: Option<&Tokens>,
+    ) -> Result<(), SessionError> {
+        let mechanism = choose_oauth(
+            &self.caps,
+            self.link.is_encrypted(),
+            account.allow_plaintext,
+        )?;
+        let tokens = tokens.ok_or_else(|| {
+            SessionError::Unexpected("no OAuth2 token source for this account".into())
+        })?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let token = tokens.access_token().await?;
+            let response = sasl::initial_response(
+                mechanism,
+                &account.username,
+                &token,
+                &account.host,
+                account.port,
+            );
+            // The token is registered where it was obtained; the SASL form is
+            // registered too, so an echo of the line is masked wherever it goes.
+            crate::secret::register_sent(response.expose());
+            match self.authenticate_oauth(mechanism, response).await {
+                Err(SessionError::OAuthRefused(why)) if attempt == 1 => {
+                    tracing::info!(account = %account.name, "{why}; trying a fresh access token");
+                    tokens.forget().await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn authenticate_oauth(
+        &mut self,
+        mechanism: crate::imap::OAuthMechanism,
+        response: crate::secret::Secret,
+    ) -> Result<(), SessionError> {
+        let (mut exchange, cmd) =
+            crate::imap::OAuthExchange::start(mechanism, response, self.caps.has("SASL-IR"));
+        let tag = self.send(&cmd).await?;
+        loop {
+            let r = self.next_response().await?;
+            match r.response {
+                Response::Continuation(text) => {
+                    let answer = exchange.on_continuation(&text);
+                    if let Some(t) = self.tap.as_mut() {
+                        t(TapLine::Client("*** (SASL response)"));
+                    }
+                    self.link.write_all(answer.expose().as_bytes()).await?;
+                }
+                Response::Tagged {
+                    tag: t,
+                    status,
+                    text,
+                } if t == tag => {
+                    if status != Status::Ok {
+                        let why = match exchange.failure() {
+                            Some(f) => format!("{f}: {}", status_text(&text)),
+                            None => status_text(&text),
+                        };
+                        return Err(SessionError::OAuthRefused(why));
+                    }
+                    self.caps = match text.code {
+                        Some(Code::Capability(c)) => Capabilities::new(c),
+                        _ => Capabilities::default(),
+                    };
+                    return Ok(());
+                }
+                Response::Untagged(Untagged::Capability(c)) => self.caps = Capabilities::new(c),
+                Response::Untagged(Untagged::Status(UntaggedStatus::Bye, text)) => {
+                    self.bye = Some(text.text);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn login(
+        &mut self,
+        account: &AccountConfig,
+        source: &PasswordSource,
+    ) -> Result<(), SessionError> {
         let method = choose_auth(
             &self.caps,
             self.link.is_encrypted(),
             account.allow_plaintext,
         )?;
-        let password = account.password.resolve(&account.name)?;
+        let password = source.resolve(&account.name)?;
         let username = account.username.clone();
         // Before anything is sent: whatever the server echoes of it from
         // now on is masked wherever it would leave the process.
@@ -1127,6 +1256,67 @@ mod tests {
         assert_eq!(st.vanished.len(), 200_000);
         assert!(st.vanished.contains(399_999) && !st.vanished.contains(400_000));
         drop(server.await);
+    }
+
+    #[test]
+    fn provider_throttling_is_a_reason_to_wait_not_a_failure() {
+        let failed = |code: Option<Code>, text: &str| SessionError::CommandFailed {
+            command: "EXAMINE",
+            status: "NO",
+            text: text.into(),
+            code,
+        };
+        let waits = [
+            failed(
+                Some(Code::Other("OVERQUOTA".into(), None)),
+                "Quota exceeded",
+            ),
+            failed(Some(Code::Other("THROTTLED".into(), None)), "slow down"),
+            failed(
+                None,
+                "Request is throttled. Suggested Backoff Time: 4162 milliseconds",
+            ),
+            failed(None, "User is authenticated but not connected."),
+            SessionError::LoginFailed("[UNAVAILABLE] try later".into()),
+            SessionError::Bye("[LIMIT] too many connections".into()),
+        ];
+        for e in &waits {
+            assert!(e.server_asks_to_wait(), "{e}");
+            assert!(!e.is_permanent(), "{e}");
+        }
+        assert!(!failed(None, "Mailbox doesn't exist").server_asks_to_wait());
+        assert!(!SessionError::LoginFailed("Authentication failed".into()).server_asks_to_wait());
+    }
+
+    /// A server that offers ID is told who the client is, right after the
+    /// greeting (PREAUTH here) and before anything else; a NO is ignored.
+    #[tokio::test]
+    async fn id_is_sent_when_offered_and_its_refusal_ignored() {
+        let (listener, port) = listen().await;
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.expect("accept");
+            let mut p = Peer::from_stream(tcp);
+            p.send("* PREAUTH [CAPABILITY IMAP4rev1 ID] hi\r\n".into())
+                .await;
+            let line = p.line().await.unwrap_or_default();
+            let tag = line.split(' ').next().unwrap_or_default().to_owned();
+            p.send(format!("{tag} NO not today\r\n")).await;
+            let tag = p.expect("NOOP").await;
+            p.send(format!("{tag} OK done\r\n")).await;
+            line
+        });
+        let mut s = session_on(port, Duration::from_secs(5)).await;
+        s.run(&Command::Noop)
+            .await
+            .expect("noop after a refused ID");
+        let line = server.await.expect("server");
+        assert_eq!(
+            line,
+            format!(
+                "a001 ID (\"name\" \"mailfeed\" \"version\" \"{}\")",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
     }
 
     /// Silence in the middle of a response is still bounded by the timeout,

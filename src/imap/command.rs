@@ -25,7 +25,15 @@ pub enum Command {
         password: Secret,
         initial_response: bool,
     },
+    /// SASL OAUTHBEARER or XOAUTH2; the base64 response on the command
+    /// line with SASL-IR, else after the server's `+` ([`super::sasl`]).
+    AuthenticateOAuth {
+        mechanism: super::sasl::OAuthMechanism,
+        initial_response: Option<Secret>,
+    },
     Enable(Vec<String>),
+    /// RFC 2971: who the client is (some providers want it before SELECT).
+    Id,
     Compress,
     List {
         reference: String,
@@ -149,8 +157,9 @@ impl Command {
             Command::Logout => "LOGOUT",
             Command::StartTls => "STARTTLS",
             Command::Login { .. } => "LOGIN",
-            Command::AuthenticatePlain { .. } => "AUTHENTICATE",
+            Command::AuthenticatePlain { .. } | Command::AuthenticateOAuth { .. } => "AUTHENTICATE",
             Command::Enable(_) => "ENABLE",
+            Command::Id => "ID",
             Command::Compress => "COMPRESS",
             Command::List { .. } => "LIST",
             Command::Examine { .. } => "EXAMINE",
@@ -208,6 +217,13 @@ impl Command {
             | Command::StartTls
             | Command::Idle => e.text(self.name().as_bytes()),
             Command::Compress => e.text(b"COMPRESS DEFLATE"),
+            Command::Id => e.text(
+                format!(
+                    "ID (\"name\" \"mailfeed\" \"version\" \"{}\")",
+                    env!("CARGO_PKG_VERSION")
+                )
+                .as_bytes(),
+            ),
             Command::Login { username, password } => {
                 e.text(b"LOGIN ");
                 astring(username, lp, &mut e);
@@ -233,6 +249,21 @@ impl Command {
                         ir.truncate(ir.len() - 2);
                         e.text(&ir);
                     }
+                }
+            }
+            Command::AuthenticateOAuth {
+                mechanism,
+                initial_response,
+            } => {
+                e.text(b"AUTHENTICATE ");
+                e.text(mechanism.name().as_bytes());
+                if let Some(ir) = initial_response {
+                    e.text(b" ");
+                    e.text(if redact {
+                        b"***"
+                    } else {
+                        ir.expose().as_bytes()
+                    });
                 }
             }
             Command::Enable(caps) => {

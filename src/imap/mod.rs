@@ -10,6 +10,7 @@ mod grammar;
 pub mod mutf7;
 pub mod reader;
 pub mod response;
+pub mod sasl;
 pub mod types;
 
 pub use capabilities::{AuthMethod, AuthRefusal, Capabilities, choose_auth};
@@ -18,6 +19,7 @@ pub use reader::{DEFAULT_MAX_LINE, Limits, ProtocolError, Received, ResponseRead
 pub use response::{
     Body, Code, FetchData, ListEntry, Response, Status, StatusText, Untagged, UntaggedStatus,
 };
+pub use sasl::{OAuthExchange, OAuthMechanism, choose_oauth};
 pub use types::{ModSeq, SeqNum, Uid, UidRange, UidSet, UidValidity};
 #[cfg(test)]
 mod tests;

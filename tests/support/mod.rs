@@ -29,4 +29,5 @@ pub mod fault_proxy;
 pub mod generations;
 pub mod imap_truth;
 pub mod mailfeed;
+pub mod oauth2;
 pub mod server;

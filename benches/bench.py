@@ -514,6 +514,9 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     ap.add_argument("--baseline", help="another mailfeed binary, run as contender `baseline-plain` "
                     "in the same interleaved rounds (an A/B against an earlier commit)")
+    ap.add_argument("--also", action="append", default=[], metavar="NAME=PATH",
+                    help="one more mailfeed binary, run as contender `NAME-plain` (repeatable; "
+                    "for experiments that need a different build)")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--workdir", help="where to put Dovecot, corpus and databases (default: a temp dir)")
     a = ap.parse_args()
@@ -574,11 +577,16 @@ def main():
             contenders = [c for c in contenders if not c.startswith("mbsync")]
         if "mbsync-fsync" in skip:
             contenders = [c for c in contenders if c != "mbsync-fsync"]
+        binaries = {"mailfeed-plain": MAILFEED, "mailfeed-tls": MAILFEED}
         if a.baseline:
-            contenders.append("baseline-plain")
+            binaries["baseline-plain"] = a.baseline
+        for spec in a.also:
+            name, _, path = spec.partition("=")
+            binaries[f"{name}-plain"] = path
+        contenders += [c for c in binaries if c not in contenders and not c.startswith("mailfeed")]
         times = {c: [] for c in contenders}
         rss = {c: [] for c in contenders}
-        committed = {c: [] for c in contenders if c.startswith(("mailfeed", "baseline"))}
+        committed = {c: [] for c in contenders if c in binaries}
         cfg_plain = os.path.join(work, "plain.toml")
         cfg_tls = os.path.join(work, "tls.toml")
         db_plain = mailfeed_config(cfg_plain, dc, "bench", False)
@@ -590,12 +598,11 @@ def main():
                 if c.startswith("raw"):
                     secs, mem, info = raw_fetch(dc, "bench", c.endswith("tls"))
                     assert info["messages"] == n, info
-                elif c.startswith(("mailfeed", "baseline")):
+                elif c in binaries:
                     cfg, db = (cfg_tls, db_tls) if c.endswith("tls") else (cfg_plain, db_plain)
                     remove_db(db)
                     t_start = time.time()
-                    exe = a.baseline if c.startswith("baseline") else MAILFEED
-                    secs, mem, _, err = run_rss([exe, "-c", cfg, "sync"], env=SYNC_LOG_ENV)
+                    secs, mem, _, err = run_rss([binaries[c], "-c", cfg, "sync"], env=SYNC_LOG_ENV)
                     count, _ = db_count(db)
                     assert count == n, f"{c}: {count} rows, expected {n}"
                     committed[c].append(committed_at(err, t_start))

@@ -172,8 +172,9 @@ def py_addresses(msg, name):
 
 def is_named_followup(part, parent, index):
     """Policy alignment A2 (RFC 8621 section 4.1.4): a text part that carries a file name and
-    is not the first part of its multipart is a file, not body text."""
-    return ALIGN and parent is not None and index > 0 and part.get_param("name") is not None
+    is not the first part of its multipart is a file, not body text. The name is the
+    disposition's `filename` or the type's `name`, as in RFC 8621's `name` property."""
+    return ALIGN and parent is not None and index > 0 and part.get_filename() is not None
 
 
 def boundaryless_multipart(part):

@@ -2,13 +2,13 @@
 //! per message, an mbox (mboxrd quoting), or a Maildir. The stored bytes go
 //! out unchanged, except the one thing mbox cannot represent (see
 //! [`Mbox`]). Knows files, not SQL: the messages come from
-//! `store::consumer::for_each_export`.
+//! `store::Reader::for_each_export`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::store::consumer::ExportMessage;
+use crate::store::ExportMessage;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -254,7 +254,7 @@ pub fn asctime(iso: &str) -> Option<String> {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let weekday = DAYS[crate::imap::date::days_from_civil(y, mo, d).rem_euclid(7) as usize];
+    let weekday = DAYS[crate::utc::days_from_civil(y, mo, d).rem_euclid(7) as usize];
     let month = MONTHS[(mo - 1) as usize];
     Some(format!(
         "{weekday} {month} {d:>2} {h:02}:{mi:02}:{s:02} {y}"

@@ -9,16 +9,19 @@ pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod export;
+pub mod fd_limit;
 pub mod health;
 pub mod http;
 pub mod imap;
 pub mod mime;
+pub mod oauth2;
 pub mod secret;
 pub mod service;
 pub mod session;
 pub mod store;
 pub mod sync;
 pub mod transport;
+pub mod utc;
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -301,6 +301,7 @@ fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
         };
     };
 
+    move_attached_text_to_attachments(&mut message);
     let (date_raw, sent_at) = date(&message);
     // Taken first: attachment bytes are moved out of the parsed message, not
     // copied, so a large attachment is held once.
@@ -355,41 +356,8 @@ fn date(message: &Message<'_>) -> (Option<String>, Option<String>) {
     let sent_at = message
         .date()
         .filter(|d| d.is_valid())
-        .map(|d| utc_iso8601(d.to_timestamp()));
+        .map(|d| crate::utc::format_utc(d.to_timestamp()));
     (raw, sent_at)
-}
-
-/// Formats seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ`.
-fn utc_iso8601(timestamp: i64) -> String {
-    let days = timestamp.div_euclid(86_400);
-    let secs = timestamp.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
-/// Proleptic Gregorian date of a day count since 1970-01-01 (the "days to civil" algorithm
-/// that works in 400-year eras of 146,097 days, with years starting in March).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153; // 0 = March
-    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 fn addresses(message: &Message<'_>) -> Vec<Address> {
@@ -477,6 +445,56 @@ fn is_demoted_body_text(part: &MessagePart<'_>) -> bool {
         .content_type()
         .is_none_or(|ct| ct.ctype().eq_ignore_ascii_case("text"));
     part.is_encoding_problem && declared_text || invalid_type
+}
+
+/// mail-parser reads every text and HTML part as body, but a mail client shows some of them
+/// as attachments, and the contract promises that they are (RFC 8621 4.1.4 draws the line):
+/// a part marked `Content-Disposition: attachment`, and a named part (`filename=` or
+/// `name=`) that is not the first part of its multipart, or that is in a multipart/related.
+/// Such parts are moved from the body lists to the attachment list, in document order.
+fn move_attached_text_to_attachments(message: &mut Message<'_>) {
+    // For each part: its position within its multipart and whether that is related.
+    let mut place: Vec<(usize, bool)> = vec![(0, false); message.parts.len()];
+    for part in &message.parts {
+        if let PartType::Multipart(children) = &part.body {
+            let related = part
+                .content_type()
+                .and_then(|ct| ct.subtype())
+                .is_some_and(|sub| sub.eq_ignore_ascii_case("related"));
+            for (position, &child) in children.iter().enumerate() {
+                if let Some(slot) = place.get_mut(child as usize) {
+                    *slot = (position, related);
+                }
+            }
+        }
+    }
+    let is_attached = |id: u32| {
+        let Some(part) = message.parts.get(id as usize) else {
+            return false;
+        };
+        let marked = part
+            .content_disposition()
+            .is_some_and(|d| d.ctype().eq_ignore_ascii_case("attachment"));
+        let named = part.attachment_name().is_some_and(|n| !n.trim().is_empty());
+        let (position, related) = place[id as usize];
+        marked || named && (position > 0 || related)
+    };
+    let attached: Vec<u32> = message
+        .text_body
+        .iter()
+        .chain(&message.html_body)
+        .copied()
+        .filter(|&id| is_attached(id))
+        .collect();
+    if attached.is_empty() {
+        return;
+    }
+    message.text_body.retain(|id| !attached.contains(id));
+    message.html_body.retain(|id| !attached.contains(id));
+    message.attachments.extend(attached);
+    // Part ids follow document order.
+    message.attachments.sort_unstable();
+    message.attachments.dedup();
 }
 
 /// Ids of the parts whose text forms the plain-text body, in document order.
@@ -723,6 +741,74 @@ mod tests {
     }
 
     #[test]
+    fn a_single_part_marked_attachment_is_an_attachment_not_the_body() {
+        let p = parse(&crlf(
+            "Subject: notes\n\
+             Content-Type: text/plain; charset=utf-8\n\
+             Content-Disposition: attachment; filename=notes.txt\n\n\
+             line one\n",
+        ));
+        assert_eq!(p.attachments.len(), 1, "{p:#?}");
+        let a = &p.attachments[0];
+        assert_eq!(a.filename.as_deref(), Some("notes.txt"));
+        assert_eq!(a.content_type, "text/plain");
+        assert_eq!(a.disposition.as_deref(), Some("attachment"));
+        assert_eq!(a.data, b"line one\r\n");
+        assert_eq!(p.text_body, None);
+    }
+
+    #[test]
+    fn a_named_text_part_after_the_first_in_an_alternative_is_an_attachment() {
+        let p = parse(&crlf(
+            "Subject: s\n\
+             Content-Type: multipart/alternative; boundary=b\n\n\
+             --b\n\
+             Content-Type: text/plain\n\n\
+             body text\n\
+             --b\n\
+             Content-Type: text/plain; name=\"extra.txt\"\n\n\
+             named text\n\
+             --b\n\
+             Content-Type: text/html\n\n\
+             <p>body html</p>\n\
+             --b--\n",
+        ));
+        let names: Vec<_> = p
+            .attachments
+            .iter()
+            .map(|a| a.filename.as_deref())
+            .collect();
+        assert_eq!(names, [Some("extra.txt")], "{p:#?}");
+        assert_eq!(p.attachments[0].data, b"named text");
+        assert_eq!(p.text_body.as_deref(), Some("body text"));
+        assert!(p.html_body.is_some_and(|h| h.contains("body html")));
+    }
+
+    #[test]
+    fn a_named_first_part_and_inline_text_stay_body() {
+        // The first part of a mixed message is its body even when named, as in a client's
+        // "forward inline"; an unnamed second text part is body text too.
+        let p = parse(&crlf(
+            "Subject: s\n\
+             Content-Type: multipart/mixed; boundary=b\n\n\
+             --b\n\
+             Content-Type: text/plain; name=\"body.txt\"\n\n\
+             first\n\
+             --b\n\
+             Content-Type: text/plain\n\n\
+             second\n\
+             --b\n\
+             Content-Type: text/plain\n\
+             Content-Disposition: attachment\n\n\
+             third\n\
+             --b--\n",
+        ));
+        assert_eq!(p.text_body.as_deref(), Some("first\n\nsecond"), "{p:#?}");
+        assert_eq!(p.attachments.len(), 1);
+        assert_eq!(p.attachments[0].data, b"third");
+    }
+
+    #[test]
     fn invalid_content_types_are_read_as_plain_text_body() {
         for ct in [
             "text; charset=us-ascii",
@@ -935,15 +1021,14 @@ mod tests {
         assert_eq!(headers_only(b"A: 1\nB: 2"), b"A: 1\nB: 2");
         assert_eq!(headers_only(b"\r\nbody"), b"\r\n");
         assert_eq!(headers_only(b""), b"");
+        // Mixed line ends: the first empty line ends the block, whatever ends it.
+        assert_eq!(headers_only(b"A: 1\r\n\nbody\r\n\r\nmore"), b"A: 1\r\n\n");
         let head = headers_only(b"Subject: s\n\nbig body");
         assert_eq!(parse(head).subject.as_deref(), Some("s"));
     }
 
     #[test]
     fn utc_formatting_handles_offsets_and_leap_days() {
-        assert_eq!(utc_iso8601(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc_iso8601(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(utc_iso8601(-1), "1969-12-31T23:59:59Z");
         let p = parse(b"Date: Mon, 31 Dec 2001 23:30:00 -0500\n\nx\n");
         assert_eq!(p.sent_at.as_deref(), Some("2002-01-01T04:30:00Z"));
     }

@@ -148,7 +148,13 @@ pub fn batches(after: u32, listed: &UidSet, max_count: usize) -> Vec<Batch> {
 /// What one mailbox pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FolderStats {
+    /// Messages received (new, re-found, or stored before by a cut-off pass).
     pub fetched: u64,
+    /// Rows the pass added to the feed (one `new` event each).
+    pub new: u64,
+    /// Messages stored under a new UIDVALIDITY that were already in the
+    /// feed under an earlier one (linked, not shown again).
+    pub refound: u64,
     pub bytes: u64,
     pub new_generation: bool,
 }
@@ -169,6 +175,10 @@ pub struct Engine {
     pub settings: SyncConfig,
     /// Passes made per mailbox, to space out rescans (see `rescan_every`).
     pub passes: Arc<Mutex<std::collections::HashMap<MailboxId, u64>>>,
+    /// Mailboxes whose next pass must list UIDs and flags whatever the
+    /// schedule: the server reported an expunge by number, or more changes
+    /// than were held (see [`crate::session::Reported`]).
+    pub rescan_now: Arc<Mutex<std::collections::HashSet<MailboxId>>>,
     /// Rises with every message received and every batch stored: whoever
     /// runs a long sync can tell one that is moving from one that hangs.
     pub progress: Arc<AtomicU64>,
@@ -183,6 +193,7 @@ impl Engine {
             opts,
             settings,
             passes: Arc::default(),
+            rescan_now: Arc::default(),
             progress: Arc::default(),
             sink: None,
         }
@@ -235,12 +246,21 @@ impl Engine {
     ) -> Result<FolderStats, SyncError> {
         let started = Instant::now();
         let (mailbox, cursor) = self.store.ensure_mailbox(account, wire_name).await?;
-        let result = self
+        let marks = self.store.marks().await?;
+        let mut result = self
             .sync_mailbox(session, account, wire_name, mailbox, cursor)
             .await;
+        if let Ok(stats) = &mut result {
+            // Counted in the store, after the writer has applied the pass:
+            // what consumers see, not what arrived.
+            let added = self.store.added_since(mailbox, marks).await?;
+            stats.new = added.new;
+            stats.refound = added.refound;
+        }
         let outcome = match &result {
             Ok(_) => None,
-            Err(e) => Some(e.to_string()),
+            // Stored and shown by `status`: no secret a server echoed.
+            Err(e) => Some(crate::secret::scrub(&e.to_string()).into_owned()),
         };
         // Recording the outcome must not hide the sync's own error.
         self.tell(ProgressEvent::FolderFinished {
@@ -257,6 +277,8 @@ impl Engine {
             account,
             folder = %mutf7::decode(wire_name),
             fetched = stats.fetched,
+            new = stats.new,
+            refound = stats.refound,
             ms = started.elapsed().as_millis() as u64,
             "folder synced"
         );
@@ -271,6 +293,10 @@ impl Engine {
         mailbox: MailboxId,
         cursor: MailboxCursor,
     ) -> Result<FolderStats, SyncError> {
+        // What the server reported unasked since the last pass (in IDLE,
+        // say) belongs to the mailbox still selected: recorded before
+        // EXAMINE changes the selection.
+        self.record_reported(session, account).await?;
         // QRESYNC lets EXAMINE itself report what changed since our last
         // HIGHESTMODSEQ (flags and VANISHED UIDs): no extra round trip.
         let qresync = session.enable_qresync().await?;
@@ -333,6 +359,7 @@ impl Engine {
             self.store
                 .reconcile_existing(mailbox, uv, (after, u32::MAX), listed)
                 .await?;
+
             if let Some(next) = state.uidnext.filter(|n| n.saturating_sub(1) > covered) {
                 let live = self.store.live_count(mailbox, uv).await?;
                 if live >= u64::from(state.exists) {
@@ -340,10 +367,23 @@ impl Engine {
                 }
             }
         }
+        // Every message of this generation is stored now: rows of an
+        // earlier one that none of them re-found are gone from the server.
+        // (Also when up to date: the pass that completed the generation may
+        // have failed just after.) Two index lookups for a mailbox that
+        // never changed UIDVALIDITY.
+        let retired = self.store.retire_unfound(mailbox, uv).await?;
+        if retired > 0 {
+            tracing::info!(account, folder = %ctx.folder, expunged = retired,
+                "messages of the earlier UIDVALIDITY not found again marked expunged");
+        }
         if cursor.uidvalidity == Some(uv) && cursor.last_uid > 0 {
             self.track_changes(session, &ctx, &cursor, &state, known.is_some())
                 .await?;
         }
+        // And what it reported during this pass (a flag change in the
+        // middle of the FETCH).
+        self.record_reported(session, account).await?;
         if !state.nomodseq {
             self.store
                 .set_highest_modseq(mailbox, uv, state.highest_modseq.map(|m| m.0))
@@ -366,6 +406,12 @@ impl Engine {
         let last = cursor.last_uid;
         let mut changed = 0;
         let mut gone = 0;
+        let forced = self
+            .rescan_now
+            .lock()
+            .map(|mut m| m.remove(&ctx.mailbox))
+            .unwrap_or(true);
+        let mut scanned = false;
         let modseq_moved = match (state.highest_modseq, cursor.highest_modseq) {
             (Some(now), Some(before)) => Some(now.0 != before),
             _ => None,
@@ -396,7 +442,6 @@ impl Engine {
                     .await?;
             }
         } else {
-            let mut scanned = false;
             match modseq_moved {
                 Some(false) => {}
                 Some(true) => {
@@ -425,11 +470,81 @@ impl Engine {
                         .store
                         .reconcile_existing(ctx.mailbox, ctx.uidvalidity, (0, last), existing)
                         .await?;
+                    scanned = true;
                 }
             }
         }
+        if forced && !scanned {
+            let (existing, n) = scan_flags(self, session, ctx, last, None).await?;
+            changed += n;
+            gone += self
+                .store
+                .reconcile_existing(ctx.mailbox, ctx.uidvalidity, (0, last), existing)
+                .await?;
+        }
         if changed > 0 || gone > 0 {
             tracing::info!(account = ctx.account, folder = %ctx.folder, flags_changed = changed, expunged = gone, "changes recorded");
+        }
+        Ok(())
+    }
+
+    /// Records the changes the server reported unasked on the selected
+    /// mailbox ([`crate::session::Reported`]): flags by UID at once; flags by sequence
+    /// number after asking for their UIDs (`FETCH n (UID FLAGS)`, valid
+    /// while that mailbox stays selected); VANISHED UIDs as expunges. An
+    /// EXPUNGE by number, or more changes than were held, makes the
+    /// mailbox's next pass list its UIDs and flags.
+    async fn record_reported(&self, session: &mut Session, account: &str) -> Result<(), SyncError> {
+        let Some(reported) = session.take_reported() else {
+            return Ok(());
+        };
+        let Some((wire, uv)) = reported.mailbox.clone() else {
+            return Ok(());
+        };
+        let (mailbox, cursor) = self.store.ensure_mailbox(account, &wire).await?;
+        if cursor.uidvalidity != Some(uv) {
+            // Of a generation the store does not follow (yet): the pass
+            // that starts it fetches everything anyway.
+            return Ok(());
+        }
+        let mut flags = reported.flags;
+        if !reported.flag_seqs.is_empty() {
+            let set = UidSet::from_uids(reported.flag_seqs.iter().copied());
+            let tag = session
+                .send(&Command::Fetch {
+                    set: set.to_string(),
+                    items: "UID FLAGS",
+                })
+                .await?;
+            session
+                .collect_with(&tag, "FETCH", |u| {
+                    if let Untagged::Fetch(_, d) = u
+                        && let (Some(uid), Some(f)) = (d.uid, d.flags)
+                    {
+                        flags.push((uid.0, f));
+                    }
+                })
+                .await?;
+        }
+        let changed = if flags.is_empty() {
+            0
+        } else {
+            self.store.apply_flags(mailbox, uv, flags).await?
+        };
+        let gone = if reported.vanished.is_empty() {
+            0
+        } else {
+            let set = UidSet::from_ranges(reported.vanished);
+            self.store.mark_expunged(mailbox, uv, set).await?
+        };
+        if (reported.expunged || reported.overflowed)
+            && let Ok(mut m) = self.rescan_now.lock()
+        {
+            m.insert(mailbox);
+        }
+        if changed > 0 || gone > 0 {
+            tracing::info!(account, folder = %mutf7::decode(&wire), flags_changed = changed,
+                expunged = gone, "changes the server reported unasked recorded");
         }
         Ok(())
     }
@@ -508,7 +623,7 @@ impl Engine {
                         Body::Truncated { prefix, declared } => {
                             tracing::warn!(account = ctx.account, folder = %ctx.folder, uid = uid.0,
                                 size = declared, "message exceeds max_message_size; storing its headers only");
-                            (header_block(prefix), true)
+                            (crate::mime::headers_only(&prefix).to_vec(), true)
                         }
                         Body::Nil => return Err(SyncError::NilBody(uid.0)),
                     };
@@ -818,20 +933,6 @@ impl RangeBuilder {
     }
 }
 
-/// The header block of a message (through the blank line), for messages kept
-/// headers-only because they exceed the size limit.
-pub fn header_block(mut prefix: Vec<u8>) -> Vec<u8> {
-    let end = prefix
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4)
-        .or_else(|| prefix.windows(2).position(|w| w == b"\n\n").map(|i| i + 2));
-    if let Some(end) = end {
-        prefix.truncate(end);
-    }
-    prefix
-}
-
 /// `INBOX` is case-insensitive (RFC 3501 5.1): `inbox`, `Inbox` and `INBOX`
 /// are one folder, and must be one mailbox in the database, not three.
 fn canonical_inbox(wire: String) -> String {
@@ -1051,14 +1152,7 @@ mod tests {
         let set = r.finish();
         assert_eq!(set.ranges(), &[(1, 100_000), (200_000, 200_000)]);
     }
-
-    #[test]
-    fn header_block_cuts_at_blank_line() {
-        assert_eq!(
-            header_block(b"A: 1\r\nB: 2\r\n\r\nbody".to_vec()),
-            b"A: 1\r\nB: 2\r\n\r\n"
-        );
-        assert_eq!(header_block(b"A: 1\n\nbody".to_vec()), b"A: 1\n\n");
-        assert_eq!(header_block(b"A: 1\r\nno end".to_vec()), b"A: 1\r\nno end");
-    }
 }
+
+#[cfg(test)]
+mod unsolicited_tests;

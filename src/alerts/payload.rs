@@ -12,7 +12,7 @@ fn utc(t: SystemTime) -> String {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    crate::imap::date::format_utc(secs)
+    crate::utc::format_utc(secs)
 }
 
 /// The JSON document for `alert`, sent at `now`.

@@ -17,16 +17,19 @@ use crate::sync::progress::{ProgressEvent, ProgressSink};
 /// The bars being drawn, if any: the log writer needs to find them.
 static DRAWING: OnceLock<MultiProgress> = OnceLock::new();
 
-/// Where log lines go: stderr, around the bars when they are drawn.
+/// Where log lines go: stderr, around the bars when they are drawn, with every
+/// registered secret masked (see [`crate::secret::scrub_bytes`]).
 #[derive(Clone, Copy, Default)]
 pub struct LogWriter;
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        // tracing's formatter hands over each whole line in one call.
+        // tracing's formatter hands over each whole line in one call, so a
+        // secret is never split between two writes.
+        let line = crate::secret::scrub_bytes(buf);
         match DRAWING.get() {
-            Some(m) => m.suspend(|| std::io::stderr().write_all(buf))?,
-            None => std::io::stderr().write_all(buf)?,
+            Some(m) => m.suspend(|| std::io::stderr().write_all(&line))?,
+            None => std::io::stderr().write_all(&line)?,
         }
         Ok(buf.len())
     }

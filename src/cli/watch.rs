@@ -20,7 +20,7 @@ pub fn every_second(mut draw: impl FnMut(&mut Vec<u8>) -> Result<()>) -> Result<
         writeln!(
             frame,
             "\n{}  (every 1s; Ctrl-C to stop)",
-            crate::imap::date::format_utc(now)
+            crate::utc::format_utc(now)
         )?;
         let mut out = std::io::stdout().lock();
         out.write_all(&frame)?;

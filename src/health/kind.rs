@@ -47,11 +47,14 @@ impl ErrorKind {
         match e {
             SessionError::Transport(t) => match t {
                 TransportError::Tls { .. }
+                | TransportError::Certificate { .. }
                 | TransportError::ServerName { .. }
                 | TransportError::CaFile { .. } => ErrorKind::Tls,
                 _ => ErrorKind::Network,
             },
             SessionError::Password(_)
+            | SessionError::Token(_)
+            | SessionError::OAuthRefused(_)
             | SessionError::AuthRefused(_)
             | SessionError::LoginFailed(_) => ErrorKind::Auth,
             SessionError::StartTlsUnavailable | SessionError::StartTlsRefused(_) => ErrorKind::Tls,

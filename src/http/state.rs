@@ -73,11 +73,11 @@ impl Ops {
         }
         let path = self.db_path.clone();
         let fresh = tokio::task::spawn_blocking(move || {
-            let conn = crate::store::open_read_only(&path)?;
+            let reader = crate::store::Reader::open(&path)?;
             Ok::<_, crate::store::StoreError>(DbTotals {
-                mailboxes: crate::store::totals::totals(&conn)?,
-                database_bytes: crate::store::totals::database_bytes(&conn)?,
-                search_index_lag: crate::store::totals::search_index_lag(&conn)?,
+                mailboxes: reader.totals()?,
+                database_bytes: reader.database_bytes()?,
+                search_index_lag: Some(u64::try_from(reader.search_lag()?.messages).unwrap_or(0)),
             })
         })
         .await

@@ -6,8 +6,9 @@ use rusqlite::Connection;
 
 use super::{Context, StoreError};
 
-/// One mailbox's stored totals (every UIDVALIDITY generation, expunged
-/// messages included: they stay in the database).
+/// One mailbox's stored totals: the rows consumers see (a message re-found
+/// after a UIDVALIDITY change counts once), expunged messages included: they
+/// stay in the database.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MailboxTotals {
     pub account: String,
@@ -22,7 +23,7 @@ pub struct MailboxTotals {
 }
 
 /// Every mailbox's totals, by account and mailbox.
-pub fn totals(conn: &Connection) -> Result<Vec<MailboxTotals>, StoreError> {
+pub(crate) fn totals(conn: &Connection) -> Result<Vec<MailboxTotals>, StoreError> {
     const DOING: &str = "reading totals for metrics";
     let mut stmt = conn
         .prepare_cached(
@@ -33,7 +34,7 @@ pub fn totals(conn: &Connection) -> Result<Vec<MailboxTotals>, StoreError> {
                     (SELECT count(*) FROM events e WHERE e.mailbox_id = b.id
                         AND e.kind = 'uidvalidity')
              FROM mailboxes b JOIN accounts a ON a.id = b.account_id
-             LEFT JOIN messages m ON m.mailbox_id = b.id
+             LEFT JOIN messages m ON m.mailbox_id = b.id AND m.supersedes IS NULL
              GROUP BY b.id ORDER BY a.name, b.name",
         )
         .doing(DOING)?;
@@ -55,7 +56,7 @@ pub fn totals(conn: &Connection) -> Result<Vec<MailboxTotals>, StoreError> {
 }
 
 /// The database's size in bytes (pages in use and free, without the WAL).
-pub fn database_bytes(conn: &Connection) -> Result<u64, StoreError> {
+pub(crate) fn database_bytes(conn: &Connection) -> Result<u64, StoreError> {
     conn.query_row(
         "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
         [],
@@ -63,11 +64,4 @@ pub fn database_bytes(conn: &Connection) -> Result<u64, StoreError> {
     )
     .map(|v| v.max(0) as u64)
     .doing("reading the database size")
-}
-
-/// Messages stored but not yet in the full-text index. The index is
-/// written in the message's own transaction today, so nothing lags and
-/// this is `None` (the metric is left out); a deferred index answers here.
-pub fn search_index_lag(_conn: &Connection) -> Result<Option<u64>, StoreError> {
-    Ok(None)
 }

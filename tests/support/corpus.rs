@@ -572,7 +572,7 @@ fn date(seed: u64, i: usize) -> String {
     let mut rng = Rng::new(seed.wrapping_mul(31).wrapping_add(i as u64));
     let days = 11_323 + rng.below(10_950) as i64; // 2001-01-01 + up to 30 years
     let secs = rng.below(86_400);
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = mailfeed::utc::civil_from_days(days);
     const DOW: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MON: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -582,48 +582,11 @@ fn date(seed: u64, i: usize) -> String {
         "{}, {:02} {} {} {:02}:{:02}:{:02} {}",
         DOW[(days % 7) as usize],
         d,
-        MON[m - 1],
+        MON[m as usize - 1],
         y,
         secs / 3600,
         secs / 60 % 60,
         secs % 60,
         zones[i % zones.len()]
     )
-}
-
-/// (year, month 1-12, day) of a day count since 1970-01-01.
-fn civil_from_days(mut days: i64) -> (i64, usize, i64) {
-    let mut year = 1970;
-    loop {
-        let len = if is_leap(year) { 366 } else { 365 };
-        if days < len {
-            break;
-        }
-        days -= len;
-        year += 1;
-    }
-    let months = [
-        31,
-        if is_leap(year) { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    let mut month = 0;
-    while days >= months[month] {
-        days -= months[month];
-        month += 1;
-    }
-    (year, month + 1, days + 1)
-}
-
-fn is_leap(y: i64) -> bool {
-    y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)
 }

@@ -241,15 +241,15 @@ pub async fn cmd_sync(config: &Config, account: &Option<String>, quiet: bool) ->
         .into_iter()
         .flatten()
         .collect();
+    if let Some(b) = &bars {
+        b.finish();
+    }
     // The feed is committed; search catches up behind it, and `sync` exits
     // only when it has.
     tracing::info!("feed complete; completing the search index");
     let indexed = store.catch_up_search().await;
     drop(store);
     writer.join();
-    if let Some(b) = &bars {
-        b.finish();
-    }
     let code = report(&outcomes);
     if let Err(e) = indexed {
         eprintln!("the search index is incomplete: {e}; the next start completes it");

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -15,7 +15,7 @@ use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, Prog
 use crate::sync::progress::{ProgressEvent, ProgressSink};
 
 /// The bars being drawn, if any: the log writer needs to find them.
-static DRAWING: OnceLock<MultiProgress> = OnceLock::new();
+static DRAWING: Mutex<Option<MultiProgress>> = Mutex::new(None);
 
 /// Where log lines go: stderr, around the bars when they are drawn, with every
 /// registered secret masked (see [`crate::secret::scrub_bytes`]).
@@ -27,7 +27,8 @@ impl Write for LogWriter {
         // tracing's formatter hands over each whole line in one call, so a
         // secret is never split between two writes.
         let line = crate::secret::scrub_bytes(buf);
-        match DRAWING.get() {
+        let drawing = DRAWING.lock().ok().and_then(|d| d.clone());
+        match drawing {
             Some(m) => m.suspend(|| std::io::stderr().write_all(&line))?,
             None => std::io::stderr().write_all(&line)?,
         }
@@ -99,7 +100,9 @@ impl Bars {
             .progress_chars("=> "),
         );
         overall.set_prefix("overall");
-        let _ = DRAWING.set(multi.clone());
+        if let Ok(mut d) = DRAWING.lock() {
+            *d = Some(multi.clone());
+        }
         Some(Arc::new(Bars {
             multi,
             overall,
@@ -205,5 +208,13 @@ impl Bars {
                 .set_message(bytes_line(t.messages, t.bytes, t.total_bytes, self.started));
         }
         self.overall.abandon();
+        // The last bar leaves the cursor at its end; what follows starts on a
+        // line of its own.
+        println!();
+        // The bars are final: later log lines go straight to stderr below them
+        // (lifting finished bars for a write would erase them).
+        if let Ok(mut d) = DRAWING.lock() {
+            *d = None;
+        }
     }
 }

@@ -1,0 +1,129 @@
+//! The command line: subcommands and their flags (clap), and the thin glue
+//! that runs each one and prints its result. The only module, with main.rs,
+//! that writes to stdout and chooses exit codes. One file a subcommand.
+
+mod args;
+mod auth;
+mod check;
+mod connect;
+mod logging;
+mod progress;
+mod query;
+mod status;
+mod sync;
+mod tail;
+mod watch;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+
+use crate::config::{AccountConfig, Config};
+use crate::secret::scrub;
+use crate::store;
+
+pub use args::{Cli, Cmd};
+pub(crate) use connect::connect_options;
+pub use logging::init_logging;
+
+/// Exit codes: 0 success, 1 some work failed, 2 configuration or usage error.
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_CONFIG: i32 = 2;
+
+pub fn load_config(path: &Path) -> Result<Config> {
+    Config::load(path).map_err(anyhow::Error::from)
+}
+
+pub(super) fn selected<'a>(
+    config: &'a Config,
+    account: &Option<String>,
+) -> Result<Vec<&'a AccountConfig>> {
+    let list: Vec<&AccountConfig> = config
+        .accounts
+        .iter()
+        .filter(|a| account.as_ref().is_none_or(|n| &a.name == n))
+        .collect();
+    if list.is_empty() {
+        let names: Vec<&str> = config.accounts.iter().map(|a| a.name.as_str()).collect();
+        bail!(
+            "no account named `{}` in the configuration (accounts: {})",
+            account.as_deref().unwrap_or_default(),
+            names.join(", ")
+        );
+    }
+    Ok(list)
+}
+
+/// The store for a command that reads it, or a clear error when no sync has
+/// created it yet.
+pub(super) fn open_existing(config: &Config) -> Result<store::Reader> {
+    if !config.store.path.exists() {
+        bail!(
+            "no database at {} yet; run `mailfeed sync` first",
+            config.store.path.display()
+        );
+    }
+    Ok(store::Reader::open(&config.store.path)?)
+}
+
+/// Runs the parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    let config = match load_config(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mailfeed: {e:#}");
+            return EXIT_CONFIG;
+        }
+    };
+    init_logging(config.log.format, &config.log.level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mailfeed: cannot start the async runtime: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Cmd::Sync { account, quiet } => sync::cmd_sync(&config, account, *quiet).await,
+            Cmd::Run => crate::service::run(Arc::new(config.clone()), cli.config.clone()).await,
+            Cmd::Check { account } => check::cmd_check(&config, account).await,
+            Cmd::Status { json, watch } => status::cmd_status(&config, *json, *watch),
+            Cmd::Auth { account } => auth::cmd_auth(&config, account).await,
+            Cmd::Search { query, limit } => query::cmd_search(&config, query, *limit),
+            Cmd::Export {
+                format,
+                account,
+                mailbox,
+                since,
+                dest,
+            } => query::cmd_export(
+                &config,
+                *format,
+                store::ExportFilter {
+                    account: account.clone(),
+                    mailbox: mailbox.clone(),
+                    since: since.clone(),
+                },
+                dest,
+            ),
+            Cmd::Tail {
+                from_id,
+                follow,
+                json,
+            } => tail::cmd_tail(&config, *from_id, *follow, *json).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mailfeed: {}", scrub(&format!("{e:#}")));
+            EXIT_FAILED
+        }
+    }
+}

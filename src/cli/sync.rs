@@ -1,0 +1,103 @@
+//! `mailfeed sync`: one pass over the selected accounts, then a summary and
+//! the exit code.
+
+use std::io::Write;
+
+use anyhow::Result;
+
+use crate::config::Config;
+use crate::secret::scrub;
+use crate::store::StoreHandle;
+use crate::sync::{Engine, FolderOutcome};
+
+use super::connect::{connect_options, warn_plaintext};
+use super::{EXIT_FAILED, progress, selected};
+
+/// `mailfeed sync`
+pub(crate) async fn cmd_sync(
+    config: &Config,
+    account: &Option<String>,
+    quiet: bool,
+) -> Result<i32> {
+    let accounts = selected(config, account)?;
+    let bars = progress::Bars::start(quiet);
+    let (store, writer) = StoreHandle::start(
+        &config.store.path,
+        config.store.synchronous,
+        config.sync.max_buffered_bytes,
+    )?;
+    let mut jobs = Vec::new();
+    for acc in &accounts {
+        warn_plaintext(acc);
+        let mut engine = Engine::new(
+            store.clone(),
+            connect_options(config, acc)?,
+            config.sync.clone(),
+        );
+        if let Some(b) = &bars {
+            engine = engine.with_sink(b.sink());
+        }
+        jobs.push(async move { crate::sync::sync_account(&engine, acc, &|| None).await });
+    }
+    let outcomes: Vec<FolderOutcome> = futures_util::future::join_all(jobs)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    if let Some(b) = &bars {
+        b.finish();
+    }
+    // The feed is committed; search catches up behind it, and `sync` exits
+    // only when it has.
+    tracing::info!("feed complete; completing the search index");
+    let indexed = store.catch_up_search().await;
+    drop(store);
+    writer.join();
+    let code = report(&outcomes);
+    if let Err(e) = indexed {
+        eprintln!("the search index is incomplete: {e}; the next start completes it");
+        return Ok(EXIT_FAILED);
+    }
+    Ok(code)
+}
+
+/// Prints one line per failure (and a summary); returns the exit code.
+pub(crate) fn report(outcomes: &[FolderOutcome]) -> i32 {
+    let mut out = std::io::stdout().lock();
+    let mut failed = 0;
+    let (mut new, mut refound) = (0, 0);
+    let mut ok = 0;
+    for o in outcomes {
+        match &o.result {
+            Ok(s) => {
+                ok += 1;
+                new += s.new;
+                refound += s.refound;
+            }
+            Err(e) => {
+                failed += 1;
+                let hint = e
+                    .hint()
+                    .map(|h| format!(" (hint: {h})"))
+                    .unwrap_or_default();
+                let e = scrub(&e.to_string()).into_owned();
+                let _ = writeln!(out, "FAILED {}/{}: {e}{hint}", o.account, o.folder);
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "synced {ok} folder(s), {new} new message(s){}{}",
+        if refound > 0 {
+            format!(", {refound} re-found after a UIDVALIDITY change")
+        } else {
+            String::new()
+        },
+        if failed > 0 {
+            format!(", {failed} failure(s)")
+        } else {
+            String::new()
+        }
+    );
+    if failed > 0 { EXIT_FAILED } else { 0 }
+}

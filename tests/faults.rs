@@ -27,8 +27,9 @@ use std::time::{Duration, Instant};
 
 use support::corpus;
 use support::dovecot::Dovecot;
-use support::fault_proxy::{FaultProxy, Rng, SeededPlan};
+use support::fault_proxy::{FaultProxy, SeededPlan};
 use support::mailfeed::{Account, Setup};
+use support::rng::Rng;
 
 const USER: &str = "faults";
 const PASS: &str = "faults-pw-3k";
@@ -332,7 +333,7 @@ fn sigkill_at_random_moments() {
     };
 
     let started = Instant::now();
-    let mut rng = Rng(0x5EED_0000_0000_0017);
+    let mut rng = Rng::from_state(0x5EED_0000_0000_0017);
     let (mut landed, mut spawned, mut round) = (0u64, 0u64, 0);
     while spawned < kills {
         round += 1;
@@ -356,7 +357,7 @@ fn sigkill_at_random_moments() {
                 std::thread::sleep(Duration::from_millis(1));
             }
             let left = full.as_micros() as u64 * (total_bytes - before) / total_bytes;
-            let at = Duration::from_micros(rng.below((left * 7 / 10).max(1_000)));
+            let at = Duration::from_micros(rng.below_u64((left * 7 / 10).max(1_000)));
             std::thread::sleep(at);
             let running = child.try_wait().expect("try_wait").is_none();
             let _ = child.kill(); // SIGKILL
@@ -441,7 +442,7 @@ fn sigkill_during_search_indexing() {
     };
     let window = full.as_micros() as u64 * 12 / 10;
 
-    let mut rng = Rng(0x5EED_0000_0000_1D3C);
+    let mut rng = Rng::from_state(0x5EED_0000_0000_1D3C);
     let (mut landed, mut spawned, mut round) = (0, 0, 0);
     while landed < kills {
         round += 1;
@@ -451,7 +452,7 @@ fn sigkill_during_search_indexing() {
             spawned += 1;
             assert!(spawned < kills * 10, "kills keep missing the indexing");
             let mut child = spawn_sync(&setup);
-            let at = Duration::from_micros(rng.below(win));
+            let at = Duration::from_micros(rng.below_u64(win));
             std::thread::sleep(at);
             let _ = child.kill(); // SIGKILL
             child.wait().expect("wait");

@@ -3,6 +3,8 @@
 //! environment, except [`mail_parser_samples`] which reads the real-world
 //! messages the mail-parser crate ships.
 
+use super::rng::Rng;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -384,41 +386,6 @@ fn generate(i: usize, kind: &'static str, seed: u64, rng: &mut Rng, shared: &[Ve
         bytes: msg,
         subject,
         message_id,
-    }
-}
-
-/// A small deterministic generator (splitmix64): stable across crate versions.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x6D61_696C_6665_6564)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (0 when n is 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next_u64() % n as u64) as usize
-        }
-    }
-
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(n + 8);
-        while out.len() < n {
-            out.extend_from_slice(&self.next_u64().to_le_bytes());
-        }
-        out.truncate(n);
-        out
     }
 }
 

@@ -588,16 +588,17 @@ pub fn reserve_port() -> io::Result<(u16, File)> {
     let lock_dir = std::env::temp_dir().join("mailfeed-test-ports");
     fs::create_dir_all(&lock_dir)?;
     let _ = fs::set_permissions(&lock_dir, fs::Permissions::from_mode(0o1777));
-    let mut state = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-        ^ (u64::from(std::process::id()) << 32)
-        ^ u64::from(INSTANCE_COUNTER.fetch_add(1, Ordering::Relaxed)).wrapping_mul(0x9E37_79B9);
+    let mut rng = super::rng::Rng::from_state(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+            ^ (u64::from(std::process::id()) << 32)
+            ^ u64::from(INSTANCE_COUNTER.fetch_add(1, Ordering::Relaxed)).wrapping_mul(0x9E37_79B9),
+    );
     let span = u64::from(PORT_RANGE.end - PORT_RANGE.start);
     for _ in 0..500 {
-        state = splitmix64(state);
-        let port = PORT_RANGE.start + (state % span) as u16;
+        let port = PORT_RANGE.start + rng.below_u64(span) as u16;
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -611,13 +612,6 @@ pub fn reserve_port() -> io::Result<(u16, File)> {
         }
     }
     Err(io::Error::other("found no free port for a test server"))
-}
-
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// All processes below `root`, found through /proc.

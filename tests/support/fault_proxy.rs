@@ -8,6 +8,8 @@
 //! Plain threads and blocking sockets: two threads per connection, one per
 //! direction. Dropping the proxy stops accepting and ends every connection.
 
+use super::rng::Rng;
+
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -188,35 +190,35 @@ pub struct SeededPlan {
 
 impl SeededPlan {
     pub fn new(seed: u64, span: u64) -> SeededPlan {
-        let mut rng = Rng(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0xFA17);
+        let mut rng = Rng::from_state(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0xFA17);
         let span = span.max(1);
-        let n = 1 + rng.below(3);
+        let n = 1 + rng.below_u64(3);
         let faults = (0..n)
             .map(|_| {
-                let after = rng.below(span);
-                match rng.below(7) {
+                let after = rng.below_u64(span);
+                match rng.below_u64(7) {
                     0 => Fault::CutDown { after },
                     1 => Fault::CutUp {
                         // Commands are short: cut within the first few.
-                        after: rng.below(400),
+                        after: rng.below_u64(400),
                     },
                     2 => Fault::StallThenCut {
                         after,
-                        stall: Duration::from_millis(rng.below(1_500)),
+                        stall: Duration::from_millis(rng.below_u64(1_500)),
                     },
                     3 => Fault::TruncateLiteral {
-                        nth: rng.below(40) as u32,
-                        into: 1 + rng.below(1 << 20),
+                        nth: rng.below_u64(40) as u32,
+                        into: 1 + rng.below_u64(1 << 20),
                     },
                     4 => Fault::Reset { after },
                     5 => Fault::Drip {
-                        bytes: rng.below(16 * 1024),
-                        max_piece: 1 + rng.below(64) as usize,
-                        delay: Duration::from_micros(200 + rng.below(1_000)),
+                        bytes: rng.below_u64(16 * 1024),
+                        max_piece: 1 + rng.below_u64(64) as usize,
+                        delay: Duration::from_micros(200 + rng.below_u64(1_000)),
                     },
                     _ => Fault::CutDown {
                         // Early: greeting, login, capability, LIST, EXAMINE.
-                        after: rng.below(2_000),
+                        after: rng.below_u64(2_000),
                     },
                 }
             })
@@ -234,24 +236,6 @@ impl SeededPlan {
     /// How many connections are planned to break.
     pub fn breaking(&self) -> usize {
         self.faults.iter().filter(|f| f.breaks()).count()
-    }
-}
-
-/// splitmix64: small, deterministic, good enough to spread faults.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
     }
 }
 
@@ -393,11 +377,11 @@ impl Conn {
                     max_piece,
                     delay,
                 } if sent < *bytes => {
-                    let mut rng = Rng(sent ^ u64::from(self.index));
+                    let mut rng = Rng::from_state(sent ^ u64::from(self.index));
                     let mut rest = chunk;
                     let mut ok = true;
                     while !rest.is_empty() && ok {
-                        let k = (1 + rng.below(*max_piece as u64) as usize).min(rest.len());
+                        let k = (1 + rng.below_u64(*max_piece as u64) as usize).min(rest.len());
                         ok = to.write_all(&rest[..k]).is_ok();
                         rest = &rest[k..];
                         std::thread::sleep(*delay);

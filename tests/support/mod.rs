@@ -31,4 +31,5 @@ pub mod http_probe;
 pub mod imap_truth;
 pub mod mailfeed;
 pub mod oauth2;
+pub mod rng;
 pub mod server;

@@ -182,6 +182,7 @@ fn warn_plaintext(account: &AccountConfig) {
 /// `mailfeed sync`
 pub async fn cmd_sync(config: &Config, account: &Option<String>) -> Result<i32> {
     let accounts = selected(config, account)?;
+    let _lock = store::lock::DatabaseLock::acquire(&config.store.path)?;
     let (store, writer) = StoreHandle::start(
         &config.store.path,
         config.store.synchronous,
@@ -194,7 +195,8 @@ pub async fn cmd_sync(config: &Config, account: &Option<String>) -> Result<i32> 
             store.clone(),
             connect_options(config, acc)?,
             config.sync.clone(),
-        );
+        )
+        .with_actions(&acc.actions);
         jobs.push(async move { crate::sync::sync_account(&engine, acc, &|| None).await });
     }
     let outcomes: Vec<FolderOutcome> = futures_util::future::join_all(jobs)
@@ -528,6 +530,8 @@ pub async fn cmd_check(config: &Config, account: &Option<String>) -> Result<i32>
                     verdicts.push(format!("FAILED  {name}: {e}{hint}"));
                 }
             }
+            let actions = crate::actions::Actions::new(acc.actions.clone());
+            verdicts.push(actions.check_line(f, session.capabilities()));
         }
         session.logout().await;
         println!("-- verdict for account `{}`:", acc.name);

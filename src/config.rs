@@ -148,6 +148,8 @@ pub struct AccountConfig {
     pub poll_interval: Duration,
     /// Use COMPRESS=DEFLATE (RFC 4978) when the server offers it.
     pub compress: bool,
+    /// What mailfeed does on the server after storing (see `actions`).
+    pub actions: crate::actions::AccountActions,
 }
 
 /// The whole, validated configuration.
@@ -214,6 +216,10 @@ struct RawAccount {
     max_connections: Option<u32>,
     poll_interval: Option<DurationValue>,
     compress: Option<bool>,
+    after_store: Option<String>,
+    delete_after: Option<crate::actions::settings::RawDays>,
+    create_destination: Option<bool>,
+    folder: Option<Vec<crate::actions::settings::RawFolder>>,
 }
 
 /// A duration written as `"90s"`, `"5m"`, `"1h"` or a number of seconds.
@@ -637,6 +643,16 @@ impl Config {
             POLL_RANGE.1,
             "`sync.poll_interval`",
         )?;
+        let actions = crate::actions::settings::build(
+            &format!("accounts[{i}]."),
+            crate::actions::settings::RawAccountActions {
+                after_store: a.after_store,
+                delete_after: a.delete_after,
+                create_destination: a.create_destination,
+                folder: a.folder,
+            },
+            &folders,
+        )?;
         Ok(AccountConfig {
             name,
             host,
@@ -651,6 +667,7 @@ impl Config {
             max_connections,
             poll_interval,
             compress: a.compress.unwrap_or(false),
+            actions,
         })
     }
 }

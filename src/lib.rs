@@ -5,6 +5,7 @@
 // paths only, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod actions;
 pub mod cli;
 pub mod config;
 pub mod export;

@@ -182,6 +182,8 @@ pub struct Session {
     /// The server reported a change (EXISTS, EXPUNGE, VANISHED, FETCH) that
     /// no command asked for; see [`Session::take_unsolicited_changes`].
     unsolicited_changes: bool,
+    /// The next [`Session::examine`] sends SELECT (see [`Session::select`]).
+    read_write: bool,
 }
 
 impl Session {
@@ -218,6 +220,7 @@ impl Session {
             bye: None,
             open_commands: HashMap::new(),
             unsolicited_changes: false,
+            read_write: false,
         };
         let preauth = s.greeting().await?;
         if account.security == Security::Starttls {
@@ -534,8 +537,10 @@ impl Session {
                 Untagged::Exists(_)
                 | Untagged::Expunge(_)
                 | Untagged::Vanished { earlier: false, .. },
-            ) => !open("EXAMINE"),
-            Response::Untagged(Untagged::Fetch(..)) => !open("EXAMINE") && !open("UID FETCH"),
+            ) => !open("EXAMINE") && !open("SELECT"),
+            Response::Untagged(Untagged::Fetch(..)) => {
+                !open("EXAMINE") && !open("SELECT") && !open("UID FETCH")
+            }
             Response::Tagged { tag, .. } => {
                 self.open_commands.remove(tag);
                 false
@@ -686,10 +691,21 @@ impl Session {
         qresync: Option<(UidValidity, ModSeq)>,
     ) -> Result<MailboxState, SessionError> {
         let condstore = self.caps.condstore();
-        let cmd = Command::Examine {
-            mailbox: mailbox_wire.to_owned(),
-            condstore,
-            qresync: if self.qresync_enabled { qresync } else { None },
+        let (mailbox, qresync) = (
+            mailbox_wire.to_owned(),
+            if self.qresync_enabled { qresync } else { None },
+        );
+        let cmd = match std::mem::take(&mut self.read_write) {
+            false => Command::Examine {
+                mailbox,
+                condstore,
+                qresync,
+            },
+            true => Command::Select {
+                mailbox,
+                condstore,
+                qresync,
+            },
         };
         let tag = self.send(&cmd).await?;
         let mut st = MailboxState::default();
@@ -748,6 +764,17 @@ impl Session {
             st.highest_modseq = None;
         }
         Ok(st)
+    }
+
+    /// SELECT (read-write) instead of EXAMINE, for a folder that mailfeed
+    /// is configured to change (see `actions`); otherwise as [`Self::examine`].
+    pub async fn select(
+        &mut self,
+        mailbox_wire: &str,
+        qresync: Option<(UidValidity, ModSeq)>,
+    ) -> Result<MailboxState, SessionError> {
+        self.read_write = true;
+        self.examine(mailbox_wire, qresync).await
     }
 
     /// Ends the session politely; errors are ignored (the server may be gone).

@@ -39,6 +39,8 @@ pub enum SyncError {
         "server listed UID {0} but did not send it, and it still exists; the folder's cursor stays below it and the next pass asks again"
     )]
     NotDelivered(u32),
+    #[error(transparent)]
+    Action(#[from] crate::actions::ActionError),
 }
 
 impl SyncError {
@@ -49,6 +51,7 @@ impl SyncError {
             SyncError::Session(_)
             | SyncError::MissingUid
             | SyncError::UidValidityChanged { .. } => true,
+            SyncError::Action(e) => e.breaks_connection(),
             _ => false,
         }
     }
@@ -169,6 +172,8 @@ pub struct Engine {
     /// Rises with every message received and every batch stored: whoever
     /// runs a long sync can tell one that is moving from one that hangs.
     pub progress: Arc<AtomicU64>,
+    /// What to do on the server after storing (`crate::actions`).
+    pub actions: Arc<crate::actions::Actions>,
 }
 
 impl Engine {
@@ -179,6 +184,7 @@ impl Engine {
             settings,
             passes: Arc::default(),
             progress: Arc::default(),
+            actions: Arc::default(),
         }
     }
 
@@ -214,6 +220,10 @@ impl Engine {
     ) -> Result<FolderStats, SyncError> {
         let started = Instant::now();
         let (mailbox, cursor) = self.store.ensure_mailbox(account, wire_name).await?;
+        let action = self
+            .actions
+            .mailbox_action(wire_name, session.capabilities());
+        self.store.set_mailbox_action(mailbox, action).await?;
         let result = self
             .sync_mailbox(session, account, wire_name, mailbox, cursor)
             .await;
@@ -227,6 +237,13 @@ impl Engine {
         let stats = result?;
         recorded?;
         committed?;
+        // Only now, after the commit (the ledger syncs it to disk first).
+        let uv = self.store.cursor(mailbox).await?.uidvalidity;
+        if let Some(uv) = uv.filter(|_| self.actions.for_wire(wire_name).changes_server()) {
+            self.actions
+                .run(&self.store, session, mailbox, uv, wire_name)
+                .await?;
+        }
         tracing::debug!(
             account,
             folder = %mutf7::decode(wire_name),
@@ -252,7 +269,11 @@ impl Engine {
             (Some(v), Some(m)) if qresync => Some((v, ModSeq(m))),
             _ => None,
         };
-        let state = session.examine(wire_name, known).await?;
+        let state = if self.actions.selects(wire_name, session.capabilities()) {
+            session.select(wire_name, known).await?
+        } else {
+            session.examine(wire_name, known).await?
+        };
         let mut stats = FolderStats::default();
         let folder = mutf7::decode(wire_name);
         let (uv, fetch_after) = match plan(&cursor, &state)? {

@@ -53,6 +53,38 @@ pub enum Command {
         esearch: bool,
     },
     Idle,
+    /// Read-write select, for a folder mailfeed is configured to change
+    /// (`after_store`, `delete_after`); otherwise EXAMINE.
+    Select {
+        mailbox: String,
+        condstore: bool,
+        qresync: Option<(UidValidity, ModSeq)>,
+    },
+    /// `UID STORE set +FLAGS.SILENT (flags)`: adds flags without asking for
+    /// the new flags back.
+    UidStoreAdd {
+        set: String,
+        flags: Vec<&'static str>,
+    },
+    /// `UID COPY set mailbox`
+    UidCopy {
+        set: String,
+        mailbox: String,
+    },
+    /// `UID MOVE set mailbox` (RFC 6851)
+    UidMove {
+        set: String,
+        mailbox: String,
+    },
+    /// `UID EXPUNGE set` (RFC 4315): removes only these UIDs, never another
+    /// client's `\Deleted` messages as a bare EXPUNGE would.
+    UidExpunge {
+        set: String,
+    },
+    /// `CREATE mailbox`
+    Create {
+        mailbox: String,
+    },
 }
 
 /// A piece of an encoded command: text, or a literal that (when synchronizing)
@@ -151,6 +183,12 @@ impl Command {
             Command::UidFetch { .. } => "UID FETCH",
             Command::UidSearch { .. } => "UID SEARCH",
             Command::Idle => "IDLE",
+            Command::Select { .. } => "SELECT",
+            Command::UidStoreAdd { .. } => "UID STORE",
+            Command::UidCopy { .. } => "UID COPY",
+            Command::UidMove { .. } => "UID MOVE",
+            Command::UidExpunge { .. } => "UID EXPUNGE",
+            Command::Create { .. } => "CREATE",
         }
     }
 
@@ -280,6 +318,35 @@ impl Command {
                     e.text(format!("UID SEARCH {criteria}").as_bytes());
                 }
             }
+            Command::Select {
+                mailbox,
+                condstore,
+                qresync,
+            } => {
+                e.text(b"SELECT ");
+                astring(mailbox, lp, &mut e);
+                if let Some((v, m)) = qresync {
+                    e.text(format!(" (QRESYNC ({} {}))", v.0, m.0).as_bytes());
+                } else if *condstore {
+                    e.text(b" (CONDSTORE)");
+                }
+            }
+            Command::UidStoreAdd { set, flags } => {
+                e.text(format!("UID STORE {set} +FLAGS.SILENT ({})", flags.join(" ")).as_bytes());
+            }
+            Command::UidCopy { set, mailbox } => {
+                e.text(format!("UID COPY {set} ").as_bytes());
+                astring(mailbox, lp, &mut e);
+            }
+            Command::UidMove { set, mailbox } => {
+                e.text(format!("UID MOVE {set} ").as_bytes());
+                astring(mailbox, lp, &mut e);
+            }
+            Command::UidExpunge { set } => e.text(format!("UID EXPUNGE {set}").as_bytes()),
+            Command::Create { mailbox } => {
+                e.text(b"CREATE ");
+                astring(mailbox, lp, &mut e);
+            }
         }
         e.text(b"\r\n");
         e.parts
@@ -377,6 +444,53 @@ mod tests {
             vec![Part::Text(
                 b"a1 UID FETCH 1:* (UID FLAGS) (CHANGEDSINCE 5 VANISHED)\r\n".to_vec()
             )]
+        );
+    }
+
+    #[test]
+    fn commands_that_change_the_server() {
+        let one = |c: Command| match &wire(&c, true)[..] {
+            [Part::Text(t)] => String::from_utf8_lossy(t).into_owned(),
+            other => panic!("not one line: {other:?}"),
+        };
+        assert_eq!(
+            one(Command::Select {
+                mailbox: "INBOX".into(),
+                condstore: true,
+                qresync: None
+            }),
+            "a1 SELECT INBOX (CONDSTORE)\r\n"
+        );
+        assert_eq!(
+            one(Command::UidStoreAdd {
+                set: "1:3,7".into(),
+                flags: vec!["\\Seen"]
+            }),
+            "a1 UID STORE 1:3,7 +FLAGS.SILENT (\\Seen)\r\n"
+        );
+        assert_eq!(
+            one(Command::UidMove {
+                set: "4".into(),
+                mailbox: "Done Items".into()
+            }),
+            "a1 UID MOVE 4 \"Done Items\"\r\n"
+        );
+        assert_eq!(
+            one(Command::UidCopy {
+                set: "4:5".into(),
+                mailbox: "Processed".into()
+            }),
+            "a1 UID COPY 4:5 Processed\r\n"
+        );
+        assert_eq!(
+            one(Command::UidExpunge { set: "4:5".into() }),
+            "a1 UID EXPUNGE 4:5\r\n"
+        );
+        assert_eq!(
+            one(Command::Create {
+                mailbox: "Processed".into()
+            }),
+            "a1 CREATE Processed\r\n"
         );
     }
 

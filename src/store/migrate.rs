@@ -20,6 +20,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_search_hashsize",
         include_str!("../../migrations/0004_search_hashsize.sql"),
     ),
+    (
+        "0005_actions",
+        include_str!("../../migrations/0005_actions.sql"),
+    ),
 ];
 
 pub fn apply(conn: &Connection) -> Result<(), StoreError> {

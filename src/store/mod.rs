@@ -3,9 +3,11 @@
 //! offers typed operations: cursors, message batches, status. Writes go through
 //! one writer thread ([`writer`]); reads open their own connection.
 
+pub mod actions;
 pub mod changes;
 mod checkpoint;
 pub mod consumer;
+pub mod lock;
 mod migrate;
 mod parsed;
 pub mod read;
@@ -48,6 +50,10 @@ pub enum StoreError {
         doing: &'static str,
         source: rusqlite::Error,
     },
+    #[error(
+        "another mailfeed (`run` or `sync`) is writing {database}: it holds {lock}. Stop it first, or give this one its own `store.path`"
+    )]
+    Locked { database: PathBuf, lock: PathBuf },
     #[error("the database writer has stopped after an earlier error")]
     WriterGone,
     #[error("database write failed: {0}")]
@@ -254,6 +260,8 @@ pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
+#[cfg(test)]
+mod actions_tests;
 #[cfg(test)]
 mod parsed_tests;
 #[cfg(test)]

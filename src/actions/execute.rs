@@ -1,0 +1,286 @@
+//! Running the plan over a session whose folder is SELECTed, right after a
+//! sync pass committed: the durable barrier, `delete_after`'s search, each
+//! batch's commands, and the outcome of every action into the ledger. A NO
+//! for a set is retried message by message, so one message the server
+//! refuses (e.g. already gone) fails alone. A cut connection leaves the
+//! actions open; the next pass does them (every step is idempotent). Must
+//! not: build SQL, or touch a UID the ledger did not hand out.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::plan::{self, Batch};
+use super::{ActionError, Actions};
+use crate::imap::{Code, Command, UidSet, UidValidity, Untagged};
+use crate::session::{Session, SessionError};
+use crate::store::actions::{Ledger, Outcome};
+use crate::store::{MailboxId, StoreHandle};
+
+/// Open actions read from the ledger at once.
+const PAGE: u32 = 5000;
+
+/// What one run did in a folder.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ActionStats {
+    pub done: u64,
+    pub failed: u64,
+    pub refused: u64,
+}
+
+impl Actions {
+    /// Acts on the folder's durably stored messages; the session has the
+    /// folder SELECTed under `uidvalidity` (what the pass just used).
+    pub async fn run(
+        &self,
+        store: &StoreHandle,
+        session: &mut Session,
+        mailbox: MailboxId,
+        uidvalidity: UidValidity,
+        wire_name: &str,
+    ) -> Result<ActionStats, ActionError> {
+        let caps = session.capabilities().clone();
+        if !self.selects(wire_name, &caps) {
+            // Refused on this server (said once at the folder's first pass).
+            return Ok(ActionStats::default());
+        }
+        let ledger = self.ledger(store).await?;
+        let keep = self.mailbox_action(wire_name, &caps);
+        let retention = self.for_wire(wire_name).delete_after_days;
+        // Actions the configuration no longer asks for are ended, not run.
+        ledger
+            .cancel_stale(mailbox, keep, retention.is_some())
+            .await?;
+        if let Some(days) = retention {
+            queue_expired(ledger, session, mailbox, uidvalidity, days).await?;
+        }
+        ledger.mark_durable(mailbox).await?;
+        let folder = crate::imap::mutf7::decode(wire_name);
+        let mut stats = ActionStats::default();
+        loop {
+            let open = ledger.open_actions(mailbox, uidvalidity, PAGE).await?;
+            if open.is_empty() {
+                break;
+            }
+            let full_page = open.len() == PAGE as usize;
+            let p = plan::plan(&open, &caps);
+            let mut outcomes: Vec<(i64, Outcome)> = p
+                .gone
+                .iter()
+                .map(|id| {
+                    (
+                        *id,
+                        Outcome::Failed("the message was already expunged from the server".into()),
+                    )
+                })
+                .collect();
+            stats.failed += p.gone.len() as u64;
+            for (ids, why) in &p.refused {
+                stats.refused += ids.len() as u64;
+                tracing::warn!(folder = %folder, count = ids.len(), "{why}; left pending");
+            }
+            ledger
+                .record(mailbox, std::mem::take(&mut outcomes))
+                .await?;
+            for b in &p.batches {
+                let (done, failed) = self
+                    .run_batch(ledger, session, mailbox, wire_name, b)
+                    .await?;
+                stats.done += done;
+                stats.failed += failed;
+            }
+            // Refused ones stay open: reading again would return them again.
+            if !full_page || !p.refused.is_empty() {
+                break;
+            }
+        }
+        if stats != ActionStats::default() {
+            tracing::info!(folder = %folder, done = stats.done, failed = stats.failed,
+                refused = stats.refused, "actions on the server");
+        }
+        Ok(stats)
+    }
+
+    /// Runs one batch's steps on its whole set; a NO splits the rest of the
+    /// steps into one command per message. Returns (done, failed).
+    async fn run_batch(
+        &self,
+        ledger: &Ledger,
+        session: &mut Session,
+        mailbox: MailboxId,
+        wire_name: &str,
+        b: &Batch,
+    ) -> Result<(u64, u64), ActionError> {
+        let set = b.uids();
+        for (i, op) in b.ops.iter().enumerate() {
+            match self.run_op(session, wire_name, op, &set).await {
+                Ok(()) => {
+                    if b.copied_after == Some(i) {
+                        let copied = b.actions.iter().map(|(id, _)| (*id, Outcome::Copied));
+                        ledger.record(mailbox, copied.collect()).await?;
+                    }
+                }
+                Err(ActionError::Session(SessionError::CommandFailed { .. }))
+                    if b.actions.len() > 1 =>
+                {
+                    return self
+                        .run_singly(ledger, session, mailbox, wire_name, b, i)
+                        .await;
+                }
+                Err(ActionError::Session(SessionError::CommandFailed { text, .. })) => {
+                    let outcome = Outcome::Failed(format!("the server refused: {text}"));
+                    let all = b.actions.iter().map(|(id, _)| (*id, outcome.clone()));
+                    ledger.record(mailbox, all.collect()).await?;
+                    return Ok((0, b.actions.len() as u64));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let all = b
+            .actions
+            .iter()
+            .map(|(id, _)| (*id, Outcome::Done(b.done.clone())));
+        ledger.record(mailbox, all.collect()).await?;
+        Ok((b.actions.len() as u64, 0))
+    }
+
+    /// The steps from `from` on, one message at a time.
+    async fn run_singly(
+        &self,
+        ledger: &Ledger,
+        session: &mut Session,
+        mailbox: MailboxId,
+        wire_name: &str,
+        b: &Batch,
+        from: usize,
+    ) -> Result<(u64, u64), ActionError> {
+        let (mut done, mut failed) = (0, 0);
+        for &(id, uid) in &b.actions {
+            let one = UidSet::from_uids([uid]);
+            let mut outcome = Outcome::Done(b.done.clone());
+            for (i, op) in b.ops.iter().enumerate().skip(from) {
+                match self.run_op(session, wire_name, op, &one).await {
+                    Ok(()) if b.copied_after == Some(i) => {
+                        ledger.record(mailbox, vec![(id, Outcome::Copied)]).await?;
+                    }
+                    Ok(()) => {}
+                    Err(ActionError::Session(SessionError::CommandFailed { text, .. })) => {
+                        outcome = Outcome::Failed(format!("the server refused: {text}"));
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            match outcome {
+                Outcome::Done(_) => done += 1,
+                _ => failed += 1,
+            }
+            ledger.record(mailbox, vec![(id, outcome)]).await?;
+        }
+        Ok((done, failed))
+    }
+
+    /// One command; a missing destination (`[TRYCREATE]`) is created once
+    /// when `create_destination` says so, else the run stops with the reason.
+    async fn run_op(
+        &self,
+        session: &mut Session,
+        wire_name: &str,
+        op: &plan::Op,
+        set: &UidSet,
+    ) -> Result<(), ActionError> {
+        let cmd = op.command(set);
+        match session.run(&cmd).await {
+            Ok(_) => Ok(()),
+            Err(SessionError::CommandFailed {
+                code: Some(Code::Other(c, _)),
+                ..
+            }) if c.eq_ignore_ascii_case("TRYCREATE") => {
+                let dest = op.destination().unwrap_or_default().to_owned();
+                let folder = crate::imap::mutf7::decode(&dest);
+                if !self.for_wire(wire_name).create_destination {
+                    return Err(ActionError::NoDestination { folder });
+                }
+                tracing::info!(folder = %folder, "creating the destination folder");
+                session
+                    .run(&Command::Create {
+                        mailbox: dest.clone(),
+                    })
+                    .await?;
+                session.run(&cmd).await?;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// `delete_after`: asks the server which messages are older than `days`
+/// (`UID SEARCH BEFORE`, by INTERNALDATE) and queues deletion for those that
+/// are also stored, covered by the cursor and dated before the cut-off in
+/// the database. Both must agree.
+async fn queue_expired(
+    ledger: &Ledger,
+    session: &mut Session,
+    mailbox: MailboxId,
+    uidvalidity: UidValidity,
+    days: u32,
+) -> Result<(), ActionError> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let cutoff_day = now.div_euclid(86_400) - i64::from(days);
+    let esearch = session.capabilities().esearch();
+    let cmd = Command::UidSearch {
+        criteria: format!("BEFORE {}", imap_date(cutoff_day)),
+        esearch,
+    };
+    let mut uids: Vec<u32> = Vec::new();
+    let mut ranges: Vec<(u32, u32)> = Vec::new();
+    for u in session.run(&cmd).await? {
+        match u {
+            Untagged::Search(found) => uids.extend(found),
+            Untagged::ESearch(e) => {
+                if let Some(all) = e.all {
+                    ranges.extend_from_slice(all.ranges());
+                }
+            }
+            _ => {}
+        }
+    }
+    ranges.extend(UidSet::from_uids(uids).ranges());
+    let found = UidSet::from_ranges(ranges);
+    if found.is_empty() {
+        return Ok(());
+    }
+    let before = crate::utc::format_utc(cutoff_day * 86_400);
+    let n = ledger
+        .queue_expiry(mailbox, uidvalidity, found, before)
+        .await?;
+    if n > 0 {
+        tracing::info!(
+            count = n,
+            days,
+            "messages past delete_after queued for deletion"
+        );
+    }
+    Ok(())
+}
+
+/// An IMAP `date` (`1-Feb-2024`) of a day count since 1970-01-01.
+pub fn imap_date(days: i64) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (y, m, d) = crate::utc::civil_from_days(days);
+    format!("{d}-{}-{y}", MONTHS[(m as usize).saturating_sub(1).min(11)])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn imap_dates() {
+        assert_eq!(super::imap_date(0), "1-Jan-1970");
+        assert_eq!(super::imap_date(19_723), "1-Jan-2024");
+        assert_eq!(super::imap_date(19_783), "1-Mar-2024");
+    }
+}

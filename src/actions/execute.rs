@@ -12,7 +12,7 @@ use super::plan::{self, Batch};
 use super::{ActionError, Actions};
 use crate::imap::{Code, Command, UidSet, UidValidity, Untagged};
 use crate::session::{Session, SessionError};
-use crate::store::actions::{Ledger, Outcome};
+use crate::store::actions::{ActionKind, Ledger, Outcome};
 use crate::store::{MailboxId, StoreHandle};
 
 /// Open actions read from the ledger at once.
@@ -62,17 +62,22 @@ impl Actions {
             }
             let full_page = open.len() == PAGE as usize;
             let p = plan::plan(&open, &caps);
-            let mut outcomes: Vec<(i64, Outcome)> = p
-                .gone
-                .iter()
-                .map(|id| {
-                    (
-                        *id,
-                        Outcome::Failed("the message was already expunged from the server".into()),
-                    )
-                })
-                .collect();
-            stats.failed += p.gone.len() as u64;
+            let mut outcomes: Vec<(i64, Outcome)> = Vec::new();
+            for (id, kind) in &p.gone {
+                let o = match kind {
+                    ActionKind::Seen => {
+                        stats.failed += 1;
+                        Outcome::Failed("the message was expunged from the server first".into())
+                    }
+                    _ => {
+                        stats.done += 1;
+                        Outcome::Done(
+                            "the message had already left the folder (an earlier run cut off after its command, or another client)".into(),
+                        )
+                    }
+                };
+                outcomes.push((*id, o));
+            }
             for (ids, why) in &p.refused {
                 stats.refused += ids.len() as u64;
                 tracing::warn!(folder = %folder, count = ids.len(), "{why}; left pending");

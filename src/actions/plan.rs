@@ -92,8 +92,10 @@ pub struct Plan {
     /// open (pending) and are not sent.
     pub refused: Vec<(Vec<i64>, String)>,
     /// Actions whose message was already expunged from the server: nothing
-    /// is sent for them (the UID names nothing); they are recorded failed.
-    pub gone: Vec<i64>,
+    /// is sent for them (the UID names nothing). A move or delete is done
+    /// (the message has left the folder: a run cut off after its command,
+    /// or another client); a `seen` failed.
+    pub gone: Vec<(i64, ActionKind)>,
 }
 
 /// Why an action of this kind cannot run on a server with `caps`, if it
@@ -121,7 +123,7 @@ pub fn plan(open: &[OpenAction], caps: &Capabilities) -> Plan {
     let mut groups: Vec<((ActionKind, Option<String>, bool), Vec<(i64, u32)>)> = Vec::new();
     for a in open {
         if a.gone {
-            out.gone.push(a.id);
+            out.gone.push((a.id, a.kind));
             continue;
         }
         if let Some(why) = refusal(a.kind, a.copied, caps) {
@@ -228,7 +230,7 @@ mod tests {
         b[0].gone = true;
         let p = plan(&b, &caps(&["IMAP4rev1"]));
         assert_eq!(lines(&p), ["t UID STORE 2:3,7,9:10 +FLAGS.SILENT (\\Seen)"]);
-        assert_eq!(p.gone, [0]);
+        assert_eq!(p.gone, [(0, ActionKind::Seen)]);
     }
 
     #[test]

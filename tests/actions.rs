@@ -1,0 +1,449 @@
+//! Actions on the server after the commit, against a real, private Dovecot:
+//! `seen`, `move:Processed` and `delete` act on exactly the stored messages
+//! (a message another client marked `\Deleted` survives: never a bare
+//! EXPUNGE); a missing destination fails clearly and nothing is lost; a
+//! SIGKILL loop between commit and action ends with every stored message
+//! moved exactly once and none moved before it was stored; `delete_after`
+//! removes only old, stored messages; a second process on the same
+//! database refuses.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use support::corpus;
+use support::dovecot::Dovecot;
+use support::mailfeed::{Account, Setup};
+
+const USER: &str = "quinn";
+const PASS: &str = "quinn-pw-A5";
+
+fn dovecot() -> Dovecot {
+    Dovecot::start_with_users(&[(USER, PASS)]).expect("start dovecot")
+}
+
+fn setup(dc: &Dovecot, folders: &[&str], extra: &str, sync_extra: &str) -> Setup {
+    let mut a = Account::plain(dc, USER, PASS, folders);
+    a.extra = extra;
+    Setup::new(&[a], sync_extra)
+}
+
+/// Every message of a folder: (UID, flags, BODY[]).
+fn server(dc: &Dovecot, folder: &str) -> Vec<(u32, Vec<String>, Vec<u8>)> {
+    let mut c = dc.login(USER).expect("login");
+    c.examine(folder).expect("examine");
+    let bodies = c.fetch_all().expect("bodies");
+    let flags = c.fetch_flags().expect("flags");
+    c.logout().expect("logout");
+    bodies
+        .into_iter()
+        .map(|(uid, body)| {
+            let f = flags
+                .iter()
+                .find(|(u, _)| *u == uid)
+                .map(|(_, f)| f.clone())
+                .unwrap_or_default();
+            (uid, f, body)
+        })
+        .collect()
+}
+
+fn stored_bodies(setup: &Setup, mailbox: &str) -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = setup
+        .stored("test", mailbox)
+        .into_iter()
+        .map(|(_, _, b)| b)
+        .collect();
+    v.sort();
+    v
+}
+
+/// (uid, kind, state) of every action of a mailbox.
+fn actions(setup: &Setup, mailbox: &str) -> Vec<(u32, String, String)> {
+    setup
+        .db()
+        .prepare(
+            "SELECT m.uid, a.kind, a.state FROM actions a JOIN messages m ON m.id = a.message_id
+             JOIN mailboxes b ON b.id = m.mailbox_id WHERE b.name = ?1 ORDER BY m.uid, a.kind",
+        )
+        .and_then(|mut s| {
+            s.query_map([mailbox], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
+        .expect("actions")
+}
+
+fn events(setup: &Setup, kind: &str, mailbox: &str) -> i64 {
+    setup
+        .db()
+        .query_row(
+            "SELECT count(*) FROM message_events WHERE kind = ?1 AND mailbox = ?2",
+            [kind, mailbox],
+            |r| r.get(0),
+        )
+        .expect("events")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+const OVERRIDES: &str = r#"
+[[accounts.folder]]
+name = "INBOX"
+after_store = "move:Processed"
+
+[[accounts.folder]]
+name = "Seen"
+after_store = "seen"
+
+[[accounts.folder]]
+name = "Deletes"
+after_store = "delete"
+"#;
+
+#[test]
+fn seen_move_and_delete_act_on_exactly_the_stored_messages() {
+    let dc = dovecot();
+    for f in ["Seen", "Deletes"] {
+        dc.create_folder(USER, f).expect("create");
+    }
+    // Stored while no action is configured, then marked \Deleted by another
+    // client: mailfeed never acts on it, and no bare EXPUNGE removes it.
+    let bystander = dc
+        .append(USER, "Deletes", &corpus::varied(1, 99)[0])
+        .expect("append");
+    let folders = ["INBOX", "Seen", "Deletes"];
+    let s = setup(&dc, &folders, "", "");
+    s.sync_ok();
+    let mut c = dc.login(USER).expect("login");
+    c.select("Deletes").expect("select");
+    c.add_flags(&[bystander], &["\\Deleted"]).expect("flag");
+    c.logout().expect("logout");
+
+    // Now with actions.
+    let config = std::fs::read_to_string(&s.config).expect("config") + OVERRIDES;
+    std::fs::write(&s.config, config).expect("write config");
+    let s2 = &s;
+    let inbox = corpus::varied(6, 1);
+    let seen = corpus::varied(5, 2);
+    let dels = corpus::varied(4, 3);
+    dc.append_many(USER, "INBOX", &inbox).expect("append");
+    dc.append_many(USER, "Seen", &seen).expect("append");
+    dc.append_many(USER, "Deletes", &dels).expect("append");
+
+    // `check` says which folders change and how.
+    let out = s2.run(&["check"]);
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("changes INBOX: SELECT: moves each stored message to `Processed`"),
+        "{said}"
+    );
+    assert!(
+        said.contains("changes Seen: SELECT: marks each stored message \\Seen"),
+        "{said}"
+    );
+    assert!(
+        said.contains("changes Deletes: SELECT: deletes each stored message"),
+        "{said}"
+    );
+
+    // Processed does not exist and create_destination is off: the move
+    // fails clearly, the other folders are acted on, nothing is lost.
+    let out = s2.run(&["sync"]);
+    let said = text(&out.stdout);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("FAILED test/INBOX")
+            && said.contains("`Processed`")
+            && said.contains("create_destination"),
+        "{said}"
+    );
+    let on_server = server(&dc, "INBOX");
+    assert_eq!(on_server.len(), 6, "nothing moved");
+    assert!(
+        actions(&s, "INBOX")
+            .iter()
+            .all(|(_, k, st)| k == "move" && st == "pending")
+    );
+
+    let seen_now = server(&dc, "Seen");
+    assert_eq!(seen_now.len(), 5);
+    assert!(
+        seen_now
+            .iter()
+            .all(|(_, f, _)| f.iter().any(|f| f == "\\Seen")),
+        "{seen_now:?}"
+    );
+    let left = server(&dc, "Deletes");
+    assert_eq!(
+        left.iter().map(|(u, _, _)| *u).collect::<Vec<_>>(),
+        [bystander],
+        "exactly the stored messages were deleted; the bystander stays"
+    );
+    assert!(left[0].1.iter().any(|f| f == "\\Deleted"));
+
+    // With the destination there, the pending moves run.
+    dc.create_folder(USER, "Processed").expect("create");
+    s.sync_ok();
+    assert!(server(&dc, "INBOX").is_empty());
+    let mut moved: Vec<Vec<u8>> = server(&dc, "Processed")
+        .into_iter()
+        .map(|(_, _, b)| b)
+        .collect();
+    moved.sort();
+    assert_eq!(
+        moved,
+        stored_bodies(&s, "INBOX"),
+        "exactly the stored messages, once each"
+    );
+
+    // New mail that is not stored yet is untouched ...
+    let more = corpus::varied(3, 4);
+    dc.append_many(USER, "Seen", &more).expect("append");
+    assert!(
+        server(&dc, "Seen")
+            .iter()
+            .filter(|(_, f, _)| f.iter().any(|f| f == "\\Seen"))
+            .count()
+            == 5
+    );
+    // ... until it is.
+    s.sync_ok();
+    assert_eq!(server(&dc, "Seen").len(), 8);
+    assert!(
+        server(&dc, "Seen")
+            .iter()
+            .all(|(_, f, _)| f.iter().any(|f| f == "\\Seen"))
+    );
+
+    // Every stored message has exactly one action, done; none for the
+    // bystander, stored before actions were configured.
+    for (folder, n, kind) in [
+        ("INBOX", 6, "move"),
+        ("Seen", 8, "seen"),
+        ("Deletes", 4, "delete"),
+    ] {
+        let a = actions(&s, folder);
+        assert_eq!(a.len(), n, "{folder}: {a:?}");
+        assert!(
+            a.iter().all(|(_, k, st)| k == kind && st == "done"),
+            "{folder}: {a:?}"
+        );
+        assert_eq!(events(&s, "action", folder), n as i64, "{folder}");
+    }
+    // The archive keeps everything; the server's expunges are ordinary
+    // `expunged` events, the bystander's row is not among them.
+    assert_eq!(s.message_rows(), 1 + 6 + 8 + 4);
+    assert_eq!(events(&s, "expunged", "INBOX"), 6);
+    assert_eq!(events(&s, "expunged", "Deletes"), 4);
+    let bystander_gone: i64 = s
+        .db()
+        .query_row(
+            "SELECT count(*) FROM message_feed WHERE mailbox = 'Deletes' AND uid = ?1 AND expunged_at IS NULL",
+            [bystander],
+            |r| r.get(0),
+        )
+        .expect("bystander");
+    assert_eq!(bystander_gone, 1);
+}
+
+#[test]
+fn delete_after_removes_only_old_stored_messages() {
+    let dc = dovecot();
+    let mails = corpus::varied(6, 7);
+    let mut c = dc.login(USER).expect("login");
+    let mut old = Vec::new();
+    for m in &mails[..3] {
+        old.push(
+            c.append_dated("INBOX", "01-Jan-2020 10:00:00 +0000", m)
+                .expect("append")
+                .expect("uid"),
+        );
+    }
+    let recent = c
+        .append("INBOX", &[], &mails[3])
+        .expect("append")
+        .expect("uid");
+    // Another client's \Deleted mark on a recent message: it stays.
+    let marked = c
+        .append("INBOX", &["\\Deleted"], &mails[4])
+        .expect("append")
+        .expect("uid");
+    c.logout().expect("logout");
+    let s = setup(&dc, &["INBOX"], "delete_after = \"30d\"", "");
+    let out = s.run(&["check"]);
+    assert!(
+        text(&out.stdout).contains("deletes stored messages older than 30 days"),
+        "{}",
+        text(&out.stdout)
+    );
+    s.sync_ok();
+    let left: Vec<u32> = server(&dc, "INBOX")
+        .into_iter()
+        .map(|(u, _, _)| u)
+        .collect();
+    assert_eq!(left, [recent, marked]);
+    // An old message that arrives now is not stored before this pass's
+    // search... it is stored by the pass, then deleted in the same pass:
+    // deletion follows storing, never precedes it.
+    let mut c = dc.login(USER).expect("login");
+    let late = c
+        .append_dated("INBOX", "02-Jan-2020 10:00:00 +0000", &mails[5])
+        .expect("append")
+        .expect("uid");
+    c.logout().expect("logout");
+    s.sync_ok();
+    let left: Vec<u32> = server(&dc, "INBOX")
+        .into_iter()
+        .map(|(u, _, _)| u)
+        .collect();
+    assert_eq!(left, [recent, marked]);
+    let a = actions(&s, "INBOX");
+    let mut expected: Vec<(u32, String, String)> = old
+        .iter()
+        .chain([&late])
+        .map(|u| (*u, "delete".to_owned(), "done".to_owned()))
+        .collect();
+    expected.sort();
+    assert_eq!(a, expected);
+    assert_eq!(s.message_rows(), 6, "the archive keeps every message");
+}
+
+#[test]
+fn a_second_process_on_the_same_database_refuses() {
+    let dc = dovecot();
+    dc.append_many(USER, "INBOX", &corpus::varied(2, 5))
+        .expect("append");
+    let s = setup(&dc, &["INBOX"], "after_store = \"seen\"", "");
+    let mut run = s
+        .command(&["run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn run");
+    // Wait until `run` has stored the mail (so it holds the lock).
+    let t0 = Instant::now();
+    while !(s.db.exists()
+        && s.db()
+            .query_row(
+                "SELECT count(*) FROM actions WHERE state = 'done'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap_or(0)
+            == 2)
+    {
+        assert!(t0.elapsed() < Duration::from_secs(60), "run never acted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = s.run(&["sync"]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("another mailfeed") && err.contains("mail.db.lock"),
+        "{err}"
+    );
+    // Read-only commands still work while `run` holds the lock.
+    let status = s.run(&["status"]);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    let _ = run.kill();
+    let _ = run.wait();
+    // The lock goes with the process.
+    s.sync_ok();
+}
+
+/// SIGKILL at random moments of `sync` runs that store and move mail; new
+/// mail arrives between runs. At the end every stored message is in
+/// Processed exactly once, nothing is left in INBOX, and Processed holds
+/// nothing that was not stored first.
+#[test]
+fn sigkill_between_commit_and_action_moves_each_message_exactly_once() {
+    let dc = dovecot();
+    dc.create_folder(USER, "Processed").expect("create");
+    let s = setup(
+        &dc,
+        &["INBOX"],
+        "after_store = \"move:Processed\"",
+        "batch_size = 5",
+    );
+    let kills: u64 = std::env::var("MAILFEED_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let mut rng = support::fault_proxy::Rng(0xAC71_0000_0000_0015);
+    let mut seed = 100;
+    let mut window_us: u64 = 400_000;
+    let (mut landed, mut spawned) = (0, 0);
+    while landed < kills {
+        seed += 1;
+        dc.append_many(USER, "INBOX", &corpus::varied(4, seed))
+            .expect("append");
+        spawned += 1;
+        assert!(spawned < kills * 8, "kills keep missing running syncs");
+        let mut child = s
+            .command(&["sync"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let at = Duration::from_micros(rng.below(window_us));
+        std::thread::sleep(at);
+        if child.try_wait().expect("try_wait").is_some() {
+            window_us = (window_us * 3 / 4).max(5_000);
+        } else {
+            landed += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let mut stderr = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut stderr);
+        }
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        if s.db.exists() {
+            let ok: String = s
+                .db()
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .expect("integrity");
+            assert_eq!(ok, "ok");
+        }
+        // Nothing in Processed was moved before it was stored.
+        let stored = stored_bodies(&s, "INBOX");
+        for (uid, _, body) in server(&dc, "Processed") {
+            assert!(
+                stored.binary_search(&body).is_ok(),
+                "Processed UID {uid} was never stored"
+            );
+        }
+    }
+    s.sync_ok();
+    assert!(
+        server(&dc, "INBOX").is_empty(),
+        "everything stored was moved"
+    );
+    let mut moved: Vec<Vec<u8>> = server(&dc, "Processed")
+        .into_iter()
+        .map(|(_, _, b)| b)
+        .collect();
+    moved.sort();
+    let stored = stored_bodies(&s, "INBOX");
+    assert_eq!(
+        moved.len(),
+        stored.len(),
+        "each stored message moved exactly once"
+    );
+    assert_eq!(moved, stored);
+    let a = actions(&s, "INBOX");
+    assert_eq!(a.len(), stored.len());
+    assert!(
+        a.iter().all(|(_, k, st)| k == "move" && st == "done"),
+        "{a:?}"
+    );
+    eprintln!(
+        "{landed} kills landed in {spawned} runs; {} messages moved",
+        stored.len()
+    );
+}

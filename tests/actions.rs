@@ -375,7 +375,7 @@ fn sigkill_between_commit_and_action_moves_each_message_exactly_once() {
     let mut rng = support::fault_proxy::Rng(0xAC71_0000_0000_0015);
     let mut seed = 100;
     let mut window_us: u64 = 400_000;
-    let (mut landed, mut spawned) = (0, 0);
+    let (mut landed, mut spawned, mut between) = (0, 0, 0);
     while landed < kills {
         seed += 1;
         dc.append_many(USER, "INBOX", &corpus::varied(4, seed))
@@ -410,6 +410,21 @@ fn sigkill_between_commit_and_action_moves_each_message_exactly_once() {
                 .expect("integrity");
             assert_eq!(ok, "ok");
         }
+        // A kill that left stored messages with their move still open
+        // fell between the commit and the action.
+        if s.db.exists() {
+            let open: i64 = s
+                .db()
+                .query_row(
+                    "SELECT count(*) FROM actions WHERE state = 'pending'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap_or(0);
+            if open > 0 {
+                between += 1;
+            }
+        }
         // Nothing in Processed was moved before it was stored.
         let stored = stored_bodies(&s, "INBOX");
         for (uid, _, body) in server(&dc, "Processed") {
@@ -443,7 +458,8 @@ fn sigkill_between_commit_and_action_moves_each_message_exactly_once() {
         "{a:?}"
     );
     eprintln!(
-        "{landed} kills landed in {spawned} runs; {} messages moved",
+        "{landed} kills landed in {spawned} runs, {between} between a commit and its action; {} messages moved",
         stored.len()
     );
+    assert!(between > 0, "no kill fell between a commit and its action");
 }

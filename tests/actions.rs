@@ -463,3 +463,233 @@ fn sigkill_between_commit_and_action_moves_each_message_exactly_once() {
     );
     assert!(between > 0, "no kill fell between a commit and its action");
 }
+
+/// Post-login capabilities of Dovecot 2.3 without MOVE (and, for
+/// `NO_UIDPLUS`, without UIDPLUS too).
+const NO_MOVE: &str = "imap_capability = IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+ UIDPLUS CONDSTORE QRESYNC ESEARCH\n";
+const NO_UIDPLUS: &str =
+    "imap_capability = IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+ CONDSTORE QRESYNC ESEARCH\n";
+
+fn dovecot_with(extra: &str) -> Dovecot {
+    Dovecot::start_with(support::dovecot::Options {
+        users: vec![(USER.into(), PASS.into())],
+        extra_config: extra.into(),
+    })
+    .expect("start dovecot")
+}
+
+#[test]
+fn without_move_a_move_is_copy_store_and_uid_expunge() {
+    let dc = dovecot_with(NO_MOVE);
+    dc.create_folder(USER, "Processed").expect("create");
+    // Stored before the action is configured, then marked \Deleted by
+    // another client: the UID EXPUNGE of the moved messages leaves it.
+    let mut c = dc.login(USER).expect("login");
+    let bystander = c
+        .append("INBOX", &["\\Deleted"], b"Subject: keep\r\n\r\nmine\r\n")
+        .expect("append")
+        .expect("uid");
+    c.logout().expect("logout");
+    let s = setup(&dc, &["INBOX"], "", "");
+    s.sync_ok();
+    let config = std::fs::read_to_string(&s.config).expect("config")
+        + "\n[[accounts.folder]]\nname = \"INBOX\"\nafter_store = \"move:Processed\"\n";
+    std::fs::write(&s.config, config).expect("config");
+    let mails = corpus::varied(5, 11);
+    dc.append_many(USER, "INBOX", &mails).expect("append");
+    let out = s
+        .command(&["sync"])
+        .env("RUST_LOG", "mailfeed=trace")
+        .output()
+        .expect("sync");
+    let log = text(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("UID COPY 2:6 Processed")
+            && log.contains("UID STORE 2:6 +FLAGS.SILENT (\\Deleted)")
+            && log.contains("UID EXPUNGE 2:6"),
+        "{log}"
+    );
+    assert!(!log.contains("UID MOVE"), "MOVE was not offered");
+    assert!(
+        !log.lines().any(|l| l.trim_end().ends_with(" EXPUNGE")),
+        "a bare EXPUNGE was sent"
+    );
+    let left: Vec<u32> = server(&dc, "INBOX")
+        .into_iter()
+        .map(|(u, _, _)| u)
+        .collect();
+    assert_eq!(left, [bystander]);
+    let mut moved: Vec<Vec<u8>> = server(&dc, "Processed")
+        .into_iter()
+        .map(|(_, _, b)| b)
+        .collect();
+    moved.sort();
+    let mut want: Vec<Vec<u8>> = s
+        .stored("test", "INBOX")
+        .into_iter()
+        .filter(|(_, uid, _)| *uid != bystander)
+        .map(|(_, _, b)| b)
+        .collect();
+    want.sort();
+    assert_eq!(moved, want, "exactly the stored messages");
+    assert_eq!(moved.len(), 5);
+    assert_eq!(
+        actions(&s, "INBOX")
+            .iter()
+            .map(|(u, k, st)| (*u, k.as_str(), st.as_str()))
+            .collect::<Vec<_>>(),
+        (2..=6).map(|u| (u, "move", "done")).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn without_uidplus_delete_and_move_are_refused_and_the_folder_is_only_read() {
+    let dc = dovecot_with(NO_UIDPLUS);
+    dc.create_folder(USER, "Seen").expect("create");
+    dc.append_many(USER, "INBOX", &corpus::varied(3, 12))
+        .expect("append");
+    dc.append_many(USER, "Seen", &corpus::varied(2, 13))
+        .expect("append");
+    let s = setup(
+        &dc,
+        &["INBOX", "Seen"],
+        "after_store = \"delete\"\n\n[[accounts.folder]]\nname = \"Seen\"\nafter_store = \"seen\"\n",
+        "",
+    );
+    let out = s.run(&["check"]);
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("REFUSED INBOX: `delete` refused: the server does not offer UIDPLUS"),
+        "{said}"
+    );
+    assert!(
+        said.contains("changes Seen: SELECT: marks each stored message \\Seen"),
+        "{said}"
+    );
+    let out = s.sync_ok();
+    let err = text(&out.stderr);
+    assert_eq!(
+        err.matches("UIDPLUS").count(),
+        1,
+        "one clear line for the refusal: {err}"
+    );
+    assert_eq!(server(&dc, "INBOX").len(), 3, "nothing deleted");
+    assert!(actions(&s, "INBOX").is_empty(), "nothing queued for later");
+    assert!(
+        server(&dc, "Seen")
+            .iter()
+            .all(|(_, f, _)| f.iter().any(|f| f == "\\Seen"))
+    );
+}
+
+/// Cuts at seeded points of the conversation (through the fault proxy)
+/// while `move`, `seen` and `delete` run: every run that fails says so,
+/// the next ones finish the work, and each stored message is acted on
+/// exactly once.
+#[test]
+fn a_cut_connection_during_the_actions_recovers() {
+    use support::fault_proxy::{Fault, FaultProxy};
+    let dc = dovecot();
+    for f in ["Processed", "Seen", "Deletes"] {
+        dc.create_folder(USER, f).expect("create");
+    }
+    let extra = "after_store = \"move:Processed\"\n\n[[accounts.folder]]\nname = \"Seen\"\nafter_store = \"seen\"\n\n[[accounts.folder]]\nname = \"Deletes\"\nafter_store = \"delete\"\n";
+    let load = |seed: u64| {
+        dc.append_many(USER, "INBOX", &corpus::varied(4, seed * 3))
+            .expect("append");
+        dc.append_many(USER, "Seen", &corpus::varied(3, seed * 3 + 1))
+            .expect("append");
+        dc.append_many(USER, "Deletes", &corpus::varied(3, seed * 3 + 2))
+            .expect("append");
+    };
+    let seeds: u64 = std::env::var("MAILFEED_FAULT_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    // One database throughout; each round brings new mail.
+    let proxy = FaultProxy::start(dc.plain_port(), |_| Fault::None);
+    let mut s = setup_through(&dc, proxy.port(), extra);
+    load(1000);
+    s.sync_ok();
+    let span = proxy.down_bytes().into_iter().max().unwrap_or(1);
+    drop(proxy);
+    let mut failed = 0;
+    for seed in 0..seeds {
+        load(seed);
+        let proxy = FaultProxy::seeded(dc.plain_port(), seed, span);
+        repoint(&mut s, proxy.port());
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let out = s.run(&["sync"]);
+            if out.status.success() {
+                break;
+            }
+            failed += 1;
+            let all = text(&out.stdout) + &text(&out.stderr);
+            assert!(!all.contains("panicked"), "seed {seed}: {all}");
+            assert!(all.contains("FAILED test/"), "seed {seed}: {all}");
+            assert!(
+                attempts < 12,
+                "seed {seed}: still failing: {all}\n{:?}",
+                proxy.log()
+            );
+        }
+    }
+    // One clean pass records the last expunges.
+    let proxy = FaultProxy::start(dc.plain_port(), |_| Fault::None);
+    repoint(&mut s, proxy.port());
+    s.sync_ok();
+    assert!(server(&dc, "INBOX").is_empty());
+    assert!(server(&dc, "Deletes").is_empty());
+    assert!(
+        server(&dc, "Seen")
+            .iter()
+            .all(|(_, f, _)| f.iter().any(|f| f == "\\Seen"))
+    );
+    let mut moved: Vec<Vec<u8>> = server(&dc, "Processed")
+        .into_iter()
+        .map(|(_, _, b)| b)
+        .collect();
+    moved.sort();
+    assert_eq!(moved, stored_bodies(&s, "INBOX"), "moved once each");
+    let n = (seeds as usize + 1) * 4;
+    assert_eq!(moved.len(), n);
+    for (folder, kind, n) in [
+        ("INBOX", "move", n),
+        ("Seen", "seen", (seeds as usize + 1) * 3),
+        ("Deletes", "delete", (seeds as usize + 1) * 3),
+    ] {
+        let a = actions(&s, folder);
+        assert_eq!(a.len(), n, "{folder}");
+        assert!(
+            a.iter().all(|(_, k, st)| k == kind && st == "done"),
+            "{folder}: {a:?}"
+        );
+    }
+    eprintln!("{seeds} seeds, {failed} runs cut");
+}
+
+fn setup_through(dc: &Dovecot, port: u16, extra: &str) -> Setup {
+    let mut a = Account::plain(dc, USER, PASS, &["INBOX", "Seen", "Deletes"]);
+    a.port = port;
+    a.extra = extra;
+    Setup::new(&[a], "timeout = \"1s\"")
+}
+
+/// Points the setup's account at another port (a new proxy).
+fn repoint(s: &mut Setup, port: u16) {
+    let text = std::fs::read_to_string(&s.config).expect("config");
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("port = ") {
+                format!("port = {port}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&s.config, text).expect("config");
+}

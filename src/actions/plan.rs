@@ -116,11 +116,14 @@ pub fn refusal(kind: ActionKind, copied: bool, caps: &Capabilities) -> Option<St
     }
 }
 
+/// Actions that share their steps: kind, destination, copy already made.
+type GroupKey = (ActionKind, Option<String>, bool);
+
 /// Groups the open actions into batches of the same steps.
 pub fn plan(open: &[OpenAction], caps: &Capabilities) -> Plan {
     let mut out = Plan::default();
-    // (kind, target, copied) in order of first appearance.
-    let mut groups: Vec<((ActionKind, Option<String>, bool), Vec<(i64, u32)>)> = Vec::new();
+    // By (kind, target, copied), in order of first appearance.
+    let mut groups: Vec<(GroupKey, Vec<(i64, u32)>)> = Vec::new();
     for a in open {
         if a.gone {
             out.gone.push((a.id, a.kind));

@@ -13,8 +13,11 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use support::corpus;
+use support::courier::Courier;
+use support::cyrus::Cyrus;
 use support::dovecot::Dovecot;
-use support::mailfeed::{Account, Setup};
+use support::mailfeed::{Account, Mode, Setup};
+use support::server::TestServer;
 
 const USER: &str = "quinn";
 const PASS: &str = "quinn-pw-A5";
@@ -30,7 +33,7 @@ fn setup(dc: &Dovecot, folders: &[&str], extra: &str, sync_extra: &str) -> Setup
 }
 
 /// Every message of a folder: (UID, flags, BODY[]).
-fn server(dc: &Dovecot, folder: &str) -> Vec<(u32, Vec<String>, Vec<u8>)> {
+fn server(dc: &impl TestServer, folder: &str) -> Vec<(u32, Vec<String>, Vec<u8>)> {
     let mut c = dc.login(USER).expect("login");
     c.examine(folder).expect("examine");
     let bodies = c.fetch_all().expect("bodies");
@@ -692,4 +695,97 @@ fn repoint(s: &mut Setup, port: u16) {
         })
         .collect();
     std::fs::write(&s.config, text).expect("config");
+}
+
+/// The same on Cyrus and Courier: `seen`, `move` and `delete` act on
+/// exactly the stored messages, a `\Deleted` bystander survives, the
+/// archive keeps every row.
+fn on_other_server<S: TestServer>(srv: &S, prefix: &str) {
+    let kind = srv.kind();
+    let (seen_f, dels_f, dest) = (
+        format!("{prefix}Seen"),
+        format!("{prefix}Deletes"),
+        format!("{prefix}Processed"),
+    );
+    for f in [&seen_f, &dels_f, &dest] {
+        srv.create_folder(USER, f).expect("create");
+    }
+    let bystander = srv
+        .append_many(USER, &dels_f, &corpus::varied(1, 40))
+        .expect("append")[0];
+    let folders = ["INBOX", seen_f.as_str(), dels_f.as_str()];
+    let account = Account {
+        name: "test",
+        port: srv.plain_port(),
+        mode: Mode::Plain,
+        ca_file: None,
+        user: USER,
+        password: PASS,
+        folders: &folders,
+        extra: "",
+    };
+    let s = Setup::new(&[account], "rescan_every = 1");
+    s.sync_ok();
+    let mut c = srv.login(USER).expect("login");
+    c.select(&dels_f).expect("select");
+    c.add_flags(&[bystander], &["\\Deleted"]).expect("flag");
+    c.logout().expect("logout");
+    let config = std::fs::read_to_string(&s.config).expect("config")
+        + &format!(
+            "\n[[accounts.folder]]\nname = \"INBOX\"\nafter_store = \"move:{dest}\"\n\n[[accounts.folder]]\nname = \"{seen_f}\"\nafter_store = \"seen\"\n\n[[accounts.folder]]\nname = \"{dels_f}\"\nafter_store = \"delete\"\n"
+        );
+    std::fs::write(&s.config, config).expect("config");
+    srv.append_many(USER, "INBOX", &corpus::varied(4, 41))
+        .expect("append");
+    srv.append_many(USER, &seen_f, &corpus::varied(3, 42))
+        .expect("append");
+    srv.append_many(USER, &dels_f, &corpus::varied(3, 43))
+        .expect("append");
+    let out = s.run(&["check"]);
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("changes INBOX: SELECT: moves"),
+        "{kind}: {said}"
+    );
+    s.sync_ok();
+    s.sync_ok();
+    assert!(server(srv, "INBOX").is_empty(), "{kind}");
+    let mut moved: Vec<Vec<u8>> = server(srv, &dest).into_iter().map(|(_, _, b)| b).collect();
+    moved.sort();
+    assert_eq!(moved, stored_bodies(&s, "INBOX"), "{kind}");
+    assert_eq!(moved.len(), 4, "{kind}");
+    assert!(
+        server(srv, &seen_f)
+            .iter()
+            .all(|(_, f, _)| f.iter().any(|f| f == "\\Seen")),
+        "{kind}"
+    );
+    let left: Vec<u32> = server(srv, &dels_f)
+        .into_iter()
+        .map(|(u, _, _)| u)
+        .collect();
+    assert_eq!(left, [bystander], "{kind}");
+    for (folder, n) in [("INBOX", 4), (seen_f.as_str(), 3), (dels_f.as_str(), 3)] {
+        let a = actions(&s, folder);
+        assert_eq!(a.len(), n, "{kind} {folder}: {a:?}");
+        assert!(
+            a.iter().all(|(_, _, st)| st == "done"),
+            "{kind} {folder}: {a:?}"
+        );
+    }
+    assert_eq!(s.message_rows(), 1 + 4 + 3 + 3, "{kind}");
+    assert_eq!(events(&s, "expunged", "INBOX"), 4, "{kind}");
+    assert_eq!(events(&s, "expunged", &dels_f), 3, "{kind}");
+}
+
+#[test]
+fn cyrus_seen_move_delete() {
+    let cy = Cyrus::start_with_users(&[(USER, PASS)]).expect("start Cyrus");
+    on_other_server(&cy, "");
+}
+
+#[test]
+fn courier_seen_move_delete() {
+    let co = Courier::start_with_users(&[(USER, PASS)]).expect("start Courier");
+    on_other_server(&co, "INBOX.");
 }

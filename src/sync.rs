@@ -239,10 +239,17 @@ impl Engine {
         committed?;
         // Only now, after the commit (the ledger syncs it to disk first).
         let uv = self.store.cursor(mailbox).await?.uidvalidity;
-        if let Some(uv) = uv.filter(|_| self.actions.for_wire(wire_name).changes_server()) {
-            self.actions
+        if let Some(uv) = uv.filter(|_| self.actions.for_wire(wire_name).changes_server())
+            && let Err(e) = (self.actions)
                 .run(&self.store, session, mailbox, uv, wire_name)
-                .await?;
+                .await
+        {
+            let _ = self
+                .store
+                .record_outcome(mailbox, Some(e.to_string()))
+                .await;
+            let _ = self.store.commit().await;
+            return Err(e.into());
         }
         tracing::debug!(
             account,

@@ -165,6 +165,11 @@ fn seen_move_and_delete_act_on_exactly_the_stored_messages() {
     );
     let on_server = server(&dc, "INBOX");
     assert_eq!(on_server.len(), 6, "nothing moved");
+    let status = text(&s.run(&["status"]).stdout);
+    assert!(
+        status.contains("create_destination"),
+        "status shows the error: {status}"
+    );
     assert!(
         actions(&s, "INBOX")
             .iter()

@@ -72,3 +72,12 @@ FROM events e
 JOIN mailboxes b ON b.id = e.mailbox_id
 JOIN accounts a ON a.id = b.account_id
 LEFT JOIN messages m ON m.id = e.message_id;
+
+-- The backfill window (`since`/`max_age`, `search`) a mailbox was last
+-- synced under, as its configuration key; no row: everything. When the
+-- configuration changes it, the UIDs below the cursor are searched again
+-- and the matches not stored are fetched (see src/window/).
+CREATE TABLE mailbox_windows (
+    mailbox_id INTEGER PRIMARY KEY REFERENCES mailboxes(id),
+    window     TEXT NOT NULL
+);

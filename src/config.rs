@@ -220,6 +220,9 @@ struct RawAccount {
     delete_after: Option<crate::actions::settings::RawDays>,
     create_destination: Option<bool>,
     folder: Option<Vec<crate::actions::settings::RawFolder>>,
+    since: Option<String>,
+    max_age: Option<crate::actions::settings::RawDays>,
+    search: Option<String>,
 }
 
 /// A duration written as `"90s"`, `"5m"`, `"1h"` or a number of seconds.
@@ -650,6 +653,9 @@ impl Config {
                 delete_after: a.delete_after,
                 create_destination: a.create_destination,
                 folder: a.folder,
+                since: a.since,
+                max_age: a.max_age,
+                search: a.search,
             },
             &folders,
         )?;

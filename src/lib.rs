@@ -18,6 +18,7 @@ pub mod store;
 pub mod sync;
 pub mod transport;
 pub mod utc;
+pub mod window;
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -313,7 +313,11 @@ impl Engine {
             uidvalidity: uv,
         };
         if let Some(after) = fetch_after {
-            let listed = list_uids(session, after).await?;
+            let window = &self.actions.for_wire(wire_name).window;
+            let listed = match window.filters() {
+                false => list_uids(session, after).await?,
+                true => crate::window::search_above(session, after, window).await?,
+            };
             let plan = batches(after, &listed, self.settings.batch_size as usize);
             self.fetch_batches(session, &ctx, &listed, &plan, &mut stats)
                 .await?;
@@ -326,9 +330,12 @@ impl Engine {
             // Rows that a cut-off pass stored above the old cursor and that
             // the listing (of everything above it) no longer shows were
             // expunged in between.
-            self.store
-                .reconcile_existing(mailbox, uv, (after, u32::MAX), listed)
-                .await?;
+            // (Not with a window: what it leaves out is not gone.)
+            if !window.filters() {
+                self.store
+                    .reconcile_existing(mailbox, uv, (after, u32::MAX), listed)
+                    .await?;
+            }
             if let Some(next) = state.uidnext.filter(|n| n.saturating_sub(1) > covered) {
                 let live = self.store.live_count(mailbox, uv).await?;
                 if live >= u64::from(state.exists) {
@@ -336,6 +343,8 @@ impl Engine {
                 }
             }
         }
+        self.follow_window(session, &ctx, &cursor, &mut stats)
+            .await?;
         if cursor.uidvalidity == Some(uv) && cursor.last_uid > 0 {
             self.track_changes(session, &ctx, &cursor, &state, known.is_some())
                 .await?;
@@ -454,7 +463,7 @@ impl Engine {
     /// pipeline is drained the missing UIDs are listed again. Those that no
     /// longer exist are passed; one that still exists is an error, so the
     /// next pass asks for it again instead of skipping it for good.
-    async fn fetch_batches(
+    pub(crate) async fn fetch_batches(
         &self,
         session: &mut Session,
         ctx: &FetchCtx<'_>,
@@ -475,7 +484,8 @@ impl Engine {
                 let b = plan[next_to_send];
                 let tag = session
                     .send(&Command::UidFetch {
-                        set: format!("{}:{}", b.after + 1, b.last),
+                        // Exactly the listed UIDs: a window leaves holes.
+                        set: UidSet::from_uids(listed.iter_range(b.after, b.last)).to_string(),
                         items: FETCH_ITEMS,
                         changed_since: None,
                         vanished: false,
@@ -637,11 +647,11 @@ impl Engine {
     }
 }
 
-struct FetchCtx<'a> {
-    account: &'a str,
-    folder: String,
-    mailbox: MailboxId,
-    uidvalidity: UidValidity,
+pub(crate) struct FetchCtx<'a> {
+    pub(crate) account: &'a str,
+    pub(crate) folder: String,
+    pub(crate) mailbox: MailboxId,
+    pub(crate) uidvalidity: UidValidity,
 }
 
 fn uidvalidity_in(u: &Untagged) -> Option<UidValidity> {

@@ -43,6 +43,9 @@ pub struct FolderActions {
     /// default: a misspelt destination would otherwise quietly become a new
     /// folder that nobody reads, holding the mail that left INBOX.
     pub create_destination: bool,
+    /// What the folder's sync fetches (`since`/`max_age`, `search`): not an
+    /// action, but set in the same places, account and folder.
+    pub window: crate::window::Window,
 }
 
 impl FolderActions {
@@ -73,10 +76,15 @@ impl FolderActions {
                 if d == 1 { "" } else { "s" }
             ));
         }
+        let window = self
+            .window
+            .describe()
+            .map(|w| format!("; {w}"))
+            .unwrap_or_default();
         if parts.is_empty() {
-            "read-only (EXAMINE): mailfeed changes nothing".into()
+            format!("read-only (EXAMINE): mailfeed changes nothing{window}")
         } else {
-            format!("SELECT: {}", parts.join("; "))
+            format!("SELECT: {}{window}", parts.join("; "))
         }
     }
 }
@@ -126,6 +134,9 @@ pub(crate) struct RawFolder {
     after_store: Option<String>,
     delete_after: Option<RawDays>,
     create_destination: Option<bool>,
+    since: Option<String>,
+    max_age: Option<RawDays>,
+    search: Option<String>,
 }
 
 /// The account-level keys, as read.
@@ -134,6 +145,42 @@ pub(crate) struct RawAccountActions {
     pub delete_after: Option<RawDays>,
     pub create_destination: Option<bool>,
     pub folder: Option<Vec<RawFolder>>,
+    pub since: Option<String>,
+    pub max_age: Option<RawDays>,
+    pub search: Option<String>,
+}
+
+/// `since`, `max_age` and `search` of one level; a field is `None` when
+/// not set there (then the level above applies).
+fn window(
+    key: &dyn Fn(&str) -> String,
+    since: &Option<String>,
+    max_age: &Option<RawDays>,
+    search: &Option<String>,
+) -> Result<crate::window::Window, String> {
+    let since = match (since, max_age) {
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "set `{}` or `{}`, not both",
+                key("since"),
+                key("max_age")
+            ));
+        }
+        (Some(d), None) => Some(crate::window::parse_since(&key("since"), d)?),
+        (None, Some(a)) => Some(crate::window::Since::MaxAge(parse_days(
+            &key("max_age"),
+            a,
+        )?)),
+        (None, None) => None,
+    };
+    let search = match search {
+        Some(t) => Some((
+            t.trim().to_owned(),
+            crate::window::parse_search(&key("search"), t)?,
+        )),
+        None => None,
+    };
+    Ok(crate::window::Window { since, search })
 }
 
 /// The longest `delete_after`: a century.
@@ -234,6 +281,7 @@ pub(crate) fn build(
             .map(|v| parse_days(&key("delete_after"), v))
             .transpose()?,
         create_destination: raw.create_destination.unwrap_or(false),
+        window: window(&key, &raw.since, &raw.max_age, &raw.search)?,
     };
     let mut out = AccountActions {
         default: default.clone(),
@@ -280,6 +328,15 @@ pub(crate) fn build(
                 None => default.delete_after_days,
             },
             create_destination: f.create_destination.unwrap_or(default.create_destination),
+            window: {
+                // An override's `since`/`max_age` replaces the account's,
+                // and its `search` the account's `search`.
+                let w = window(&fkey, &f.since, &f.max_age, &f.search)?;
+                crate::window::Window {
+                    since: w.since.or_else(|| default.window.since.clone()),
+                    search: w.search.or_else(|| default.window.search.clone()),
+                }
+            },
         };
         if let AfterStore::Move(dest) = &actions.after_store
             && same_folder(dest, &name)
@@ -322,6 +379,9 @@ mod tests {
             delete_after: days,
             create_destination: None,
             folder: None,
+            since: None,
+            max_age: None,
+            search: None,
         }
     }
 
@@ -378,6 +438,9 @@ mod tests {
             after_store: Some(after.into()),
             delete_after: None,
             create_destination: None,
+            since: None,
+            max_age: None,
+            search: None,
         };
         let with = |entries: Vec<RawFolder>| {
             build(
@@ -387,6 +450,9 @@ mod tests {
                     delete_after: Some(RawDays::Text("30d".into())),
                     create_destination: None,
                     folder: Some(entries),
+                    since: None,
+                    max_age: None,
+                    search: None,
                 },
                 &folders,
             )
@@ -410,6 +476,51 @@ mod tests {
         assert!(e.contains("folder[0].after_store"), "{e}");
         let e = with(vec![entry("INBOX", "seen"), entry("INBOX", "delete")]).expect_err("twice");
         assert!(e.contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn windows_are_set_per_level() {
+        let folders = vec!["INBOX".to_owned(), "Old".to_owned()];
+        let mut r = raw(None, None);
+        r.since = Some("2024-01-01".into());
+        r.max_age = Some(RawDays::Text("30d".into()));
+        let e = build("accounts[0].", r, &folders).expect_err("both");
+        assert!(
+            e.contains("`accounts[0].since`") && e.contains("not both"),
+            "{e}"
+        );
+        let mut r = raw(None, None);
+        r.max_age = Some(RawDays::Number(30));
+        let e = build("accounts[0].", r, &folders).expect_err("bare number");
+        assert!(
+            e.contains("`accounts[0].max_age`") && e.contains("\"30d\""),
+            "{e}"
+        );
+        let mut r = raw(None, None);
+        r.since = Some("2024-01-01".into());
+        r.search = Some("UNSEEN".into());
+        r.folder = Some(vec![RawFolder {
+            name: Some("Old".into()),
+            after_store: None,
+            delete_after: None,
+            create_destination: None,
+            since: None,
+            max_age: Some(RawDays::Text("3650d".into())),
+            search: None,
+        }]);
+        let a = build("accounts[0].", r, &folders).expect("valid");
+        assert_eq!(
+            a.for_folder("INBOX").window.key(),
+            "since=2024-01-01;search=UNSEEN"
+        );
+        assert_eq!(
+            a.for_folder("Old").window.key(),
+            "max_age=3650d;search=UNSEEN"
+        );
+        assert_eq!(
+            a.for_folder("INBOX").describe(),
+            "read-only (EXAMINE): mailfeed changes nothing; fetches only mail since 2024-01-01 matching UNSEEN"
+        );
     }
 
     #[test]

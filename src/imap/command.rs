@@ -85,6 +85,22 @@ pub enum Command {
     Create {
         mailbox: String,
     },
+    /// `UID SEARCH [RETURN (ALL)] [CHARSET UTF-8] args`, with strings as
+    /// quoted strings or, when not 7-bit, literals (RFC 3501 forbids 8-bit
+    /// in quoted strings); `CHARSET UTF-8` is added when one is not ASCII.
+    UidSearchArgs {
+        args: Vec<SearchArg>,
+        esearch: bool,
+    },
+}
+
+/// One piece of SEARCH criteria.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchArg {
+    /// Sent as is: keys, numbers, dates, UID sets, parentheses.
+    Atom(String),
+    /// A string argument (e.g. after SUBJECT).
+    Str(String),
 }
 
 /// A piece of an encoded command: text, or a literal that (when synchronizing)
@@ -189,6 +205,7 @@ impl Command {
             Command::UidMove { .. } => "UID MOVE",
             Command::UidExpunge { .. } => "UID EXPUNGE",
             Command::Create { .. } => "CREATE",
+            Command::UidSearchArgs { .. } => "UID SEARCH",
         }
     }
 
@@ -347,9 +364,41 @@ impl Command {
                 e.text(b"CREATE ");
                 astring(mailbox, lp, &mut e);
             }
+            Command::UidSearchArgs { args, esearch } => {
+                e.text(b"UID SEARCH");
+                if *esearch {
+                    e.text(b" RETURN (ALL)");
+                }
+                if args
+                    .iter()
+                    .any(|a| matches!(a, SearchArg::Str(s) if !s.is_ascii()))
+                {
+                    e.text(b" CHARSET UTF-8");
+                }
+                for a in args {
+                    e.text(b" ");
+                    match a {
+                        SearchArg::Atom(t) => e.text(t.as_bytes()),
+                        SearchArg::Str(t) => quoted_or_literal(t, lp, &mut e),
+                    }
+                }
+            }
         }
         e.text(b"\r\n");
         e.parts
+    }
+}
+
+/// A string argument: always quoted when 7-bit (an atom-looking word such
+/// as `FROM` must stay a string), else a literal.
+fn quoted_or_literal(s: &str, lp: bool, e: &mut Encoder) {
+    if s.bytes()
+        .all(|c| c > 0 && c < 0x80 && c != b'\r' && c != b'\n')
+    {
+        let escaped = s.replace('\\', "\\\\").replace('"', "\\\"");
+        e.text(format!("\"{escaped}\"").as_bytes());
+    } else {
+        e.literal(s.as_bytes(), lp);
     }
 }
 
@@ -491,6 +540,44 @@ mod tests {
                 mailbox: "Processed".into()
             }),
             "a1 CREATE Processed\r\n"
+        );
+    }
+
+    #[test]
+    fn search_strings_are_quoted_or_literals_with_charset() {
+        let c = Command::UidSearchArgs {
+            args: vec![
+                SearchArg::Atom("UID".into()),
+                SearchArg::Atom("5:*".into()),
+                SearchArg::Atom("SUBJECT".into()),
+                SearchArg::Str("a \"b\"".into()),
+            ],
+            esearch: true,
+        };
+        assert_eq!(
+            wire(&c, true),
+            vec![Part::Text(
+                b"a1 UID SEARCH RETURN (ALL) UID 5:* SUBJECT \"a \\\"b\\\"\"\r\n".to_vec()
+            )]
+        );
+        let c = Command::UidSearchArgs {
+            args: vec![
+                SearchArg::Atom("SUBJECT".into()),
+                SearchArg::Str("Grüße".into()),
+            ],
+            esearch: false,
+        };
+        let parts = wire(&c, false);
+        assert_eq!(
+            parts[0],
+            Part::Text(b"a1 UID SEARCH CHARSET UTF-8 SUBJECT {7}\r\n".to_vec())
+        );
+        assert_eq!(
+            parts[1],
+            Part::Literal {
+                data: "Grüße".as_bytes().to_vec(),
+                synchronizing: true
+            }
         );
     }
 

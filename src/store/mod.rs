@@ -11,6 +11,7 @@ pub mod lock;
 mod migrate;
 mod parsed;
 pub mod read;
+pub mod window;
 pub mod writer;
 
 use std::path::{Path, PathBuf};

@@ -34,7 +34,8 @@ CREATE TABLE actions (
     result     TEXT,
     UNIQUE (message_id, kind)
 );
-CREATE INDEX actions_open ON actions (message_id) WHERE state IN ('pending', 'copied');
+-- Open actions are found by state (done and failed ones pile up).
+CREATE INDEX actions_by_state ON actions (state, message_id);
 
 CREATE TRIGGER actions_after_store AFTER INSERT ON messages
 BEGIN

@@ -169,9 +169,11 @@ impl Ledger {
             let n = tx
                 .execute(
                     "UPDATE actions SET durable_at = strftime('%Y-%m-%dT%H:%M:%fZ','now')
-                     WHERE durable_at IS NULL AND state = 'pending' AND message_id IN (
-                         SELECT m.id FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id
-                         WHERE m.mailbox_id = ?1 AND m.uidvalidity = b.uidvalidity
+                     WHERE id IN (
+                         SELECT a.id FROM actions a CROSS JOIN messages m ON m.id = a.message_id
+                         CROSS JOIN mailboxes b ON b.id = m.mailbox_id
+                         WHERE a.state = 'pending' AND a.durable_at IS NULL
+                           AND m.mailbox_id = ?1 AND m.uidvalidity = b.uidvalidity
                            AND m.uid <= b.last_uid)",
                     params![mailbox.0],
                 )
@@ -199,8 +201,8 @@ impl Ledger {
                         "SELECT a.id, a.message_id, CASE
                             WHEN m.uidvalidity <> b.uidvalidity THEN 'the folder''s UIDVALIDITY changed; the UID no longer names this message'
                             ELSE 'no longer configured' END
-                         FROM actions a JOIN messages m ON m.id = a.message_id
-                         JOIN mailboxes b ON b.id = m.mailbox_id
+                         FROM actions a CROSS JOIN messages m ON m.id = a.message_id
+                         CROSS JOIN mailboxes b ON b.id = m.mailbox_id
                          WHERE m.mailbox_id = ?1 AND a.state IN ('pending', 'copied') AND (
                             m.uidvalidity <> b.uidvalidity
                             OR (a.reason = 'delete_after' AND NOT ?4)
@@ -238,7 +240,7 @@ impl Ledger {
                 .prepare_cached(
                     "SELECT a.id, m.uid, a.kind, a.target, a.reason, a.state = 'copied',
                             m.expunged_at IS NOT NULL
-                     FROM actions a JOIN messages m ON m.id = a.message_id
+                      FROM actions a CROSS JOIN messages m ON m.id = a.message_id
                      WHERE m.mailbox_id = ?1 AND m.uidvalidity = ?2
                        AND a.state IN ('pending', 'copied') AND a.durable_at IS NOT NULL
                      ORDER BY m.uid, a.id LIMIT ?3",

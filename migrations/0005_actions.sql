@@ -20,11 +20,13 @@ CREATE TABLE actions (
     -- Why: the folder's `after_store`, or its `delete_after` retention.
     reason     TEXT NOT NULL DEFAULT 'after_store'
                CHECK (reason IN ('after_store', 'delete_after')),
-    -- pending -> done | failed; a move without MOVE passes through `copied`
-    -- (the copy exists, the original is not yet expunged), so a restart
-    -- expunges instead of copying a second time.
+    -- pending -> done | failed. A move without MOVE passes through
+    -- `copying` (recorded before UID COPY is sent) and `copied` (the copy
+    -- exists, the original is not yet expunged): after a restart a `copied`
+    -- one is only expunged, and for a `copying` one the destination is
+    -- searched for the message first, so it is not copied twice.
     state      TEXT NOT NULL DEFAULT 'pending'
-               CHECK (state IN ('pending', 'copied', 'done', 'failed')),
+               CHECK (state IN ('pending', 'copying', 'copied', 'done', 'failed')),
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     -- Set by a synchronous=FULL commit once the message row and the cursor
     -- covering it were committed: only then may the action run.

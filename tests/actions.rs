@@ -368,10 +368,20 @@ fn a_second_process_on_the_same_database_refuses() {
 /// nothing that was not stored first.
 #[test]
 fn sigkill_between_commit_and_action_moves_each_message_exactly_once() {
-    let dc = dovecot();
+    kill_loop(&dovecot(), 0xAC71_0000_0000_0015);
+}
+
+/// The same without MOVE: UID COPY, STORE and UID EXPUNGE, with the
+/// `copying` record and the look in the destination after a kill.
+#[test]
+fn sigkill_during_copy_store_expunge_moves_each_message_exactly_once() {
+    kill_loop(&dovecot_with(NO_MOVE), 0xAC71_0000_0000_0016);
+}
+
+fn kill_loop(dc: &Dovecot, seed: u64) {
     dc.create_folder(USER, "Processed").expect("create");
     let s = setup(
-        &dc,
+        dc,
         &["INBOX"],
         "after_store = \"move:Processed\"",
         "batch_size = 5",
@@ -380,10 +390,10 @@ fn sigkill_between_commit_and_action_moves_each_message_exactly_once() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(30);
-    let mut rng = support::fault_proxy::Rng(0xAC71_0000_0000_0015);
+    let mut rng = support::fault_proxy::Rng(seed);
     let mut seed = 100;
     let mut window_us: u64 = 400_000;
-    let (mut landed, mut spawned, mut between) = (0, 0, 0);
+    let (mut landed, mut spawned, mut between, mut mid_copy) = (0, 0, 0, 0);
     while landed < kills {
         seed += 1;
         dc.append_many(USER, "INBOX", &corpus::varied(4, seed))
@@ -420,22 +430,39 @@ fn sigkill_between_commit_and_action_moves_each_message_exactly_once() {
         }
         // A kill that left stored messages with their move still open
         // fell between the commit and the action.
-        if s.db.exists() {
-            let open: i64 = s
+        if s.db.exists() && s.feed_count("INBOX") > 0 {
+            let (open, copying): (i64, i64) = s
                 .db()
                 .query_row(
-                    "SELECT count(*) FROM actions WHERE state = 'pending'",
+                    "SELECT count(*), count(*) FILTER (WHERE state = 'copying') FROM actions
+                     WHERE state IN ('pending', 'copying', 'copied')",
                     [],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
-                .unwrap_or(0);
+                .unwrap_or((0, 0));
             if open > 0 {
                 between += 1;
             }
+            if copying > 0 {
+                mid_copy += 1;
+            }
         }
-        // Nothing in Processed was moved before it was stored.
-        let stored = stored_bodies(&s, "INBOX");
-        for (uid, _, body) in server(&dc, "Processed") {
+        // Nothing in Processed was moved before it was stored (a kill
+        // before the schema was made leaves no tables, and nothing moved).
+        let ready: i64 = s
+            .db()
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'message_feed'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("schema");
+        let stored = if ready > 0 {
+            stored_bodies(&s, "INBOX")
+        } else {
+            Vec::new()
+        };
+        for (uid, _, body) in server(dc, "Processed") {
             assert!(
                 stored.binary_search(&body).is_ok(),
                 "Processed UID {uid} was never stored"
@@ -444,10 +471,10 @@ fn sigkill_between_commit_and_action_moves_each_message_exactly_once() {
     }
     s.sync_ok();
     assert!(
-        server(&dc, "INBOX").is_empty(),
+        server(dc, "INBOX").is_empty(),
         "everything stored was moved"
     );
-    let mut moved: Vec<Vec<u8>> = server(&dc, "Processed")
+    let mut moved: Vec<Vec<u8>> = server(dc, "Processed")
         .into_iter()
         .map(|(_, _, b)| b)
         .collect();
@@ -466,7 +493,7 @@ fn sigkill_between_commit_and_action_moves_each_message_exactly_once() {
         "{a:?}"
     );
     eprintln!(
-        "{landed} kills landed in {spawned} runs, {between} between a commit and its action; {} messages moved",
+        "{landed} kills landed in {spawned} runs, {between} between a commit and its action ({mid_copy} during a copy); {} messages moved",
         stored.len()
     );
     assert!(between > 0, "no kill fell between a commit and its action");
@@ -793,4 +820,55 @@ fn cyrus_seen_move_delete() {
 fn courier_seen_move_delete() {
     let co = Courier::start_with_users(&[(USER, PASS)]).expect("start Courier");
     on_other_server(&co, "INBOX.");
+}
+
+/// A run killed after recording `copying` and sending UID COPY, before the
+/// answer: for message 1 the server made the copy, for message 2 it did
+/// not. The next run looks in the destination by Message-ID, copies only
+/// message 2, and expunges both: Processed ends with each message once.
+#[test]
+fn a_copy_cut_off_before_its_answer_is_not_made_twice() {
+    let dc = dovecot_with(NO_MOVE);
+    let mails = corpus::varied(3, 21);
+    let uids = dc.append_many(USER, "INBOX", &mails).expect("append");
+    let s = setup(&dc, &["INBOX"], "after_store = \"move:Processed\"", "");
+    // Processed is missing: the moves stay pending, durably marked.
+    assert!(!s.run(&["sync"]).status.success());
+    // What the killed run had done.
+    let mut c = dc.login(USER).expect("login");
+    c.create("Processed").expect("create");
+    c.select("INBOX").expect("select");
+    c.run(&format!("UID COPY {} Processed", uids[0]))
+        .expect("copy");
+    c.logout().expect("logout");
+    s.db()
+        .execute(
+            "UPDATE actions SET state = 'copying' WHERE message_id IN
+             (SELECT id FROM messages WHERE uid IN (?1, ?2))",
+            [uids[0], uids[1]],
+        )
+        .expect("copying");
+    let out = s
+        .command(&["sync"])
+        .env("RUST_LOG", "mailfeed=info")
+        .output()
+        .expect("sync");
+    let log = text(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("looked in the destination") && log.contains("already_copied=1"),
+        "{log}"
+    );
+    assert!(server(&dc, "INBOX").is_empty());
+    let mut moved: Vec<Vec<u8>> = server(&dc, "Processed")
+        .into_iter()
+        .map(|(_, _, b)| b)
+        .collect();
+    moved.sort();
+    assert_eq!(moved, stored_bodies(&s, "INBOX"), "each message once");
+    assert!(
+        actions(&s, "INBOX")
+            .iter()
+            .all(|(_, k, st)| k == "move" && st == "done")
+    );
 }

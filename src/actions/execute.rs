@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::plan::{self, Batch};
 use super::{ActionError, Actions};
-use crate::imap::{Code, Command, UidSet, UidValidity, Untagged};
+use crate::imap::{Code, Command, SearchArg, UidSet, UidValidity, Untagged};
 use crate::session::{Session, SessionError};
 use crate::store::actions::{ActionKind, Ledger, Outcome};
 use crate::store::{MailboxId, StoreHandle};
@@ -85,10 +85,19 @@ impl Actions {
             ledger
                 .record(mailbox, std::mem::take(&mut outcomes))
                 .await?;
+            let message_ids: std::collections::HashMap<i64, Option<String>> = open
+                .iter()
+                .filter(|a| a.copying)
+                .map(|a| (a.id, a.message_id.clone()))
+                .collect();
             for b in &p.batches {
-                let (done, failed) = self
-                    .run_batch(ledger, session, mailbox, wire_name, b)
-                    .await?;
+                let (done, failed) = if b.verify {
+                    self.run_verified(ledger, session, mailbox, wire_name, b, &message_ids)
+                        .await?
+                } else {
+                    self.run_batch(ledger, session, mailbox, wire_name, b, 0)
+                        .await?
+                };
                 stats.done += done;
                 stats.failed += failed;
             }
@@ -104,8 +113,78 @@ impl Actions {
         Ok(stats)
     }
 
-    /// Runs one batch's steps on its whole set; a NO splits the rest of the
-    /// steps into one command per message. Returns (done, failed).
+    /// A batch of moves left `copying`: looks in the destination for each
+    /// message (by Message-ID) and copies only those not found there; the
+    /// found ones are recorded `copied` and only expunged.
+    async fn run_verified(
+        &self,
+        ledger: &Ledger,
+        session: &mut Session,
+        mailbox: MailboxId,
+        wire_name: &str,
+        b: &Batch,
+        message_ids: &std::collections::HashMap<i64, Option<String>>,
+    ) -> Result<(u64, u64), ActionError> {
+        let dest = b
+            .ops
+            .iter()
+            .find_map(|o| o.destination())
+            .unwrap_or_default()
+            .to_owned();
+        let mut found = Vec::new();
+        let mut not_found = Vec::new();
+        // A failed EXAMINE leaves no folder selected: the source is
+        // selected again whatever happens here.
+        match session.examine(&dest, None).await {
+            Ok(_) => {
+                for &(id, uid) in &b.actions {
+                    let hit = match message_ids.get(&id).cloned().flatten() {
+                        Some(mid) => has_message_id(session, &mid).await?,
+                        None => false,
+                    };
+                    if hit {
+                        found.push((id, uid));
+                    } else {
+                        not_found.push((id, uid));
+                    }
+                }
+            }
+            Err(SessionError::CommandFailed { .. }) => not_found = b.actions.clone(),
+            Err(e) => return Err(e.into()),
+        }
+        session.select(wire_name, None).await?;
+        tracing::info!(folder = %crate::imap::mutf7::decode(wire_name), already_copied = found.len(),
+            to_copy = not_found.len(), "moves cut off during their copy: looked in the destination");
+        let (mut done, mut failed) = (0, 0);
+        if !found.is_empty() {
+            let copied = found.iter().map(|(id, _)| (*id, Outcome::Copied));
+            ledger.record(mailbox, copied.collect()).await?;
+            let part = Batch {
+                actions: found,
+                ..b.clone()
+            };
+            let (d, f) = self
+                .run_batch(ledger, session, mailbox, wire_name, &part, 1)
+                .await?;
+            done += d;
+            failed += f;
+        }
+        if !not_found.is_empty() {
+            let part = Batch {
+                actions: not_found,
+                ..b.clone()
+            };
+            let (d, f) = self
+                .run_batch(ledger, session, mailbox, wire_name, &part, 0)
+                .await?;
+            done += d;
+            failed += f;
+        }
+        Ok((done, failed))
+    }
+
+    /// Runs one batch's steps from `from` on its whole set; a NO splits the
+    /// rest of the steps into one command per message. Returns (done, failed).
     async fn run_batch(
         &self,
         ledger: &Ledger,
@@ -113,9 +192,14 @@ impl Actions {
         mailbox: MailboxId,
         wire_name: &str,
         b: &Batch,
+        from: usize,
     ) -> Result<(u64, u64), ActionError> {
         let set = b.uids();
-        for (i, op) in b.ops.iter().enumerate() {
+        for (i, op) in b.ops.iter().enumerate().skip(from) {
+            if b.copying_before == Some(i) {
+                let copying = b.actions.iter().map(|(id, _)| (*id, Outcome::Copying));
+                ledger.record(mailbox, copying.collect()).await?;
+            }
             match self.run_op(session, wire_name, op, &set).await {
                 Ok(()) => {
                     if b.copied_after == Some(i) {
@@ -162,6 +246,9 @@ impl Actions {
             let one = UidSet::from_uids([uid]);
             let mut outcome = Outcome::Done(b.done.clone());
             for (i, op) in b.ops.iter().enumerate().skip(from) {
+                if b.copying_before == Some(i) {
+                    ledger.record(mailbox, vec![(id, Outcome::Copying)]).await?;
+                }
                 match self.run_op(session, wire_name, op, &one).await {
                     Ok(()) if b.copied_after == Some(i) => {
                         ledger.record(mailbox, vec![(id, Outcome::Copied)]).await?;
@@ -216,6 +303,24 @@ impl Actions {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Whether the selected folder holds a message with this Message-ID.
+async fn has_message_id(session: &mut Session, message_id: &str) -> Result<bool, ActionError> {
+    let cmd = Command::UidSearchArgs {
+        args: vec![
+            SearchArg::Atom("HEADER".into()),
+            SearchArg::Atom("Message-ID".into()),
+            SearchArg::Str(message_id.to_owned()),
+        ],
+        esearch: false,
+    };
+    let found = session.run(&cmd).await?.into_iter().any(|u| match u {
+        Untagged::Search(uids) => !uids.is_empty(),
+        Untagged::ESearch(e) => e.all.is_some_and(|a| !a.is_empty()),
+        _ => false,
+    });
+    Ok(found)
 }
 
 /// `delete_after`: asks the server which messages are older than `days`

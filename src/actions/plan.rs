@@ -7,8 +7,11 @@
 //! - `seen`: `UID STORE set +FLAGS.SILENT (\Seen)`.
 //! - `move` with MOVE (RFC 6851): `UID MOVE set dest`, atomic on the server.
 //! - `move` without MOVE: `UID COPY`, then `UID STORE +FLAGS.SILENT
-//!   (\Deleted)` and `UID EXPUNGE set` (UIDPLUS). After the copy the actions
-//!   are recorded `copied`, so a restart expunges instead of copying again.
+//!   (\Deleted)` and `UID EXPUNGE set` (UIDPLUS). Before the copy the
+//!   actions are recorded `copying`, after it `copied`, so a restart
+//!   expunges instead of copying again; for one left `copying` (cut off
+//!   before the server's answer) the destination is searched for the
+//!   message's Message-ID first.
 //! - `delete`: `UID STORE +FLAGS.SILENT (\Deleted)`, `UID EXPUNGE set`.
 //!
 //! Never a bare EXPUNGE: it would also remove every message another client
@@ -72,8 +75,13 @@ pub struct Batch {
     /// (action id, UID), by UID.
     pub actions: Vec<(i64, u32)>,
     pub ops: Vec<Op>,
-    /// After this step succeeds the actions are recorded `copied`.
+    /// After this step succeeds the actions are recorded `copied`...
     pub copied_after: Option<usize>,
+    /// ... and before it is sent, `copying`.
+    pub copying_before: Option<usize>,
+    /// The actions were left `copying`: look in the destination for each
+    /// message before copying it (again).
+    pub verify: bool,
     /// Words for the `done` record.
     pub done: String,
 }
@@ -116,8 +124,9 @@ pub fn refusal(kind: ActionKind, copied: bool, caps: &Capabilities) -> Option<St
     }
 }
 
-/// Actions that share their steps: kind, destination, copy already made.
-type GroupKey = (ActionKind, Option<String>, bool);
+/// Actions that share their steps: kind, destination, copy made, copy
+/// perhaps made.
+type GroupKey = (ActionKind, Option<String>, bool, bool);
 
 /// Groups the open actions into batches of the same steps.
 pub fn plan(open: &[OpenAction], caps: &Capabilities) -> Plan {
@@ -129,7 +138,7 @@ pub fn plan(open: &[OpenAction], caps: &Capabilities) -> Plan {
             out.gone.push((a.id, a.kind));
             continue;
         }
-        if let Some(why) = refusal(a.kind, a.copied, caps) {
+        if let Some(why) = refusal(a.kind, a.copied || a.copying, caps) {
             match out.refused.iter_mut().find(|(_, w)| *w == why) {
                 Some((ids, _)) => ids.push(a.id),
                 None => out.refused.push((vec![a.id], why)),
@@ -141,13 +150,13 @@ pub fn plan(open: &[OpenAction], caps: &Capabilities) -> Plan {
                 .push((vec![a.id], "`move` without a destination".into()));
             continue;
         }
-        let key = (a.kind, a.target.clone(), a.copied);
+        let key = (a.kind, a.target.clone(), a.copied, a.copying);
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, v)) => v.push((a.id, a.uid)),
             None => groups.push((key, vec![(a.id, a.uid)])),
         }
     }
-    for ((kind, target, copied), mut actions) in groups {
+    for ((kind, target, copied, copying), mut actions) in groups {
         actions.sort_by_key(|(id, uid)| (*uid, *id));
         let dest = target.unwrap_or_default();
         let (ops, copied_after, done) = match kind {
@@ -162,7 +171,7 @@ pub fn plan(open: &[OpenAction], caps: &Capabilities) -> Plan {
                 None,
                 format!("moved to {}", crate::imap::mutf7::decode(&dest)),
             ),
-            ActionKind::Move if caps.has("MOVE") => (
+            ActionKind::Move if caps.has("MOVE") && !copying => (
                 vec![Op::Move(dest.clone())],
                 None,
                 format!("moved to {}", crate::imap::mutf7::decode(&dest)),
@@ -178,6 +187,8 @@ pub fn plan(open: &[OpenAction], caps: &Capabilities) -> Plan {
                 actions: chunk.to_vec(),
                 ops: ops.clone(),
                 copied_after,
+                copying_before: copied_after,
+                verify: copying,
                 done: done.clone(),
             });
         }
@@ -198,6 +209,8 @@ mod tests {
             reason: "after_store".into(),
             copied,
             gone: false,
+            copying: false,
+            message_id: None,
         }
     }
 
@@ -260,6 +273,19 @@ mod tests {
         assert_eq!(
             lines(&p),
             ["t UID STORE 5 +FLAGS.SILENT (\\Deleted)", "t UID EXPUNGE 5"]
+        );
+        // One whose copy may exist is looked for first, even with MOVE.
+        let mut a = vec![open(1, 5, ActionKind::Move, Some("Processed"), false)];
+        a[0].copying = true;
+        let p = plan(&a, &caps(&["UIDPLUS", "MOVE"]));
+        assert!(p.batches[0].verify);
+        assert_eq!(
+            lines(&p),
+            [
+                "t UID COPY 5 Processed",
+                "t UID STORE 5 +FLAGS.SILENT (\\Deleted)",
+                "t UID EXPUNGE 5"
+            ]
         );
     }
 

@@ -59,6 +59,11 @@ pub struct OpenAction {
     pub reason: String,
     /// A move whose copy was made (without MOVE): only the expunge is left.
     pub copied: bool,
+    /// A move whose UID COPY was sent by a run that ended before its answer:
+    /// the copy may or may not exist.
+    pub copying: bool,
+    /// The message's Message-ID, to look for such a copy.
+    pub message_id: Option<String>,
     /// The message was already reported expunged from the server.
     pub gone: bool,
 }
@@ -70,6 +75,8 @@ pub enum Outcome {
     Failed(String),
     /// The copy of a move exists; the original is not yet expunged.
     Copied,
+    /// UID COPY is about to be sent.
+    Copying,
 }
 
 /// The configured `after_store` of a mailbox, for the trigger that records
@@ -203,7 +210,7 @@ impl Ledger {
                             ELSE 'no longer configured' END
                          FROM actions a CROSS JOIN messages m ON m.id = a.message_id
                          CROSS JOIN mailboxes b ON b.id = m.mailbox_id
-                         WHERE m.mailbox_id = ?1 AND a.state IN ('pending', 'copied') AND (
+                         WHERE m.mailbox_id = ?1 AND a.state IN ('pending', 'copying', 'copied') AND (
                             m.uidvalidity <> b.uidvalidity
                             OR (a.reason = 'delete_after' AND NOT ?4)
                             OR (a.reason = 'after_store' AND a.state = 'pending'
@@ -239,10 +246,10 @@ impl Ledger {
             let mut s = c
                 .prepare_cached(
                     "SELECT a.id, m.uid, a.kind, a.target, a.reason, a.state = 'copied',
-                            m.expunged_at IS NOT NULL
+                            m.expunged_at IS NOT NULL, a.state = 'copying', m.message_id
                       FROM actions a CROSS JOIN messages m ON m.id = a.message_id
                      WHERE m.mailbox_id = ?1 AND m.uidvalidity = ?2
-                       AND a.state IN ('pending', 'copied') AND a.durable_at IS NOT NULL
+                       AND a.state IN ('pending', 'copying', 'copied') AND a.durable_at IS NOT NULL
                      ORDER BY m.uid, a.id LIMIT ?3",
                 )
                 .doing("reading open actions")?;
@@ -256,23 +263,29 @@ impl Ledger {
                         r.get::<_, String>(4)?,
                         r.get::<_, bool>(5)?,
                         r.get::<_, bool>(6)?,
+                        r.get::<_, bool>(7)?,
+                        r.get::<_, Option<String>>(8)?,
                     ))
                 })
                 .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
                 .doing("reading open actions")?;
             Ok(rows
                 .into_iter()
-                .filter_map(|(id, uid, kind, target, reason, copied, gone)| {
-                    Some(OpenAction {
-                        id,
-                        uid,
-                        kind: ActionKind::parse(&kind)?,
-                        target,
-                        reason,
-                        copied,
-                        gone,
-                    })
-                })
+                .filter_map(
+                    |(id, uid, kind, target, reason, copied, gone, copying, message_id)| {
+                        Some(OpenAction {
+                            id,
+                            uid,
+                            kind: ActionKind::parse(&kind)?,
+                            target,
+                            reason,
+                            copied,
+                            gone,
+                            copying,
+                            message_id,
+                        })
+                    },
+                )
                 .collect())
         })
         .await
@@ -339,17 +352,18 @@ fn record_one(c: &Connection, mailbox: MailboxId, id: i64, o: &Outcome) -> Resul
         Outcome::Done(r) => ("done", Some(r.as_str())),
         Outcome::Failed(r) => ("failed", Some(r.as_str())),
         Outcome::Copied => ("copied", None),
+        Outcome::Copying => ("copying", None),
     };
     let changed = c
         .prepare_cached(
             "UPDATE actions SET state = ?2, result = coalesce(?3, result),
                  done_at = CASE WHEN ?2 IN ('done', 'failed')
                      THEN strftime('%Y-%m-%dT%H:%M:%fZ','now') END
-             WHERE id = ?1 AND state IN ('pending', 'copied')",
+             WHERE id = ?1 AND state IN ('pending', 'copying', 'copied')",
         )
         .and_then(|mut s| s.execute(params![id, state, result]))
         .doing("recording an action's outcome")?;
-    if changed > 0 && state != "copied" {
+    if changed > 0 && matches!(o, Outcome::Done(_) | Outcome::Failed(_)) {
         c.prepare_cached(
             "INSERT INTO events (kind, mailbox_id, message_id, detail)
              SELECT 'action', ?1, a.message_id, json_object('action', a.kind, 'target', a.target,

@@ -325,10 +325,12 @@ fn a_second_process_on_the_same_database_refuses() {
     dc.append_many(USER, "INBOX", &corpus::varied(2, 5))
         .expect("append");
     let s = setup(&dc, &["INBOX"], "after_store = \"seen\"", "");
+    let log_path = s.dir.path().join("run.log");
+    let log_file = std::fs::File::create(&log_path).expect("log file");
     let mut run = s
         .command(&["run"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log_file)
         .spawn()
         .expect("spawn run");
     // Wait until `run` has stored the mail (so it holds the lock).
@@ -358,6 +360,12 @@ fn a_second_process_on_the_same_database_refuses() {
     assert!(status.status.success(), "{}", text(&status.stderr));
     let _ = run.kill();
     let _ = run.wait();
+    // The start-up log says which folders mailfeed changes, and how.
+    let log = std::fs::read_to_string(&log_path).expect("run log");
+    assert!(
+        log.contains("SELECT: marks each stored message \\Seen"),
+        "{log}"
+    );
     // The lock goes with the process.
     s.sync_ok();
 }
@@ -871,4 +879,28 @@ fn a_copy_cut_off_before_its_answer_is_not_made_twice() {
             .iter()
             .all(|(_, k, st)| k == "move" && st == "done")
     );
+}
+
+/// `create_destination = true`: a missing destination (non-ASCII name,
+/// so modified UTF-7 on the wire) is created once, then the moves run.
+#[test]
+fn a_missing_destination_is_created_when_asked() {
+    let dc = dovecot();
+    dc.append_many(USER, "INBOX", &corpus::varied(2, 31))
+        .expect("append");
+    let s = setup(
+        &dc,
+        &["INBOX"],
+        "after_store = \"move:Erledigt/Büro\"\ncreate_destination = true",
+        "",
+    );
+    s.sync_ok();
+    assert!(server(&dc, "INBOX").is_empty());
+    let mut moved: Vec<Vec<u8>> = server(&dc, "Erledigt/Büro")
+        .into_iter()
+        .map(|(_, _, b)| b)
+        .collect();
+    moved.sort();
+    assert_eq!(moved, stored_bodies(&s, "INBOX"));
+    assert_eq!(moved.len(), 2);
 }

@@ -394,3 +394,106 @@ mod tests {
         assert_eq!(super::imap_date(19_783), "1-Mar-2024");
     }
 }
+
+/// Response handling over a scripted server: a NO for a set is retried
+/// message by message and fails only the refused message.
+#[cfg(test)]
+mod scripted {
+    use std::time::Duration;
+
+    use super::super::{AccountActions, Actions, AfterStore, FolderActions};
+    use crate::imap::{Uid, UidValidity};
+    use crate::store::actions::ActionKind;
+    use crate::store::{NewMessage, StoreHandle};
+    use crate::testing::{Peer, listen, session_on};
+
+    #[tokio::test]
+    async fn a_no_for_one_message_fails_only_that_message() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.db");
+        let (store, writer) =
+            StoreHandle::start(&path, crate::config::Synchronous::Normal, 1 << 20).expect("store");
+        let (mb, _) = store.ensure_mailbox("t", "INBOX").await.expect("mailbox");
+        store
+            .begin_generation(mb, UidValidity(9))
+            .await
+            .expect("generation");
+        store
+            .set_mailbox_action(mb, Some((ActionKind::Seen, None)))
+            .await
+            .expect("action");
+        for uid in 1..=3 {
+            store
+                .save(NewMessage {
+                    mailbox: mb,
+                    uidvalidity: UidValidity(9),
+                    uid: Uid(uid),
+                    internal_date: None,
+                    flags: vec![],
+                    modseq: None,
+                    size: 5,
+                    raw: crate::testing::body(uid),
+                    truncated: false,
+                })
+                .await
+                .expect("save");
+        }
+        store
+            .advance_cursor(mb, UidValidity(9), 3)
+            .await
+            .expect("cursor");
+        store.commit().await.expect("commit");
+
+        let (listener, port) = listen().await;
+        let server = tokio::spawn(async move {
+            let mut p = Peer::accept(&listener).await;
+            let tag = p.expect("UID STORE 1:3 +FLAGS.SILENT (\\Seen)").await;
+            p.send(format!(
+                "{tag} NO [EXPUNGEISSUED] Some messages were expunged\r\n"
+            ))
+            .await;
+            for (uid, ok) in [(1, true), (2, false), (3, true)] {
+                let tag = p.expect(&format!("UID STORE {uid} +FLAGS.SILENT")).await;
+                if ok {
+                    p.send(format!("{tag} OK Store completed\r\n")).await;
+                } else {
+                    p.send(format!("{tag} NO Message {uid} is gone\r\n")).await;
+                }
+            }
+            p
+        });
+        let actions = Actions::new(AccountActions {
+            default: FolderActions {
+                after_store: AfterStore::Seen,
+                ..Default::default()
+            },
+            folders: Vec::new(),
+        });
+        let mut session = session_on(port, Duration::from_secs(10)).await;
+        let stats = actions
+            .run(&store, &mut session, mb, UidValidity(9), "INBOX")
+            .await
+            .expect("run");
+        assert_eq!((stats.done, stats.failed), (2, 1));
+        drop(server.await);
+        drop(store);
+        writer.join();
+        let conn = crate::store::open_read_only(&path).expect("read");
+        let rows: Vec<(u32, String, String)> = conn
+            .prepare(
+                "SELECT m.uid, a.state, a.result FROM actions a JOIN messages m ON m.id = a.message_id
+                 ORDER BY m.uid",
+            )
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            })
+            .expect("rows");
+        assert_eq!(rows[0].1, "done");
+        assert_eq!(
+            (rows[1].1.as_str(), rows[1].2.as_str()),
+            ("failed", "the server refused: Message 2 is gone")
+        );
+        assert_eq!(rows[2].1, "done");
+    }
+}

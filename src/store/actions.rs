@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, params};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
 use super::{Context, MailboxId, StoreError, StoreHandle};
 use crate::imap::{UidSet, UidValidity};
@@ -154,6 +154,10 @@ impl Ledger {
         })
     }
 
+    /// Runs `f` on a blocking thread. Every write here is an IMMEDIATE
+    /// transaction: it waits (busy timeout) for the writer's lock up front,
+    /// instead of failing with a stale snapshot when the writer commits
+    /// between a read and a write.
     async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
@@ -172,7 +176,7 @@ impl Ledger {
     /// a synchronous=FULL commit. Returns how many were marked.
     pub async fn mark_durable(&self, mailbox: MailboxId) -> Result<usize, StoreError> {
         self.with(move |c| {
-            let tx = c.transaction().doing("starting the durable barrier")?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).doing("starting the durable barrier")?;
             let n = tx
                 .execute(
                     "UPDATE actions SET durable_at = strftime('%Y-%m-%dT%H:%M:%fZ','now')
@@ -201,7 +205,7 @@ impl Ledger {
         delete_after: bool,
     ) -> Result<usize, StoreError> {
         self.with(move |c| {
-            let tx = c.transaction().doing("starting to cancel actions")?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).doing("starting to cancel actions")?;
             let stale: Vec<(i64, i64, String)> = {
                 let mut s = tx
                     .prepare(
@@ -302,7 +306,7 @@ impl Ledger {
             return Ok(());
         }
         self.with(move |c| {
-            let tx = c.transaction().doing("starting to record actions")?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).doing("starting to record actions")?;
             for (id, o) in &outcomes {
                 record_one(&tx, mailbox, *id, o)?;
             }
@@ -324,7 +328,7 @@ impl Ledger {
         before: String,
     ) -> Result<usize, StoreError> {
         self.with(move |c| {
-            let tx = c.transaction().doing("starting to queue expiry")?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).doing("starting to queue expiry")?;
             let mut n = 0;
             for &(first, last) in uids.ranges() {
                 n += tx

@@ -176,7 +176,9 @@ impl Ledger {
     /// a synchronous=FULL commit. Returns how many were marked.
     pub async fn mark_durable(&self, mailbox: MailboxId) -> Result<usize, StoreError> {
         self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).doing("starting the durable barrier")?;
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .doing("starting the durable barrier")?;
             let n = tx
                 .execute(
                     "UPDATE actions SET durable_at = strftime('%Y-%m-%dT%H:%M:%fZ','now')
@@ -306,7 +308,9 @@ impl Ledger {
             return Ok(());
         }
         self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).doing("starting to record actions")?;
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .doing("starting to record actions")?;
             for (id, o) in &outcomes {
                 record_one(&tx, mailbox, *id, o)?;
             }
@@ -328,7 +332,9 @@ impl Ledger {
         before: String,
     ) -> Result<usize, StoreError> {
         self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).doing("starting to queue expiry")?;
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .doing("starting to queue expiry")?;
             let mut n = 0;
             for &(first, last) in uids.ranges() {
                 n += tx

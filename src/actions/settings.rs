@@ -523,6 +523,47 @@ mod tests {
         );
     }
 
+    /// Through the real loader: TOML tables, messages naming the key.
+    #[test]
+    fn from_the_configuration_file() {
+        let base = r#"
+            [store]
+            path = "m.db"
+            [[accounts]]
+            name = "w"
+            host = "h"
+            username = "u"
+            password_env = "PW"
+            folders = ["INBOX", "Orders"]
+        "#;
+        let load = |extra: &str| {
+            crate::config::Config::from_toml(&format!("{base}{extra}"), std::path::Path::new("/"))
+                .map_err(|e| e.to_string())
+        };
+        let c = load(
+            "after_store = \"seen\"\n[[accounts.folder]]\nname = \"Orders\"\nafter_store = \"move:Processed\"\n",
+        )
+        .expect("valid");
+        let a = &c.accounts[0].actions;
+        assert_eq!(a.for_folder("INBOX").after_store, AfterStore::Seen);
+        assert_eq!(
+            a.for_folder("Orders").after_store,
+            AfterStore::Move("Processed".into())
+        );
+        let e = load("delete_after = \"90\"\n").expect_err("bare number");
+        assert!(
+            e.contains("`accounts[0].delete_after`") && e.contains("\"90d\""),
+            "{e}"
+        );
+        let e = load("delete_after = 90\n").expect_err("integer");
+        assert!(e.contains("`accounts[0].delete_after`"), "{e}");
+        let e = load("delete_after = \"6h\"\n").expect_err("hours");
+        assert!(e.contains("shorter than a day"), "{e}");
+        let e = load("[[accounts.folder]]\nname = \"INBOX\"\nafterstore = \"seen\"\n")
+            .expect_err("typo");
+        assert!(e.contains("afterstore"), "{e}");
+    }
+
     #[test]
     fn patterns() {
         assert!(pattern_matches("*", "a/b"));

@@ -238,8 +238,8 @@ impl Engine {
         recorded?;
         committed?;
         // Only now, after the commit (the ledger syncs it to disk first).
-        let uv = self.store.cursor(mailbox).await?.uidvalidity;
-        if let Some(uv) = uv.filter(|_| self.actions.for_wire(wire_name).changes_server())
+        if self.actions.for_wire(wire_name).changes_server()
+            && let Some(uv) = self.store.cursor(mailbox).await?.uidvalidity
             && let Err(e) = (self.actions)
                 .run(&self.store, session, mailbox, uv, wire_name)
                 .await

@@ -21,8 +21,8 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../migrations/0004_search_hashsize.sql"),
     ),
     (
-        "0005_actions",
-        include_str!("../../migrations/0005_actions.sql"),
+        "0007_actions",
+        include_str!("../../migrations/0007_actions.sql"),
     ),
 ];
 

@@ -1,5 +1,7 @@
 -- Actions on the server after a message is durably stored: `after_store`
--- (seen, move, delete) and `delete_after`. See src/actions/.
+-- (seen, move, delete) and `delete_after`. See src/actions/. Numbered to
+-- follow 0005_visible_rows and 0006_search_watermark: its events rebuild
+-- keeps their `restored` kind and their message_events view.
 
 -- The `after_store` action configured for a mailbox, written from the
 -- configuration at the start of every pass (no row: none). The trigger below
@@ -51,7 +53,7 @@ DROP VIEW message_events;
 CREATE TABLE events_new (
     seq        INTEGER PRIMARY KEY AUTOINCREMENT,
     kind       TEXT NOT NULL
-               CHECK (kind IN ('new', 'flags', 'expunged', 'uidvalidity', 'action')),
+               CHECK (kind IN ('new', 'flags', 'expunged', 'restored', 'uidvalidity', 'action')),
     mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id),
     message_id INTEGER REFERENCES messages(id),
     at         TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),

@@ -113,6 +113,8 @@ pub struct StoreConfig {
 pub struct SyncConfig {
     pub batch_size: u32,
     pub max_message_size: u64,
+    /// Longest response line accepted (outside literals).
+    pub max_line_size: u64,
     pub timeout: Duration,
     pub poll_interval: Duration,
     pub idle_refresh: Duration,
@@ -140,8 +142,11 @@ pub struct AccountConfig {
     pub security: Security,
     pub allow_plaintext: bool,
     pub ca_file: Option<PathBuf>,
+    /// `tls_fingerprint`: trust exactly this certificate, no CA needed.
+    pub tls_fingerprint: Option<crate::transport::Fingerprint>,
     pub username: String,
-    pub password: PasswordSource,
+    /// Password (the default) or OAuth2 (`auth = "oauth2"`).
+    pub auth: Auth,
     pub folders: Vec<String>,
     pub idle: bool,
     pub max_connections: u32,
@@ -183,6 +188,7 @@ struct RawStore {
 struct RawSync {
     batch_size: Option<u32>,
     max_message_size: Option<SizeValue>,
+    max_line_size: Option<SizeValue>,
     timeout: Option<DurationValue>,
     poll_interval: Option<DurationValue>,
     idle_refresh: Option<DurationValue>,
@@ -206,7 +212,11 @@ struct RawAccount {
     security: Option<Security>,
     allow_plaintext: Option<bool>,
     ca_file: Option<String>,
+    tls_fingerprint: Option<String>,
     username: Option<String>,
+    auth: Option<AuthKind>,
+    oauth2_token_command: Option<String>,
+    oauth2: Option<RawOAuth2>,
     password: Option<String>,
     password_env: Option<String>,
     password_file: Option<String>,
@@ -461,6 +471,10 @@ impl Config {
                 Some(v) => parse_size("sync.max_message_size", v)?,
                 None => 100 * 1000 * 1000,
             },
+            max_line_size: match &sy.max_line_size {
+                Some(v) => parse_size("sync.max_line_size", v)?,
+                None => crate::imap::DEFAULT_MAX_LINE as u64,
+            },
             timeout: dur("sync.timeout", &sy.timeout, Duration::from_secs(60))?,
             poll_interval: dur(
                 "sync.poll_interval",
@@ -491,6 +505,11 @@ impl Config {
         if sync.max_message_size < 1024 || sync.max_message_size > u64::from(u32::MAX) {
             return Err(
                 "`sync.max_message_size` must be between 1KB and 4GB (default \"100MB\")".into(),
+            );
+        }
+        if sync.max_line_size < 64 * 1024 || sync.max_line_size > 1 << 30 {
+            return Err(
+                "`sync.max_line_size` must be between 64KiB and 1GiB (default \"16MiB\")".into(),
             );
         }
         if sync.timeout < Duration::from_millis(100) {
@@ -533,7 +552,15 @@ impl Config {
         }
         let mut accounts = Vec::new();
         for (i, a) in raw_accounts.into_iter().enumerate() {
-            let acc = Self::account(i, a, base, &sync)?;
+            let mut acc = Self::account(i, a, base, &sync)?;
+            if let Auth::OAuth2(OAuth2Source::Client(c)) = &mut acc.auth
+                && c.token_file.as_os_str().is_empty()
+            {
+                // Beside the database: the one place mailfeed is sure to
+                // be allowed to write (systemd's StateDirectory).
+                let dir = store.path.parent().unwrap_or(Path::new("."));
+                c.token_file = dir.join(format!("{}.oauth2-token", acc.name));
+            }
             if accounts.iter().any(|o: &AccountConfig| o.name == acc.name) {
                 return Err(format!(
                     "`accounts[{i}].name` = {:?} is used twice; account names must be unique",
@@ -613,14 +640,33 @@ impl Config {
         if let Some(c) = a.password_command {
             sources.push(PasswordSource::Command(c));
         }
-        if sources.len() != 1 {
+        let auth_kind = a.auth.unwrap_or(AuthKind::Password);
+        if auth_kind == AuthKind::OAuth2 && !sources.is_empty() {
+            return Err(format!(
+                "account {name:?}: `accounts[{i}].auth` = \"oauth2\" takes no password; remove the `password*` key or set auth = \"password\""
+            ));
+        }
+        let oauth2 = oauth2_settings(i, &name, auth_kind, a.oauth2_token_command, a.oauth2, base)?;
+        if auth_kind == AuthKind::Password && sources.len() != 1 {
             return Err(format!(
                 "account {name:?}: set exactly one of `{k}password`, `{k}password_env`, `{k}password_file`, `{k}password_command` (found {})",
                 sources.len(),
                 k = format!("accounts[{i}].")
             ));
         }
-        let password = sources.remove(0);
+        let auth = match oauth2 {
+            Some(o) => Auth::OAuth2(o),
+            None => Auth::Password(sources.remove(0)),
+        };
+        let tls_fingerprint = match &a.tls_fingerprint {
+            Some(f) => Some(crate::transport::Fingerprint::parse(f).map_err(|e| {
+                format!(
+                    "`{}`: {e}; copy the line `mailfeed check` prints for this server",
+                    key("tls_fingerprint")
+                )
+            })?),
+            None => None,
+        };
         let folders = a.folders.unwrap_or_default();
         if folders.is_empty() || folders.iter().any(|f| f.trim().is_empty()) {
             return Err(format!(
@@ -666,8 +712,9 @@ impl Config {
             security,
             allow_plaintext,
             ca_file: a.ca_file.map(|f| resolve_path(base, &f)),
+            tls_fingerprint,
             username,
-            password,
+            auth,
             folders,
             idle: a.idle.unwrap_or(true),
             max_connections,
@@ -676,6 +723,293 @@ impl Config {
             actions,
         })
     }
+}
+
+/// `auth`: how an account logs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum AuthKind {
+    Password,
+    OAuth2,
+}
+
+/// How an account logs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    Password(PasswordSource),
+    /// SASL OAUTHBEARER or XOAUTH2 with an access token from this source.
+    OAuth2(OAuth2Source),
+}
+
+/// Where an OAuth2 access token comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OAuth2Source {
+    /// `oauth2_token_command`: prints an access token (oama, a proxy, ...).
+    Command(String),
+    /// `[accounts.oauth2]`: mailfeed asks the provider's token endpoint.
+    Client(OAuth2Client),
+}
+
+/// Which OAuth2 provider's defaults apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Microsoft,
+    Google,
+    Custom,
+}
+
+/// How mailfeed obtains access tokens without a person present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    /// A refresh token obtained once with `mailfeed auth`, kept in `token_file`.
+    RefreshToken,
+    /// The application's own identity (Microsoft's app-only IMAP access).
+    ClientCredentials,
+}
+
+/// Where the OAuth2 client secret comes from (public clients have none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientSecret {
+    Inline(Secret),
+    File(PathBuf),
+}
+
+impl ClientSecret {
+    /// Reads the secret now (a credential file may be replaced while running).
+    pub fn resolve(&self, account: &str) -> Result<Secret, ConfigError> {
+        match self {
+            ClientSecret::Inline(s) => Ok(s.clone().registered()),
+            ClientSecret::File(path) => std::fs::read_to_string(path)
+                .map(|t| Secret::new(t.trim_end_matches(['\r', '\n'])).registered())
+                .map_err(|e| ConfigError::Password {
+                    account: account.to_owned(),
+                    message: format!("oauth2.client_secret_file {}: {e}", path.display()),
+                }),
+        }
+    }
+}
+
+/// `[accounts.oauth2]`, with the provider's endpoints filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuth2Client {
+    pub provider: Provider,
+    pub grant: Grant,
+    pub client_id: String,
+    pub client_secret: Option<ClientSecret>,
+    pub token_url: String,
+    /// Device authorization endpoint (RFC 8628), where the provider has one
+    /// that allows the mail scope.
+    pub device_url: Option<String>,
+    /// Authorization endpoint for the loopback redirect with PKCE.
+    pub auth_url: Option<String>,
+    pub scope: String,
+    /// The refresh token's file (mode 0600, replaced atomically).
+    pub token_file: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOAuth2 {
+    provider: Option<Provider>,
+    grant: Option<Grant>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    client_secret_file: Option<String>,
+    tenant: Option<String>,
+    token_url: Option<String>,
+    device_url: Option<String>,
+    auth_url: Option<String>,
+    scope: Option<String>,
+    token_file: Option<String>,
+}
+
+/// Checks the OAuth2 keys of account `i`; `Some` when `auth = "oauth2"`.
+fn oauth2_settings(
+    i: usize,
+    name: &str,
+    kind: AuthKind,
+    command: Option<String>,
+    raw: Option<RawOAuth2>,
+    base: &Path,
+) -> Result<Option<OAuth2Source>, String> {
+    let k = |key: &str| format!("accounts[{i}].{key}");
+    if kind == AuthKind::Password {
+        if command.is_some() || raw.is_some() {
+            return Err(format!(
+                "account {name:?}: `{}` or `[accounts.oauth2]` needs `{}` = \"oauth2\"",
+                k("oauth2_token_command"),
+                k("auth")
+            ));
+        }
+        return Ok(None);
+    }
+    let r = match (command, raw) {
+        (Some(c), None) if !c.trim().is_empty() => return Ok(Some(OAuth2Source::Command(c))),
+        (None, Some(r)) => r,
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "account {name:?}: set either `{}` or `[accounts.oauth2]`, not both",
+                k("oauth2_token_command")
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "account {name:?}: `{}` = \"oauth2\" needs a token source: `{}` (a command printing an access token) or an `[accounts.oauth2]` table with `provider` and `client_id`",
+                k("auth"),
+                k("oauth2_token_command")
+            ));
+        }
+    };
+    let provider = r.provider.ok_or_else(|| {
+        format!(
+            "`{}` is missing; use \"microsoft\", \"google\" or \"custom\"",
+            k("oauth2.provider")
+        )
+    })?;
+    let client_id = r
+        .client_id
+        .filter(|c| !c.trim().is_empty())
+        .ok_or_else(|| {
+            format!(
+                "`{}` is missing; use the application (client) id registered with the provider",
+                k("oauth2.client_id")
+            )
+        })?;
+    let client_secret = match (r.client_secret, r.client_secret_file) {
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "set only one of `{}` and `{}`",
+                k("oauth2.client_secret"),
+                k("oauth2.client_secret_file")
+            ));
+        }
+        (Some(s), None) => Some(ClientSecret::Inline(Secret::new(s))),
+        (None, Some(f)) => Some(ClientSecret::File(resolve_path(base, &f))),
+        (None, None) => None,
+    };
+    let grant = r.grant.unwrap_or(Grant::RefreshToken);
+    let url = |key: &str, v: Option<String>| -> Result<Option<String>, String> {
+        match v {
+            Some(u) if u.starts_with("https://") || is_loopback_http(&u) => Ok(Some(u)),
+            Some(u) => Err(format!(
+                "`{}` = {u:?} must be an https:// URL (http:// only for 127.0.0.1 or localhost)",
+                k(key)
+            )),
+            None => Ok(None),
+        }
+    };
+    let (token_url, device_url, auth_url, scope) = match provider {
+        Provider::Microsoft => {
+            let tenant = r.tenant.clone().unwrap_or_else(|| "common".into());
+            if tenant.is_empty()
+                || !tenant
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+            {
+                return Err(format!(
+                    "`{}` = {tenant:?} is not a tenant; use \"common\", \"organizations\", \"consumers\", a tenant id or a domain",
+                    k("oauth2.tenant")
+                ));
+            }
+            if grant == Grant::ClientCredentials
+                && matches!(tenant.as_str(), "common" | "organizations" | "consumers")
+            {
+                return Err(format!(
+                    "`{}` must name your tenant (its id or domain) for grant = \"client_credentials\"",
+                    k("oauth2.tenant")
+                ));
+            }
+            let base_url = format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0");
+            let scope = match grant {
+                Grant::RefreshToken => {
+                    "https://outlook.office.com/IMAP.AccessAsUser.All offline_access"
+                }
+                Grant::ClientCredentials => "https://outlook.office365.com/.default",
+            };
+            (
+                url("oauth2.token_url", r.token_url)?.unwrap_or(format!("{base_url}/token")),
+                url("oauth2.device_url", r.device_url)?.or(Some(format!("{base_url}/devicecode"))),
+                url("oauth2.auth_url", r.auth_url)?.or(Some(format!("{base_url}/authorize"))),
+                r.scope.unwrap_or_else(|| scope.into()),
+            )
+        }
+        Provider::Google => {
+            if grant == Grant::ClientCredentials {
+                return Err(format!(
+                    "`{}` = \"client_credentials\" is not offered by Google for IMAP; use \"refresh_token\"",
+                    k("oauth2.grant")
+                ));
+            }
+            (
+                url("oauth2.token_url", r.token_url)?
+                    .unwrap_or_else(|| "https://oauth2.googleapis.com/token".into()),
+                // Google's device flow refuses the mail scope.
+                url("oauth2.device_url", r.device_url)?,
+                url("oauth2.auth_url", r.auth_url)?
+                    .or_else(|| Some("https://accounts.google.com/o/oauth2/v2/auth".into())),
+                r.scope.unwrap_or_else(|| "https://mail.google.com/".into()),
+            )
+        }
+        Provider::Custom => (
+            url("oauth2.token_url", r.token_url)?.ok_or_else(|| {
+                format!(
+                    "`{}` is missing; provider = \"custom\" needs the token endpoint's URL",
+                    k("oauth2.token_url")
+                )
+            })?,
+            url("oauth2.device_url", r.device_url)?,
+            url("oauth2.auth_url", r.auth_url)?,
+            r.scope.ok_or_else(|| {
+                format!(
+                    "`{}` is missing; provider = \"custom\" needs the scope to ask for",
+                    k("oauth2.scope")
+                )
+            })?,
+        ),
+    };
+    if provider != Provider::Microsoft && r.tenant.is_some() {
+        return Err(format!(
+            "`{}` is for provider = \"microsoft\" only",
+            k("oauth2.tenant")
+        ));
+    }
+    if grant == Grant::ClientCredentials && client_secret.is_none() {
+        return Err(format!(
+            "grant = \"client_credentials\" needs `{}` or `{}`",
+            k("oauth2.client_secret"),
+            k("oauth2.client_secret_file")
+        ));
+    }
+    Ok(Some(OAuth2Source::Client(OAuth2Client {
+        provider,
+        grant,
+        client_id,
+        client_secret,
+        token_url,
+        device_url,
+        auth_url,
+        scope,
+        // Empty means "beside the database", filled in by `from_raw`.
+        token_file: r
+            .token_file
+            .map(|f| resolve_path(base, &f))
+            .unwrap_or_default(),
+    })))
+}
+
+/// `http://` is allowed for a token endpoint on this machine only.
+fn is_loopback_http(u: &str) -> bool {
+    [
+        "http://127.0.0.1:",
+        "http://127.0.0.1/",
+        "http://localhost:",
+        "http://localhost/",
+        "http://[::1]:",
+    ]
+    .iter()
+    .any(|p| u.starts_with(p))
 }
 
 #[cfg(test)]
@@ -758,6 +1092,10 @@ mod tests {
             (
                 MINIMAL.replace("[store]", "[sync]\nmax_message_size = \"1PB\"\n[store]"),
                 "max_message_size",
+            ),
+            (
+                MINIMAL.replace("[store]", "[sync]\nmax_line_size = \"1KB\"\n[store]"),
+                "sync.max_line_size",
             ),
             (MINIMAL.replace("path = \"mail.db\"", ""), "store.path"),
             (
@@ -849,6 +1187,116 @@ mod tests {
         let c = parse(&with_sync("timeout = \"1h\"\npoll_interval = \"24h\"")).expect("valid");
         assert_eq!(c.sync.timeout, Duration::from_secs(3600));
         assert_eq!(c.accounts[0].poll_interval, Duration::from_secs(24 * 3600));
+    }
+
+    #[test]
+    fn oauth2_sources_are_exactly_one_and_mistakes_name_the_key() {
+        let base = MINIMAL.replace("password_env = \"PW\"\n", "");
+        let with = |lines: &str| base.replace("folders", &format!("{lines}\nfolders"));
+        let table = |t: &str| format!("{}\n[accounts.oauth2]\n{t}\n", with("auth = \"oauth2\""));
+        let refused = [
+            (with("auth = \"oauth2\""), "needs a token source"),
+            (
+                with("auth = \"oauth2\"\npassword_env = \"PW\""),
+                "takes no password",
+            ),
+            (
+                with("oauth2_token_command = \"oama access x\""),
+                "`accounts[0].auth` = \"oauth2\"",
+            ),
+            (
+                table("client_id = \"c\""),
+                "`accounts[0].oauth2.provider` is missing",
+            ),
+            (
+                table("provider = \"google\""),
+                "`accounts[0].oauth2.client_id` is missing",
+            ),
+            (
+                table("provider = \"custom\"\nclient_id = \"c\"\nscope = \"s\""),
+                "`accounts[0].oauth2.token_url` is missing",
+            ),
+            (
+                table(
+                    "provider = \"custom\"\nclient_id = \"c\"\nscope = \"s\"\ntoken_url = \"http://idp.example/token\"",
+                ),
+                "must be an https:// URL",
+            ),
+            (
+                table(
+                    "provider = \"microsoft\"\nclient_id = \"c\"\ngrant = \"client_credentials\"\nclient_secret = \"x\"",
+                ),
+                "must name your tenant",
+            ),
+            (
+                table(
+                    "provider = \"microsoft\"\nclient_id = \"c\"\ntenant = \"contoso.onmicrosoft.com\"\ngrant = \"client_credentials\"",
+                ),
+                "needs `accounts[0].oauth2.client_secret`",
+            ),
+            (
+                table(
+                    "provider = \"google\"\nclient_id = \"c\"\nclient_secret = \"a\"\nclient_secret_file = \"b\"",
+                ),
+                "set only one of",
+            ),
+            (
+                table("provider = \"google\"\nclient_id = \"c\"\ntenant = \"common\""),
+                "for provider = \"microsoft\" only",
+            ),
+            (
+                MINIMAL.replace("folders", "tls_fingerprint = \"sha1:00\"\nfolders"),
+                "`accounts[0].tls_fingerprint`",
+            ),
+        ];
+        for (text, needle) in refused {
+            let e = parse(&text).expect_err(&format!("should be refused: {text}"));
+            assert!(e.contains(needle), "error {e:?} should mention {needle:?}");
+        }
+    }
+
+    #[test]
+    fn oauth2_providers_fill_in_their_endpoints() {
+        let base = MINIMAL.replace("password_env = \"PW\"\n", "auth = \"oauth2\"\n");
+        let c = parse(&format!(
+            "{base}\n[accounts.oauth2]\nprovider = \"microsoft\"\nclient_id = \"c\"\ntenant = \"contoso.com\"\nclient_secret_file = \"$CREDENTIALS_DIRECTORY/secret\"\n"
+        ))
+        .expect("valid");
+        let Auth::OAuth2(OAuth2Source::Client(o)) = &c.accounts[0].auth else {
+            panic!("not an OAuth2 client: {:?}", c.accounts[0].auth)
+        };
+        assert_eq!(
+            o.token_url,
+            "https://login.microsoftonline.com/contoso.com/oauth2/v2.0/token"
+        );
+        assert!(o.scope.contains("IMAP.AccessAsUser.All") && o.scope.contains("offline_access"));
+        assert_eq!(o.grant, Grant::RefreshToken);
+        // Beside the database, named after the account.
+        assert_eq!(
+            o.token_file,
+            PathBuf::from("/etc/mailfeed/work.oauth2-token")
+        );
+        let c = parse(&format!(
+            "{base}\n[accounts.oauth2]\nprovider = \"google\"\nclient_id = \"c\"\n"
+        ))
+        .expect("valid");
+        let Auth::OAuth2(OAuth2Source::Client(o)) = &c.accounts[0].auth else {
+            panic!("not an OAuth2 client")
+        };
+        assert_eq!(
+            o.device_url, None,
+            "Google's device flow refuses the mail scope"
+        );
+        assert_eq!(o.scope, "https://mail.google.com/");
+        let c = parse(&base.replace(
+            "auth = \"oauth2\"",
+            "auth = \"oauth2\"\noauth2_token_command = \"oama access me\"",
+        ))
+        .expect("valid");
+        assert_eq!(
+            c.accounts[0].auth,
+            Auth::OAuth2(OAuth2Source::Command("oama access me".into()))
+        );
     }
 
     #[test]

@@ -188,6 +188,13 @@ impl AccountCtx {
 
 /// Runs until SIGTERM/SIGINT; returns the exit code.
 pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<i32> {
+    if let Some(limit) = crate::fd_limit::raise_soft_limit() {
+        let planned = crate::fd_limit::planned_connections(&config);
+        match crate::fd_limit::headroom_warning(planned, limit) {
+            Some(warning) => tracing::warn!("{warning}"),
+            None => tracing::debug!(planned, soft = limit.soft, "open-file limit"),
+        }
+    }
     let mut signals = signal_hook_tokio::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
@@ -268,11 +275,7 @@ const STOP_WRITER: Duration = Duration::from_millis(1500);
 /// could take forever): it commits what it has, or, if it is still busy
 /// when time is up, the process exits and SQLite rolls the open transaction
 /// back. Returns within `STOP_WATCHERS + STOP_WRITER`.
-async fn stop(
-    tracker: &TaskTracker,
-    store: &StoreHandle,
-    writer: crate::store::writer::WriterThread,
-) {
+async fn stop(tracker: &TaskTracker, store: &StoreHandle, writer: crate::store::WriterThread) {
     if tokio::time::timeout(STOP_WATCHERS, tracker.wait())
         .await
         .is_err()
@@ -925,6 +928,7 @@ mod tests {
         let settings = crate::config::SyncConfig {
             batch_size: 500,
             max_message_size: 100_000_000,
+            max_line_size: crate::imap::DEFAULT_MAX_LINE as u64,
             timeout,
             poll_interval: Duration::from_secs(300),
             idle_refresh: Duration::from_secs(25 * 60),
@@ -1094,11 +1098,10 @@ mod tests {
             "stopping took {took:?}"
         );
         assert!(store.commit().await.is_err(), "the writer has closed");
-        let conn = rusqlite::Connection::open(&db).expect("open");
-        let n: i64 = conn
-            .query_row("SELECT count(*) FROM mailboxes", [], |r| r.get(0))
-            .expect("count");
-        assert_eq!(n, 1, "committed before the writer closed");
+        let mailboxes = crate::store::Reader::open(&db)
+            .and_then(|r| r.status())
+            .expect("status");
+        assert_eq!(mailboxes.len(), 1, "committed before the writer closed");
     }
 
     #[test]

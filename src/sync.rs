@@ -148,7 +148,13 @@ pub fn batches(after: u32, listed: &UidSet, max_count: usize) -> Vec<Batch> {
 /// What one mailbox pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FolderStats {
+    /// Messages received (new, re-found, or stored before by a cut-off pass).
     pub fetched: u64,
+    /// Rows the pass added to the feed (one `new` event each).
+    pub new: u64,
+    /// Messages stored under a new UIDVALIDITY that were already in the
+    /// feed under an earlier one (linked, not shown again).
+    pub refound: u64,
     pub bytes: u64,
     pub new_generation: bool,
 }
@@ -169,6 +175,10 @@ pub struct Engine {
     pub settings: SyncConfig,
     /// Passes made per mailbox, to space out rescans (see `rescan_every`).
     pub passes: Arc<Mutex<std::collections::HashMap<MailboxId, u64>>>,
+    /// Mailboxes whose next pass must list UIDs and flags whatever the
+    /// schedule: the server reported an expunge by number, or more changes
+    /// than were held (see [`crate::session::Reported`]).
+    pub rescan_now: Arc<Mutex<std::collections::HashSet<MailboxId>>>,
     /// Rises with every message received and every batch stored: whoever
     /// runs a long sync can tell one that is moving from one that hangs.
     pub progress: Arc<AtomicU64>,
@@ -183,6 +193,7 @@ impl Engine {
             opts,
             settings,
             passes: Arc::default(),
+            rescan_now: Arc::default(),
             progress: Arc::default(),
             actions: Arc::default(),
         }
@@ -224,12 +235,21 @@ impl Engine {
             .actions
             .mailbox_action(wire_name, session.capabilities());
         self.store.set_mailbox_action(mailbox, action).await?;
-        let result = self
+        let marks = self.store.marks().await?;
+        let mut result = self
             .sync_mailbox(session, account, wire_name, mailbox, cursor)
             .await;
+        if let Ok(stats) = &mut result {
+            // Counted in the store, after the writer has applied the pass:
+            // what consumers see, not what arrived.
+            let added = self.store.added_since(mailbox, marks).await?;
+            stats.new = added.new;
+            stats.refound = added.refound;
+        }
         let outcome = match &result {
             Ok(_) => None,
-            Err(e) => Some(e.to_string()),
+            // Stored and shown by `status`: no secret a server echoed.
+            Err(e) => Some(crate::secret::scrub(&e.to_string()).into_owned()),
         };
         // Recording the outcome must not hide the sync's own error.
         let recorded = self.store.record_outcome(mailbox, outcome).await;
@@ -255,6 +275,8 @@ impl Engine {
             account,
             folder = %mutf7::decode(wire_name),
             fetched = stats.fetched,
+            new = stats.new,
+            refound = stats.refound,
             ms = started.elapsed().as_millis() as u64,
             "folder synced"
         );
@@ -269,6 +291,10 @@ impl Engine {
         mailbox: MailboxId,
         cursor: MailboxCursor,
     ) -> Result<FolderStats, SyncError> {
+        // What the server reported unasked since the last pass (in IDLE,
+        // say) belongs to the mailbox still selected: recorded before
+        // EXAMINE changes the selection.
+        self.record_reported(session, account).await?;
         // QRESYNC lets EXAMINE itself report what changed since our last
         // HIGHESTMODSEQ (flags and VANISHED UIDs): no extra round trip.
         let qresync = session.enable_qresync().await?;
@@ -343,12 +369,25 @@ impl Engine {
                 }
             }
         }
+        // Every message of this generation is stored now: rows of an
+        // earlier one that none of them re-found are gone from the server.
+        // (Also when up to date: the pass that completed the generation may
+        // have failed just after.) Two index lookups for a mailbox that
+        // never changed UIDVALIDITY.
+        let retired = self.store.retire_unfound(mailbox, uv).await?;
+        if retired > 0 {
+            tracing::info!(account, folder = %ctx.folder, expunged = retired,
+                "messages of the earlier UIDVALIDITY not found again marked expunged");
+        }
         self.follow_window(session, &ctx, &cursor, &mut stats)
             .await?;
         if cursor.uidvalidity == Some(uv) && cursor.last_uid > 0 {
             self.track_changes(session, &ctx, &cursor, &state, known.is_some())
                 .await?;
         }
+        // And what it reported during this pass (a flag change in the
+        // middle of the FETCH).
+        self.record_reported(session, account).await?;
         if !state.nomodseq {
             self.store
                 .set_highest_modseq(mailbox, uv, state.highest_modseq.map(|m| m.0))
@@ -371,6 +410,12 @@ impl Engine {
         let last = cursor.last_uid;
         let mut changed = 0;
         let mut gone = 0;
+        let forced = self
+            .rescan_now
+            .lock()
+            .map(|mut m| m.remove(&ctx.mailbox))
+            .unwrap_or(true);
+        let mut scanned = false;
         let modseq_moved = match (state.highest_modseq, cursor.highest_modseq) {
             (Some(now), Some(before)) => Some(now.0 != before),
             _ => None,
@@ -401,7 +446,6 @@ impl Engine {
                     .await?;
             }
         } else {
-            let mut scanned = false;
             match modseq_moved {
                 Some(false) => {}
                 Some(true) => {
@@ -430,11 +474,81 @@ impl Engine {
                         .store
                         .reconcile_existing(ctx.mailbox, ctx.uidvalidity, (0, last), existing)
                         .await?;
+                    scanned = true;
                 }
             }
         }
+        if forced && !scanned {
+            let (existing, n) = scan_flags(self, session, ctx, last, None).await?;
+            changed += n;
+            gone += self
+                .store
+                .reconcile_existing(ctx.mailbox, ctx.uidvalidity, (0, last), existing)
+                .await?;
+        }
         if changed > 0 || gone > 0 {
             tracing::info!(account = ctx.account, folder = %ctx.folder, flags_changed = changed, expunged = gone, "changes recorded");
+        }
+        Ok(())
+    }
+
+    /// Records the changes the server reported unasked on the selected
+    /// mailbox ([`crate::session::Reported`]): flags by UID at once; flags by sequence
+    /// number after asking for their UIDs (`FETCH n (UID FLAGS)`, valid
+    /// while that mailbox stays selected); VANISHED UIDs as expunges. An
+    /// EXPUNGE by number, or more changes than were held, makes the
+    /// mailbox's next pass list its UIDs and flags.
+    async fn record_reported(&self, session: &mut Session, account: &str) -> Result<(), SyncError> {
+        let Some(reported) = session.take_reported() else {
+            return Ok(());
+        };
+        let Some((wire, uv)) = reported.mailbox.clone() else {
+            return Ok(());
+        };
+        let (mailbox, cursor) = self.store.ensure_mailbox(account, &wire).await?;
+        if cursor.uidvalidity != Some(uv) {
+            // Of a generation the store does not follow (yet): the pass
+            // that starts it fetches everything anyway.
+            return Ok(());
+        }
+        let mut flags = reported.flags;
+        if !reported.flag_seqs.is_empty() {
+            let set = UidSet::from_uids(reported.flag_seqs.iter().copied());
+            let tag = session
+                .send(&Command::Fetch {
+                    set: set.to_string(),
+                    items: "UID FLAGS",
+                })
+                .await?;
+            session
+                .collect_with(&tag, "FETCH", |u| {
+                    if let Untagged::Fetch(_, d) = u
+                        && let (Some(uid), Some(f)) = (d.uid, d.flags)
+                    {
+                        flags.push((uid.0, f));
+                    }
+                })
+                .await?;
+        }
+        let changed = if flags.is_empty() {
+            0
+        } else {
+            self.store.apply_flags(mailbox, uv, flags).await?
+        };
+        let gone = if reported.vanished.is_empty() {
+            0
+        } else {
+            let set = UidSet::from_ranges(reported.vanished);
+            self.store.mark_expunged(mailbox, uv, set).await?
+        };
+        if (reported.expunged || reported.overflowed)
+            && let Ok(mut m) = self.rescan_now.lock()
+        {
+            m.insert(mailbox);
+        }
+        if changed > 0 || gone > 0 {
+            tracing::info!(account, folder = %mutf7::decode(&wire), flags_changed = changed,
+                expunged = gone, "changes the server reported unasked recorded");
         }
         Ok(())
     }
@@ -484,8 +598,13 @@ impl Engine {
                 let b = plan[next_to_send];
                 let tag = session
                     .send(&Command::UidFetch {
-                        // Exactly the listed UIDs: a window leaves holes.
-                        set: UidSet::from_uids(listed.iter_range(b.after, b.last)).to_string(),
+                        // The range, or exactly the listed UIDs when a
+                        // window left holes in it.
+                        set: if b.count as u64 == u64::from(b.last - b.after) {
+                            format!("{}:{}", b.after + 1, b.last)
+                        } else {
+                            UidSet::from_uids(listed.iter_range(b.after, b.last)).to_string()
+                        },
                         items: FETCH_ITEMS,
                         changed_since: None,
                         vanished: false,
@@ -1028,3 +1147,6 @@ mod tests {
         assert_eq!(set.ranges(), &[(1, 100_000), (200_000, 200_000)]);
     }
 }
+
+#[cfg(test)]
+mod unsolicited_tests;

@@ -72,6 +72,22 @@ fn synced_once(setup: &Setup, mailbox: &str) -> bool {
     .unwrap_or(false)
 }
 
+/// Whether the message with this Message-ID is at or below the search
+/// watermark, and so found by search.
+fn indexed(setup: &Setup, message_id: &str) -> bool {
+    let Ok(conn) = rusqlite::Connection::open(&setup.db) else {
+        return false;
+    };
+    conn.query_row(
+        "SELECT count(*) FROM message_feed f, search_watermark w
+         WHERE f.message_id = ?1 AND f.id <= w.indexed_through
+           AND f.id IN (SELECT rowid FROM message_search WHERE message_search MATCH 'idle')",
+        [message_id],
+        |r| r.get::<_, i64>(0),
+    )
+    .is_ok_and(|n| n == 1)
+}
+
 fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
     let t0 = Instant::now();
     while t0.elapsed() < limit {
@@ -122,6 +138,7 @@ fn idle_delivers_new_mail_fast() {
     });
     std::thread::sleep(Duration::from_millis(300));
     let mut latencies = Vec::new();
+    let mut search_lags = Vec::new();
     let mut client = dc.login(USER).expect("login");
     for i in 0..20 {
         let before = setup.feed_count("INBOX");
@@ -133,7 +150,19 @@ fn idle_delivers_new_mail_fast() {
             setup.feed_count("INBOX") == before + 1
         });
         latencies.push(t0.elapsed());
+        // The search index follows the feed within seconds while `run` runs.
+        search_lags.push(wait_for(
+            "the search index",
+            Duration::from_secs(10),
+            || indexed(&setup, &format!("idle{i}@t")),
+        ));
     }
+    search_lags.sort();
+    eprintln!(
+        "search index after the feed: median {:?}, max {:?}",
+        search_lags[search_lags.len() / 2],
+        search_lags[search_lags.len() - 1]
+    );
     latencies.sort();
     let median = latencies[latencies.len() / 2];
     eprintln!(
@@ -524,5 +553,53 @@ fn sigterm_during_idle_on_a_dead_link_exits_within_5s() {
     assert!(
         synced_once(&setup, "INBOX"),
         "the sync before IDLE was committed"
+    );
+}
+
+/// With more connections planned than the open-file limit allows, `check` says so, with the
+/// numbers and the fix, before it connects anywhere; with room, it says nothing.
+#[test]
+fn check_warns_when_planned_connections_near_the_open_file_limit() {
+    // Twenty accounts of five IDLE connections each, all on a port nobody listens on.
+    let closed = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let names: Vec<String> = (0..20).map(|i| format!("acct{i}")).collect();
+    let accounts: Vec<Account<'_>> = names
+        .iter()
+        .map(|name| Account {
+            name,
+            port,
+            mode: support::mailfeed::Mode::Plain,
+            ca_file: None,
+            user: USER,
+            password: PASS,
+            folders: &["INBOX"],
+            extra: "max_connections = 5\n",
+        })
+        .collect();
+    let setup = Setup::new(&accounts, "timeout = \"2s\"\n");
+    let check_under = |limit: u32| {
+        let out = std::process::Command::new("prlimit")
+            .arg(format!("--nofile={limit}:{limit}"))
+            .arg(env!("CARGO_BIN_EXE_mailfeed"))
+            .arg("-c")
+            .arg(&setup.config)
+            .arg("check")
+            .output()
+            .expect("prlimit");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let tight = check_under(128);
+    assert!(
+        tight.contains("up to 100 IMAP connections are planned, near the open-file limit of 128")
+            && tight.contains("LimitNOFILE="),
+        "{tight}"
+    );
+    let roomy = check_under(4096);
+    assert!(!roomy.contains("open-file limit"), "{roomy}");
+    assert!(
+        roomy.contains("acct19"),
+        "check went on to every account: {roomy}"
     );
 }

@@ -25,7 +25,15 @@ pub enum Command {
         password: Secret,
         initial_response: bool,
     },
+    /// SASL OAUTHBEARER or XOAUTH2; the base64 response on the command
+    /// line with SASL-IR, else after the server's `+` ([`super::sasl`]).
+    AuthenticateOAuth {
+        mechanism: super::sasl::OAuthMechanism,
+        initial_response: Option<Secret>,
+    },
     Enable(Vec<String>),
+    /// RFC 2971: who the client is (some providers want it before SELECT).
+    Id,
     Compress,
     List {
         reference: String,
@@ -51,6 +59,13 @@ pub enum Command {
     UidSearch {
         criteria: String,
         esearch: bool,
+    },
+    /// `FETCH set (items)` by message sequence number: only to learn the
+    /// UIDs of messages a server reported by number (a flag change in IDLE
+    /// without QRESYNC), while their numbers are still valid.
+    Fetch {
+        set: String,
+        items: &'static str,
     },
     Idle,
     /// Read-write select, for a folder mailfeed is configured to change
@@ -190,14 +205,16 @@ impl Command {
             Command::Logout => "LOGOUT",
             Command::StartTls => "STARTTLS",
             Command::Login { .. } => "LOGIN",
-            Command::AuthenticatePlain { .. } => "AUTHENTICATE",
+            Command::AuthenticatePlain { .. } | Command::AuthenticateOAuth { .. } => "AUTHENTICATE",
             Command::Enable(_) => "ENABLE",
+            Command::Id => "ID",
             Command::Compress => "COMPRESS",
             Command::List { .. } => "LIST",
             Command::Examine { .. } => "EXAMINE",
             Command::Status { .. } => "STATUS",
             Command::UidFetch { .. } => "UID FETCH",
             Command::UidSearch { .. } => "UID SEARCH",
+            Command::Fetch { .. } => "FETCH",
             Command::Idle => "IDLE",
             Command::Select { .. } => "SELECT",
             Command::UidStoreAdd { .. } => "UID STORE",
@@ -255,6 +272,13 @@ impl Command {
             | Command::StartTls
             | Command::Idle => e.text(self.name().as_bytes()),
             Command::Compress => e.text(b"COMPRESS DEFLATE"),
+            Command::Id => e.text(
+                format!(
+                    "ID (\"name\" \"mailfeed\" \"version\" \"{}\")",
+                    env!("CARGO_PKG_VERSION")
+                )
+                .as_bytes(),
+            ),
             Command::Login { username, password } => {
                 e.text(b"LOGIN ");
                 astring(username, lp, &mut e);
@@ -280,6 +304,21 @@ impl Command {
                         ir.truncate(ir.len() - 2);
                         e.text(&ir);
                     }
+                }
+            }
+            Command::AuthenticateOAuth {
+                mechanism,
+                initial_response,
+            } => {
+                e.text(b"AUTHENTICATE ");
+                e.text(mechanism.name().as_bytes());
+                if let Some(ir) = initial_response {
+                    e.text(b" ");
+                    e.text(if redact {
+                        b"***"
+                    } else {
+                        ir.expose().as_bytes()
+                    });
                 }
             }
             Command::Enable(caps) => {
@@ -327,6 +366,9 @@ impl Command {
                         e.text(format!(" (CHANGEDSINCE {})", m.0).as_bytes());
                     }
                 }
+            }
+            Command::Fetch { set, items } => {
+                e.text(format!("FETCH {set} ({items})").as_bytes());
             }
             Command::UidSearch { criteria, esearch } => {
                 if *esearch {

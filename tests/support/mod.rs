@@ -26,6 +26,8 @@ pub mod cyrus;
 pub mod dovecot;
 pub mod fake_server;
 pub mod fault_proxy;
+pub mod generations;
 pub mod imap_truth;
 pub mod mailfeed;
+pub mod oauth2;
 pub mod server;

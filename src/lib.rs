@@ -6,10 +6,13 @@
 #![allow(clippy::result_large_err)]
 
 pub mod actions;
+pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod export;
 pub mod fd_limit;
+pub mod health;
+pub mod http;
 pub mod imap;
 pub mod mime;
 pub mod oauth2;

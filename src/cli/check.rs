@@ -103,6 +103,8 @@ pub(crate) async fn cmd_check(config: &Config, account: &Option<String>) -> Resu
                     verdicts.push(format!("FAILED  {name}: {e}{hint}"));
                 }
             }
+            let actions = crate::actions::Actions::new(acc.actions.clone());
+            verdicts.push(actions.check_line(f, session.capabilities()));
         }
         session.logout().await;
         println!("-- verdict for account `{}`:", acc.name);

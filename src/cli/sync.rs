@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use crate::config::Config;
 use crate::secret::scrub;
-use crate::store::StoreHandle;
+use crate::store::{self, StoreHandle};
 use crate::sync::{Engine, FolderOutcome};
 
 use super::connect::{connect_options, warn_plaintext};
@@ -20,6 +20,7 @@ pub(crate) async fn cmd_sync(
     quiet: bool,
 ) -> Result<i32> {
     let accounts = selected(config, account)?;
+    let _lock = store::lock::DatabaseLock::acquire(&config.store.path)?;
     let bars = progress::Bars::start(quiet);
     let (store, writer) = StoreHandle::start(
         &config.store.path,
@@ -33,7 +34,8 @@ pub(crate) async fn cmd_sync(
             store.clone(),
             connect_options(config, acc)?,
             config.sync.clone(),
-        );
+        )
+        .with_actions(&acc.actions);
         if let Some(b) = &bars {
             engine = engine.with_sink(b.sink());
         }

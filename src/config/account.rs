@@ -31,6 +31,8 @@ pub struct AccountConfig {
     pub poll_interval: Duration,
     /// Use COMPRESS=DEFLATE (RFC 4978) when the server offers it.
     pub compress: bool,
+    /// What mailfeed does on the server after storing (see `actions`).
+    pub actions: crate::actions::AccountActions,
 }
 
 /// How an account logs in.
@@ -156,6 +158,19 @@ impl Config {
             POLL_RANGE.1,
             "`sync.poll_interval`",
         )?;
+        let actions = crate::actions::settings::build(
+            &format!("accounts[{i}]."),
+            crate::actions::settings::RawAccountActions {
+                after_store: a.after_store,
+                delete_after: a.delete_after,
+                create_destination: a.create_destination,
+                folder: a.folder,
+                since: a.since,
+                max_age: a.max_age,
+                search: a.search,
+            },
+            &folders,
+        )?;
         Ok(AccountConfig {
             name,
             host,
@@ -171,6 +186,7 @@ impl Config {
             max_connections,
             poll_interval,
             compress: a.compress.unwrap_or(false),
+            actions,
         })
     }
 }

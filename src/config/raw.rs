@@ -69,6 +69,13 @@ pub(crate) struct RawAccount {
     pub(super) max_connections: Option<u32>,
     pub(super) poll_interval: Option<DurationValue>,
     pub(super) compress: Option<bool>,
+    pub(super) after_store: Option<String>,
+    pub(super) delete_after: Option<crate::actions::settings::RawDays>,
+    pub(super) create_destination: Option<bool>,
+    pub(super) folder: Option<Vec<crate::actions::settings::RawFolder>>,
+    pub(super) since: Option<String>,
+    pub(super) max_age: Option<crate::actions::settings::RawDays>,
+    pub(super) search: Option<String>,
 }
 
 /// `auth`: how an account logs in.

@@ -184,7 +184,7 @@ fn insert_row(
         .and_then(|_| c.blob_open(MAIN_DB, c"message_raw", c"raw", id, false))
         .and_then(|mut blob| blob.write_at(&m.raw, 0))
         .doing("storing the raw message")?;
-    super::parsed::write(c, id, p)?;
+    super::parsed::write(c, id, p, &m.raw)?;
     match supersedes {
         None => {
             c.prepare_cached(

@@ -68,6 +68,10 @@ pub enum StoreError {
     WriterGone,
     #[error("database write failed: {0}")]
     Stopped(String),
+    /// The raw bytes of a large attachment did not decode to the length the
+    /// parse stage found in them: a bug, never a property of the mail.
+    #[error("storing a large attachment: its base64 text no longer decodes as parsed")]
+    AttachmentMismatch,
 }
 
 pub(crate) trait Context<T> {

@@ -208,7 +208,7 @@ fn warn_plaintext(account: &AccountConfig) {
 /// `mailfeed sync`
 pub async fn cmd_sync(config: &Config, account: &Option<String>) -> Result<i32> {
     let accounts = selected(config, account)?;
-    let (store, writer) = StoreHandle::start(
+    let (store, writer) = StoreHandle::start_first_sync(
         &config.store.path,
         config.store.synchronous,
         config.sync.max_buffered_bytes,

@@ -398,6 +398,93 @@ fn sigkill_at_random_moments() {
     );
 }
 
+/// A `sync` into an empty database runs with a rollback journal (the first
+/// sync writes mail once, not to the WAL and then again). Each kill here
+/// hits a fresh database's first sync, so every one lands in that mode: the
+/// database must open intact (the hot journal rolled back), hold only whole
+/// messages, and the next `sync` (no longer a first one when mail was
+/// kept) must complete it exactly and leave it in WAL mode.
+#[test]
+fn sigkill_during_a_first_sync_with_a_rollback_journal() {
+    let (dc, truth) = loaded_dovecot(29);
+    let kills = env_u64("MAILFEED_FIRST_SYNC_KILLS", 12);
+    let throttle = |_| support::fault_proxy::Fault::Drip {
+        bytes: u64::MAX,
+        max_piece: 8 * 1024,
+        delay: Duration::from_millis(2),
+    };
+    let proxy = FaultProxy::start(dc.plain_port(), throttle);
+    let config = "batch_size = 30";
+    let full = {
+        let setup = setup_for(proxy.port(), config);
+        let t = Instant::now();
+        setup.sync_ok();
+        assert_exact(&setup, &truth, "calibration run");
+        t.elapsed()
+    };
+    let mut rng = Rng(0x5EED_0000_0000_0029);
+    let (mut in_rollback_mode, mut kept_mail) = (0, 0);
+    for kill in 1..=kills {
+        let setup = setup_for(proxy.port(), config);
+        let connections = proxy.down_bytes().len();
+        let mut child = spawn_sync(&setup);
+        let t0 = Instant::now();
+        while proxy.down_bytes().iter().skip(connections).sum::<u64>() < 16 * 1024
+            && t0.elapsed() < Duration::from_secs(30)
+            && child.try_wait().expect("try_wait").is_none()
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let at = Duration::from_micros(rng.below((full.as_micros() as u64 * 8 / 10).max(1_000)));
+        std::thread::sleep(at);
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().expect("wait");
+        let mut stderr = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut stderr);
+        }
+        assert!(
+            !stderr.contains("panicked"),
+            "kill {kill} at {at:?} ({status}):\n{stderr}"
+        );
+        if stderr.contains("first sync with a rollback journal") {
+            in_rollback_mode += 1;
+        }
+        let ok: String = setup
+            .db()
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .expect("integrity_check after kill");
+        assert_eq!(ok, "ok", "kill {kill} at {at:?}");
+        if stored_bytes(&setup) > 0 {
+            kept_mail += 1;
+        }
+        setup.sync_ok();
+        assert_exact(
+            &setup,
+            &truth,
+            &format!("kill {kill} at {at:?}, then a sync"),
+        );
+        let mode: String = setup
+            .db()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .expect("journal_mode");
+        assert_eq!(mode, "wal", "kill {kill}: the database is left in WAL mode");
+    }
+    eprintln!(
+        "{in_rollback_mode} of {kills} kills hit a first sync in rollback-journal mode; \
+         {kept_mail} left committed mail behind; a throttled full sync takes {full:?}"
+    );
+    assert_eq!(
+        in_rollback_mode, kills,
+        "every first sync uses the rollback journal"
+    );
+    assert!(
+        kept_mail * 2 >= kills,
+        "only {kept_mail} of {kills} kills came after a commit"
+    );
+}
+
 /// How far the index trails after a kill: (watermark, last message id).
 fn watermark(setup: &Setup) -> (i64, i64) {
     setup

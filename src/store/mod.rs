@@ -8,6 +8,7 @@
 //! backend (PostgreSQL) can sit behind the same operations and pass the same
 //! store tests.
 
+mod bulk;
 pub(crate) mod changes;
 mod checkpoint;
 mod consumer;
@@ -174,8 +175,11 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
         })
 }
 
+/// How long a connection waits for another's lock before giving up.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
 fn configure(conn: &Connection, sync: Synchronous) -> rusqlite::Result<()> {
-    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     // Before the first write only (a database keeps the size it was created
     // with): 64 KiB pages cut the per-page work of storing mail (WAL frames,
     // two syscalls each, checksums, overflow chains) sixteenfold.

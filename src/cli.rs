@@ -208,7 +208,9 @@ fn warn_plaintext(account: &AccountConfig) {
 /// `mailfeed sync`
 pub async fn cmd_sync(config: &Config, account: &Option<String>) -> Result<i32> {
     let accounts = selected(config, account)?;
-    let (store, writer) = StoreHandle::start_first_sync(
+    // Not `start_first_sync` (a rollback journal into an empty database):
+    // measured slower so far (benches/README.md).
+    let (store, writer) = StoreHandle::start(
         &config.store.path,
         config.store.synchronous,
         config.sync.max_buffered_bytes,

@@ -4,7 +4,9 @@
 //! does not copy pages appended past the end of the file, so a first sync
 //! (nearly all appends) writes each byte of mail once, where WAL writes it
 //! twice (the log, then the checkpoint). Readers would wait on every commit
-//! in this mode, so `run` never uses it.
+//! in this mode, so `run` never uses it. Not switched on yet: `sync` still
+//! starts with [`super::StoreHandle::start`], because the one interleaved
+//! A/B measured so far (synchronous FULL, benches/README.md) was slower.
 //!
 //! Crash-safe at every point: a kill mid-transaction leaves a hot journal
 //! that SQLite rolls back at the next open, and every open sets WAL again

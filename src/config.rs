@@ -153,6 +153,8 @@ pub struct AccountConfig {
     pub poll_interval: Duration,
     /// Use COMPRESS=DEFLATE (RFC 4978) when the server offers it.
     pub compress: bool,
+    /// What mailfeed does on the server after storing (see `actions`).
+    pub actions: crate::actions::AccountActions,
 }
 
 /// The whole, validated configuration.
@@ -163,6 +165,10 @@ pub struct Config {
     pub sync: SyncConfig,
     pub log: LogConfig,
     pub accounts: Vec<AccountConfig>,
+    /// `[http]`: the operators' listener; `None` when not configured.
+    pub http: Option<crate::http::HttpConfig>,
+    /// `[[alerts]]`
+    pub alerts: Vec<crate::alerts::AlertConfig>,
 }
 
 #[derive(Deserialize, Default)]
@@ -172,6 +178,8 @@ struct RawFile {
     sync: Option<RawSync>,
     log: Option<RawLog>,
     accounts: Option<Vec<RawAccount>>,
+    http: Option<crate::http::settings::RawHttp>,
+    alerts: Option<Vec<crate::alerts::settings::RawAlert>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -224,12 +232,19 @@ struct RawAccount {
     max_connections: Option<u32>,
     poll_interval: Option<DurationValue>,
     compress: Option<bool>,
+    after_store: Option<String>,
+    delete_after: Option<crate::actions::settings::RawDays>,
+    create_destination: Option<bool>,
+    folder: Option<Vec<crate::actions::settings::RawFolder>>,
+    since: Option<String>,
+    max_age: Option<crate::actions::settings::RawDays>,
+    search: Option<String>,
 }
 
 /// A duration written as `"90s"`, `"5m"`, `"1h"` or a number of seconds.
 #[derive(Deserialize, Clone)]
 #[serde(untagged)]
-enum DurationValue {
+pub(crate) enum DurationValue {
     Seconds(u64),
     Text(String),
 }
@@ -242,7 +257,7 @@ enum SizeValue {
     Text(String),
 }
 
-fn parse_duration(key: &str, v: &DurationValue) -> Result<Duration, String> {
+pub(crate) fn parse_duration(key: &str, v: &DurationValue) -> Result<Duration, String> {
     let text = match v {
         DurationValue::Seconds(s) if Duration::from_secs(*s) <= MAX_DURATION => {
             return Ok(Duration::from_secs(*s));
@@ -348,7 +363,7 @@ fn parse_size(key: &str, v: &SizeValue) -> Result<u64, String> {
 }
 
 /// Resolves a path written in the config relative to the config's folder.
-fn resolve_path(base: &Path, p: &str) -> PathBuf {
+pub(crate) fn resolve_path(base: &Path, p: &str) -> PathBuf {
     let expanded = expand_credentials_dir(p);
     let path = PathBuf::from(expanded);
     if path.is_absolute() {
@@ -560,12 +575,19 @@ impl Config {
             }
             accounts.push(acc);
         }
+        let http = raw
+            .http
+            .map(|h| crate::http::settings::parse(h, base))
+            .transpose()?;
+        let alerts = crate::alerts::settings::parse(raw.alerts.unwrap_or_default(), base)?;
         Ok(Config {
             source: source.to_owned(),
             store,
             sync,
             log,
             accounts,
+            http,
+            alerts,
         })
     }
 
@@ -683,6 +705,19 @@ impl Config {
             POLL_RANGE.1,
             "`sync.poll_interval`",
         )?;
+        let actions = crate::actions::settings::build(
+            &format!("accounts[{i}]."),
+            crate::actions::settings::RawAccountActions {
+                after_store: a.after_store,
+                delete_after: a.delete_after,
+                create_destination: a.create_destination,
+                folder: a.folder,
+                since: a.since,
+                max_age: a.max_age,
+                search: a.search,
+            },
+            &folders,
+        )?;
         Ok(AccountConfig {
             name,
             host,
@@ -698,6 +733,7 @@ impl Config {
             max_connections,
             poll_interval,
             compress: a.compress.unwrap_or(false),
+            actions,
         })
     }
 }

@@ -5,10 +5,14 @@
 // paths only, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod actions;
+pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod export;
 pub mod fd_limit;
+pub mod health;
+pub mod http;
 pub mod imap;
 pub mod mime;
 pub mod oauth2;
@@ -19,6 +23,7 @@ pub mod store;
 pub mod sync;
 pub mod transport;
 pub mod utc;
+pub mod window;
 
 #[cfg(test)]
 pub(crate) mod testing;

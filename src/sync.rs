@@ -10,6 +10,8 @@
 //! the cursor may move to `end`. The writer applies jobs in order, so the
 //! cursor can never be committed before those messages.
 
+pub mod progress;
+
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,6 +22,7 @@ use crate::imap::date::internal_date_to_utc;
 use crate::imap::{Body, Command, ModSeq, Response, Uid, UidSet, UidValidity, Untagged, mutf7};
 use crate::session::{ConnectOptions, MailboxState, Session, SessionError, Tap};
 use crate::store::{MailboxCursor, MailboxId, NewMessage, StoreError, StoreHandle};
+use progress::{ProgressEvent, ProgressSink};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -39,6 +42,8 @@ pub enum SyncError {
         "server listed UID {0} but did not send it, and it still exists; the folder's cursor stays below it and the next pass asks again"
     )]
     NotDelivered(u32),
+    #[error(transparent)]
+    Action(#[from] crate::actions::ActionError),
 }
 
 impl SyncError {
@@ -49,6 +54,7 @@ impl SyncError {
             SyncError::Session(_)
             | SyncError::MissingUid
             | SyncError::UidValidityChanged { .. } => true,
+            SyncError::Action(e) => e.breaks_connection(),
             _ => false,
         }
     }
@@ -179,6 +185,10 @@ pub struct Engine {
     /// Rises with every message received and every batch stored: whoever
     /// runs a long sync can tell one that is moving from one that hangs.
     pub progress: Arc<AtomicU64>,
+    /// What to do on the server after storing (`crate::actions`).
+    pub actions: Arc<crate::actions::Actions>,
+    /// Told of each folder's totals and each message, when someone shows them.
+    pub sink: Option<ProgressSink>,
 }
 
 impl Engine {
@@ -190,6 +200,23 @@ impl Engine {
             passes: Arc::default(),
             rescan_now: Arc::default(),
             progress: Arc::default(),
+            actions: Arc::default(),
+            sink: None,
+        }
+    }
+
+    /// The same engine reporting to `sink` (folder listings then also ask
+    /// for RFC822.SIZE, so the byte total is known up front).
+    pub fn with_sink(self, sink: ProgressSink) -> Engine {
+        Engine {
+            sink: Some(sink),
+            ..self
+        }
+    }
+
+    fn tell(&self, event: ProgressEvent<'_>) {
+        if let Some(s) = &self.sink {
+            s(event);
         }
     }
 
@@ -225,6 +252,10 @@ impl Engine {
     ) -> Result<FolderStats, SyncError> {
         let started = Instant::now();
         let (mailbox, cursor) = self.store.ensure_mailbox(account, wire_name).await?;
+        let action = self
+            .actions
+            .mailbox_action(wire_name, session.capabilities());
+        self.store.set_mailbox_action(mailbox, action).await?;
         let marks = self.store.marks().await?;
         let mut result = self
             .sync_mailbox(session, account, wire_name, mailbox, cursor)
@@ -242,11 +273,30 @@ impl Engine {
             Err(e) => Some(crate::secret::scrub(&e.to_string()).into_owned()),
         };
         // Recording the outcome must not hide the sync's own error.
+        self.tell(ProgressEvent::FolderFinished {
+            account,
+            folder: &mutf7::decode(wire_name),
+            ok: outcome.is_none(),
+        });
         let recorded = self.store.record_outcome(mailbox, outcome).await;
         let committed = self.store.commit().await;
         let stats = result?;
         recorded?;
         committed?;
+        // Only now, after the commit (the ledger syncs it to disk first).
+        if self.actions.for_wire(wire_name).changes_server()
+            && let Some(uv) = self.store.cursor(mailbox).await?.uidvalidity
+            && let Err(e) = (self.actions)
+                .run(&self.store, session, mailbox, uv, wire_name)
+                .await
+        {
+            let _ = self
+                .store
+                .record_outcome(mailbox, Some(e.to_string()))
+                .await;
+            let _ = self.store.commit().await;
+            return Err(e.into());
+        }
         tracing::debug!(
             account,
             folder = %mutf7::decode(wire_name),
@@ -278,7 +328,11 @@ impl Engine {
             (Some(v), Some(m)) if qresync => Some((v, ModSeq(m))),
             _ => None,
         };
-        let state = session.examine(wire_name, known).await?;
+        let state = if self.actions.selects(wire_name, session.capabilities()) {
+            session.select(wire_name, known).await?
+        } else {
+            session.examine(wire_name, known).await?
+        };
         let mut stats = FolderStats::default();
         let folder = mutf7::decode(wire_name);
         let (uv, fetch_after) = match plan(&cursor, &state)? {
@@ -311,8 +365,22 @@ impl Engine {
             uidvalidity: uv,
         };
         if let Some(after) = fetch_after {
-            let listed = list_uids(session, after).await?;
+            let window = &self.actions.for_wire(wire_name).window;
+            // A window's UID SEARCH gives no sizes: its byte total is unknown.
+            let (listed, bytes) = match window.filters() {
+                false => list_uids(session, after, self.sink.is_some()).await?,
+                true => (
+                    crate::window::search_above(session, after, window).await?,
+                    0,
+                ),
+            };
             let plan = batches(after, &listed, self.settings.batch_size as usize);
+            self.tell(ProgressEvent::FolderStarted {
+                account,
+                folder: &ctx.folder,
+                messages: plan.iter().map(|b| b.count as u64).sum(),
+                bytes,
+            });
             self.fetch_batches(session, &ctx, &listed, &plan, &mut stats)
                 .await?;
             // UIDs below the UIDNEXT seen at EXAMINE that the later listing
@@ -324,10 +392,12 @@ impl Engine {
             // Rows that a cut-off pass stored above the old cursor and that
             // the listing (of everything above it) no longer shows were
             // expunged in between.
-            self.store
-                .reconcile_existing(mailbox, uv, (after, u32::MAX), listed)
-                .await?;
-
+            // (Not with a window: what it leaves out is not gone.)
+            if !window.filters() {
+                self.store
+                    .reconcile_existing(mailbox, uv, (after, u32::MAX), listed)
+                    .await?;
+            }
             if let Some(next) = state.uidnext.filter(|n| n.saturating_sub(1) > covered) {
                 let live = self.store.live_count(mailbox, uv).await?;
                 if live >= u64::from(state.exists) {
@@ -345,6 +415,8 @@ impl Engine {
             tracing::info!(account, folder = %ctx.folder, expunged = retired,
                 "messages of the earlier UIDVALIDITY not found again marked expunged");
         }
+        self.follow_window(session, &ctx, &cursor, &mut stats)
+            .await?;
         if cursor.uidvalidity == Some(uv) && cursor.last_uid > 0 {
             self.track_changes(session, &ctx, &cursor, &state, known.is_some())
                 .await?;
@@ -541,7 +613,7 @@ impl Engine {
     /// pipeline is drained the missing UIDs are listed again. Those that no
     /// longer exist are passed; one that still exists is an error, so the
     /// next pass asks for it again instead of skipping it for good.
-    async fn fetch_batches(
+    pub(crate) async fn fetch_batches(
         &self,
         session: &mut Session,
         ctx: &FetchCtx<'_>,
@@ -562,7 +634,13 @@ impl Engine {
                 let b = plan[next_to_send];
                 let tag = session
                     .send(&Command::UidFetch {
-                        set: format!("{}:{}", b.after + 1, b.last),
+                        // The range, or exactly the listed UIDs when a
+                        // window left holes in it.
+                        set: if b.count as u64 == u64::from(b.last - b.after) {
+                            format!("{}:{}", b.after + 1, b.last)
+                        } else {
+                            UidSet::from_uids(listed.iter_range(b.after, b.last)).to_string()
+                        },
                         items: FETCH_ITEMS,
                         changed_since: None,
                         vanished: false,
@@ -602,6 +680,11 @@ impl Engine {
                     batch_counts[idx].0 += 1;
                     batch_counts[idx].1 += raw.len() as u64;
                     self.made_progress();
+                    self.tell(ProgressEvent::MessageReceived {
+                        account: ctx.account,
+                        folder: &ctx.folder,
+                        bytes: size,
+                    });
                     tracing::debug!(account = ctx.account, folder = %ctx.folder, uid = uid.0, bytes = raw.len(), "message received");
                     self.store
                         .save(NewMessage {
@@ -724,11 +807,11 @@ impl Engine {
     }
 }
 
-struct FetchCtx<'a> {
-    account: &'a str,
-    folder: String,
-    mailbox: MailboxId,
-    uidvalidity: UidValidity,
+pub(crate) struct FetchCtx<'a> {
+    pub(crate) account: &'a str,
+    pub(crate) folder: String,
+    pub(crate) mailbox: MailboxId,
+    pub(crate) uidvalidity: UidValidity,
 }
 
 fn uidvalidity_in(u: &Untagged) -> Option<UidValidity> {
@@ -813,38 +896,49 @@ async fn scan_flags(
 /// mailbox costs a few integers, not a response object per message. `n:*`
 /// also returns the highest message when all UIDs are below `n`, so results
 /// are filtered.
-async fn list_uids(session: &mut Session, after: u32) -> Result<UidSet, SyncError> {
+/// The UIDs above `after`, and with `sized` the sum of their RFC822.SIZE.
+async fn list_uids(
+    session: &mut Session,
+    after: u32,
+    sized: bool,
+) -> Result<(UidSet, u64), SyncError> {
     let set = format!("{}:*", after.saturating_add(1));
-    list_uids_in(session, set, |u| u > after).await
+    let items = if sized { "UID RFC822.SIZE" } else { "UID" };
+    list_uids_in(session, set, items, |u| u > after).await
 }
 
 /// Which UIDs of `set` exist on the server.
 async fn list_uid_set(session: &mut Session, set: &UidSet) -> Result<UidSet, SyncError> {
-    list_uids_in(session, set.to_string(), |u| set.contains(u)).await
+    let (uids, _) = list_uids_in(session, set.to_string(), "UID", |u| set.contains(u)).await?;
+    Ok(uids)
 }
 
-/// `UID FETCH set (UID)`, keeping the UIDs that `wanted` accepts (a server
-/// answers `n:*` with the last message even when its UID is below n).
+/// `UID FETCH set (items)`, keeping the UIDs that `wanted` accepts (a server
+/// answers `n:*` with the last message even when its UID is below n), and
+/// the sum of their RFC822.SIZE when `items` asks for it.
 async fn list_uids_in(
     session: &mut Session,
     set: String,
+    items: &'static str,
     wanted: impl Fn(u32) -> bool,
-) -> Result<UidSet, SyncError> {
+) -> Result<(UidSet, u64), SyncError> {
     let tag = session
         .send(&Command::UidFetch {
             set,
-            items: "UID",
+            items,
             changed_since: None,
             vanished: false,
         })
         .await?;
     let mut ranges = RangeBuilder::default();
+    let mut bytes = 0u64;
     loop {
         let r = session.next_response().await?;
         match r.response {
             Response::Untagged(Untagged::Fetch(_, d)) => {
                 if let Some(Uid(uid)) = d.uid.filter(|u| wanted(u.0)) {
                     ranges.push(uid);
+                    bytes = bytes.saturating_add(d.rfc822_size.unwrap_or(0));
                 }
             }
             Response::Tagged {
@@ -853,7 +947,7 @@ async fn list_uids_in(
                 text,
             } if t == tag => {
                 crate::session::completion("UID FETCH", status, text)?;
-                return Ok(ranges.finish());
+                return Ok((ranges.finish(), bytes));
             }
             Response::Tagged { tag: t, .. } => {
                 return Err(SessionError::Unexpected(format!(

@@ -82,6 +82,17 @@ pub enum Cmd {
         /// Directory (eml, maildir) or new file (mbox).
         dest: PathBuf,
     },
+    /// Serve the web page and the read-only API over the database, without
+    /// syncing (opens it read-only; another process may sync it meanwhile).
+    Serve {
+        /// Address and port, instead of `[http] listen` (default
+        /// 127.0.0.1:9925). Beyond loopback, `[http]` must set a token.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Database file, instead of `[store] path`.
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
     /// Print messages as they are stored: the last 10, or from an id on.
     Tail {
         /// Start at this feed id (inclusive) instead of the last 10 messages.
@@ -449,6 +460,46 @@ pub async fn cmd_tail(
     }
 }
 
+/// `mailfeed serve`: the page and the API over a database, read-only,
+/// until SIGINT or SIGTERM.
+pub async fn cmd_serve(
+    config: &Config,
+    listen: Option<std::net::SocketAddr>,
+    db: Option<&Path>,
+) -> Result<i32> {
+    let path = db.unwrap_or(&config.store.path);
+    if !path.exists() {
+        bail!(
+            "no database at {}; give `--db` or run `mailfeed sync` first",
+            path.display()
+        );
+    }
+    let default = crate::config::DEFAULT_HTTP_LISTEN
+        .parse()
+        .context("the default listen address")?;
+    let addr = listen
+        .or(config.http.as_ref().map(|h| h.listen))
+        .unwrap_or(default);
+    let token = config.http.as_ref().and_then(|h| h.token.clone());
+    let http = crate::config::HttpConfig::check(addr, token).map_err(anyhow::Error::msg)?;
+    let archive = crate::http::Archive::open(path)?;
+    let listening = crate::http::start(&http, crate::http::ApiState::new(archive, None)).await?;
+    println!(
+        "serving {} read-only on http://{}/ (Ctrl-C stops)",
+        path.display(),
+        listening.addr
+    );
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut sigterm = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    tokio::select! {
+        _ = sigint.recv() => {}
+        _ = sigterm.recv() => {}
+    }
+    listening.stop().await;
+    Ok(0)
+}
+
 /// `mailfeed check`: the conversation, annotated, then a verdict per folder.
 pub async fn cmd_check(config: &Config, account: &Option<String>) -> Result<i32> {
     let accounts = selected(config, account)?;
@@ -588,6 +639,7 @@ pub fn run(cli: Cli) -> i32 {
                 },
                 dest,
             ),
+            Cmd::Serve { listen, db } => cmd_serve(&config, *listen, db.as_deref()).await,
             Cmd::Tail {
                 from_id,
                 follow,

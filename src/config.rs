@@ -158,6 +158,72 @@ pub struct Config {
     pub sync: SyncConfig,
     pub log: LogConfig,
     pub accounts: Vec<AccountConfig>,
+    /// `[http]`: the listener for the API and web page; `None` when absent.
+    pub http: Option<HttpConfig>,
+}
+
+/// `[http]`: where the HTTP listener binds, and the bearer token it asks
+/// for (required unless it listens on loopback only).
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub listen: std::net::SocketAddr,
+    pub token: Option<Secret>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<String>,
+    token: Option<String>,
+    token_file: Option<String>,
+}
+
+/// Default `[http] listen`: loopback only, so no token is needed.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9925";
+
+impl HttpConfig {
+    fn from_raw(raw: RawHttp, base: &Path) -> Result<HttpConfig, String> {
+        let text = raw.listen.as_deref().unwrap_or(DEFAULT_HTTP_LISTEN);
+        let listen = text.parse().map_err(|_| {
+            format!(
+                "`http.listen` = {text:?} is not an address and port; write e.g. \"127.0.0.1:9925\" or \"[::1]:9925\""
+            )
+        })?;
+        let token = match (raw.token, raw.token_file) {
+            (Some(_), Some(_)) => {
+                return Err("`http.token` and `http.token_file` are both set; keep one".into());
+            }
+            (Some(t), None) => Some(t),
+            (None, Some(f)) => {
+                let path = resolve_path(base, &f);
+                let t = std::fs::read_to_string(&path).map_err(|e| {
+                    format!(
+                        "`http.token_file` = {}: cannot read it ({e}); create it (mode 0600) holding the token",
+                        path.display()
+                    )
+                })?;
+                Some(t.trim_end_matches(['\r', '\n']).to_owned())
+            }
+            (None, None) => None,
+        };
+        if token.as_deref().is_some_and(|t| t.trim().len() < 16) {
+            return Err("`http.token` is shorter than 16 characters; use a long random one, e.g. from `openssl rand -hex 32`".into());
+        }
+        HttpConfig::check(listen, token.map(Secret::new))
+    }
+
+    /// The rule for every listener: beyond loopback, a token is required.
+    pub fn check(
+        listen: std::net::SocketAddr,
+        token: Option<Secret>,
+    ) -> Result<HttpConfig, String> {
+        if token.is_none() && !listen.ip().is_loopback() {
+            return Err(format!(
+                "`http.listen` = \"{listen}\" is reachable beyond this machine, so it needs a bearer token: set `http.token_file` (or `http.token`), or listen on 127.0.0.1"
+            ));
+        }
+        Ok(HttpConfig { listen, token })
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -167,6 +233,7 @@ struct RawFile {
     sync: Option<RawSync>,
     log: Option<RawLog>,
     accounts: Option<Vec<RawAccount>>,
+    http: Option<RawHttp>,
 }
 
 #[derive(Deserialize, Default)]
@@ -533,12 +600,17 @@ impl Config {
             }
             accounts.push(acc);
         }
+        let http = match raw.http {
+            Some(h) => Some(HttpConfig::from_raw(h, base)?),
+            None => None,
+        };
         Ok(Config {
             source: source.to_owned(),
             store,
             sync,
             log,
             accounts,
+            http,
         })
     }
 

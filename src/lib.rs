@@ -7,8 +7,10 @@
 
 pub mod cli;
 pub mod config;
+pub mod conversation;
 pub mod export;
 pub mod fd_limit;
+pub mod http;
 pub mod imap;
 pub mod mime;
 pub mod secret;

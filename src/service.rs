@@ -205,6 +205,8 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<i32> {
         config.store.synchronous,
         config.sync.max_buffered_bytes,
     )?;
+    // `[http]`: bound before any account starts (and before READY).
+    let http = crate::http::listener::start_for_run(&config).await?;
     let health = Arc::new(Health::default());
     let tracker = TaskTracker::new();
     let (first_tx, mut first_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -260,6 +262,9 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<i32> {
         token.cancel();
     }
     tracker.close();
+    if let Some(h) = http {
+        h.stop().await;
+    }
     stop(&tracker, &store, writer).await;
     Ok(exit)
 }

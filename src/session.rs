@@ -198,7 +198,9 @@ impl Session {
                 t(TapLine::Note(s));
             }
         };
-        let mut tap = tap;
+        // Without a tap of its own (`check` has one), the connection feeds
+        // the process's live conversation when the HTTP listener runs.
+        let mut tap = tap.or_else(|| crate::conversation::tap_for(&account.name));
         note(&mut tap, &format!("connected to {}", link.addr()));
         if account.security == Security::Tls {
             link = link.start_tls(opts.tls.clone(), &account.host).await?;

@@ -3,6 +3,7 @@
 //! offers typed operations: cursors, message batches, status. Writes go through
 //! one writer thread ([`writer`]); reads open their own connection.
 
+pub mod archive_read;
 pub mod changes;
 mod checkpoint;
 pub mod consumer;

@@ -26,6 +26,7 @@ pub mod cyrus;
 pub mod dovecot;
 pub mod fake_server;
 pub mod fault_proxy;
+pub mod http;
 pub mod imap_truth;
 pub mod mailfeed;
 pub mod server;

@@ -30,3 +30,4 @@ pub mod http;
 pub mod imap_truth;
 pub mod mailfeed;
 pub mod server;
+pub mod webdriver;

@@ -159,8 +159,7 @@ function followConversation() {
     if (l.meaning) div.append(el("span", "↳ " + l.meaning, "meaning"));
     lines.append(div);
     while (lines.childElementCount > MAX_LINES) lines.firstElementChild.remove();
-    const pane = $("conversation");
-    pane.scrollTop = pane.scrollHeight;
+    lines.scrollTop = lines.scrollHeight;
   });
   conv.addEventListener("lagged", (ev) => {
     lines.append(el("div", "… " + JSON.parse(ev.data).missed + " lines skipped (the page fell behind)", "line lagged"));

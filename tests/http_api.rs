@@ -637,3 +637,70 @@ fn serve_reads_a_database_while_sync_writes_it() {
         "the API answered while the sync ran ({pages_during_sync} pages)"
     );
 }
+
+#[test]
+fn event_streams_are_bounded_and_the_api_still_answers() {
+    use std::net::TcpStream;
+    let (_dc, _setup, served, _lock) = synced_and_served(&[]);
+    let addr = served.base.trim_start_matches("http://").to_owned();
+    let open = |path: &str| {
+        let mut s = TcpStream::connect(&addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        std::io::Write::write_all(
+            &mut s,
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n")
+                .as_bytes(),
+        )
+        .expect("send");
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).expect("status line");
+        (s, String::from_utf8_lossy(&head).into_owned())
+    };
+    let mut streams = Vec::new();
+    for _ in 0..64 {
+        let (s, head) = open("/api/v1/status/live");
+        assert_eq!(head, "HTTP/1.1 200", "a stream within the bound");
+        streams.push(s);
+    }
+    // The first event of a stream is the status itself.
+    let mut first = vec![0u8; 4096];
+    let n = streams[0].read(&mut first).expect("event");
+    let text = String::from_utf8_lossy(&first[..n]);
+    assert!(
+        text.contains("event: status") || text.contains("text/event-stream"),
+        "{text}"
+    );
+    let (_, head) = open("/api/v1/status/live");
+    assert_eq!(head, "HTTP/1.1 503", "the 65th stream is refused");
+    // Ordinary requests are not affected by the open streams.
+    assert_eq!(served.get("/api/v1/messages?limit=1").status, 200);
+    drop(streams);
+    wait_until_ok(|| open("/api/v1/status/live").1 == "HTTP/1.1 200");
+}
+
+fn wait_until_ok(mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "streams were not released");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn run_with_a_port_in_use_fails_at_start_with_a_clear_error() {
+    let dc = dovecot();
+    let setup = Setup::new(&[Account::plain(&dc, USER, PASS, &["INBOX"])], "");
+    let (port, _lock) = reserve_port().expect("port");
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", port)).expect("occupy the port");
+    add_http(&setup, &format!("127.0.0.1:{port}"), None);
+    let started = Instant::now();
+    let out = setup.command(&["run"]).output().expect("run");
+    assert!(!out.status.success());
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")) && err.contains("http.listen"),
+        "{err}"
+    );
+}

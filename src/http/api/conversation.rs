@@ -21,6 +21,9 @@ pub async fn live(
             "no live conversation: this process does not sync (mailfeed serve)".into(),
         ));
     };
+    let permit = st.streams.clone().try_acquire_owned().map_err(|_| {
+        ApiError::Busy("too many open event streams; close some pages and retry".into())
+    })?;
     let account = p.get("account").filter(|a| !a.is_empty()).cloned();
     let (backlog, rx) = conv.subscribe();
     let wanted = move |l: &crate::conversation::ConversationLine| {
@@ -32,7 +35,7 @@ pub async fn live(
         .map(|l| Ok(line_event(l)))
         .collect();
     let cancel = st.cancel.clone();
-    let live = futures_util::stream::unfold(rx, move |mut rx| {
+    let live = futures_util::stream::unfold((rx, permit), move |(mut rx, permit)| {
         let cancel = cancel.clone();
         let wanted = wanted.clone();
         async move {
@@ -42,13 +45,13 @@ pub async fn live(
                     r = rx.recv() => r,
                 };
                 match got {
-                    Ok(l) if wanted(&l) => return Some((Ok(line_event(&l)), rx)),
+                    Ok(l) if wanted(&l) => return Some((Ok(line_event(&l)), (rx, permit))),
                     Ok(_) => continue,
                     Err(RecvError::Lagged(n)) => {
                         let ev = Event::default()
                             .event("lagged")
                             .data(serde_json::json!({ "missed": n }).to_string());
-                        return Some((Ok(ev), rx));
+                        return Some((Ok(ev), (rx, permit)));
                     }
                     Err(RecvError::Closed) => return None,
                 }

@@ -16,12 +16,14 @@ pub mod search;
 pub mod status;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
+use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{Archive, HttpError};
@@ -35,7 +37,15 @@ pub struct ApiState {
     pub conversation: Option<Conversation>,
     /// Cancelled when the listener stops: event streams end.
     pub cancel: CancellationToken,
+    /// Event streams open at once, at most [`MAX_STREAMS`].
+    pub streams: Arc<Semaphore>,
+    /// The latest status as JSON, for every status stream (one poller).
+    status: Arc<tokio::sync::OnceCell<watch::Receiver<Arc<String>>>>,
 }
+
+/// Event streams (status, conversation) that may be open at once; more
+/// are refused with 503.
+pub const MAX_STREAMS: usize = 64;
 
 impl ApiState {
     pub fn new(archive: Archive, conversation: Option<Conversation>) -> ApiState {
@@ -43,7 +53,21 @@ impl ApiState {
             archive,
             conversation,
             cancel: CancellationToken::new(),
+            streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+            status: Arc::default(),
         }
+    }
+
+    /// A receiver of the shared status, starting its poller on first use.
+    pub(crate) async fn status_watch(&self) -> watch::Receiver<Arc<String>> {
+        self.status
+            .get_or_init(|| async {
+                let (tx, rx) = watch::channel(Arc::new(String::new()));
+                status::spawn_poller(self.archive.clone(), tx, self.cancel.clone());
+                rx
+            })
+            .await
+            .clone()
     }
 }
 
@@ -84,6 +108,8 @@ pub fn error_response(status: StatusCode, message: String) -> Response {
 pub enum ApiError {
     BadRequest(String),
     NotFound(String),
+    /// A bound was reached (too many open streams): retry later.
+    Busy(String),
     Internal(HttpError),
 }
 
@@ -104,6 +130,7 @@ impl IntoResponse for ApiError {
         match self {
             ApiError::BadRequest(m) => error_response(StatusCode::BAD_REQUEST, m),
             ApiError::NotFound(m) => error_response(StatusCode::NOT_FOUND, m),
+            ApiError::Busy(m) => error_response(StatusCode::SERVICE_UNAVAILABLE, m),
             ApiError::Internal(e) => {
                 tracing::error!("HTTP: {e}");
                 error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())

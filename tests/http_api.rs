@@ -704,3 +704,36 @@ fn run_with_a_port_in_use_fails_at_start_with_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn open_connections_are_bounded() {
+    use std::net::TcpStream;
+    let (_dc, _setup, served, _lock) = synced_and_served(&[]);
+    let addr = served.base.trim_start_matches("http://").to_owned();
+    // 256 clients that connect and say nothing hold every slot...
+    let idle: Vec<TcpStream> = (0..256)
+        .map(|_| TcpStream::connect(&addr).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut late = TcpStream::connect(&addr).expect("the kernel still accepts");
+    late.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    std::io::Write::write_all(
+        &mut late,
+        format!("GET /api/v1/status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .expect("send");
+    let mut buf = [0u8; 12];
+    assert!(
+        late.read_exact(&mut buf).is_err(),
+        "the 257th connection was served at once"
+    );
+    // ...and once they go, the waiting one is answered.
+    drop(idle);
+    late.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    late.read_exact(&mut buf)
+        .expect("answered after the others left");
+    assert_eq!(&buf, b"HTTP/1.1 200");
+}

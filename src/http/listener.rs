@@ -1,19 +1,109 @@
 //! The listener: binds the configured address (before `run` reports READY,
 //! so a port clash stops start-up with a clear error), serves the API and
-//! the page on the process's tokio runtime behind [`super::auth`], and stops
+//! the page on the process's tokio runtime behind [`super::auth`] with at
+//! most [`MAX_CONNECTIONS`] connections open, and stops
 //! with the process: open event streams end when it is cancelled.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use axum::Router;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::auth::{self, Auth};
 use super::{ApiState, HttpError, api_router, headers, web_router};
 use crate::config::HttpConfig;
 use crate::secret::Secret;
+
+/// Connections served at once; further clients wait in the kernel's
+/// backlog. Every connection is a file descriptor the IMAP side needs too.
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// A TCP listener that takes a permit before accepting, so at most
+/// [`MAX_CONNECTIONS`] are open; the permit goes with the connection.
+struct Bounded {
+    inner: TcpListener,
+    permits: Arc<Semaphore>,
+}
+
+struct Counted {
+    io: TcpStream,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl axum::serve::Listener for Bounded {
+    type Io = Counted;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Counted, SocketAddr) {
+        let permit = loop {
+            // The semaphore is never closed; should it be, stop accepting.
+            match self.permits.clone().acquire_owned().await {
+                Ok(p) => break p,
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        (
+            Counted {
+                io,
+                _permit: permit,
+            },
+            addr,
+        )
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
 
 /// A running listener.
 pub struct Listening {
@@ -39,7 +129,7 @@ pub fn app(state: ApiState, token: Option<&Secret>) -> Router {
 
 /// Binds `config.listen` and starts serving.
 pub async fn start(config: &HttpConfig, state: ApiState) -> Result<Listening, HttpError> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| HttpError::Bind {
             addr: config.listen,
@@ -51,6 +141,10 @@ pub async fn start(config: &HttpConfig, state: ApiState) -> Result<Listening, Ht
     })?;
     let router = app(state.clone(), config.token.as_ref());
     let cancel = state.cancel.clone();
+    let listener = Bounded {
+        inner: listener,
+        permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+    };
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(cancel.cancelled_owned())

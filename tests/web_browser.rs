@@ -307,3 +307,64 @@ fn the_page_in_chromium_shows_folders_search_messages_and_the_live_conversation(
         shots.dir.as_ref().expect("dir").path().display()
     );
 }
+
+#[test]
+fn with_a_token_the_page_asks_for_it_and_then_works() {
+    const TOKEN: &str = "browser-token-0123456789abcdef";
+    let dc = Dovecot::start_with_users(&[(USER, PASS)]).expect("dovecot");
+    let mut rng = corpus::Rng::new(78);
+    let attachment = rng.bytes(10_000);
+    dc.append(USER, "INBOX", &figures_message(&attachment))
+        .expect("append");
+    let setup = Setup::new(&[Account::plain(&dc, USER, PASS, &["INBOX"])], "");
+    setup.sync_ok();
+    let (port, _lock) = reserve_port().expect("port");
+    add_http(&setup, &format!("127.0.0.1:{port}"), Some(TOKEN));
+    let served = Served::start(&setup, &["serve"], port, Some(TOKEN));
+    let shots = Shots {
+        dir: Some(
+            tempfile::Builder::new()
+                .prefix("mailfeed-browser-token-")
+                .tempdir()
+                .expect("dir"),
+        ),
+    };
+    let downloads = shots.path("downloads");
+    std::fs::create_dir_all(&downloads).expect("downloads dir");
+    let b = Browser::start(&shots.path("profile"), &downloads);
+    b.goto(&format!("{}/", served.base));
+    wait_until("the token form", || {
+        b.find("#token-form")
+            .is_some_and(|f| b.attribute(&f, "hidden").is_none())
+    });
+    assert!(
+        rows_text(&b, "#folder-table tbody tr").is_empty(),
+        "no data without the token"
+    );
+    b.screenshot(&shots.path("01-token-asked.png"));
+    b.type_text(&b.wait_for("#token"), TOKEN);
+    b.click(&b.wait_for("#token-form button"));
+    wait_until("the folder table after the token", || {
+        rows_text(&b, "#folder-table tbody tr")
+            .iter()
+            .any(|r| r.contains("INBOX"))
+    });
+    // The cookie carries the token to downloads too.
+    b.type_text(&b.wait_for("#q"), "subject:chart");
+    b.click(&b.wait_for("#search-button"));
+    wait_until("a search result", || {
+        !b.find_all("#results tbody tr").is_empty()
+    });
+    b.click(&b.find_all("#results tbody tr")[0]);
+    let link = b.wait_for("#msg-attachments a.attachment");
+    b.click(&link);
+    let file = downloads.join("report.pdf");
+    wait_for_file(&file, &attachment);
+    assert_eq!(std::fs::read(&file).expect("download"), attachment);
+    // serve does not sync: the conversation pane says so.
+    wait_until("the note that serve has no conversation", || {
+        b.find("#conv-state")
+            .is_some_and(|e| b.text(&e).contains("does not sync"))
+    });
+    b.screenshot(&shots.path("02-token-used.png"));
+}

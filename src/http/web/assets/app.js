@@ -177,5 +177,12 @@ function followConversation() {
 }
 $("conv-account").addEventListener("change", followConversation);
 
-followStatus();
-followConversation();
+// Ask once before opening the streams: a listener that needs a token
+// answers 401, and the page asks for it instead of retrying forever.
+api("/api/v1/status")
+  .then((rows) => {
+    showFolders(rows);
+    followStatus();
+    followConversation();
+  })
+  .catch((e) => { $("live-state").textContent = e.message; });

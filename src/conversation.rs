@@ -3,7 +3,9 @@
 //! to whoever watches (the web page). A bounded tokio broadcast channel:
 //! a watcher that falls behind loses lines (and is told how many), the sync
 //! never waits for a watcher. Installed once per process, only when the
-//! HTTP listener runs, so a process without one renders nothing extra.
+//! HTTP listener runs, and rendered only while somebody watches, so a sync
+//! nobody looks at renders nothing extra (the backlog holds what was said
+//! while someone did, and the connection notes).
 //! Must not see secrets: it only receives what the tap shows people.
 
 use std::collections::VecDeque;
@@ -142,6 +144,14 @@ static INSTALLED: OnceLock<Conversation> = OnceLock::new();
 /// first, if called twice).
 pub fn install(conversation: Conversation) -> Conversation {
     INSTALLED.get_or_init(|| conversation).clone()
+}
+
+/// Whether anybody watches the installed broadcast now: sessions render
+/// their lines only then, so a sync nobody looks at pays nothing for it.
+pub fn watched() -> bool {
+    INSTALLED
+        .get()
+        .is_some_and(|c| c.inner.tx.receiver_count() > 0)
 }
 
 /// A tap into the installed broadcast, if there is one.

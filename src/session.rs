@@ -173,6 +173,9 @@ pub struct Session {
     next_tag: u32,
     caps: Capabilities,
     tap: Option<Tap>,
+    /// The tap is the live conversation's: lines are worth rendering only
+    /// while somebody watches it.
+    conversation_tap: bool,
     tag_names: HashMap<String, &'static str>,
     account: String,
     qresync_enabled: bool,
@@ -200,7 +203,9 @@ impl Session {
         };
         // Without a tap of its own (`check` has one), the connection feeds
         // the process's live conversation when the HTTP listener runs.
+        let conversation_tap = tap.is_none();
         let mut tap = tap.or_else(|| crate::conversation::tap_for(&account.name));
+        let conversation_tap = conversation_tap && tap.is_some();
         note(&mut tap, &format!("connected to {}", link.addr()));
         if account.security == Security::Tls {
             link = link.start_tls(opts.tls.clone(), &account.host).await?;
@@ -214,6 +219,7 @@ impl Session {
             next_tag: 1,
             caps: Capabilities::default(),
             tap,
+            conversation_tap,
             tag_names: HashMap::new(),
             account: account.name.clone(),
             qresync_enabled: false,
@@ -263,6 +269,12 @@ impl Session {
 
     pub fn qresync_enabled(&self) -> bool {
         self.qresync_enabled
+    }
+
+    /// Whether lines must be rendered for the tap (a sync renders none
+    /// while nobody watches the live conversation).
+    fn tapping(&self) -> bool {
+        self.tap.is_some() && (!self.conversation_tap || crate::conversation::watched())
     }
 
     fn tap_note(&mut self, s: &str) {
@@ -402,7 +414,7 @@ impl Session {
     /// Synchronizing literals wait for the server's `+`.
     pub async fn send(&mut self, cmd: &Command) -> Result<String, SessionError> {
         let tag = self.tag();
-        if self.tap.is_some() || tracing::enabled!(tracing::Level::TRACE) {
+        if self.tapping() || tracing::enabled!(tracing::Level::TRACE) {
             let shown = cmd.redacted(&tag);
             tracing::trace!(account = %self.account, "C: {shown}");
             if let Some(t) = self.tap.as_mut() {
@@ -559,7 +571,7 @@ impl Session {
         {
             tracing::warn!(account = %self.account, "server alert: {}", text.text);
         }
-        if self.tap.is_none() && !tracing::enabled!(tracing::Level::TRACE) {
+        if !self.tapping() && !tracing::enabled!(tracing::Level::TRACE) {
             return;
         }
         let command = match &r.response {

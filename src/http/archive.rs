@@ -16,8 +16,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use super::HttpError;
 use crate::store::{self, StoreError, archive_read};
 
-/// Queries that may run at once.
-const READERS: usize = 4;
+/// Queries that may run at once: on a small machine the sync's writer
+/// needs a core, so readers get at most the other one (and wait in turn).
+const READERS: usize = 2;
 /// Blob downloads that may stream at once.
 const STREAMS: usize = 8;
 /// Chunks a stream may read ahead of a slow client (64 KiB each).

@@ -255,6 +255,10 @@ fn the_page_in_chromium_shows_folders_search_messages_and_the_live_conversation(
     let pane = b.text(&b.wait_for("#conv-lines"));
     assert!(pane.contains("↳"), "lines carry their meaning: {pane}");
     assert!(!pane.contains(PASS), "the password must never be shown");
+    b.script(
+        "window.scrollTo(0, 0); const l = Array.from(document.querySelectorAll('#conv-lines .line'))\
+         .find(e => e.innerText.includes('EXISTS')); if (l) l.scrollIntoView({block: 'center'});",
+    );
     b.screenshot(&shots.path("04-conversation.png"));
 
     // The hostile message: nothing runs, loads or submits.

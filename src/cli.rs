@@ -2,6 +2,9 @@
 //! that runs each one and prints its result. The only module, with main.rs,
 //! that writes to stdout.
 
+mod progress;
+mod watch;
+
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,6 +14,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{AccountConfig, Config, LogFormat, Security};
 use crate::imap::Limits;
+use crate::secret::scrub;
 use crate::session::{ConnectOptions, Session, TapLine};
 use crate::store::{self, StoreHandle};
 use crate::sync::{Engine, FolderOutcome};
@@ -42,6 +46,9 @@ pub enum Cmd {
         /// Only this account.
         #[arg(long)]
         account: Option<String>,
+        /// No progress bars (they are drawn only when stdout is a terminal).
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// Run as a service: sync, then wait for new mail (IDLE or polling).
     Run,
@@ -51,11 +58,19 @@ pub enum Cmd {
         #[arg(long)]
         account: Option<String>,
     },
+    /// Sign in to an OAuth2 account once (device code or browser) and keep its refresh token.
+    Auth {
+        /// The account's `name`.
+        account: String,
+    },
     /// Per folder: UIDVALIDITY, last UID, stored count, last sync, last error.
     Status {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Redraw the table every second until interrupted.
+        #[arg(long, conflicts_with = "json")]
+        watch: bool,
     },
     /// Full-text search (FTS5 query syntax): date, from, subject, folder.
     Search {
@@ -142,7 +157,7 @@ pub fn init_logging(format: LogFormat, level: &str) {
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(progress::LogWriter)
         .with_ansi(ansi);
     let _ = match (format, journald) {
         (LogFormat::Json, _) => builder.json().try_init(),
@@ -152,16 +167,36 @@ pub fn init_logging(format: LogFormat, level: &str) {
 }
 
 pub fn connect_options(config: &Config, account: &AccountConfig) -> Result<ConnectOptions> {
-    let tls = crate::transport::tls_config(account.ca_file.as_deref())
+    Ok(connect_options_observed(config, account)?.0)
+}
+
+/// [`connect_options`], and the handle on the certificate the server
+/// presents (for `check`).
+fn connect_options_observed(
+    config: &Config,
+    account: &AccountConfig,
+) -> Result<(ConnectOptions, crate::transport::Presented)> {
+    let (tls, presented) =
+        crate::transport::tls_setup(account.ca_file.as_deref(), account.tls_fingerprint)
+            .with_context(|| format!("account `{}`: setting up TLS", account.name))?;
+    // The token endpoint is trusted through the system's roots (and the
+    // same `ca_file`), never through the IMAP server's pin.
+    let endpoint_tls = crate::transport::tls_config(account.ca_file.as_deref())
         .with_context(|| format!("account `{}`: setting up TLS", account.name))?;
-    Ok(ConnectOptions {
-        timeout: config.sync.timeout,
-        limits: Limits {
-            max_literal: config.sync.max_message_size,
-            ..Limits::default()
+    let oauth2 = crate::oauth2::Tokens::for_account(account, endpoint_tls, config.sync.timeout);
+    Ok((
+        ConnectOptions {
+            timeout: config.sync.timeout,
+            limits: Limits {
+                max_literal: config.sync.max_message_size,
+                max_line: usize::try_from(config.sync.max_line_size).unwrap_or(usize::MAX),
+                ..Limits::default()
+            },
+            tls,
+            oauth2,
         },
-        tls,
-    })
+        presented,
+    ))
 }
 
 fn selected<'a>(config: &'a Config, account: &Option<String>) -> Result<Vec<&'a AccountConfig>> {
@@ -191,8 +226,10 @@ fn warn_plaintext(account: &AccountConfig) {
 }
 
 /// `mailfeed sync`
-pub async fn cmd_sync(config: &Config, account: &Option<String>) -> Result<i32> {
+pub async fn cmd_sync(config: &Config, account: &Option<String>, quiet: bool) -> Result<i32> {
     let accounts = selected(config, account)?;
+    let _lock = store::lock::DatabaseLock::acquire(&config.store.path)?;
+    let bars = progress::Bars::start(quiet);
     let (store, writer) = StoreHandle::start(
         &config.store.path,
         config.store.synchronous,
@@ -201,11 +238,15 @@ pub async fn cmd_sync(config: &Config, account: &Option<String>) -> Result<i32> 
     let mut jobs = Vec::new();
     for acc in &accounts {
         warn_plaintext(acc);
-        let engine = Engine::new(
+        let mut engine = Engine::new(
             store.clone(),
             connect_options(config, acc)?,
             config.sync.clone(),
-        );
+        )
+        .with_actions(&acc.actions);
+        if let Some(b) = &bars {
+            engine = engine.with_sink(b.sink());
+        }
         jobs.push(async move { crate::sync::sync_account(&engine, acc, &|| None).await });
     }
     let outcomes: Vec<FolderOutcome> = futures_util::future::join_all(jobs)
@@ -213,22 +254,35 @@ pub async fn cmd_sync(config: &Config, account: &Option<String>) -> Result<i32> 
         .into_iter()
         .flatten()
         .collect();
+    if let Some(b) = &bars {
+        b.finish();
+    }
+    // The feed is committed; search catches up behind it, and `sync` exits
+    // only when it has.
+    tracing::info!("feed complete; completing the search index");
+    let indexed = store.catch_up_search().await;
     drop(store);
     writer.join();
-    Ok(report(&outcomes))
+    let code = report(&outcomes);
+    if let Err(e) = indexed {
+        eprintln!("the search index is incomplete: {e}; the next start completes it");
+        return Ok(EXIT_FAILED);
+    }
+    Ok(code)
 }
 
 /// Prints one line per failure (and a summary); returns the exit code.
 pub fn report(outcomes: &[FolderOutcome]) -> i32 {
     let mut out = std::io::stdout().lock();
     let mut failed = 0;
-    let mut fetched = 0;
+    let (mut new, mut refound) = (0, 0);
     let mut ok = 0;
     for o in outcomes {
         match &o.result {
             Ok(s) => {
                 ok += 1;
-                fetched += s.fetched;
+                new += s.new;
+                refound += s.refound;
             }
             Err(e) => {
                 failed += 1;
@@ -236,13 +290,19 @@ pub fn report(outcomes: &[FolderOutcome]) -> i32 {
                     .hint()
                     .map(|h| format!(" (hint: {h})"))
                     .unwrap_or_default();
+                let e = scrub(&e.to_string()).into_owned();
                 let _ = writeln!(out, "FAILED {}/{}: {e}{hint}", o.account, o.folder);
             }
         }
     }
     let _ = writeln!(
         out,
-        "synced {ok} folder(s), {fetched} new message(s){}",
+        "synced {ok} folder(s), {new} new message(s){}{}",
+        if refound > 0 {
+            format!(", {refound} re-found after a UIDVALIDITY change")
+        } else {
+            String::new()
+        },
         if failed > 0 {
             format!(", {failed} failure(s)")
         } else {
@@ -253,19 +313,27 @@ pub fn report(outcomes: &[FolderOutcome]) -> i32 {
 }
 
 /// `mailfeed status`
-pub fn cmd_status(config: &Config, json: bool) -> Result<i32> {
+pub fn cmd_status(config: &Config, json: bool, watch: bool) -> Result<i32> {
+    if watch {
+        return watch::every_second(|frame| status_table(config, false, frame));
+    }
+    status_table(config, json, &mut std::io::stdout().lock())?;
+    Ok(0)
+}
+
+fn status_table(config: &Config, json: bool, out: &mut impl Write) -> Result<()> {
     if !config.store.path.exists() {
         bail!(
             "no database at {} yet; run `mailfeed sync` first",
             config.store.path.display()
         );
     }
-    let conn = store::open_read_only(&config.store.path)?;
-    let rows = store::read::status(&conn)?;
-    let mut out = std::io::stdout().lock();
+    let reader = store::Reader::open(&config.store.path)?;
+    let rows = reader.status()?;
+    let lag = reader.search_lag()?;
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
-        return Ok(0);
+        return Ok(());
     }
     writeln!(
         out,
@@ -293,23 +361,41 @@ pub fn cmd_status(config: &Config, json: bool) -> Result<i32> {
             err
         )?;
     }
-    Ok(0)
+    if lag.caught_up() {
+        writeln!(out, "search index: up to date")?;
+    } else {
+        writeln!(out, "search index: {}", search_behind(&lag))?;
+    }
+    Ok(())
 }
 
-fn open_existing(config: &Config) -> Result<rusqlite::Connection> {
+/// "N message(s), S s behind the feed", for `status` and `search`.
+fn search_behind(lag: &store::SearchLag) -> String {
+    format!(
+        "{} message(s), {:.1} s behind the feed",
+        lag.messages, lag.seconds
+    )
+}
+
+fn open_existing(config: &Config) -> Result<store::Reader> {
     if !config.store.path.exists() {
         bail!(
             "no database at {} yet; run `mailfeed sync` first",
             config.store.path.display()
         );
     }
-    Ok(store::open_read_only(&config.store.path)?)
+    Ok(store::Reader::open(&config.store.path)?)
 }
 
 /// `mailfeed search`
 pub fn cmd_search(config: &Config, query: &str, limit: u32) -> Result<i32> {
-    let conn = open_existing(config)?;
-    let hits = store::consumer::search(&conn, query, limit)
+    let reader = open_existing(config)?;
+    let lag = reader.search_lag()?;
+    if !lag.caught_up() {
+        eprintln!("note: {}; they are not searched yet", search_behind(&lag));
+    }
+    let hits = reader
+        .search(query, limit)
         .with_context(|| format!("searching for `{query}` (FTS5 query syntax)"))?;
     let mut out = std::io::stdout().lock();
     for h in &hits {
@@ -351,14 +437,14 @@ fn clip(s: &str, n: usize) -> String {
 pub fn cmd_export(
     config: &Config,
     format: crate::export::Format,
-    filter: store::consumer::ExportFilter,
+    filter: store::ExportFilter,
     dest: &Path,
 ) -> Result<i32> {
-    let conn = open_existing(config)?;
+    let reader = open_existing(config)?;
     let mut sink = crate::export::open(format, dest)?;
     let mut count = 0u64;
     let mut bytes = 0u64;
-    store::consumer::for_each_export(&conn, &filter, |m| {
+    reader.for_each_export(&filter, |m| {
         count += 1;
         bytes += m.raw.len() as u64;
         sink.write(&m)
@@ -407,10 +493,10 @@ pub async fn cmd_tail(
     while follow && !config.store.path.exists() {
         tokio::time::sleep(POLL).await;
     }
-    let conn = open_existing(config)?;
+    let reader = open_existing(config)?;
     let mut last = match from_id {
         Some(n) => n.saturating_sub(1),
-        None => store::consumer::id_before_last(&conn, 10)?,
+        None => reader.id_before_last(10)?,
     };
     // Registered once, before the loop, so a signal that arrives while a
     // query runs is not lost.
@@ -419,7 +505,7 @@ pub async fn cmd_tail(
     let mut sigint = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
     let stdout = std::io::stdout();
     loop {
-        let rows = store::consumer::entries_after(&conn, last, BATCH)?;
+        let rows = reader.entries_after(last, BATCH)?;
         let mut out = stdout.lock();
         for e in &rows {
             let line = if json {
@@ -474,20 +560,23 @@ pub async fn cmd_serve(
             path.display()
         );
     }
-    let default = crate::config::DEFAULT_HTTP_LISTEN
+    let default = crate::http::settings::DEFAULT_LISTEN
         .parse()
         .context("the default listen address")?;
     let addr = listen
         .or(config.http.as_ref().map(|h| h.listen))
         .unwrap_or(default);
     let token = config.http.as_ref().and_then(|h| h.token.clone());
-    let http = crate::config::HttpConfig::check(addr, token).map_err(anyhow::Error::msg)?;
+    let http = crate::http::settings::check(addr, token).map_err(anyhow::Error::msg)?;
     let archive = crate::http::Archive::open(path)?;
-    let listening = crate::http::start(&http, crate::http::ApiState::new(archive, None)).await?;
+    let api = crate::http::ApiState::new(archive, None);
+    let cancel = api.cancel.clone();
+    let tracker = tokio_util::task::TaskTracker::new();
+    let addr = crate::http::start(&http, None, api, &tracker).await?;
+    tracker.close();
     println!(
-        "serving {} read-only on http://{}/ (Ctrl-C stops)",
+        "serving {} read-only on http://{addr}/ (Ctrl-C stops)",
         path.display(),
-        listening.addr
     );
     use tokio::signal::unix::{SignalKind, signal};
     let mut sigterm = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
@@ -496,7 +585,9 @@ pub async fn cmd_serve(
         _ = sigint.recv() => {}
         _ = sigterm.recv() => {}
     }
-    listening.stop().await;
+    // Ends event streams and stops accepting; a moment for answers in flight.
+    cancel.cancel();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), tracker.wait()).await;
     Ok(0)
 }
 
@@ -520,7 +611,7 @@ pub async fn cmd_check(config: &Config, account: &Option<String>) -> Result<i32>
                 "!! WARNING: security = \"plain\": the password and all mail travel unencrypted"
             );
         }
-        let opts = match connect_options(config, acc) {
+        let (opts, presented) = match connect_options_observed(config, acc) {
             Ok(o) => o,
             Err(e) => {
                 println!("FAILED: {e:#}");
@@ -531,16 +622,21 @@ pub async fn cmd_check(config: &Config, account: &Option<String>) -> Result<i32>
         let tap: crate::session::Tap = Box::new(|line| {
             let mut out = std::io::stdout().lock();
             let _ = match line {
-                TapLine::Client(s) => writeln!(out, "C: {s}"),
-                TapLine::Server { line, meaning } => writeln!(out, "S: {line}\n     ↳ {meaning}"),
-                TapLine::Note(s) => writeln!(out, "-- {s}"),
+                TapLine::Client(s) => writeln!(out, "C: {}", scrub(s)),
+                TapLine::Server { line, meaning } => {
+                    writeln!(out, "S: {}\n     ↳ {}", scrub(&line), scrub(&meaning))
+                }
+                TapLine::Note(s) => writeln!(out, "-- {}", scrub(s)),
             };
         });
-        let mut session = match Session::connect(acc, &opts, Some(tap)).await {
+        let connected = Session::connect(acc, &opts, Some(tap)).await;
+        let untrusted = matches!(&connected, Err(crate::session::SessionError::Transport(t)) if t.is_untrusted_certificate());
+        print_certificate(&presented, untrusted);
+        let mut session = match connected {
             Ok(s) => s,
             Err(e) => {
                 all_ok = false;
-                println!("FAILED: cannot log in: {e}");
+                println!("FAILED: cannot log in: {}", scrub(&e.to_string()));
                 if let Some(h) = e.hint() {
                     println!("hint: {h}");
                 }
@@ -551,7 +647,7 @@ pub async fn cmd_check(config: &Config, account: &Option<String>) -> Result<i32>
             Ok(f) => f,
             Err(e) => {
                 all_ok = false;
-                println!("FAILED: listing folders: {e}");
+                println!("FAILED: listing folders: {}", scrub(&e.to_string()));
                 continue;
             }
         };
@@ -582,9 +678,12 @@ pub async fn cmd_check(config: &Config, account: &Option<String>) -> Result<i32>
                         .hint()
                         .map(|h| format!("\n        hint: {h}"))
                         .unwrap_or_default();
+                    let e = scrub(&e.to_string()).into_owned();
                     verdicts.push(format!("FAILED  {name}: {e}{hint}"));
                 }
             }
+            let actions = crate::actions::Actions::new(acc.actions.clone());
+            verdicts.push(actions.check_line(f, session.capabilities()));
         }
         session.logout().await;
         println!("-- verdict for account `{}`:", acc.name);
@@ -593,6 +692,48 @@ pub async fn cmd_check(config: &Config, account: &Option<String>) -> Result<i32>
         }
     }
     Ok(if all_ok { 0 } else { EXIT_FAILED })
+}
+
+/// What `check` says about the server's certificate; when it was not
+/// trusted, the configuration line that would trust exactly it.
+fn print_certificate(presented: &crate::transport::Presented, untrusted: bool) {
+    use crate::transport::certificate::format_utc;
+    let Some(c) = presented.last() else { return };
+    println!("-- server certificate:");
+    println!("   subject:     {}", c.subject);
+    println!("   issuer:      {}", c.issuer);
+    println!(
+        "   valid:       {} to {}",
+        format_utc(c.not_before),
+        format_utc(c.not_after)
+    );
+    println!("   fingerprint: {}", c.fingerprint);
+    if untrusted {
+        println!(
+            "-- to trust exactly this certificate (after checking the fingerprint with the server's administrator), add to the account:"
+        );
+        println!("   tls_fingerprint = \"{}\"", c.fingerprint);
+        if c.is_self_issued() {
+            println!("   (or set `ca_file` to this self-signed certificate's PEM file)");
+        }
+    }
+}
+
+/// `mailfeed auth ACCOUNT`: signs in once and stores the refresh token.
+pub async fn cmd_auth(config: &Config, account: &str) -> Result<i32> {
+    let acc = selected(config, &Some(account.to_owned()))?[0];
+    let client = match &acc.auth {
+        crate::config::Auth::OAuth2(crate::config::OAuth2Source::Client(c)) => c,
+        _ => bail!(
+            "account `{account}` has no `[accounts.oauth2]` table; `mailfeed auth` is for the built-in OAuth2 sign-in"
+        ),
+    };
+    let tls = crate::transport::tls_config(acc.ca_file.as_deref())
+        .with_context(|| format!("account `{account}`: setting up TLS"))?;
+    let http = crate::oauth2::http::HttpClient::new(tls, config.sync.timeout);
+    let mut out = std::io::stdout();
+    crate::oauth2::flow::sign_in(account, client, &http, &mut out).await?;
+    Ok(0)
 }
 
 /// Runs the parsed command line; returns the process exit code.
@@ -618,10 +759,11 @@ pub fn run(cli: Cli) -> i32 {
     };
     let result = runtime.block_on(async {
         match &cli.command {
-            Cmd::Sync { account } => cmd_sync(&config, account).await,
+            Cmd::Sync { account, quiet } => cmd_sync(&config, account, *quiet).await,
             Cmd::Run => crate::service::run(Arc::new(config.clone()), cli.config.clone()).await,
             Cmd::Check { account } => cmd_check(&config, account).await,
-            Cmd::Status { json } => cmd_status(&config, *json),
+            Cmd::Status { json, watch } => cmd_status(&config, *json, *watch),
+            Cmd::Auth { account } => cmd_auth(&config, account).await,
             Cmd::Search { query, limit } => cmd_search(&config, query, *limit),
             Cmd::Export {
                 format,
@@ -632,7 +774,7 @@ pub fn run(cli: Cli) -> i32 {
             } => cmd_export(
                 &config,
                 *format,
-                store::consumer::ExportFilter {
+                store::ExportFilter {
                     account: account.clone(),
                     mailbox: mailbox.clone(),
                     since: since.clone(),
@@ -650,7 +792,7 @@ pub fn run(cli: Cli) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("mailfeed: {e:#}");
+            eprintln!("mailfeed: {}", scrub(&format!("{e:#}")));
             EXIT_FAILED
         }
     }

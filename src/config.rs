@@ -113,6 +113,8 @@ pub struct StoreConfig {
 pub struct SyncConfig {
     pub batch_size: u32,
     pub max_message_size: u64,
+    /// Longest response line accepted (outside literals).
+    pub max_line_size: u64,
     pub timeout: Duration,
     pub poll_interval: Duration,
     pub idle_refresh: Duration,
@@ -140,14 +142,19 @@ pub struct AccountConfig {
     pub security: Security,
     pub allow_plaintext: bool,
     pub ca_file: Option<PathBuf>,
+    /// `tls_fingerprint`: trust exactly this certificate, no CA needed.
+    pub tls_fingerprint: Option<crate::transport::Fingerprint>,
     pub username: String,
-    pub password: PasswordSource,
+    /// Password (the default) or OAuth2 (`auth = "oauth2"`).
+    pub auth: Auth,
     pub folders: Vec<String>,
     pub idle: bool,
     pub max_connections: u32,
     pub poll_interval: Duration,
     /// Use COMPRESS=DEFLATE (RFC 4978) when the server offers it.
     pub compress: bool,
+    /// What mailfeed does on the server after storing (see `actions`).
+    pub actions: crate::actions::AccountActions,
 }
 
 /// The whole, validated configuration.
@@ -158,72 +165,10 @@ pub struct Config {
     pub sync: SyncConfig,
     pub log: LogConfig,
     pub accounts: Vec<AccountConfig>,
-    /// `[http]`: the listener for the API and web page; `None` when absent.
-    pub http: Option<HttpConfig>,
-}
-
-/// `[http]`: where the HTTP listener binds, and the bearer token it asks
-/// for (required unless it listens on loopback only).
-#[derive(Debug, Clone)]
-pub struct HttpConfig {
-    pub listen: std::net::SocketAddr,
-    pub token: Option<Secret>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawHttp {
-    listen: Option<String>,
-    token: Option<String>,
-    token_file: Option<String>,
-}
-
-/// Default `[http] listen`: loopback only, so no token is needed.
-pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9925";
-
-impl HttpConfig {
-    fn from_raw(raw: RawHttp, base: &Path) -> Result<HttpConfig, String> {
-        let text = raw.listen.as_deref().unwrap_or(DEFAULT_HTTP_LISTEN);
-        let listen = text.parse().map_err(|_| {
-            format!(
-                "`http.listen` = {text:?} is not an address and port; write e.g. \"127.0.0.1:9925\" or \"[::1]:9925\""
-            )
-        })?;
-        let token = match (raw.token, raw.token_file) {
-            (Some(_), Some(_)) => {
-                return Err("`http.token` and `http.token_file` are both set; keep one".into());
-            }
-            (Some(t), None) => Some(t),
-            (None, Some(f)) => {
-                let path = resolve_path(base, &f);
-                let t = std::fs::read_to_string(&path).map_err(|e| {
-                    format!(
-                        "`http.token_file` = {}: cannot read it ({e}); create it (mode 0600) holding the token",
-                        path.display()
-                    )
-                })?;
-                Some(t.trim_end_matches(['\r', '\n']).to_owned())
-            }
-            (None, None) => None,
-        };
-        if token.as_deref().is_some_and(|t| t.trim().len() < 16) {
-            return Err("`http.token` is shorter than 16 characters; use a long random one, e.g. from `openssl rand -hex 32`".into());
-        }
-        HttpConfig::check(listen, token.map(Secret::new))
-    }
-
-    /// The rule for every listener: beyond loopback, a token is required.
-    pub fn check(
-        listen: std::net::SocketAddr,
-        token: Option<Secret>,
-    ) -> Result<HttpConfig, String> {
-        if token.is_none() && !listen.ip().is_loopback() {
-            return Err(format!(
-                "`http.listen` = \"{listen}\" is reachable beyond this machine, so it needs a bearer token: set `http.token_file` (or `http.token`), or listen on 127.0.0.1"
-            ));
-        }
-        Ok(HttpConfig { listen, token })
-    }
+    /// `[http]`: the operators' listener; `None` when not configured.
+    pub http: Option<crate::http::HttpConfig>,
+    /// `[[alerts]]`
+    pub alerts: Vec<crate::alerts::AlertConfig>,
 }
 
 #[derive(Deserialize, Default)]
@@ -233,7 +178,8 @@ struct RawFile {
     sync: Option<RawSync>,
     log: Option<RawLog>,
     accounts: Option<Vec<RawAccount>>,
-    http: Option<RawHttp>,
+    http: Option<crate::http::settings::RawHttp>,
+    alerts: Option<Vec<crate::alerts::settings::RawAlert>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -248,6 +194,7 @@ struct RawStore {
 struct RawSync {
     batch_size: Option<u32>,
     max_message_size: Option<SizeValue>,
+    max_line_size: Option<SizeValue>,
     timeout: Option<DurationValue>,
     poll_interval: Option<DurationValue>,
     idle_refresh: Option<DurationValue>,
@@ -271,7 +218,11 @@ struct RawAccount {
     security: Option<Security>,
     allow_plaintext: Option<bool>,
     ca_file: Option<String>,
+    tls_fingerprint: Option<String>,
     username: Option<String>,
+    auth: Option<AuthKind>,
+    oauth2_token_command: Option<String>,
+    oauth2: Option<RawOAuth2>,
     password: Option<String>,
     password_env: Option<String>,
     password_file: Option<String>,
@@ -281,12 +232,19 @@ struct RawAccount {
     max_connections: Option<u32>,
     poll_interval: Option<DurationValue>,
     compress: Option<bool>,
+    after_store: Option<String>,
+    delete_after: Option<crate::actions::settings::RawDays>,
+    create_destination: Option<bool>,
+    folder: Option<Vec<crate::actions::settings::RawFolder>>,
+    since: Option<String>,
+    max_age: Option<crate::actions::settings::RawDays>,
+    search: Option<String>,
 }
 
 /// A duration written as `"90s"`, `"5m"`, `"1h"` or a number of seconds.
 #[derive(Deserialize, Clone)]
 #[serde(untagged)]
-enum DurationValue {
+pub(crate) enum DurationValue {
     Seconds(u64),
     Text(String),
 }
@@ -299,7 +257,7 @@ enum SizeValue {
     Text(String),
 }
 
-fn parse_duration(key: &str, v: &DurationValue) -> Result<Duration, String> {
+pub(crate) fn parse_duration(key: &str, v: &DurationValue) -> Result<Duration, String> {
     let text = match v {
         DurationValue::Seconds(s) if Duration::from_secs(*s) <= MAX_DURATION => {
             return Ok(Duration::from_secs(*s));
@@ -405,7 +363,7 @@ fn parse_size(key: &str, v: &SizeValue) -> Result<u64, String> {
 }
 
 /// Resolves a path written in the config relative to the config's folder.
-fn resolve_path(base: &Path, p: &str) -> PathBuf {
+pub(crate) fn resolve_path(base: &Path, p: &str) -> PathBuf {
     let expanded = expand_credentials_dir(p);
     let path = PathBuf::from(expanded);
     if path.is_absolute() {
@@ -519,6 +477,10 @@ impl Config {
                 Some(v) => parse_size("sync.max_message_size", v)?,
                 None => 100 * 1000 * 1000,
             },
+            max_line_size: match &sy.max_line_size {
+                Some(v) => parse_size("sync.max_line_size", v)?,
+                None => crate::imap::DEFAULT_MAX_LINE as u64,
+            },
             timeout: dur("sync.timeout", &sy.timeout, Duration::from_secs(60))?,
             poll_interval: dur(
                 "sync.poll_interval",
@@ -549,6 +511,11 @@ impl Config {
         if sync.max_message_size < 1024 || sync.max_message_size > u64::from(u32::MAX) {
             return Err(
                 "`sync.max_message_size` must be between 1KB and 4GB (default \"100MB\")".into(),
+            );
+        }
+        if sync.max_line_size < 64 * 1024 || sync.max_line_size > 1 << 30 {
+            return Err(
+                "`sync.max_line_size` must be between 64KiB and 1GiB (default \"16MiB\")".into(),
             );
         }
         if sync.timeout < Duration::from_millis(100) {
@@ -591,7 +558,15 @@ impl Config {
         }
         let mut accounts = Vec::new();
         for (i, a) in raw_accounts.into_iter().enumerate() {
-            let acc = Self::account(i, a, base, &sync)?;
+            let mut acc = Self::account(i, a, base, &sync)?;
+            if let Auth::OAuth2(OAuth2Source::Client(c)) = &mut acc.auth
+                && c.token_file.as_os_str().is_empty()
+            {
+                // Beside the database: the one place mailfeed is sure to
+                // be allowed to write (systemd's StateDirectory).
+                let dir = store.path.parent().unwrap_or(Path::new("."));
+                c.token_file = dir.join(format!("{}.oauth2-token", acc.name));
+            }
             if accounts.iter().any(|o: &AccountConfig| o.name == acc.name) {
                 return Err(format!(
                     "`accounts[{i}].name` = {:?} is used twice; account names must be unique",
@@ -600,10 +575,11 @@ impl Config {
             }
             accounts.push(acc);
         }
-        let http = match raw.http {
-            Some(h) => Some(HttpConfig::from_raw(h, base)?),
-            None => None,
-        };
+        let http = raw
+            .http
+            .map(|h| crate::http::settings::parse(h, base))
+            .transpose()?;
+        let alerts = crate::alerts::settings::parse(raw.alerts.unwrap_or_default(), base)?;
         Ok(Config {
             source: source.to_owned(),
             store,
@@ -611,6 +587,7 @@ impl Config {
             log,
             accounts,
             http,
+            alerts,
         })
     }
 
@@ -676,14 +653,33 @@ impl Config {
         if let Some(c) = a.password_command {
             sources.push(PasswordSource::Command(c));
         }
-        if sources.len() != 1 {
+        let auth_kind = a.auth.unwrap_or(AuthKind::Password);
+        if auth_kind == AuthKind::OAuth2 && !sources.is_empty() {
+            return Err(format!(
+                "account {name:?}: `accounts[{i}].auth` = \"oauth2\" takes no password; remove the `password*` key or set auth = \"password\""
+            ));
+        }
+        let oauth2 = oauth2_settings(i, &name, auth_kind, a.oauth2_token_command, a.oauth2, base)?;
+        if auth_kind == AuthKind::Password && sources.len() != 1 {
             return Err(format!(
                 "account {name:?}: set exactly one of `{k}password`, `{k}password_env`, `{k}password_file`, `{k}password_command` (found {})",
                 sources.len(),
                 k = format!("accounts[{i}].")
             ));
         }
-        let password = sources.remove(0);
+        let auth = match oauth2 {
+            Some(o) => Auth::OAuth2(o),
+            None => Auth::Password(sources.remove(0)),
+        };
+        let tls_fingerprint = match &a.tls_fingerprint {
+            Some(f) => Some(crate::transport::Fingerprint::parse(f).map_err(|e| {
+                format!(
+                    "`{}`: {e}; copy the line `mailfeed check` prints for this server",
+                    key("tls_fingerprint")
+                )
+            })?),
+            None => None,
+        };
         let folders = a.folders.unwrap_or_default();
         if folders.is_empty() || folders.iter().any(|f| f.trim().is_empty()) {
             return Err(format!(
@@ -709,6 +705,19 @@ impl Config {
             POLL_RANGE.1,
             "`sync.poll_interval`",
         )?;
+        let actions = crate::actions::settings::build(
+            &format!("accounts[{i}]."),
+            crate::actions::settings::RawAccountActions {
+                after_store: a.after_store,
+                delete_after: a.delete_after,
+                create_destination: a.create_destination,
+                folder: a.folder,
+                since: a.since,
+                max_age: a.max_age,
+                search: a.search,
+            },
+            &folders,
+        )?;
         Ok(AccountConfig {
             name,
             host,
@@ -716,15 +725,304 @@ impl Config {
             security,
             allow_plaintext,
             ca_file: a.ca_file.map(|f| resolve_path(base, &f)),
+            tls_fingerprint,
             username,
-            password,
+            auth,
             folders,
             idle: a.idle.unwrap_or(true),
             max_connections,
             poll_interval,
             compress: a.compress.unwrap_or(false),
+            actions,
         })
     }
+}
+
+/// `auth`: how an account logs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum AuthKind {
+    Password,
+    OAuth2,
+}
+
+/// How an account logs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    Password(PasswordSource),
+    /// SASL OAUTHBEARER or XOAUTH2 with an access token from this source.
+    OAuth2(OAuth2Source),
+}
+
+/// Where an OAuth2 access token comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OAuth2Source {
+    /// `oauth2_token_command`: prints an access token (oama, a proxy, ...).
+    Command(String),
+    /// `[accounts.oauth2]`: mailfeed asks the provider's token endpoint.
+    Client(OAuth2Client),
+}
+
+/// Which OAuth2 provider's defaults apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Microsoft,
+    Google,
+    Custom,
+}
+
+/// How mailfeed obtains access tokens without a person present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    /// A refresh token obtained once with `mailfeed auth`, kept in `token_file`.
+    RefreshToken,
+    /// The application's own identity (Microsoft's app-only IMAP access).
+    ClientCredentials,
+}
+
+/// Where the OAuth2 client secret comes from (public clients have none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientSecret {
+    Inline(Secret),
+    File(PathBuf),
+}
+
+impl ClientSecret {
+    /// Reads the secret now (a credential file may be replaced while running).
+    pub fn resolve(&self, account: &str) -> Result<Secret, ConfigError> {
+        match self {
+            ClientSecret::Inline(s) => Ok(s.clone().registered()),
+            ClientSecret::File(path) => std::fs::read_to_string(path)
+                .map(|t| Secret::new(t.trim_end_matches(['\r', '\n'])).registered())
+                .map_err(|e| ConfigError::Password {
+                    account: account.to_owned(),
+                    message: format!("oauth2.client_secret_file {}: {e}", path.display()),
+                }),
+        }
+    }
+}
+
+/// `[accounts.oauth2]`, with the provider's endpoints filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuth2Client {
+    pub provider: Provider,
+    pub grant: Grant,
+    pub client_id: String,
+    pub client_secret: Option<ClientSecret>,
+    pub token_url: String,
+    /// Device authorization endpoint (RFC 8628), where the provider has one
+    /// that allows the mail scope.
+    pub device_url: Option<String>,
+    /// Authorization endpoint for the loopback redirect with PKCE.
+    pub auth_url: Option<String>,
+    pub scope: String,
+    /// The refresh token's file (mode 0600, replaced atomically).
+    pub token_file: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOAuth2 {
+    provider: Option<Provider>,
+    grant: Option<Grant>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    client_secret_file: Option<String>,
+    tenant: Option<String>,
+    token_url: Option<String>,
+    device_url: Option<String>,
+    auth_url: Option<String>,
+    scope: Option<String>,
+    token_file: Option<String>,
+}
+
+/// Checks the OAuth2 keys of account `i`; `Some` when `auth = "oauth2"`.
+fn oauth2_settings(
+    i: usize,
+    name: &str,
+    kind: AuthKind,
+    command: Option<String>,
+    raw: Option<RawOAuth2>,
+    base: &Path,
+) -> Result<Option<OAuth2Source>, String> {
+    let k = |key: &str| format!("accounts[{i}].{key}");
+    if kind == AuthKind::Password {
+        if command.is_some() || raw.is_some() {
+            return Err(format!(
+                "account {name:?}: `{}` or `[accounts.oauth2]` needs `{}` = \"oauth2\"",
+                k("oauth2_token_command"),
+                k("auth")
+            ));
+        }
+        return Ok(None);
+    }
+    let r = match (command, raw) {
+        (Some(c), None) if !c.trim().is_empty() => return Ok(Some(OAuth2Source::Command(c))),
+        (None, Some(r)) => r,
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "account {name:?}: set either `{}` or `[accounts.oauth2]`, not both",
+                k("oauth2_token_command")
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "account {name:?}: `{}` = \"oauth2\" needs a token source: `{}` (a command printing an access token) or an `[accounts.oauth2]` table with `provider` and `client_id`",
+                k("auth"),
+                k("oauth2_token_command")
+            ));
+        }
+    };
+    let provider = r.provider.ok_or_else(|| {
+        format!(
+            "`{}` is missing; use \"microsoft\", \"google\" or \"custom\"",
+            k("oauth2.provider")
+        )
+    })?;
+    let client_id = r
+        .client_id
+        .filter(|c| !c.trim().is_empty())
+        .ok_or_else(|| {
+            format!(
+                "`{}` is missing; use the application (client) id registered with the provider",
+                k("oauth2.client_id")
+            )
+        })?;
+    let client_secret = match (r.client_secret, r.client_secret_file) {
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "set only one of `{}` and `{}`",
+                k("oauth2.client_secret"),
+                k("oauth2.client_secret_file")
+            ));
+        }
+        (Some(s), None) => Some(ClientSecret::Inline(Secret::new(s))),
+        (None, Some(f)) => Some(ClientSecret::File(resolve_path(base, &f))),
+        (None, None) => None,
+    };
+    let grant = r.grant.unwrap_or(Grant::RefreshToken);
+    let url = |key: &str, v: Option<String>| -> Result<Option<String>, String> {
+        match v {
+            Some(u) if u.starts_with("https://") || is_loopback_http(&u) => Ok(Some(u)),
+            Some(u) => Err(format!(
+                "`{}` = {u:?} must be an https:// URL (http:// only for 127.0.0.1 or localhost)",
+                k(key)
+            )),
+            None => Ok(None),
+        }
+    };
+    let (token_url, device_url, auth_url, scope) = match provider {
+        Provider::Microsoft => {
+            let tenant = r.tenant.clone().unwrap_or_else(|| "common".into());
+            if tenant.is_empty()
+                || !tenant
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+            {
+                return Err(format!(
+                    "`{}` = {tenant:?} is not a tenant; use \"common\", \"organizations\", \"consumers\", a tenant id or a domain",
+                    k("oauth2.tenant")
+                ));
+            }
+            if grant == Grant::ClientCredentials
+                && matches!(tenant.as_str(), "common" | "organizations" | "consumers")
+            {
+                return Err(format!(
+                    "`{}` must name your tenant (its id or domain) for grant = \"client_credentials\"",
+                    k("oauth2.tenant")
+                ));
+            }
+            let base_url = format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0");
+            let scope = match grant {
+                Grant::RefreshToken => {
+                    "https://outlook.office.com/IMAP.AccessAsUser.All offline_access"
+                }
+                Grant::ClientCredentials => "https://outlook.office365.com/.default",
+            };
+            (
+                url("oauth2.token_url", r.token_url)?.unwrap_or(format!("{base_url}/token")),
+                url("oauth2.device_url", r.device_url)?.or(Some(format!("{base_url}/devicecode"))),
+                url("oauth2.auth_url", r.auth_url)?.or(Some(format!("{base_url}/authorize"))),
+                r.scope.unwrap_or_else(|| scope.into()),
+            )
+        }
+        Provider::Google => {
+            if grant == Grant::ClientCredentials {
+                return Err(format!(
+                    "`{}` = \"client_credentials\" is not offered by Google for IMAP; use \"refresh_token\"",
+                    k("oauth2.grant")
+                ));
+            }
+            (
+                url("oauth2.token_url", r.token_url)?
+                    .unwrap_or_else(|| "https://oauth2.googleapis.com/token".into()),
+                // Google's device flow refuses the mail scope.
+                url("oauth2.device_url", r.device_url)?,
+                url("oauth2.auth_url", r.auth_url)?
+                    .or_else(|| Some("https://accounts.google.com/o/oauth2/v2/auth".into())),
+                r.scope.unwrap_or_else(|| "https://mail.google.com/".into()),
+            )
+        }
+        Provider::Custom => (
+            url("oauth2.token_url", r.token_url)?.ok_or_else(|| {
+                format!(
+                    "`{}` is missing; provider = \"custom\" needs the token endpoint's URL",
+                    k("oauth2.token_url")
+                )
+            })?,
+            url("oauth2.device_url", r.device_url)?,
+            url("oauth2.auth_url", r.auth_url)?,
+            r.scope.ok_or_else(|| {
+                format!(
+                    "`{}` is missing; provider = \"custom\" needs the scope to ask for",
+                    k("oauth2.scope")
+                )
+            })?,
+        ),
+    };
+    if provider != Provider::Microsoft && r.tenant.is_some() {
+        return Err(format!(
+            "`{}` is for provider = \"microsoft\" only",
+            k("oauth2.tenant")
+        ));
+    }
+    if grant == Grant::ClientCredentials && client_secret.is_none() {
+        return Err(format!(
+            "grant = \"client_credentials\" needs `{}` or `{}`",
+            k("oauth2.client_secret"),
+            k("oauth2.client_secret_file")
+        ));
+    }
+    Ok(Some(OAuth2Source::Client(OAuth2Client {
+        provider,
+        grant,
+        client_id,
+        client_secret,
+        token_url,
+        device_url,
+        auth_url,
+        scope,
+        // Empty means "beside the database", filled in by `from_raw`.
+        token_file: r
+            .token_file
+            .map(|f| resolve_path(base, &f))
+            .unwrap_or_default(),
+    })))
+}
+
+/// `http://` is allowed for a token endpoint on this machine only.
+fn is_loopback_http(u: &str) -> bool {
+    [
+        "http://127.0.0.1:",
+        "http://127.0.0.1/",
+        "http://localhost:",
+        "http://localhost/",
+        "http://[::1]:",
+    ]
+    .iter()
+    .any(|p| u.starts_with(p))
 }
 
 #[cfg(test)]
@@ -807,6 +1105,10 @@ mod tests {
             (
                 MINIMAL.replace("[store]", "[sync]\nmax_message_size = \"1PB\"\n[store]"),
                 "max_message_size",
+            ),
+            (
+                MINIMAL.replace("[store]", "[sync]\nmax_line_size = \"1KB\"\n[store]"),
+                "sync.max_line_size",
             ),
             (MINIMAL.replace("path = \"mail.db\"", ""), "store.path"),
             (
@@ -898,6 +1200,116 @@ mod tests {
         let c = parse(&with_sync("timeout = \"1h\"\npoll_interval = \"24h\"")).expect("valid");
         assert_eq!(c.sync.timeout, Duration::from_secs(3600));
         assert_eq!(c.accounts[0].poll_interval, Duration::from_secs(24 * 3600));
+    }
+
+    #[test]
+    fn oauth2_sources_are_exactly_one_and_mistakes_name_the_key() {
+        let base = MINIMAL.replace("password_env = \"PW\"\n", "");
+        let with = |lines: &str| base.replace("folders", &format!("{lines}\nfolders"));
+        let table = |t: &str| format!("{}\n[accounts.oauth2]\n{t}\n", with("auth = \"oauth2\""));
+        let refused = [
+            (with("auth = \"oauth2\""), "needs a token source"),
+            (
+                with("auth = \"oauth2\"\npassword_env = \"PW\""),
+                "takes no password",
+            ),
+            (
+                with("oauth2_token_command = \"oama access x\""),
+                "`accounts[0].auth` = \"oauth2\"",
+            ),
+            (
+                table("client_id = \"c\""),
+                "`accounts[0].oauth2.provider` is missing",
+            ),
+            (
+                table("provider = \"google\""),
+                "`accounts[0].oauth2.client_id` is missing",
+            ),
+            (
+                table("provider = \"custom\"\nclient_id = \"c\"\nscope = \"s\""),
+                "`accounts[0].oauth2.token_url` is missing",
+            ),
+            (
+                table(
+                    "provider = \"custom\"\nclient_id = \"c\"\nscope = \"s\"\ntoken_url = \"http://idp.example/token\"",
+                ),
+                "must be an https:// URL",
+            ),
+            (
+                table(
+                    "provider = \"microsoft\"\nclient_id = \"c\"\ngrant = \"client_credentials\"\nclient_secret = \"x\"",
+                ),
+                "must name your tenant",
+            ),
+            (
+                table(
+                    "provider = \"microsoft\"\nclient_id = \"c\"\ntenant = \"contoso.onmicrosoft.com\"\ngrant = \"client_credentials\"",
+                ),
+                "needs `accounts[0].oauth2.client_secret`",
+            ),
+            (
+                table(
+                    "provider = \"google\"\nclient_id = \"c\"\nclient_secret = \"a\"\nclient_secret_file = \"b\"",
+                ),
+                "set only one of",
+            ),
+            (
+                table("provider = \"google\"\nclient_id = \"c\"\ntenant = \"common\""),
+                "for provider = \"microsoft\" only",
+            ),
+            (
+                MINIMAL.replace("folders", "tls_fingerprint = \"sha1:00\"\nfolders"),
+                "`accounts[0].tls_fingerprint`",
+            ),
+        ];
+        for (text, needle) in refused {
+            let e = parse(&text).expect_err(&format!("should be refused: {text}"));
+            assert!(e.contains(needle), "error {e:?} should mention {needle:?}");
+        }
+    }
+
+    #[test]
+    fn oauth2_providers_fill_in_their_endpoints() {
+        let base = MINIMAL.replace("password_env = \"PW\"\n", "auth = \"oauth2\"\n");
+        let c = parse(&format!(
+            "{base}\n[accounts.oauth2]\nprovider = \"microsoft\"\nclient_id = \"c\"\ntenant = \"contoso.com\"\nclient_secret_file = \"$CREDENTIALS_DIRECTORY/secret\"\n"
+        ))
+        .expect("valid");
+        let Auth::OAuth2(OAuth2Source::Client(o)) = &c.accounts[0].auth else {
+            panic!("not an OAuth2 client: {:?}", c.accounts[0].auth)
+        };
+        assert_eq!(
+            o.token_url,
+            "https://login.microsoftonline.com/contoso.com/oauth2/v2.0/token"
+        );
+        assert!(o.scope.contains("IMAP.AccessAsUser.All") && o.scope.contains("offline_access"));
+        assert_eq!(o.grant, Grant::RefreshToken);
+        // Beside the database, named after the account.
+        assert_eq!(
+            o.token_file,
+            PathBuf::from("/etc/mailfeed/work.oauth2-token")
+        );
+        let c = parse(&format!(
+            "{base}\n[accounts.oauth2]\nprovider = \"google\"\nclient_id = \"c\"\n"
+        ))
+        .expect("valid");
+        let Auth::OAuth2(OAuth2Source::Client(o)) = &c.accounts[0].auth else {
+            panic!("not an OAuth2 client")
+        };
+        assert_eq!(
+            o.device_url, None,
+            "Google's device flow refuses the mail scope"
+        );
+        assert_eq!(o.scope, "https://mail.google.com/");
+        let c = parse(&base.replace(
+            "auth = \"oauth2\"",
+            "auth = \"oauth2\"\noauth2_token_command = \"oama access me\"",
+        ))
+        .expect("valid");
+        assert_eq!(
+            c.accounts[0].auth,
+            Auth::OAuth2(OAuth2Source::Command("oama access me".into()))
+        );
     }
 
     #[test]

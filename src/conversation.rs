@@ -97,8 +97,10 @@ impl Conversation {
             account: account.to_owned(),
             connection,
             kind,
-            text,
-            meaning,
+            // The tap already redacts; the scrubber also catches any form
+            // of a registered secret the server echoes (a tag, an ALERT).
+            text: crate::secret::scrub(&text).into_owned(),
+            meaning: meaning.map(|m| crate::secret::scrub(&m).into_owned()),
         });
         let mut backlog = self.inner.backlog.lock().unwrap_or_else(|p| p.into_inner());
         if backlog.len() == BACKLOG {

@@ -5,14 +5,18 @@
 // paths only, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod actions;
+pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod conversation;
 pub mod export;
 pub mod fd_limit;
+pub mod health;
 pub mod http;
 pub mod imap;
 pub mod mime;
+pub mod oauth2;
 pub mod secret;
 pub mod service;
 pub mod session;
@@ -20,6 +24,7 @@ pub mod store;
 pub mod sync;
 pub mod transport;
 pub mod utc;
+pub mod window;
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -7,13 +7,14 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{AccountConfig, ConfigError, Security};
+use crate::config::{AccountConfig, Auth, ConfigError, PasswordSource, Security};
 use crate::imap::describe::{describe, render_line};
 use crate::imap::{
     AuthMethod, AuthRefusal, Capabilities, Code, Command, Limits, ModSeq, Part, ProtocolError,
     Received, Response, ResponseReader, Status, StatusText, UidSet, UidValidity, Untagged,
-    UntaggedStatus, choose_auth,
+    UntaggedStatus, choose_auth, choose_oauth, sasl,
 };
+use crate::oauth2::{OAuth2Error, Tokens};
 use crate::transport::{Link, TransportError};
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,10 @@ pub enum SessionError {
     Protocol(#[from] ProtocolError),
     #[error(transparent)]
     Password(#[from] ConfigError),
+    #[error(transparent)]
+    Token(#[from] OAuth2Error),
+    #[error("login failed: {0}")]
+    OAuthRefused(String),
     #[error("server refused the connection: {0}")]
     GreetingBye(String),
     #[error("server does not offer STARTTLS; refusing to continue unencrypted")]
@@ -63,23 +68,36 @@ impl SessionError {
                 | SessionError::StartTlsUnavailable
                 | SessionError::StartTlsRefused(_)
                 | SessionError::Password(_)
-        ) || matches!(self, SessionError::Transport(t) if t.is_untrusted_certificate())
+                | SessionError::OAuthRefused(_)
+        ) || matches!(self, SessionError::Token(t) if t.is_permanent())
+            || matches!(self, SessionError::Transport(t) if t.is_untrusted_certificate())
     }
 
     /// True when the server asked clients to stay away for a while
-    /// (`[UNAVAILABLE]`, `[THROTTLED]`, `[LIMIT]` on a BYE or NO).
+    /// (`[UNAVAILABLE]`, `[THROTTLED]`, `[LIMIT]`, `[OVERQUOTA]` on a BYE or
+    /// NO, or Exchange Online's wordings without a code): a reason to back
+    /// off, not a fault of the account or the folder.
     pub fn server_asks_to_wait(&self) -> bool {
-        const CODES: [&str; 3] = ["UNAVAILABLE", "THROTTLED", "LIMIT"];
+        const CODES: [&str; 4] = ["UNAVAILABLE", "THROTTLED", "LIMIT", "OVERQUOTA"];
+        const PHRASES: [&str; 2] = [
+            "request is throttled",
+            "user is authenticated but not connected",
+        ];
+        let worded = |t: &str| {
+            let t = t.to_ascii_lowercase();
+            PHRASES.iter().any(|p| t.contains(p))
+        };
         match self {
             SessionError::Bye(text)
             | SessionError::GreetingBye(text)
-            | SessionError::LoginFailed(text) => {
-                CODES.iter().any(|c| text.starts_with(&format!("[{c}]")))
+            | SessionError::LoginFailed(text)
+            | SessionError::OAuthRefused(text) => {
+                CODES.iter().any(|c| text.starts_with(&format!("[{c}]"))) || worded(text)
             }
-            SessionError::CommandFailed {
-                code: Some(Code::Other(c, _)),
-                ..
-            } => CODES.contains(&c.as_str()),
+            SessionError::CommandFailed { code, text, .. } => {
+                matches!(code, Some(Code::Other(c, _)) if CODES.contains(&c.as_str()))
+                    || worded(text)
+            }
             _ => false,
         }
     }
@@ -90,11 +108,20 @@ impl SessionError {
             SessionError::LoginFailed(_) => {
                 "check `username` and the password source; the server rejected them"
             }
+            SessionError::OAuthRefused(_) => {
+                "the server refused a fresh access token: check `username`, the scope the token was granted for, and that IMAP is enabled for the mailbox"
+            }
+            SessionError::Token(
+                OAuth2Error::InvalidGrant { .. } | OAuth2Error::NoRefreshToken { .. },
+            ) => "run `mailfeed auth ACCOUNT` to sign in again",
             SessionError::Transport(t) if t.is_wrong_host_certificate() => {
                 "the certificate is for another host name: set `host` to a name the certificate lists"
             }
+            SessionError::Transport(t) if t.is_pin_refused() => {
+                "the server's certificate is not the pinned one (or has expired): if it was renewed, confirm the new fingerprint `mailfeed check` shows and update `tls_fingerprint`"
+            }
             SessionError::Transport(t) if t.is_untrusted_certificate() => {
-                "the server's certificate is not trusted: install its CA in the system store or set `ca_file` to its PEM"
+                "the server's certificate is not trusted: install its CA in the system store, set `ca_file` to its PEM, or pin it with the `tls_fingerprint` line `mailfeed check` prints"
             }
             SessionError::Transport(TransportError::Resolve { .. }) => {
                 "check `host`: the name does not resolve"
@@ -139,6 +166,8 @@ pub struct ConnectOptions {
     pub timeout: Duration,
     pub limits: Limits,
     pub tls: Arc<rustls::ClientConfig>,
+    /// The account's access tokens when it logs in with OAuth2.
+    pub oauth2: Option<Arc<Tokens>>,
 }
 
 /// What EXAMINE reported about a mailbox.
@@ -156,6 +185,21 @@ pub struct MailboxState {
     /// QRESYNC reported more flag changes than [`MAX_REPORTED_CHANGES`];
     /// `changed` is empty and they must be read again with CHANGEDSINCE.
     pub changes_overflowed: bool,
+}
+
+/// How an open command is remembered: a FETCH of flags alone is told apart,
+/// since the flags in its responses are answers, not changes to record.
+const FLAG_FETCH: &str = "FETCH of flags";
+
+fn open_name(cmd: &Command) -> &'static str {
+    match cmd {
+        Command::UidFetch { items, .. } | Command::Fetch { items, .. }
+            if items.contains("FLAGS") && !items.contains("BODY") =>
+        {
+            FLAG_FETCH
+        }
+        _ => cmd.name(),
+    }
 }
 
 /// Flag changes (and VANISHED ranges) of one EXAMINE held in memory at most:
@@ -185,6 +229,84 @@ pub struct Session {
     /// The server reported a change (EXISTS, EXPUNGE, VANISHED, FETCH) that
     /// no command asked for; see [`Session::take_unsolicited_changes`].
     unsolicited_changes: bool,
+    /// The next [`Session::examine`] sends SELECT (see [`Session::select`]).
+    read_write: bool,
+    /// The mailbox last examined, while it is selected.
+    selected: Option<(String, UidValidity)>,
+    /// Flag changes and expunges of the selected mailbox that the server
+    /// reported unasked; see [`Session::take_reported`].
+    reported: Reported,
+}
+
+/// Changes to the selected mailbox that the server reported without being
+/// asked: in IDLE, in the middle of a FETCH, after any command. They are
+/// changes like any other and must be recorded, whether or not the server
+/// has CONDSTORE (without it, nothing else would report them before the
+/// next rescan).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reported {
+    /// The mailbox (wire name) and generation they belong to.
+    pub mailbox: Option<(String, UidValidity)>,
+    /// New flags by UID (the server named the UID: QRESYNC, or a UID in
+    /// the FETCH).
+    pub flags: Vec<(u32, Vec<String>)>,
+    /// Message sequence numbers whose flags changed, the UID not given
+    /// (IDLE without QRESYNC). Kept current through later EXPUNGEs, so they
+    /// can be asked for with `FETCH n (UID FLAGS)` while still selected.
+    pub flag_seqs: Vec<u32>,
+    /// UIDs reported gone (`VANISHED`).
+    pub vanished: Vec<(u32, u32)>,
+    /// An `EXPUNGE` (by number: which UID is learnt only by listing).
+    pub expunged: bool,
+    /// More than [`MAX_REPORTED_CHANGES`] arrived: a rescan learns them.
+    pub overflowed: bool,
+}
+
+impl Reported {
+    fn is_empty(&self) -> bool {
+        self.flags.is_empty()
+            && self.flag_seqs.is_empty()
+            && self.vanished.is_empty()
+            && !self.expunged
+            && !self.overflowed
+    }
+
+    fn size(&self) -> usize {
+        self.flags.len() + self.flag_seqs.len() + self.vanished.len()
+    }
+
+    fn note(&mut self, u: &Untagged) {
+        match u {
+            Untagged::Fetch(seq, d) if d.body.is_none() => {
+                let Some(flags) = &d.flags else { return };
+                match d.uid {
+                    Some(uid) => self.flags.push((uid.0, flags.clone())),
+                    None => self.flag_seqs.push(seq.0),
+                }
+            }
+            Untagged::Expunge(n) => {
+                let n = n.0;
+                self.flag_seqs.retain(|&s| s != n);
+                for s in &mut self.flag_seqs {
+                    if *s > n {
+                        *s -= 1;
+                    }
+                }
+                self.expunged = true;
+            }
+            Untagged::Vanished {
+                earlier: false,
+                uids,
+            } => self.vanished.extend_from_slice(uids.ranges()),
+            _ => return,
+        }
+        if self.size() > MAX_REPORTED_CHANGES {
+            self.flags = Vec::new();
+            self.flag_seqs = Vec::new();
+            self.vanished = Vec::new();
+            self.overflowed = true;
+        }
+    }
 }
 
 impl Session {
@@ -226,6 +348,9 @@ impl Session {
             bye: None,
             open_commands: HashMap::new(),
             unsolicited_changes: false,
+            read_write: false,
+            selected: None,
+            reported: Reported::default(),
         };
         let preauth = s.greeting().await?;
         if account.security == Security::Starttls {
@@ -237,10 +362,21 @@ impl Session {
             s.starttls(opts, &account.host).await?;
         }
         if !preauth {
-            s.login(account).await?;
+            match &account.auth {
+                Auth::Password(source) => s.login(account, source).await?,
+                Auth::OAuth2(_) => s.login_oauth(account, opts.oauth2.as_deref()).await?,
+            }
         }
         if s.caps.is_empty() {
             s.refresh_capabilities().await?;
+        }
+        if s.caps.has("ID") {
+            // RFC 2971: some providers want to know the client before
+            // SELECT. A refusal changes nothing; a lost connection does.
+            match s.run(&Command::Id).await {
+                Ok(_) | Err(SessionError::CommandFailed { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         if account.compress && s.caps.has("COMPRESS=DEFLATE") {
             s.run(&Command::Compress).await?;
@@ -346,14 +482,109 @@ impl Session {
         self.refresh_capabilities().await
     }
 
-    async fn login(&mut self, account: &AccountConfig) -> Result<(), SessionError> {
+    /// Logs in with an OAuth2 access token. A refused token is dropped and
+    /// a fresh one tried once (it may have been revoked or expired early);
+    /// a second refusal is the account's problem, not the token's age.
+    async fn login_oauth(
+        &mut self,
+        account: &AccountConfig,
+        tokens: Option<&Tokens>,
+    ) -> Result<(), SessionError> {
+        let mechanism = choose_oauth(
+            &self.caps,
+            self.link.is_encrypted(),
+            account.allow_plaintext,
+        )?;
+        let tokens = tokens.ok_or_else(|| {
+            SessionError::Unexpected("no OAuth2 token source for this account".into())
+        })?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let token = tokens.access_token().await?;
+            let response = sasl::initial_response(
+                mechanism,
+                &account.username,
+                &token,
+                &account.host,
+                account.port,
+            );
+            // The token is registered where it was obtained; the SASL form is
+            // registered too, so an echo of the line is masked wherever it goes.
+            crate::secret::register_sent(response.expose());
+            match self.authenticate_oauth(mechanism, response).await {
+                Err(SessionError::OAuthRefused(why)) if attempt == 1 => {
+                    tracing::info!(account = %account.name, "{why}; trying a fresh access token");
+                    tokens.forget().await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn authenticate_oauth(
+        &mut self,
+        mechanism: crate::imap::OAuthMechanism,
+        response: crate::secret::Secret,
+    ) -> Result<(), SessionError> {
+        let (mut exchange, cmd) =
+            crate::imap::OAuthExchange::start(mechanism, response, self.caps.has("SASL-IR"));
+        let tag = self.send(&cmd).await?;
+        loop {
+            let r = self.next_response().await?;
+            match r.response {
+                Response::Continuation(text) => {
+                    let answer = exchange.on_continuation(&text);
+                    if let Some(t) = self.tap.as_mut() {
+                        t(TapLine::Client("*** (SASL response)"));
+                    }
+                    self.link.write_all(answer.expose().as_bytes()).await?;
+                }
+                Response::Tagged {
+                    tag: t,
+                    status,
+                    text,
+                } if t == tag => {
+                    if status != Status::Ok {
+                        let why = match exchange.failure() {
+                            Some(f) => format!("{f}: {}", status_text(&text)),
+                            None => status_text(&text),
+                        };
+                        return Err(SessionError::OAuthRefused(why));
+                    }
+                    self.caps = match text.code {
+                        Some(Code::Capability(c)) => Capabilities::new(c),
+                        _ => Capabilities::default(),
+                    };
+                    return Ok(());
+                }
+                Response::Untagged(Untagged::Capability(c)) => self.caps = Capabilities::new(c),
+                Response::Untagged(Untagged::Status(UntaggedStatus::Bye, text)) => {
+                    self.bye = Some(text.text);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn login(
+        &mut self,
+        account: &AccountConfig,
+        source: &PasswordSource,
+    ) -> Result<(), SessionError> {
         let method = choose_auth(
             &self.caps,
             self.link.is_encrypted(),
             account.allow_plaintext,
         )?;
-        let password = account.password.resolve(&account.name)?;
+        let password = source.resolve(&account.name)?;
         let username = account.username.clone();
+        // Before anything is sent: whatever the server echoes of it from
+        // now on is masked wherever it would leave the process.
+        password.register();
+        if matches!(method, AuthMethod::PlainInitialResponse | AuthMethod::Plain) {
+            crate::secret::register_sasl_plain(&username, &password);
+        }
         let cmd = match method {
             AuthMethod::PlainInitialResponse | AuthMethod::Plain => Command::AuthenticatePlain {
                 username: username.clone(),
@@ -422,7 +653,7 @@ impl Session {
             }
         }
         self.tag_names.insert(tag.clone(), cmd.name());
-        self.open_commands.insert(tag.clone(), cmd.name());
+        self.open_commands.insert(tag.clone(), open_name(cmd));
         let parts = cmd.encode(&tag, self.caps.literal_plus());
         let mut out: Vec<u8> = Vec::new();
         for part in parts {
@@ -541,15 +772,44 @@ impl Session {
         std::mem::take(&mut self.unsolicited_changes)
     }
 
+    /// The flag changes and expunges of the selected mailbox reported
+    /// unasked since the last call, if any; see [`Reported`].
+    pub fn take_reported(&mut self) -> Option<Reported> {
+        if self.reported.is_empty() {
+            return None;
+        }
+        let mut r = std::mem::take(&mut self.reported);
+        r.mailbox = self.selected.clone();
+        r.mailbox.is_some().then_some(r)
+    }
+
     fn note_unsolicited(&mut self, r: &Received) {
         let open = |name: &str| self.open_commands.values().any(|c| *c == name);
+        // Flag changes are ours when a command asked for flags alone (its
+        // responses are applied by whoever sent it) or during EXAMINE; any
+        // other FETCH carrying FLAGS and no body is a change to record.
+        if let Response::Untagged(u) = &r.response {
+            let asked = open("EXAMINE") || open(FLAG_FETCH);
+            let recorded = match u {
+                Untagged::Fetch(..) => !asked,
+                Untagged::Expunge(_) | Untagged::Vanished { earlier: false, .. } => {
+                    !open("EXAMINE")
+                }
+                _ => false,
+            };
+            if recorded && self.selected.is_some() {
+                self.reported.note(u);
+            }
+        }
         let unasked = match &r.response {
             Response::Untagged(
                 Untagged::Exists(_)
                 | Untagged::Expunge(_)
                 | Untagged::Vanished { earlier: false, .. },
-            ) => !open("EXAMINE"),
-            Response::Untagged(Untagged::Fetch(..)) => !open("EXAMINE") && !open("UID FETCH"),
+            ) => !open("EXAMINE") && !open("SELECT"),
+            Response::Untagged(Untagged::Fetch(..)) => {
+                !open("EXAMINE") && !open("SELECT") && !open("UID FETCH") && !open(FLAG_FETCH)
+            }
             Response::Tagged { tag, .. } => {
                 self.open_commands.remove(tag);
                 false
@@ -578,8 +838,8 @@ impl Session {
             Response::Tagged { tag, .. } => self.tag_names.get(tag).copied(),
             _ => None,
         };
-        let line = render_line(&r.line);
-        let meaning = describe(&r.response, command);
+        let line = crate::secret::scrub(&render_line(&r.line)).into_owned();
+        let meaning = crate::secret::scrub(&describe(&r.response, command)).into_owned();
         tracing::trace!(account = %self.account, "S: {line}  ({meaning})");
         if let Some(t) = self.tap.as_mut() {
             t(TapLine::Server { line, meaning });
@@ -700,11 +960,27 @@ impl Session {
         qresync: Option<(UidValidity, ModSeq)>,
     ) -> Result<MailboxState, SessionError> {
         let condstore = self.caps.condstore();
-        let cmd = Command::Examine {
-            mailbox: mailbox_wire.to_owned(),
-            condstore,
-            qresync: if self.qresync_enabled { qresync } else { None },
+        let (mailbox, qresync) = (
+            mailbox_wire.to_owned(),
+            if self.qresync_enabled { qresync } else { None },
+        );
+        let cmd = match std::mem::take(&mut self.read_write) {
+            false => Command::Examine {
+                mailbox,
+                condstore,
+                qresync,
+            },
+            true => Command::Select {
+                mailbox,
+                condstore,
+                qresync,
+            },
         };
+        // Changes reported for the mailbox selected until now belong to it:
+        // whoever wants them takes them before examining another
+        // ([`Session::take_reported`]); they cannot be told apart after.
+        self.selected = None;
+        self.reported = Reported::default();
         let tag = self.send(&cmd).await?;
         let mut st = MailboxState::default();
         let mut vanished: Vec<(u32, u32)> = Vec::new();
@@ -756,12 +1032,24 @@ impl Session {
         })
         .await?;
         st.vanished = UidSet::from_ranges(vanished);
+        self.selected = st.uidvalidity.map(|v| (mailbox_wire.to_owned(), v));
         if !condstore {
             // Some servers report HIGHESTMODSEQ without advertising CONDSTORE;
             // mailfeed uses only what is advertised.
             st.highest_modseq = None;
         }
         Ok(st)
+    }
+
+    /// SELECT (read-write) instead of EXAMINE, for a folder that mailfeed
+    /// is configured to change (see `actions`); otherwise as [`Self::examine`].
+    pub async fn select(
+        &mut self,
+        mailbox_wire: &str,
+        qresync: Option<(UidValidity, ModSeq)>,
+    ) -> Result<MailboxState, SessionError> {
+        self.read_write = true;
+        self.examine(mailbox_wire, qresync).await
     }
 
     /// Ends the session politely; errors are ignored (the server may be gone).
@@ -891,6 +1179,183 @@ mod tests {
         assert!(s.take_unsolicited_changes(), "the EXISTS after the listing");
         assert!(!s.take_unsolicited_changes(), "taken once");
         drop(server.await);
+    }
+
+    /// Which flag changes and expunges are recorded as reported unasked:
+    /// not EXAMINE's own (a QRESYNC report) nor the answers to a FETCH of
+    /// flags; yes in the middle of a body FETCH, after a NOOP, in IDLE, as
+    /// VANISHED; sequence numbers follow later EXPUNGEs; nothing after the
+    /// selection changes.
+    #[tokio::test]
+    async fn changes_reported_unasked_are_kept_for_the_selected_mailbox() {
+        let (listener, port) = listen().await;
+        let server = tokio::spawn(async move {
+            let mut p = Peer::accept(&listener).await;
+            let tag = p.expect("EXAMINE").await;
+            p.send(format!(
+                "* 9 EXISTS\r\n* OK [UIDVALIDITY 5] v\r\n* 1 FETCH (UID 1 FLAGS (\\Seen))\r\n* VANISHED (EARLIER) 2\r\n{tag} OK [READ-ONLY] done\r\n"
+            ))
+            .await;
+            let tag = p.expect("UID FETCH 1:9 (UID FLAGS)").await;
+            p.send(format!("* 3 FETCH (UID 3 FLAGS ())\r\n{tag} OK done\r\n"))
+                .await;
+            let tag = p.expect("BODY.PEEK").await;
+            p.send(format!(
+                "* 4 FETCH (UID 4 FLAGS (\\Flagged))\r\n* 6 FETCH (FLAGS (\\Seen))\r\n{tag} OK done\r\n"
+            ))
+            .await;
+            let tag = p.expect("NOOP").await;
+            p.send(format!(
+                "* 8 FETCH (FLAGS (\\Draft))\r\n* 5 EXPUNGE\r\n* VANISHED 20:22\r\n{tag} OK done\r\n"
+            ))
+            .await;
+            let tag = p.expect("IDLE").await;
+            p.send("+ idling\r\n* 2 FETCH (FLAGS (\\Answered))\r\n".into())
+                .await;
+            p.expect("DONE").await;
+            p.send(format!("{tag} OK done\r\n")).await;
+            let tag = p.expect("EXAMINE").await;
+            p.send(format!(
+                "* 0 EXISTS\r\n* OK [UIDVALIDITY 6] v\r\n{tag} OK done\r\n"
+            ))
+            .await;
+            p
+        });
+        let mut s = session_on(port, Duration::from_secs(5)).await;
+        s.examine("INBOX", None).await.expect("examine");
+        assert_eq!(s.take_reported(), None, "EXAMINE's own report");
+        let scan = Command::UidFetch {
+            set: "1:9".into(),
+            items: "UID FLAGS",
+            changed_since: None,
+            vanished: false,
+        };
+        s.run(&scan).await.expect("scan");
+        assert_eq!(s.take_reported(), None, "answers to a flag scan");
+        s.run(&Command::UidFetch {
+            set: "9:9".into(),
+            items: "UID FLAGS BODY.PEEK[]",
+            changed_since: None,
+            vanished: false,
+        })
+        .await
+        .expect("fetch");
+        s.run(&Command::Noop).await.expect("noop");
+        let tag = s.send(&Command::Idle).await.expect("idle");
+        s.next_response().await.expect("+");
+        s.next_response().await.expect("change");
+        s.send_done().await.expect("done");
+        s.collect(&tag, "IDLE").await.expect("idle ends");
+        let r = s.take_reported().expect("reported");
+        assert_eq!(r.mailbox, Some(("INBOX".into(), UidValidity(5))));
+        assert_eq!(r.flags, vec![(4, vec!["\\Flagged".to_owned()])]);
+        // 6 and 8 were renumbered by the EXPUNGE of 5; 2 came after it.
+        assert_eq!(r.flag_seqs, vec![5, 7, 2]);
+        assert_eq!(r.vanished, vec![(20, 22)]);
+        assert!(r.expunged && !r.overflowed);
+        assert_eq!(s.take_reported(), None, "taken once");
+        s.examine("Other", None).await.expect("examine other");
+        assert_eq!(s.take_reported(), None);
+        drop(server.await);
+    }
+
+    /// A QRESYNC EXAMINE answered by a `VANISHED (EARLIER)` of 200,000
+    /// scattered UIDs (a 1.3 MB line) and a 1 MB CAPABILITY, with the
+    /// default limits: both are read, nothing is lost.
+    #[tokio::test]
+    async fn long_legal_lines_are_read_with_the_default_limits() {
+        let (listener, port) = listen().await;
+        let server = tokio::spawn(async move {
+            let mut p = Peer::accept(&listener).await;
+            let tag = p.expect("CAPABILITY").await;
+            let mut caps = String::from("* CAPABILITY IMAP4rev1");
+            while caps.len() < 1024 * 1024 {
+                caps.push_str(" X-LONG");
+            }
+            p.send(format!("{caps} CONDSTORE\r\n{tag} OK done\r\n"))
+                .await;
+            let tag = p.expect("EXAMINE").await;
+            let mut line = String::from("* VANISHED (EARLIER) 1");
+            for uid in (3..400_000).step_by(2) {
+                line.push_str(&format!(",{uid}"));
+            }
+            p.send(format!(
+                "* 5 EXISTS\r\n* OK [UIDVALIDITY 5] v\r\n{line}\r\n{tag} OK [READ-ONLY] done\r\n"
+            ))
+            .await;
+            p
+        });
+        let mut s = session_on(port, Duration::from_secs(5)).await;
+        s.refresh_capabilities().await.expect("1 MB CAPABILITY");
+        assert!(s.capabilities().condstore());
+        let st = s
+            .examine("INBOX", Some((UidValidity(5), ModSeq(9))))
+            .await
+            .expect("examine");
+        assert_eq!(st.vanished.len(), 200_000);
+        assert!(st.vanished.contains(399_999) && !st.vanished.contains(400_000));
+        drop(server.await);
+    }
+
+    #[test]
+    fn provider_throttling_is_a_reason_to_wait_not_a_failure() {
+        let failed = |code: Option<Code>, text: &str| SessionError::CommandFailed {
+            command: "EXAMINE",
+            status: "NO",
+            text: text.into(),
+            code,
+        };
+        let waits = [
+            failed(
+                Some(Code::Other("OVERQUOTA".into(), None)),
+                "Quota exceeded",
+            ),
+            failed(Some(Code::Other("THROTTLED".into(), None)), "slow down"),
+            failed(
+                None,
+                "Request is throttled. Suggested Backoff Time: 4162 milliseconds",
+            ),
+            failed(None, "User is authenticated but not connected."),
+            SessionError::LoginFailed("[UNAVAILABLE] try later".into()),
+            SessionError::Bye("[LIMIT] too many connections".into()),
+        ];
+        for e in &waits {
+            assert!(e.server_asks_to_wait(), "{e}");
+            assert!(!e.is_permanent(), "{e}");
+        }
+        assert!(!failed(None, "Mailbox doesn't exist").server_asks_to_wait());
+        assert!(!SessionError::LoginFailed("Authentication failed".into()).server_asks_to_wait());
+    }
+
+    /// A server that offers ID is told who the client is, right after the
+    /// greeting (PREAUTH here) and before anything else; a NO is ignored.
+    #[tokio::test]
+    async fn id_is_sent_when_offered_and_its_refusal_ignored() {
+        let (listener, port) = listen().await;
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.expect("accept");
+            let mut p = Peer::from_stream(tcp);
+            p.send("* PREAUTH [CAPABILITY IMAP4rev1 ID] hi\r\n".into())
+                .await;
+            let line = p.line().await.unwrap_or_default();
+            let tag = line.split(' ').next().unwrap_or_default().to_owned();
+            p.send(format!("{tag} NO not today\r\n")).await;
+            let tag = p.expect("NOOP").await;
+            p.send(format!("{tag} OK done\r\n")).await;
+            line
+        });
+        let mut s = session_on(port, Duration::from_secs(5)).await;
+        s.run(&Command::Noop)
+            .await
+            .expect("noop after a refused ID");
+        let line = server.await.expect("server");
+        assert_eq!(
+            line,
+            format!(
+                "a001 ID (\"name\" \"mailfeed\" \"version\" \"{}\")",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
     }
 
     /// Silence in the middle of a response is still bounded by the timeout,

@@ -10,6 +10,8 @@
 //! the cursor may move to `end`. The writer applies jobs in order, so the
 //! cursor can never be committed before those messages.
 
+pub mod progress;
+
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,6 +22,7 @@ use crate::imap::date::internal_date_to_utc;
 use crate::imap::{Body, Command, ModSeq, Response, Uid, UidSet, UidValidity, Untagged, mutf7};
 use crate::session::{ConnectOptions, MailboxState, Session, SessionError, Tap};
 use crate::store::{MailboxCursor, MailboxId, NewMessage, StoreError, StoreHandle};
+use progress::{ProgressEvent, ProgressSink};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -39,6 +42,8 @@ pub enum SyncError {
         "server listed UID {0} but did not send it, and it still exists; the folder's cursor stays below it and the next pass asks again"
     )]
     NotDelivered(u32),
+    #[error(transparent)]
+    Action(#[from] crate::actions::ActionError),
 }
 
 impl SyncError {
@@ -49,6 +54,7 @@ impl SyncError {
             SyncError::Session(_)
             | SyncError::MissingUid
             | SyncError::UidValidityChanged { .. } => true,
+            SyncError::Action(e) => e.breaks_connection(),
             _ => false,
         }
     }
@@ -145,7 +151,13 @@ pub fn batches(after: u32, listed: &UidSet, max_count: usize) -> Vec<Batch> {
 /// What one mailbox pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FolderStats {
+    /// Messages received (new, re-found, or stored before by a cut-off pass).
     pub fetched: u64,
+    /// Rows the pass added to the feed (one `new` event each).
+    pub new: u64,
+    /// Messages stored under a new UIDVALIDITY that were already in the
+    /// feed under an earlier one (linked, not shown again).
+    pub refound: u64,
     pub bytes: u64,
     pub new_generation: bool,
 }
@@ -166,9 +178,17 @@ pub struct Engine {
     pub settings: SyncConfig,
     /// Passes made per mailbox, to space out rescans (see `rescan_every`).
     pub passes: Arc<Mutex<std::collections::HashMap<MailboxId, u64>>>,
+    /// Mailboxes whose next pass must list UIDs and flags whatever the
+    /// schedule: the server reported an expunge by number, or more changes
+    /// than were held (see [`crate::session::Reported`]).
+    pub rescan_now: Arc<Mutex<std::collections::HashSet<MailboxId>>>,
     /// Rises with every message received and every batch stored: whoever
     /// runs a long sync can tell one that is moving from one that hangs.
     pub progress: Arc<AtomicU64>,
+    /// What to do on the server after storing (`crate::actions`).
+    pub actions: Arc<crate::actions::Actions>,
+    /// Told of each folder's totals and each message, when someone shows them.
+    pub sink: Option<ProgressSink>,
 }
 
 impl Engine {
@@ -178,7 +198,25 @@ impl Engine {
             opts,
             settings,
             passes: Arc::default(),
+            rescan_now: Arc::default(),
             progress: Arc::default(),
+            actions: Arc::default(),
+            sink: None,
+        }
+    }
+
+    /// The same engine reporting to `sink` (folder listings then also ask
+    /// for RFC822.SIZE, so the byte total is known up front).
+    pub fn with_sink(self, sink: ProgressSink) -> Engine {
+        Engine {
+            sink: Some(sink),
+            ..self
+        }
+    }
+
+    fn tell(&self, event: ProgressEvent<'_>) {
+        if let Some(s) = &self.sink {
+            s(event);
         }
     }
 
@@ -214,23 +252,57 @@ impl Engine {
     ) -> Result<FolderStats, SyncError> {
         let started = Instant::now();
         let (mailbox, cursor) = self.store.ensure_mailbox(account, wire_name).await?;
-        let result = self
+        let action = self
+            .actions
+            .mailbox_action(wire_name, session.capabilities());
+        self.store.set_mailbox_action(mailbox, action).await?;
+        let marks = self.store.marks().await?;
+        let mut result = self
             .sync_mailbox(session, account, wire_name, mailbox, cursor)
             .await;
+        if let Ok(stats) = &mut result {
+            // Counted in the store, after the writer has applied the pass:
+            // what consumers see, not what arrived.
+            let added = self.store.added_since(mailbox, marks).await?;
+            stats.new = added.new;
+            stats.refound = added.refound;
+        }
         let outcome = match &result {
             Ok(_) => None,
-            Err(e) => Some(e.to_string()),
+            // Stored and shown by `status`: no secret a server echoed.
+            Err(e) => Some(crate::secret::scrub(&e.to_string()).into_owned()),
         };
         // Recording the outcome must not hide the sync's own error.
+        self.tell(ProgressEvent::FolderFinished {
+            account,
+            folder: &mutf7::decode(wire_name),
+            ok: outcome.is_none(),
+        });
         let recorded = self.store.record_outcome(mailbox, outcome).await;
         let committed = self.store.commit().await;
         let stats = result?;
         recorded?;
         committed?;
+        // Only now, after the commit (the ledger syncs it to disk first).
+        if self.actions.for_wire(wire_name).changes_server()
+            && let Some(uv) = self.store.cursor(mailbox).await?.uidvalidity
+            && let Err(e) = (self.actions)
+                .run(&self.store, session, mailbox, uv, wire_name)
+                .await
+        {
+            let _ = self
+                .store
+                .record_outcome(mailbox, Some(e.to_string()))
+                .await;
+            let _ = self.store.commit().await;
+            return Err(e.into());
+        }
         tracing::debug!(
             account,
             folder = %mutf7::decode(wire_name),
             fetched = stats.fetched,
+            new = stats.new,
+            refound = stats.refound,
             ms = started.elapsed().as_millis() as u64,
             "folder synced"
         );
@@ -245,6 +317,10 @@ impl Engine {
         mailbox: MailboxId,
         cursor: MailboxCursor,
     ) -> Result<FolderStats, SyncError> {
+        // What the server reported unasked since the last pass (in IDLE,
+        // say) belongs to the mailbox still selected: recorded before
+        // EXAMINE changes the selection.
+        self.record_reported(session, account).await?;
         // QRESYNC lets EXAMINE itself report what changed since our last
         // HIGHESTMODSEQ (flags and VANISHED UIDs): no extra round trip.
         let qresync = session.enable_qresync().await?;
@@ -252,7 +328,11 @@ impl Engine {
             (Some(v), Some(m)) if qresync => Some((v, ModSeq(m))),
             _ => None,
         };
-        let state = session.examine(wire_name, known).await?;
+        let state = if self.actions.selects(wire_name, session.capabilities()) {
+            session.select(wire_name, known).await?
+        } else {
+            session.examine(wire_name, known).await?
+        };
         let mut stats = FolderStats::default();
         let folder = mutf7::decode(wire_name);
         let (uv, fetch_after) = match plan(&cursor, &state)? {
@@ -285,8 +365,22 @@ impl Engine {
             uidvalidity: uv,
         };
         if let Some(after) = fetch_after {
-            let listed = list_uids(session, after).await?;
+            let window = &self.actions.for_wire(wire_name).window;
+            // A window's UID SEARCH gives no sizes: its byte total is unknown.
+            let (listed, bytes) = match window.filters() {
+                false => list_uids(session, after, self.sink.is_some()).await?,
+                true => (
+                    crate::window::search_above(session, after, window).await?,
+                    0,
+                ),
+            };
             let plan = batches(after, &listed, self.settings.batch_size as usize);
+            self.tell(ProgressEvent::FolderStarted {
+                account,
+                folder: &ctx.folder,
+                messages: plan.iter().map(|b| b.count as u64).sum(),
+                bytes,
+            });
             self.fetch_batches(session, &ctx, &listed, &plan, &mut stats)
                 .await?;
             // UIDs below the UIDNEXT seen at EXAMINE that the later listing
@@ -298,9 +392,12 @@ impl Engine {
             // Rows that a cut-off pass stored above the old cursor and that
             // the listing (of everything above it) no longer shows were
             // expunged in between.
-            self.store
-                .reconcile_existing(mailbox, uv, (after, u32::MAX), listed)
-                .await?;
+            // (Not with a window: what it leaves out is not gone.)
+            if !window.filters() {
+                self.store
+                    .reconcile_existing(mailbox, uv, (after, u32::MAX), listed)
+                    .await?;
+            }
             if let Some(next) = state.uidnext.filter(|n| n.saturating_sub(1) > covered) {
                 let live = self.store.live_count(mailbox, uv).await?;
                 if live >= u64::from(state.exists) {
@@ -308,10 +405,25 @@ impl Engine {
                 }
             }
         }
+        // Every message of this generation is stored now: rows of an
+        // earlier one that none of them re-found are gone from the server.
+        // (Also when up to date: the pass that completed the generation may
+        // have failed just after.) Two index lookups for a mailbox that
+        // never changed UIDVALIDITY.
+        let retired = self.store.retire_unfound(mailbox, uv).await?;
+        if retired > 0 {
+            tracing::info!(account, folder = %ctx.folder, expunged = retired,
+                "messages of the earlier UIDVALIDITY not found again marked expunged");
+        }
+        self.follow_window(session, &ctx, &cursor, &mut stats)
+            .await?;
         if cursor.uidvalidity == Some(uv) && cursor.last_uid > 0 {
             self.track_changes(session, &ctx, &cursor, &state, known.is_some())
                 .await?;
         }
+        // And what it reported during this pass (a flag change in the
+        // middle of the FETCH).
+        self.record_reported(session, account).await?;
         if !state.nomodseq {
             self.store
                 .set_highest_modseq(mailbox, uv, state.highest_modseq.map(|m| m.0))
@@ -334,6 +446,12 @@ impl Engine {
         let last = cursor.last_uid;
         let mut changed = 0;
         let mut gone = 0;
+        let forced = self
+            .rescan_now
+            .lock()
+            .map(|mut m| m.remove(&ctx.mailbox))
+            .unwrap_or(true);
+        let mut scanned = false;
         let modseq_moved = match (state.highest_modseq, cursor.highest_modseq) {
             (Some(now), Some(before)) => Some(now.0 != before),
             _ => None,
@@ -364,7 +482,6 @@ impl Engine {
                     .await?;
             }
         } else {
-            let mut scanned = false;
             match modseq_moved {
                 Some(false) => {}
                 Some(true) => {
@@ -393,11 +510,81 @@ impl Engine {
                         .store
                         .reconcile_existing(ctx.mailbox, ctx.uidvalidity, (0, last), existing)
                         .await?;
+                    scanned = true;
                 }
             }
         }
+        if forced && !scanned {
+            let (existing, n) = scan_flags(self, session, ctx, last, None).await?;
+            changed += n;
+            gone += self
+                .store
+                .reconcile_existing(ctx.mailbox, ctx.uidvalidity, (0, last), existing)
+                .await?;
+        }
         if changed > 0 || gone > 0 {
             tracing::info!(account = ctx.account, folder = %ctx.folder, flags_changed = changed, expunged = gone, "changes recorded");
+        }
+        Ok(())
+    }
+
+    /// Records the changes the server reported unasked on the selected
+    /// mailbox ([`crate::session::Reported`]): flags by UID at once; flags by sequence
+    /// number after asking for their UIDs (`FETCH n (UID FLAGS)`, valid
+    /// while that mailbox stays selected); VANISHED UIDs as expunges. An
+    /// EXPUNGE by number, or more changes than were held, makes the
+    /// mailbox's next pass list its UIDs and flags.
+    async fn record_reported(&self, session: &mut Session, account: &str) -> Result<(), SyncError> {
+        let Some(reported) = session.take_reported() else {
+            return Ok(());
+        };
+        let Some((wire, uv)) = reported.mailbox.clone() else {
+            return Ok(());
+        };
+        let (mailbox, cursor) = self.store.ensure_mailbox(account, &wire).await?;
+        if cursor.uidvalidity != Some(uv) {
+            // Of a generation the store does not follow (yet): the pass
+            // that starts it fetches everything anyway.
+            return Ok(());
+        }
+        let mut flags = reported.flags;
+        if !reported.flag_seqs.is_empty() {
+            let set = UidSet::from_uids(reported.flag_seqs.iter().copied());
+            let tag = session
+                .send(&Command::Fetch {
+                    set: set.to_string(),
+                    items: "UID FLAGS",
+                })
+                .await?;
+            session
+                .collect_with(&tag, "FETCH", |u| {
+                    if let Untagged::Fetch(_, d) = u
+                        && let (Some(uid), Some(f)) = (d.uid, d.flags)
+                    {
+                        flags.push((uid.0, f));
+                    }
+                })
+                .await?;
+        }
+        let changed = if flags.is_empty() {
+            0
+        } else {
+            self.store.apply_flags(mailbox, uv, flags).await?
+        };
+        let gone = if reported.vanished.is_empty() {
+            0
+        } else {
+            let set = UidSet::from_ranges(reported.vanished);
+            self.store.mark_expunged(mailbox, uv, set).await?
+        };
+        if (reported.expunged || reported.overflowed)
+            && let Ok(mut m) = self.rescan_now.lock()
+        {
+            m.insert(mailbox);
+        }
+        if changed > 0 || gone > 0 {
+            tracing::info!(account, folder = %mutf7::decode(&wire), flags_changed = changed,
+                expunged = gone, "changes the server reported unasked recorded");
         }
         Ok(())
     }
@@ -426,7 +613,7 @@ impl Engine {
     /// pipeline is drained the missing UIDs are listed again. Those that no
     /// longer exist are passed; one that still exists is an error, so the
     /// next pass asks for it again instead of skipping it for good.
-    async fn fetch_batches(
+    pub(crate) async fn fetch_batches(
         &self,
         session: &mut Session,
         ctx: &FetchCtx<'_>,
@@ -447,7 +634,13 @@ impl Engine {
                 let b = plan[next_to_send];
                 let tag = session
                     .send(&Command::UidFetch {
-                        set: format!("{}:{}", b.after + 1, b.last),
+                        // The range, or exactly the listed UIDs when a
+                        // window left holes in it.
+                        set: if b.count as u64 == u64::from(b.last - b.after) {
+                            format!("{}:{}", b.after + 1, b.last)
+                        } else {
+                            UidSet::from_uids(listed.iter_range(b.after, b.last)).to_string()
+                        },
                         items: FETCH_ITEMS,
                         changed_since: None,
                         vanished: false,
@@ -487,6 +680,11 @@ impl Engine {
                     batch_counts[idx].0 += 1;
                     batch_counts[idx].1 += raw.len() as u64;
                     self.made_progress();
+                    self.tell(ProgressEvent::MessageReceived {
+                        account: ctx.account,
+                        folder: &ctx.folder,
+                        bytes: size,
+                    });
                     tracing::debug!(account = ctx.account, folder = %ctx.folder, uid = uid.0, bytes = raw.len(), "message received");
                     self.store
                         .save(NewMessage {
@@ -609,11 +807,11 @@ impl Engine {
     }
 }
 
-struct FetchCtx<'a> {
-    account: &'a str,
-    folder: String,
-    mailbox: MailboxId,
-    uidvalidity: UidValidity,
+pub(crate) struct FetchCtx<'a> {
+    pub(crate) account: &'a str,
+    pub(crate) folder: String,
+    pub(crate) mailbox: MailboxId,
+    pub(crate) uidvalidity: UidValidity,
 }
 
 fn uidvalidity_in(u: &Untagged) -> Option<UidValidity> {
@@ -698,38 +896,49 @@ async fn scan_flags(
 /// mailbox costs a few integers, not a response object per message. `n:*`
 /// also returns the highest message when all UIDs are below `n`, so results
 /// are filtered.
-async fn list_uids(session: &mut Session, after: u32) -> Result<UidSet, SyncError> {
+/// The UIDs above `after`, and with `sized` the sum of their RFC822.SIZE.
+async fn list_uids(
+    session: &mut Session,
+    after: u32,
+    sized: bool,
+) -> Result<(UidSet, u64), SyncError> {
     let set = format!("{}:*", after.saturating_add(1));
-    list_uids_in(session, set, |u| u > after).await
+    let items = if sized { "UID RFC822.SIZE" } else { "UID" };
+    list_uids_in(session, set, items, |u| u > after).await
 }
 
 /// Which UIDs of `set` exist on the server.
 async fn list_uid_set(session: &mut Session, set: &UidSet) -> Result<UidSet, SyncError> {
-    list_uids_in(session, set.to_string(), |u| set.contains(u)).await
+    let (uids, _) = list_uids_in(session, set.to_string(), "UID", |u| set.contains(u)).await?;
+    Ok(uids)
 }
 
-/// `UID FETCH set (UID)`, keeping the UIDs that `wanted` accepts (a server
-/// answers `n:*` with the last message even when its UID is below n).
+/// `UID FETCH set (items)`, keeping the UIDs that `wanted` accepts (a server
+/// answers `n:*` with the last message even when its UID is below n), and
+/// the sum of their RFC822.SIZE when `items` asks for it.
 async fn list_uids_in(
     session: &mut Session,
     set: String,
+    items: &'static str,
     wanted: impl Fn(u32) -> bool,
-) -> Result<UidSet, SyncError> {
+) -> Result<(UidSet, u64), SyncError> {
     let tag = session
         .send(&Command::UidFetch {
             set,
-            items: "UID",
+            items,
             changed_since: None,
             vanished: false,
         })
         .await?;
     let mut ranges = RangeBuilder::default();
+    let mut bytes = 0u64;
     loop {
         let r = session.next_response().await?;
         match r.response {
             Response::Untagged(Untagged::Fetch(_, d)) => {
                 if let Some(Uid(uid)) = d.uid.filter(|u| wanted(u.0)) {
                     ranges.push(uid);
+                    bytes = bytes.saturating_add(d.rfc822_size.unwrap_or(0));
                 }
             }
             Response::Tagged {
@@ -738,7 +947,7 @@ async fn list_uids_in(
                 text,
             } if t == tag => {
                 crate::session::completion("UID FETCH", status, text)?;
-                return Ok(ranges.finish());
+                return Ok((ranges.finish(), bytes));
             }
             Response::Tagged { tag: t, .. } => {
                 return Err(SessionError::Unexpected(format!(
@@ -990,3 +1199,6 @@ mod tests {
         assert_eq!(set.ranges(), &[(1, 100_000), (200_000, 200_000)]);
     }
 }
+
+#[cfg(test)]
+mod unsolicited_tests;

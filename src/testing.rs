@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::config::{AccountConfig, PasswordSource, Security};
+use crate::config::{AccountConfig, Auth, PasswordSource, Security};
 use crate::imap::Limits;
 use crate::secret::Secret;
 use crate::session::{ConnectOptions, Session};
@@ -28,12 +28,14 @@ pub fn account(port: u16) -> AccountConfig {
         allow_plaintext: true,
         ca_file: None,
         username: "u".into(),
-        password: PasswordSource::Inline(Secret::new("p")),
+        tls_fingerprint: None,
+        auth: Auth::Password(PasswordSource::Inline(Secret::new("p"))),
         folders: vec!["INBOX".into()],
         idle: true,
         max_connections: 1,
         poll_interval: Duration::from_secs(300),
         compress: false,
+        actions: Default::default(),
     }
 }
 
@@ -42,6 +44,7 @@ pub fn options(timeout: Duration) -> ConnectOptions {
         timeout,
         limits: Limits::default(),
         tls: crate::transport::tls_config(None).expect("tls config"),
+        oauth2: None,
     }
 }
 
@@ -68,6 +71,13 @@ impl Peer {
         };
         p.send(GREETING.into()).await;
         p
+    }
+
+    /// A connection not yet greeted (the test sends its own greeting).
+    pub fn from_stream(tcp: TcpStream) -> Peer {
+        Peer {
+            reader: BufReader::new(tcp),
+        }
     }
 
     /// The next line from the client, without CRLF; None when it closed.

@@ -12,6 +12,12 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+pub mod certificate;
+pub mod trust;
+
+pub use certificate::{CertificateInfo, Fingerprint};
+pub use trust::Presented;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     #[error("cannot resolve host `{host}`: {source}")]
@@ -31,6 +37,9 @@ pub enum TransportError {
         addr: String,
         source: std::io::Error,
     },
+    /// A pinned or self-anchored certificate refused, in plain words.
+    #[error("TLS handshake with {addr} failed: {message}")]
+    Certificate { addr: String, message: String },
     #[error("`{host}` is not a valid TLS server name")]
     ServerName { host: String },
     #[error("reading CA file {path}: {message}")]
@@ -49,6 +58,27 @@ pub enum TransportError {
 const MAX_DEFLATE_INPUT: usize = 1 << 20;
 
 impl TransportError {
+    /// The handshake's error; the verifier's own refusals (pin mismatch,
+    /// expired pin) keep their words instead of rustls's debug form.
+    fn from_handshake(addr: String, source: std::io::Error) -> TransportError {
+        if let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) = source
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+            && let Some(pin) = o.0.downcast_ref::<trust::PinError>()
+        {
+            return TransportError::Certificate {
+                addr,
+                message: pin.to_string(),
+            };
+        }
+        TransportError::Tls { addr, source }
+    }
+
+    /// True when a pinned certificate (`tls_fingerprint`) was refused.
+    pub fn is_pin_refused(&self) -> bool {
+        matches!(self, TransportError::Certificate { .. })
+    }
+
     /// True when the certificate is valid but names another host.
     pub fn is_wrong_host_certificate(&self) -> bool {
         match self {
@@ -64,6 +94,7 @@ impl TransportError {
     /// mistake, which deserves its own hint).
     pub fn is_untrusted_certificate(&self) -> bool {
         match self {
+            TransportError::Certificate { .. } => true,
             TransportError::Tls { source, .. } => {
                 let text = source.to_string();
                 text.contains("invalid peer certificate") || text.contains("UnknownIssuer")
@@ -76,12 +107,27 @@ impl TransportError {
 /// Builds the TLS client configuration: the system's trust anchors plus, when
 /// configured, the certificates of a PEM `ca_file`.
 pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, TransportError> {
+    Ok(tls_setup(ca_file, None)?.0)
+}
+
+/// Like [`tls_config`], with an optional pinned certificate
+/// (`tls_fingerprint`), and a handle on the certificate the server presents
+/// (for `check`). See [`trust`] for what is accepted.
+pub fn tls_setup(
+    ca_file: Option<&Path>,
+    pin: Option<Fingerprint>,
+) -> Result<(Arc<rustls::ClientConfig>, Presented), TransportError> {
+    let setup_error = |message: String| TransportError::CaFile {
+        path: "(TLS setup)".into(),
+        message,
+    };
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for cert in native.certs {
         // A broken system certificate must not stop the others from working.
         let _ = roots.add(cert);
     }
+    let mut anchors = Vec::new();
     if let Some(path) = ca_file {
         let shown = path.display().to_string();
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
@@ -100,23 +146,41 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, T
                 message: "no PEM certificate found in the file".into(),
             });
         }
-        for cert in certs {
-            roots.add(cert).map_err(|e| TransportError::CaFile {
-                path: shown.clone(),
-                message: e.to_string(),
-            })?;
+        for cert in &certs {
+            // A server certificate that webpki cannot use as a root (no
+            // CA:TRUE, or otherwise odd) is still trusted as itself.
+            let _ = roots.add(cert.clone());
         }
+        anchors = certs;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let webpki = if roots.is_empty() {
+        None
+    } else {
+        Some(
+            rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider.clone(),
+            )
+            .build()
+            .map_err(|e| setup_error(e.to_string()))?,
+        )
+    };
+    let presented = Presented::default();
+    let verifier = trust::Verifier::new(
+        webpki,
+        provider.signature_verification_algorithms,
+        anchors,
+        pin,
+        presented.clone(),
+    );
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| TransportError::CaFile {
-            path: "(TLS setup)".into(),
-            message: e.to_string(),
-        })?
-        .with_root_certificates(roots)
+        .map_err(|e| setup_error(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), presented))
 }
 
 enum Stream {
@@ -301,12 +365,7 @@ impl Link {
         let connector = TlsConnector::from(config);
         let tls = match tokio::time::timeout(self.timeout, connector.connect(name, tcp)).await {
             Ok(Ok(s)) => s,
-            Ok(Err(source)) => {
-                return Err(TransportError::Tls {
-                    addr: self.addr,
-                    source,
-                });
-            }
+            Ok(Err(source)) => return Err(TransportError::from_handshake(self.addr, source)),
             Err(_) => {
                 return Err(TransportError::ConnectTimeout {
                     addr: self.addr,
@@ -466,7 +525,40 @@ fn set_keepalive(tcp: &TcpStream) {
     let _ = sock.set_tcp_keepalive(&ka);
 }
 
+/// A byte stream for another protocol (the OAuth2 token endpoint's HTTP).
+pub trait AsyncIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> AsyncIo for T {}
+
+/// A listener on 127.0.0.1 only: where the browser comes back to
+/// `mailfeed auth` after signing in (RFC 8252's loopback redirect).
+pub struct LoopbackListener(tokio::net::TcpListener);
+
+impl LoopbackListener {
+    /// Binds a free port on 127.0.0.1; returns the listener and its port.
+    pub async fn bind() -> std::io::Result<(LoopbackListener, u16)> {
+        let l = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
+        let port = l.local_addr()?.port();
+        Ok((LoopbackListener(l), port))
+    }
+
+    /// The next connection (the caller bounds its reads and writes).
+    pub async fn accept(&self) -> std::io::Result<Box<dyn AsyncIo>> {
+        let (s, _) = self.0.accept().await?;
+        Ok(Box::new(s))
+    }
+}
+
 impl Link {
+    /// The connected stream itself, for a protocol that does its own
+    /// framing (HTTP); reads and writes are then the caller's to bound.
+    pub fn into_io(self) -> Result<Box<dyn AsyncIo>, TransportError> {
+        match self.stream {
+            Stream::Plain(s) => Ok(Box::new(s)),
+            Stream::Tls(s) => Ok(s),
+            Stream::Closed => Err(TransportError::Io(closed())),
+        }
+    }
+
     /// A link that is not connected, used only while a real one is moved out
     /// for a TLS upgrade; any IO on it fails.
     pub(crate) fn placeholder() -> Link {

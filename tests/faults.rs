@@ -6,9 +6,11 @@
 //!   it succeeds; the database must then equal the server exactly: the same
 //!   (mailbox, UIDVALIDITY, UID) set, identical bytes, one row, one raw copy
 //!   and one `new` event per message, and `PRAGMA integrity_check` = ok.
-//! * `sigkill_at_random_moments`: `sync` is SIGKILLed at random moments many
-//!   times (in rounds on fresh databases), the database must stay intact
-//!   after every kill, and one clean sync must then give exact equality.
+//! * `sigkill_at_random_moments`: through a throttled link, `sync` is
+//!   SIGKILLed at random moments of its transfer many times (in rounds on
+//!   fresh databases); at least 90% of the kills must land mid-sync, the
+//!   database must stay intact after every kill, and one clean sync must
+//!   then give exact equality.
 //! * `long_reader_never_blocks_the_writer`: a reader holding a read
 //!   transaction open across two syncs neither blocks them nor sees a torn
 //!   state.
@@ -154,6 +156,36 @@ fn assert_exact(setup: &Setup, truth: &Truth, context: &str) {
         0,
         "{context}: nothing is truncated at the default limit"
     );
+    assert_index_exact(&conn, context);
+}
+
+/// The search index holds exactly the feed: one entry per `message_feed`
+/// row (none twice, none skipped), the watermark at the last message, and
+/// FTS5's own check that the index equals what its source view gives.
+fn assert_index_exact(conn: &rusqlite::Connection, context: &str) {
+    let ids = |sql: &str| -> Vec<i64> {
+        conn.prepare(sql)
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .expect(sql)
+    };
+    assert_eq!(
+        ids("SELECT id FROM message_search_docsize ORDER BY id"),
+        ids("SELECT id FROM message_feed ORDER BY id"),
+        "{context}: search index entries = feed rows"
+    );
+    let (through, last): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT indexed_through FROM search_watermark),
+                    (SELECT coalesce(max(id), 0) FROM messages)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("watermark");
+    assert_eq!(through, last, "{context}: search watermark");
+    conn.execute_batch(
+        "INSERT INTO message_search (message_search, rank) VALUES ('integrity-check', 1)",
+    )
+    .unwrap_or_else(|e| panic!("{context}: search index differs from its source: {e}"));
 }
 
 fn text(b: &[u8]) -> String {
@@ -250,45 +282,83 @@ fn spawn_sync(setup: &Setup) -> Child {
         .expect("spawn mailfeed")
 }
 
+/// Bytes of mail stored so far (every generation, all folders).
+fn stored_bytes(setup: &Setup) -> u64 {
+    if !setup.db.exists() {
+        return 0;
+    }
+    setup
+        .db()
+        .query_row(
+            "SELECT coalesce(sum(length(raw)), 0) FROM message_raw",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n as u64)
+        .unwrap_or(0)
+}
+
+/// The link is throttled (the proxy forwards the server's bytes in pieces
+/// of up to 8 KiB, 2 ms apart), so a sync of the corpus takes seconds and
+/// each kill is aimed into what is left of the transfer: it waits until
+/// the new run's connection carries mail, then strikes within 70% of the
+/// time the rest would take at the measured rate. A kill "lands mid-sync"
+/// when the process was still running and the database, after it, lacks
+/// messages: the transfer was under way. At least 90% must land so.
 #[test]
 fn sigkill_at_random_moments() {
     let (dc, truth) = loaded_dovecot(23);
     let kills = env_u64("MAILFEED_KILLS", 50);
-    const PER_ROUND: u64 = 5;
+    let total_bytes: u64 = truth
+        .0
+        .values()
+        .flat_map(|(_, m)| m.iter().map(|(_, b)| b.len() as u64))
+        .sum();
+    let throttle = |_| support::fault_proxy::Fault::Drip {
+        bytes: u64::MAX,
+        max_piece: 8 * 1024,
+        delay: Duration::from_millis(2),
+    };
+    let proxy = FaultProxy::start(dc.plain_port(), throttle);
+    let config = "batch_size = 30";
 
-    // How long one full sync takes here: kills fall anywhere in it.
+    // How long a whole transfer takes through the throttle.
     let full = {
-        let setup = setup_for(dc.plain_port(), "batch_size = 30");
+        let setup = setup_for(proxy.port(), config);
         let t = Instant::now();
         setup.sync_ok();
         assert_exact(&setup, &truth, "calibration run");
         t.elapsed()
     };
-    let window = full.as_micros() as u64 * 12 / 10;
 
     let started = Instant::now();
     let mut rng = Rng(0x5EED_0000_0000_0017);
-    let (mut landed, mut spawned, mut round) = (0, 0, 0);
-    while landed < kills {
+    let (mut landed, mut spawned, mut round) = (0u64, 0u64, 0);
+    while spawned < kills {
         round += 1;
-        let setup = setup_for(dc.plain_port(), "batch_size = 30");
-        // Each kill leaves less to do; a run that finished before its kill
-        // halves the window, so later kills still land mid-sync.
-        let mut win = window;
-        for _ in 0..PER_ROUND {
-            if landed >= kills {
-                break;
-            }
+        let setup = setup_for(proxy.port(), config);
+        // Up to ten kills on one database, while more than a fifth is left
+        // to fetch; then a clean sync must complete it exactly.
+        let mut this_round = 0;
+        while spawned < kills && this_round < 10 && stored_bytes(&setup) < total_bytes * 4 / 5 {
             spawned += 1;
-            assert!(spawned < kills * 6, "kills keep missing running syncs");
+            this_round += 1;
+            let before = stored_bytes(&setup);
+            let connections = proxy.down_bytes().len();
             let mut child = spawn_sync(&setup);
-            let at = Duration::from_micros(rng.below(win));
-            std::thread::sleep(at);
-            if child.try_wait().expect("try_wait").is_some() {
-                win = (win / 2).max(1_000);
-            } else {
-                landed += 1;
+            // The transfer has begun once the run's connections carry more
+            // than a login and an EXAMINE.
+            let t0 = Instant::now();
+            while proxy.down_bytes().iter().skip(connections).sum::<u64>() < 16 * 1024
+                && t0.elapsed() < Duration::from_secs(30)
+                && child.try_wait().expect("try_wait").is_none()
+            {
+                std::thread::sleep(Duration::from_millis(1));
             }
+            let left = full.as_micros() as u64 * (total_bytes - before) / total_bytes;
+            let at = Duration::from_micros(rng.below((left * 7 / 10).max(1_000)));
+            std::thread::sleep(at);
+            let running = child.try_wait().expect("try_wait").is_none();
             let _ = child.kill(); // SIGKILL
             let status = child.wait().expect("wait");
             let mut stderr = String::new();
@@ -308,13 +378,133 @@ fn sigkill_at_random_moments() {
                     .expect("integrity_check after kill");
                 assert_eq!(ok, "ok", "round {round}, kill at {at:?}");
             }
+            if running && stored_bytes(&setup) < total_bytes {
+                landed += 1;
+            }
         }
         setup.sync_ok();
         assert_exact(&setup, &truth, &format!("round {round} after kills"));
     }
     eprintln!(
-        "{landed} kills of a running sync ({spawned} runs) in {round} rounds, full sync {full:?}, in {:?}",
+        "{landed} of {spawned} kills landed mid-sync ({}%) in {round} rounds; \
+         {} messages, {total_bytes} bytes; a throttled full sync takes {full:?}; in {:?}",
+        landed * 100 / spawned.max(1),
+        truth.total(),
         started.elapsed()
+    );
+    assert!(
+        landed * 10 >= spawned * 9,
+        "only {landed} of {spawned} kills landed mid-sync"
+    );
+}
+
+/// How far the index trails after a kill: (watermark, last message id), or
+/// `None` when the kill came before the migrations were all applied (each
+/// commits on its own, so the database is an older, valid schema that the
+/// next run completes).
+fn watermark(setup: &Setup) -> Option<(i64, i64)> {
+    let conn = setup.db();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("user_version");
+    let has_watermark: bool = conn
+        .query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'search_watermark'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("schema");
+    if !has_watermark {
+        assert!(
+            version < 7,
+            "schema version {version} without a search watermark"
+        );
+        return None;
+    }
+    Some(
+        conn.query_row(
+            "SELECT (SELECT indexed_through FROM search_watermark),
+                    (SELECT coalesce(max(id), 0) FROM messages)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("watermark"),
+    )
+}
+
+/// The search index is filled behind the feed, in batches of its own
+/// transactions; a SIGKILL that finds it behind (some messages stored, not
+/// yet indexed) leaves a database whose index the next start completes, with
+/// no message indexed twice or skipped. Syncs are killed at random moments
+/// until enough kills have found the index behind the feed; each round ends
+/// with a clean sync that must give the exact index.
+#[test]
+fn sigkill_during_search_indexing() {
+    let dc = Dovecot::start_with_users(&[(USER, PASS)]).expect("start dovecot");
+    dc.create_folder(USER, "Archive").expect("create");
+    // Enough text that indexing it takes a while.
+    dc.append_many(USER, "INBOX", &corpus::sized(1_500, 31, 2_000, 20_000))
+        .expect("append");
+    dc.append_many(USER, "Archive", &corpus::varied(100, 31))
+        .expect("append");
+    let truth = Truth::read(&dc);
+    let kills = env_u64("MAILFEED_INDEX_KILLS", 12);
+
+    let full = {
+        let setup = setup_for(dc.plain_port(), "");
+        let t = Instant::now();
+        let out = setup.sync_ok();
+        let log = text(&out.stderr);
+        assert!(log.contains("feed complete"), "{log}");
+        assert!(log.contains("search index complete"), "{log}");
+        assert_exact(&setup, &truth, "calibration run");
+        t.elapsed()
+    };
+    let window = full.as_micros() as u64 * 12 / 10;
+
+    let mut rng = Rng(0x5EED_0000_0000_1D3C);
+    let (mut landed, mut spawned, mut round) = (0, 0, 0);
+    while landed < kills {
+        round += 1;
+        let setup = setup_for(dc.plain_port(), "");
+        let mut win = window;
+        for _ in 0..3 {
+            spawned += 1;
+            assert!(spawned < kills * 10, "kills keep missing the indexing");
+            let mut child = spawn_sync(&setup);
+            let at = Duration::from_micros(rng.below(win));
+            std::thread::sleep(at);
+            let _ = child.kill(); // SIGKILL
+            child.wait().expect("wait");
+            let mut stderr = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut stderr);
+            }
+            assert!(
+                !stderr.contains("panicked"),
+                "panic before the kill:\n{stderr}"
+            );
+            if !setup.db.exists() {
+                continue;
+            }
+            let ok: String = setup
+                .db()
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .expect("integrity_check after kill");
+            assert_eq!(ok, "ok", "round {round}, kill at {at:?}");
+            match watermark(&setup) {
+                Some((through, last)) if through < last => landed += 1,
+                // Caught up before the kill: later kills in this round come
+                // sooner, while the index may still be behind.
+                _ => win = (win / 2).max(1_000),
+            }
+        }
+        setup.sync_ok();
+        assert_exact(&setup, &truth, &format!("round {round} after kills"));
+    }
+    eprintln!(
+        "{landed} kills left the index behind the feed ({spawned} runs, {round} rounds, full sync {full:?})"
     );
 }
 

@@ -160,6 +160,36 @@ fn case(name: &'static str, script: Vec<Step>, expect: Expect) -> Case {
 
 const NO_AUTH: &[&str] = &["AUTHENTICATE", "LOGIN"];
 
+/// The account's password; no row may make it (in any form mailfeed sent
+/// it in) appear on stdout, in the trace log, or in the database.
+const PASSWORD: &str = "hostile-pw-Zq9";
+
+/// Every form of the credentials mailfeed sends: the password, the SASL
+/// PLAIN response, and the part of it that encodes the password.
+fn secret_forms() -> Vec<String> {
+    use base64::Engine;
+    let sasl = base64::engine::general_purpose::STANDARD.encode(format!("\0hostile\0{PASSWORD}"));
+    let part = sasl[12..].to_owned();
+    vec![PASSWORD.to_owned(), sasl, part]
+}
+
+/// A server that answers login with `echo` (credentials in it) before its
+/// OK, then serves the mailbox correctly: the sync succeeds, and the echo
+/// shows nothing.
+fn echoing(name: &'static str, echo: &'static str) -> Case {
+    case(
+        name,
+        vec![
+            send(GREETING),
+            expect("AUTHENTICATE PLAIN"),
+            send(echo),
+            send("$T OK [CAPABILITY IMAP4rev1] logged in\r\n"),
+            Step::Serve(mailbox()),
+        ],
+        Stores(&[1, 2, 3]),
+    )
+}
+
 /// The table: every hostile stream and the behaviour expected of mailfeed.
 fn cases() -> Vec<Case> {
     let line_1mb = {
@@ -903,6 +933,34 @@ fn cases() -> Vec<Case> {
                 stored: &[],
             },
         ),
+        // ---- a server that echoes the credentials it was sent --------------
+        case(
+            "echoed-credentials-in-a-tag",
+            with(
+                login(),
+                [
+                    expect("EXAMINE INBOX"),
+                    send("$A OK [READ-ONLY] done\r\n"),
+                    stall(),
+                ],
+            ),
+            Fails {
+                any: &["tagged reply for unknown tag `***`"],
+                stored: &[],
+            },
+        ),
+        echoing(
+            "echoed-credentials-in-an-untagged-bad",
+            "* BAD $A: unknown command\r\n",
+        ),
+        echoing(
+            "echoed-credentials-in-an-alert",
+            "* OK [ALERT] you sent $A, that is hostile-pw-Zq9\r\n",
+        ),
+        echoing(
+            "echoed-credentials-in-a-literal",
+            "* LIST () \"/\" {$#}\r\n$A\r\n* LIST () \"/\" {14}\r\nhostile-pw-Zq9\r\n",
+        ),
     ];
     v.sort_by_key(|c| c.name);
     v
@@ -913,6 +971,7 @@ fn run_bounded(setup: &Setup, args: &[&str]) -> (Output, u64, Duration) {
     let t = Instant::now();
     let mut child = setup
         .command(args)
+        .env("RUST_LOG", "mailfeed=trace")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -963,6 +1022,32 @@ fn stored(setup: &Setup) -> Vec<(u32, u32, Vec<u8>)> {
     setup.stored("test", "INBOX")
 }
 
+/// Where a form of the credentials appears, if anywhere: stdout, the
+/// trace log on stderr, or any file of the database (WAL included; not
+/// the configuration, which holds the password by design).
+fn leaked(setup: &Setup, stdout: &str, stderr: &str) -> Option<String> {
+    for form in secret_forms() {
+        if stdout.contains(&form) {
+            return Some(format!("stdout (`{form}`)"));
+        }
+        if stderr.contains(&form) {
+            return Some(format!("the log (`{form}`)"));
+        }
+        let db_name = setup.db.file_name()?.to_string_lossy().into_owned();
+        let dir = setup.db.parent()?;
+        for entry in std::fs::read_dir(dir).ok()?.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with(&db_name) {
+                continue;
+            }
+            let bytes = std::fs::read(entry.path()).unwrap_or_default();
+            if bytes.windows(form.len()).any(|w| w == form.as_bytes()) {
+                return Some(format!("{} (`{form}`)", entry.path().display()));
+            }
+        }
+    }
+    None
+}
+
 /// Runs one case; returns a description of what went wrong, if anything.
 fn run_case(c: Case) -> Result<String, String> {
     let name = c.name;
@@ -975,11 +1060,13 @@ fn run_case(c: Case) -> Result<String, String> {
         mode: c.mode,
         ca_file: None,
         user: "hostile",
-        password: "hostile-pw-Zq9",
+        password: PASSWORD,
         folders: &["INBOX"],
         extra: "",
     };
-    let setup = Setup::new(&[acc], "timeout = \"2s\"");
+    // A line bound below the default, so the 1 MB line without CRLF is
+    // refused quickly.
+    let setup = Setup::new(&[acc], "timeout = \"2s\"\nmax_line_size = \"64KiB\"");
     let (out, peak_kb, took) = run_bounded(&setup, &["sync"]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -993,6 +1080,9 @@ fn run_case(c: Case) -> Result<String, String> {
     };
     if stderr.contains("panicked") || stdout.contains("panicked") {
         return Err(format!("{name}: panicked\n{}", ctx()));
+    }
+    if let Some(leak) = leaked(&setup, &stdout, &stderr) {
+        return Err(format!("{name}: a secret appeared in {leak}\n{}", ctx()));
     }
     if peak_kb > MAX_RSS_KB {
         return Err(format!("{name}: peak RSS {peak_kb} KiB\n{}", ctx()));
@@ -1227,7 +1317,10 @@ fn literal_claim_of_4_gib_allocates_only_what_arrives() {
 
 #[test]
 fn line_without_crlf_is_bounded() {
-    let mut r = reader(1024 * 1024);
+    let mut r = mailfeed::imap::ResponseReader::new(mailfeed::imap::Limits {
+        max_line: 128 * 1024,
+        ..Default::default()
+    });
     let peak = peak_of(|| {
         let chunk = vec![b'x'; 4096];
         let mut failed = None;
@@ -1238,7 +1331,93 @@ fn line_without_crlf_is_bounded() {
             }
         }
         let e = failed.expect("a 1 MiB line must be refused");
-        assert!(e.to_string().contains("longer than"), "{e}");
+        assert!(e.to_string().contains("longer than 131072 bytes"), "{e}");
+        assert!(e.to_string().contains("sync.max_line_size"), "{e}");
     });
-    assert!(peak < 256 * 1024, "a long line allocated {peak} bytes");
+    assert!(peak < 512 * 1024, "a long line allocated {peak} bytes");
+}
+
+/// Legal long lines within the default bound are read, holding a small
+/// multiple of the line: a 1 MB CAPABILITY and a QRESYNC `VANISHED
+/// (EARLIER)` of 200,000 scattered UIDs (1.3 MB).
+#[test]
+fn long_legal_lines_are_read_within_a_multiple_of_their_size() {
+    use mailfeed::imap::{Response, Untagged};
+    let mut caps = b"* CAPABILITY IMAP4rev1".to_vec();
+    let mut n = 0;
+    while caps.len() < 1024 * 1024 {
+        caps.extend_from_slice(format!(" X-LONG-CAPABILITY-{n}").as_bytes());
+        n += 1;
+    }
+    caps.extend_from_slice(b"\r\n");
+    let mut vanished = b"* VANISHED (EARLIER) 1".to_vec();
+    for uid in (3..400_000).step_by(2) {
+        vanished.extend_from_slice(format!(",{uid}").as_bytes());
+    }
+    vanished.extend_from_slice(b"\r\n");
+    for (line, what) in [(&caps, "CAPABILITY"), (&vanished, "VANISHED")] {
+        let mut r = reader(100 * 1000 * 1000);
+        let mut got = None;
+        let peak = peak_of(|| {
+            for chunk in line.chunks(64 * 1024) {
+                r.feed(chunk).expect(what);
+            }
+            got = r.pop().map(|x| x.response);
+        });
+        match got {
+            Some(Response::Untagged(Untagged::Capability(c))) => {
+                assert_eq!(c.len(), n + 1, "{what}");
+            }
+            Some(Response::Untagged(Untagged::Vanished { earlier, uids })) => {
+                assert!(earlier);
+                assert_eq!(uids.len(), 200_000, "{what}");
+                assert!(uids.contains(399_999) && !uids.contains(2));
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+        eprintln!(
+            "{what}: {} bytes read, peak {peak} bytes allocated",
+            line.len()
+        );
+        assert!(
+            peak < 6 * line.len(),
+            "{what} of {} bytes allocated {peak} bytes",
+            line.len()
+        );
+    }
+}
+
+/// `check` prints the conversation: a server that echoes the credentials
+/// in an ALERT, an untagged BAD and a literal shows them masked there too.
+#[test]
+fn check_transcript_masks_echoed_credentials() {
+    let script = vec![
+        send(GREETING),
+        expect("AUTHENTICATE PLAIN"),
+        send(
+            "* OK [ALERT] you sent $A\r\n* BAD $A hostile-pw-Zq9\r\n* LIST () \"/\" {$#}\r\n$A\r\n$T OK [CAPABILITY IMAP4rev1] logged in\r\n",
+        ),
+        Step::Serve(mailbox()),
+    ];
+    let server = FakeServer::start(vec![script]);
+    let acc = Account {
+        name: "test",
+        port: server.port(),
+        mode: Mode::Plain,
+        ca_file: None,
+        user: "hostile",
+        password: PASSWORD,
+        folders: &["INBOX"],
+        extra: "",
+    };
+    let setup = Setup::new(&[acc], "timeout = \"2s\"");
+    let (out, _, _) = run_bounded(&setup, &["check"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(leaked(&setup, &stdout, &stderr), None, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("S: * OK [ALERT] you sent ***"),
+        "the echo is shown, masked:\n{stdout}"
+    );
 }

@@ -715,6 +715,120 @@ fn courier_uidvalidity_change() {
     uidvalidity_change(&co, "INBOX.Box");
 }
 
+/// Without CONDSTORE and with no rescan ever, a flag change made by a
+/// second client while `mailfeed run` idles reaches the database only as
+/// the server's unsolicited `FETCH (FLAGS ...)` in IDLE: each change is one
+/// event within the IDLE latency.
+#[test]
+fn courier_flag_change_while_idling_is_an_event_without_condstore() {
+    // Courier's IDLE re-reads the folder every IMAP_IDLE_TIMEOUT seconds:
+    // 1 s here, so the latency is that of the server, not of the test.
+    let co = Courier::start_with(courier::Options {
+        users: vec![(USER.into(), PASS.into())],
+        idle_timeout_secs: 1,
+    })
+    .expect("start Courier");
+    co.append_many(USER, "INBOX", &corpus::varied(5, 71))
+        .expect("append");
+    let setup = Setup::new(
+        &[Account {
+            name: "test",
+            port: co.plain_port(),
+            mode: Mode::Plain,
+            ca_file: None,
+            user: USER,
+            password: PASS,
+            folders: &["INBOX"],
+            extra: "",
+        }],
+        "rescan_every = 0",
+    );
+    setup.sync_ok();
+    let log = setup.dir.path().join("run.log");
+    let child = setup
+        .command(&["run"])
+        .env("RUST_LOG", "mailfeed=trace")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn mailfeed run");
+    let _run = Running(child, log.clone());
+    wait_for("mailfeed to enter IDLE", Duration::from_secs(20), || {
+        std::fs::read_to_string(&log).is_ok_and(|l| {
+            l.lines().any(|line| {
+                line.split("C: ")
+                    .nth(1)
+                    .is_some_and(|rest| rest.split_whitespace().nth(1) == Some("IDLE"))
+            })
+        })
+    });
+    let mut c = co.login(USER).expect("login");
+    c.select("INBOX").expect("select");
+    let uids = c.uids().expect("uids");
+    let before = events(&setup, "flags", "INBOX");
+    assert!(before.is_empty(), "{before:?}");
+    c.add_flags(&[uids[1]], &["\\Flagged"]).expect("flag");
+    let took = wait_for(
+        "the flag change as an event",
+        Duration::from_secs(10),
+        || events(&setup, "flags", "INBOX") == vec![uids[1]],
+    );
+    eprintln!("courier: flag change in IDLE recorded after {took:?}");
+    assert_eq!(flags_of(&setup, "INBOX", uids[1]), "\\Flagged");
+    c.remove_flags(&[uids[1]], &["\\Flagged"]).expect("unflag");
+    c.add_flags(&[uids[3]], &["\\Answered"]).expect("answer");
+    c.logout().expect("logout");
+    let took = wait_for("both changes as events", Duration::from_secs(10), || {
+        events(&setup, "flags", "INBOX") == vec![uids[1], uids[1], uids[3]]
+    });
+    eprintln!("courier: two more changes recorded after {took:?}");
+    assert_eq!(flags_of(&setup, "INBOX", uids[1]), "");
+    assert_eq!(flags_of(&setup, "INBOX", uids[3]), "\\Answered");
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !log_text.contains("UID FETCH 1:"),
+        "no rescan was needed:\n{log_text}"
+    );
+}
+
+/// The UIDVALIDITY story of `support::generations` on a server.
+fn uidvalidity_story<S: TestServer>(srv: &S, folder: &str) {
+    let msgs: Vec<Vec<u8>> = corpus::varied(10, 91)
+        .iter()
+        .map(|m| cyrus_safe(m))
+        .collect();
+    let fresh: Vec<Vec<u8>> = corpus::varied(2, 92)
+        .iter()
+        .map(|m| cyrus_safe(m))
+        .collect();
+    let setup = Setup::new(
+        &[Account {
+            name: "test",
+            port: srv.plain_port(),
+            mode: Mode::Plain,
+            ca_file: None,
+            user: USER,
+            password: PASS,
+            folders: &[folder],
+            extra: "",
+        }],
+        "rescan_every = 1",
+    );
+    support::generations::uidvalidity_story(srv, USER, &setup, folder, &msgs, &fresh);
+}
+
+#[test]
+fn cyrus_uidvalidity_change_keeps_the_visible_rows_true() {
+    let cy = Cyrus::start_with_users(&[(USER, PASS)]).expect("start Cyrus");
+    uidvalidity_story(&cy, "Story");
+}
+
+#[test]
+fn courier_uidvalidity_change_keeps_the_visible_rows_true() {
+    let co = Courier::start_with_users(&[(USER, PASS)]).expect("start Courier");
+    uidvalidity_story(&co, "INBOX.Story");
+}
+
 /// An empty folder syncs (no UIDNEXT from Courier: mailfeed asks for
 /// `UID FETCH 1:*` on nothing), and so does one emptied by expunges.
 fn empty_folders<S: TestServer>(srv: &S, empty: &str, emptied: &str) {

@@ -437,3 +437,89 @@ fn message_over_max_message_size_is_stored_headers_only() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 new message(s)"));
     assert_eq!(setup.message_rows(), truth.len() as i64);
 }
+
+/// OAuth2's secrets — access tokens, refresh tokens, the client secret —
+/// never appear in anything mailfeed writes at `RUST_LOG=trace` (sync,
+/// check, status, a refused token, a config error) nor in the database:
+/// only the refresh token's own file holds a refresh token.
+#[test]
+fn oauth2_tokens_and_client_secret_never_appear_anywhere_even_at_trace() {
+    use support::oauth2::{CLIENT_ID, CLIENT_SECRET, OAuthServer};
+    let server = OAuthServer::start();
+    let conf = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(conf.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let dc = Dovecot::start_with(Options {
+        users: support::server::owned_users(&[(USER, PASS)]),
+        extra_config: server.dovecot_config(conf.path(), "xoauth2 oauthbearer"),
+    })
+    .expect("dovecot");
+    dc.append_many(USER, "INBOX", &corpus::varied(3, 4))
+        .expect("append");
+    let cert = dc.cert_path();
+    let work = tempfile::tempdir().expect("tempdir");
+    let token_file = work.path().join("rt");
+    let rt = server.with(|s| {
+        s.rotate = true;
+        s.issue_refresh(USER)
+    });
+    std::fs::write(&token_file, &rt).expect("rt");
+    // Inline client secret: the form most likely to leak.
+    let table = format!(
+        "auth = \"oauth2\"\n[accounts.oauth2]\nprovider = \"custom\"\ntoken_url = \"{}\"\nscope = \"imap\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\ntoken_file = \"{}\"\n",
+        server.url("/token"),
+        token_file.display()
+    );
+    let mut acc = Account::tls(&dc, &cert, USER, "", &["INBOX"]);
+    acc.extra = &table;
+    let setup = Setup::new(&[acc], "");
+    let mut outputs: Vec<(String, Output)> = Vec::new();
+    for args in [&["sync"][..], &["check"], &["status"], &["sync"]] {
+        let out = traced(&setup, args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        outputs.push((format!("{args:?}"), out));
+    }
+    assert!(
+        String::from_utf8_lossy(&outputs[0].1.stderr).contains("AUTHENTICATE"),
+        "trace shows the conversation"
+    );
+    // A token the server refuses (from a command), and a config mistake
+    // next to an inline client secret.
+    let refused = "at-refused-Zebra-4411";
+    let extra = format!("auth = \"oauth2\"\noauth2_token_command = \"echo {refused}\"\n");
+    let mut acc = Account::tls(&dc, &cert, USER, "", &["INBOX"]);
+    acc.extra = &extra;
+    let bad = Setup::new(&[acc], "");
+    for args in [&["sync"][..], &["check"]] {
+        let out = traced(&bad, args);
+        failed_with(&out, "refused the token");
+        outputs.push((format!("refused {args:?}"), out));
+    }
+    let config = std::fs::read_to_string(&setup.config).expect("config");
+    std::fs::write(&setup.config, config.replace("scope = ", "scopes = ")).expect("write");
+    let out = traced(&setup, &["sync"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    outputs.push(("config error".into(), out));
+
+    let mut secrets = server.with(|s| {
+        let mut v = s.issued_access.clone();
+        v.extend(s.issued_refresh.iter().cloned());
+        v
+    });
+    assert!(secrets.len() >= 4, "tokens were issued: {secrets:?}");
+    secrets.push(CLIENT_SECRET.to_owned());
+    secrets.push(refused.to_owned());
+    for secret in &secrets {
+        let forms = leak_forms(USER, secret);
+        for (what, out) in &outputs {
+            assert_no_leak(&format!("stdout of {what}"), &out.stdout, &forms);
+            assert_no_leak(&format!("stderr of {what}"), &out.stderr, &forms);
+        }
+        for entry in std::fs::read_dir(setup.dir.path()).expect("dir") {
+            let p = entry.expect("entry").path();
+            if p.to_string_lossy().contains("mail.db") {
+                let bytes = std::fs::read(&p).expect("read db file");
+                assert_no_leak(&p.display().to_string(), &bytes, &forms);
+            }
+        }
+    }
+}

@@ -276,3 +276,20 @@ fn compress_deflate_when_offered_and_configured() {
         assert_mirror(&setup, &dc, USER, "test", "INBOX");
     }
 }
+
+/// A UIDVALIDITY change with flags changed and messages expunged around
+/// it: the visible rows end equal to the server, one event per difference,
+/// and `sync` and `status` count what consumers see.
+#[test]
+fn uidvalidity_change_keeps_the_visible_rows_true() {
+    let dc = dovecot();
+    let setup = Setup::new(&[Account::plain(&dc, USER, PASS, &["Story"])], "");
+    support::generations::uidvalidity_story(
+        &dc,
+        USER,
+        &setup,
+        "Story",
+        &corpus::varied(10, 81),
+        &corpus::varied(2, 82),
+    );
+}

@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
-use rusqlite::Connection;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::HttpError;
-use crate::store::{self, StoreError, archive_read};
+use crate::store::StoreError;
+use crate::store::archive_read::{self, ArchiveReader as Connection};
 
 /// Queries that may run at once: on a small machine the sync's writer
 /// needs a core, so readers get at most the other one (and wait in turn).
@@ -41,7 +41,7 @@ impl Inner {
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match pooled {
             Some(c) => Ok(c),
-            None => store::open_read_only(&self.path),
+            None => Connection::open(&self.path),
         }
     }
 
@@ -56,7 +56,7 @@ impl Inner {
 impl Archive {
     /// Opens the database read-only once to check that it is there.
     pub fn open(path: &Path) -> Result<Archive, StoreError> {
-        let first = store::open_read_only(path)?;
+        let first = Connection::open(path)?;
         Ok(Archive {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
@@ -79,7 +79,7 @@ impl Archive {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|e| HttpError::Reader(e.to_string()))?;
+            .map_err(|e| HttpError::Task(e.to_string()))?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -89,7 +89,7 @@ impl Archive {
             Ok(out)
         })
         .await
-        .map_err(|e| HttpError::Reader(e.to_string()))?
+        .map_err(|e| HttpError::Task(e.to_string()))?
     }
 
     /// A blob's description and a body that streams its bytes, read with
@@ -105,7 +105,7 @@ impl Archive {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|e| HttpError::Reader(e.to_string()))?;
+            .map_err(|e| HttpError::Task(e.to_string()))?;
         let inner = self.inner.clone();
         let (info_tx, info_rx) = oneshot::channel();
         let (tx, rx) = mpsc::channel::<Bytes>(AHEAD);
@@ -118,7 +118,7 @@ impl Archive {
                     return;
                 }
             };
-            match archive_read::blob_info(&conn, &blob) {
+            match conn.blob_info(&blob) {
                 Ok(Some(info)) => {
                     let _ = info_tx.send(Ok(Some(info)));
                 }
@@ -128,7 +128,7 @@ impl Archive {
                     return;
                 }
             }
-            let copied = archive_read::copy_blob(&conn, &blob, &mut |chunk| {
+            let copied = conn.copy_blob(&blob, &mut |chunk| {
                 // Fails once the client has gone: stop reading.
                 match tx.blocking_send(Bytes::copy_from_slice(chunk)) {
                     Ok(()) => ControlFlow::Continue(()),
@@ -142,7 +142,7 @@ impl Archive {
         });
         let info = info_rx
             .await
-            .map_err(|e| HttpError::Reader(e.to_string()))??;
+            .map_err(|e| HttpError::Task(e.to_string()))??;
         let Some(info) = info else {
             return Ok(None);
         };

@@ -2,7 +2,8 @@
 //! `Authorization: Bearer <token>`, or the `mailfeed_token` cookie the page
 //! sets so that downloads, the message frame and event streams (which
 //! cannot send headers) carry it too — compared in constant time; a wrong or
-//! missing one is 401, logged without the token. Without a token (loopback
+//! missing one is 401, logged with the peer and the path, never with what
+//! was sent. Without a token (loopback
 //! only, enforced by the config), the `Host` header must name a loopback or
 //! literal address, so a web page elsewhere cannot reach the archive through
 //! DNS rebinding. The page's own files (`/`, `/assets/…`) hold no data and
@@ -16,6 +17,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
+use super::listener::Peer;
 use crate::secret::Secret;
 
 /// The cookie the page sets after asking for the token.
@@ -39,16 +41,27 @@ impl Auth {
         self.token_digest.is_some()
     }
 
+    #[cfg(test)]
     fn accepts(&self, headers: &HeaderMap) -> bool {
+        self.verdict(headers).is_ok()
+    }
+
+    /// Ok, or why not (for the log: never what was sent).
+    fn verdict(&self, headers: &HeaderMap) -> Result<(), &'static str> {
         let Some(want) = &self.token_digest else {
-            return true;
+            return Ok(());
         };
+        let candidates = presented(headers);
         let mut ok = false;
-        for candidate in presented(headers) {
+        for candidate in &candidates {
             // No early exit: every candidate is compared in full.
-            ok |= constant_time_eq(&digest(&candidate), want);
+            ok |= constant_time_eq(&digest(candidate), want);
         }
-        ok
+        match (ok, candidates.is_empty()) {
+            (true, _) => Ok(()),
+            (false, true) => Err("no bearer token"),
+            (false, false) => Err("wrong bearer token"),
+        }
     }
 }
 
@@ -118,10 +131,17 @@ pub async fn require(State(auth): State<Arc<Auth>>, req: Request, next: Next) ->
             "this listener has no token and answers only to loopback names and addresses (Host header); set `http.token` to serve other names".into(),
         );
     }
-    if is_public(&path) || auth.accepts(req.headers()) {
-        return next.run(req).await;
-    }
-    tracing::warn!(path = %path, "HTTP request refused: missing or wrong bearer token");
+    let why = match auth.verdict(req.headers()) {
+        Ok(()) => return next.run(req).await,
+        Err(_) if is_public(&path) => return next.run(req).await,
+        Err(why) => why,
+    };
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<Peer>>()
+        .map(|p| p.0.0.to_string())
+        .unwrap_or_default();
+    tracing::warn!(peer, path = %path, "http: refused, {why}");
     let mut res = super::api::error_response(
         StatusCode::UNAUTHORIZED,
         "a bearer token is required: send `Authorization: Bearer <token>`".into(),
@@ -167,6 +187,11 @@ mod tests {
             "Basic 0123456789abcdef-token"
         )])));
         assert!(!a.accepts(&HeaderMap::new()));
+        assert_eq!(a.verdict(&HeaderMap::new()), Err("no bearer token"));
+        assert_eq!(
+            a.verdict(&headers(&[(header::AUTHORIZATION, "Bearer x")])),
+            Err("wrong bearer token")
+        );
         assert!(Auth::new(None).accepts(&HeaderMap::new()));
     }
 

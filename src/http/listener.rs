@@ -1,184 +1,172 @@
-//! The listener: binds the configured address (before `run` reports READY,
-//! so a port clash stops start-up with a clear error), serves the API and
-//! the page on the process's tokio runtime behind [`super::auth`] with at
-//! most [`MAX_CONNECTIONS`] connections open, and stops
-//! with the process: open event streams end when it is cancelled.
+//! The socket side of the HTTP edge: binding (before READY, so a port in
+//! use fails start-up), and a listener that takes a permit *before* each
+//! accept, so at most [`MAX_CONNECTIONS`] connections are served at once
+//! and the rest wait in the kernel's backlog, costing the sync nothing. A
+//! connection that goes quiet for [`IDLE_TIMEOUT`] is closed, so a silent
+//! client cannot hold a permit for ever.
 
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use axum::Router;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinHandle;
 
-use super::auth::{self, Auth};
-use super::{ApiState, HttpError, api_router, headers, web_router};
-use crate::config::HttpConfig;
-use crate::secret::Secret;
+use super::HttpError;
 
-/// Connections served at once; further clients wait in the kernel's
-/// backlog. Every connection is a file descriptor the IMAP side needs too.
+/// Connections served at once: room for the page's live event streams
+/// ([`super::api::MAX_STREAMS`]) plus the API's and the scrapers' requests
+/// beside them; every connection is a file descriptor the IMAP side needs
+/// too, so the rest wait in the backlog.
 pub const MAX_CONNECTIONS: usize = 256;
+/// How long a connection may send and receive nothing.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A TCP listener that takes a permit before accepting, so at most
-/// [`MAX_CONNECTIONS`] are open; the permit goes with the connection.
-struct Bounded {
+/// Connections the kernel may hold waiting for an accept (capped by
+/// `net.core.somaxconn`): a burst of scrapes waits there for a permit.
+const BACKLOG: u32 = 4096;
+
+/// Binds `addr` now; the error names the address and says what to do.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, HttpError> {
+    let err = |source| HttpError::Bind { addr, source };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(err)?;
+    socket.set_reuseaddr(true).map_err(err)?;
+    socket.bind(addr).map_err(err)?;
+    socket.listen(BACKLOG).map_err(err)
+}
+
+/// A listener that serves at most [`MAX_CONNECTIONS`] at once.
+pub struct Bounded {
     inner: TcpListener,
     permits: Arc<Semaphore>,
 }
 
-struct Counted {
-    io: TcpStream,
-    _permit: OwnedSemaphorePermit,
+impl Bounded {
+    pub fn new(inner: TcpListener) -> Self {
+        Bounded {
+            inner,
+            permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+        }
+    }
 }
 
 impl axum::serve::Listener for Bounded {
-    type Io = Counted;
+    type Io = Connection;
     type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (Counted, SocketAddr) {
-        let permit = loop {
-            // The semaphore is never closed; should it be, stop accepting.
-            match self.permits.clone().acquire_owned().await {
-                Ok(p) => break p,
-                Err(_) => std::future::pending::<()>().await,
+    async fn accept(&mut self) -> (Connection, SocketAddr) {
+        loop {
+            // The semaphore is never closed, so this only waits.
+            let Ok(permit) = self.permits.clone().acquire_owned().await else {
+                std::future::pending::<()>().await;
+                continue;
+            };
+            match self.inner.accept().await {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    return (Connection::new(stream, permit), peer);
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!("http: accepting a connection failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
-        };
-        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-        (
-            Counted {
-                io,
-                _permit: permit,
-            },
-            addr,
-        )
+        }
     }
 
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.local_addr()
     }
 }
 
-impl AsyncRead for Counted {
+/// An accepted connection holding its permit until it closes.
+pub struct Connection {
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+    quiet: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Connection {
+    fn new(stream: TcpStream, permit: OwnedSemaphorePermit) -> Self {
+        Connection {
+            stream,
+            _permit: permit,
+            quiet: Box::pin(tokio::time::sleep(IDLE_TIMEOUT)),
+        }
+    }
+
+    fn heard(&mut self) {
+        let next = tokio::time::Instant::now() + IDLE_TIMEOUT;
+        self.quiet.as_mut().reset(next);
+    }
+
+    fn timed_out(&mut self, cx: &mut Context<'_>) -> bool {
+        self.quiet.as_mut().poll(cx).is_ready()
+    }
+}
+
+fn quiet_too_long() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "http connection idle too long")
+}
+
+impl AsyncRead for Connection {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+    ) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.stream).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                self.heard();
+                Poll::Ready(r)
+            }
+            Poll::Pending if self.timed_out(cx) => Poll::Ready(Err(quiet_too_long())),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
-impl AsyncWrite for Counted {
+impl AsyncWrite for Connection {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-}
-
-/// A running listener.
-pub struct Listening {
-    pub addr: SocketAddr,
-    state: ApiState,
-    task: JoinHandle<()>,
-}
-
-/// The whole application: API and page behind the token check, with the
-/// security headers on every answer (the 404 of unknown paths included).
-pub fn app(state: ApiState, token: Option<&Secret>) -> Router {
-    api_router(state.clone())
-        .merge(web_router(state))
-        .fallback(|| async {
-            super::api::error_response(axum::http::StatusCode::NOT_FOUND, "no such page".into())
-        })
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::new(Auth::new(token)),
-            auth::require,
-        ))
-        .layer(axum::middleware::map_response(headers::security_headers))
-}
-
-/// Binds `config.listen` and starts serving.
-pub async fn start(config: &HttpConfig, state: ApiState) -> Result<Listening, HttpError> {
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| HttpError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| HttpError::Bind {
-        addr: config.listen,
-        source,
-    })?;
-    let router = app(state.clone(), config.token.as_ref());
-    let cancel = state.cancel.clone();
-    let listener = Bounded {
-        inner: listener,
-        permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
-    };
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(cancel.cancelled_owned())
-            .await;
-        if let Err(e) = served {
-            tracing::error!("HTTP listener stopped: {e}");
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.stream).poll_write(cx, buf) {
+            Poll::Ready(r) => {
+                self.heard();
+                Poll::Ready(r)
+            }
+            Poll::Pending if self.timed_out(cx) => Poll::Ready(Err(quiet_too_long())),
+            Poll::Pending => Poll::Pending,
         }
-    });
-    tracing::info!(
-        token = config.token.is_some(),
-        "HTTP: serving the API and the page on http://{addr}/"
-    );
-    Ok(Listening { addr, state, task })
-}
+    }
 
-impl Listening {
-    /// Ends event streams and stops accepting; waits a moment for answers
-    /// in flight.
-    pub async fn stop(self) {
-        self.state.cancel.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.task).await;
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
-/// `run`'s listener, when `[http]` is configured: installs the process's
-/// live conversation (so every connection opened from now on feeds it),
-/// then binds — before READY, so a port clash fails start-up.
-pub async fn start_for_run(config: &crate::config::Config) -> Result<Option<Listening>, HttpError> {
-    let Some(http) = &config.http else {
-        return Ok(None);
-    };
-    let conversation = crate::conversation::install(crate::conversation::Conversation::new());
-    let archive = super::Archive::open(&config.store.path)?;
-    start(http, ApiState::new(archive, Some(conversation)))
-        .await
-        .map(Some)
+/// The peer's address, for handlers and logs.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Bounded>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Bounded>) -> Self {
+        Peer(*stream.remote_addr())
+    }
 }

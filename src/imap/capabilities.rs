@@ -69,6 +69,8 @@ pub enum AuthRefusal {
     LoginDisabled,
     #[error("the connection is not encrypted and the configuration does not allow plaintext")]
     NotEncrypted,
+    #[error("`auth = \"oauth2\"` but the server offers neither AUTH=OAUTHBEARER nor AUTH=XOAUTH2")]
+    NoOAuthMechanism,
 }
 
 /// Prefers SASL PLAIN (no quoting pitfalls) and falls back to LOGIN; refuses

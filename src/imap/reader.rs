@@ -3,7 +3,10 @@
 //! size, and asks for the responses that are now complete.
 //!
 //! Memory is bounded by [`Limits`], not by what the server claims: a line
-//! without CRLF fails at `max_line`, a literal's announced size is trusted
+//! longer than `max_line` (configured as `sync.max_line_size`: legal
+//! responses such as a large folder's `VANISHED (EARLIER)`, `SEARCH` or
+//! `CAPABILITY` may be megabytes long) fails, naming the bound and the
+//! response it was, a literal's announced size is trusted
 //! only up to `max_literal` (which the configuration budgets for anyway), and
 //! a literal beyond `max_literal` is reduced to its first `truncated_keep`
 //! bytes while the rest is counted and discarded.
@@ -27,18 +30,26 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_line: 64 * 1024,
+            max_line: DEFAULT_MAX_LINE,
             max_literal: 100 * 1024 * 1024,
             truncated_keep: 256 * 1024,
         }
     }
 }
 
+/// The default bound on one response line: far above any legal response
+/// of a folder with millions of messages (a `VANISHED (EARLIER)` of 200,000
+/// scattered UIDs is 1.4 MB, a `SEARCH` of a million UIDs 8 MB), far below
+/// what would strain memory.
+pub const DEFAULT_MAX_LINE: usize = 16 * 1024 * 1024;
+
 /// The protocol rules a server broke, or a bound it exceeded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtocolError {
-    #[error("server sent a line longer than {limit} bytes without CRLF")]
-    LineTooLong { limit: usize },
+    #[error(
+        "server sent a {kind} response line longer than {limit} bytes (the bound set by `sync.max_line_size`)"
+    )]
+    LineTooLong { limit: usize, kind: String },
     #[error("server announced a literal of {size} bytes, beyond the protocol's 4294967295")]
     LiteralTooLarge { size: String },
     #[error("server sent a response with more than {limit} literals")]
@@ -166,8 +177,14 @@ impl ResponseReader {
         };
         let line_len = self.text.len() - self.line_start + chunk.len();
         if line_len > self.limits.max_line {
+            let head = if self.text.is_empty() {
+                chunk
+            } else {
+                &self.text
+            };
             return Err(ProtocolError::LineTooLong {
                 limit: self.limits.max_line,
+                kind: response_kind(head),
             });
         }
         self.text.extend_from_slice(chunk);
@@ -260,6 +277,32 @@ impl ResponseReader {
             line: text,
         });
         Ok(())
+    }
+}
+
+/// What a response is, from its first words, for an error about it:
+/// `* 12 FETCH` is a FETCH, `* VANISHED` a VANISHED, `a001 OK` a tagged one.
+fn response_kind(head: &[u8]) -> String {
+    let mut words = head
+        .split(|&b| b == b' ' || b == b'\r' || b == b'\n')
+        .filter(|w| !w.is_empty());
+    let word = |w: &[u8]| -> Option<String> {
+        let w = &w[..w.len().min(24)];
+        (!w.is_empty() && w.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-'))
+            .then(|| String::from_utf8_lossy(w).to_ascii_uppercase())
+    };
+    match words.next() {
+        Some(b"*") => {
+            let mut next = words.next();
+            if next.is_some_and(|w| w.iter().all(u8::is_ascii_digit)) {
+                next = words.next();
+            }
+            next.and_then(word)
+                .map_or_else(|| "untagged".into(), |w| format!("`* {w}`"))
+        }
+        Some(b"+") => "continuation".into(),
+        Some(_) => "tagged".into(),
+        None => "empty".into(),
     }
 }
 

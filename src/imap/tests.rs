@@ -259,7 +259,13 @@ fn huge_literal_claims_allocate_nothing() {
 fn line_without_crlf_is_bounded() {
     let mut r = ResponseReader::new(limits());
     let e = r.feed(&[b'a'; 2000]).unwrap_err();
-    assert_eq!(e, ProtocolError::LineTooLong { limit: 1024 });
+    assert_eq!(
+        e,
+        ProtocolError::LineTooLong {
+            limit: 1024,
+            kind: "tagged".into()
+        }
+    );
     // The reader stays failed.
     assert!(r.feed(b"\r\n").is_err());
 }

@@ -5,12 +5,90 @@
 //! (never a whole blob in memory). Reads the consumer views of
 //! docs/consumer-contract.md, plus the two blob tables the contract names
 //! for streaming. Must not write: every connection here is read-only.
+//! The edges see only [`ArchiveReader`], a sibling of [`super::Reader`]
+//! whose connection never leaves the store.
 
 use std::ops::ControlFlow;
 
 use rusqlite::{Connection, MAIN_DB, OptionalExtension, params};
 
 use super::{Context, StoreError};
+
+/// One read-only connection for the HTTP API's reads (pooled by the
+/// caller, used on one blocking thread at a time).
+pub struct ArchiveReader {
+    conn: Connection,
+}
+
+impl ArchiveReader {
+    /// Opens an existing database for reading only.
+    pub fn open(path: &std::path::Path) -> Result<ArchiveReader, StoreError> {
+        let open = || -> rusqlite::Result<Connection> {
+            let conn = Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            Ok(conn)
+        };
+        open()
+            .map(|conn| ArchiveReader { conn })
+            .map_err(|source| StoreError::Open {
+                path: path.to_owned(),
+                source,
+            })
+    }
+
+    /// One line per mailbox, as `mailfeed status` shows them.
+    pub fn status(&self) -> Result<Vec<super::MailboxStatus>, StoreError> {
+        super::read::status(&self.conn)
+    }
+
+    /// How far the search index is behind the feed.
+    pub fn search_lag(&self) -> Result<super::SearchLag, StoreError> {
+        super::search::lag(&self.conn)
+    }
+
+    /// See [`feed_page`].
+    pub fn feed_page(&self, after_id: i64, limit: u32) -> Result<Vec<FeedRow>, StoreError> {
+        feed_page(&self.conn, after_id, limit)
+    }
+
+    /// See [`message`].
+    pub fn message(&self, id: i64) -> Result<Option<MessageDetail>, StoreError> {
+        message(&self.conn, id)
+    }
+
+    /// See [`html_body`].
+    pub fn html_body(&self, id: i64) -> Result<Option<Option<String>>, StoreError> {
+        html_body(&self.conn, id)
+    }
+
+    /// See [`events_page`].
+    pub fn events_page(&self, after_seq: i64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
+        events_page(&self.conn, after_seq, limit)
+    }
+
+    /// See [`search`].
+    pub fn search(&self, query: &str, limit: u32) -> Result<Vec<SearchHit>, SearchError> {
+        search(&self.conn, query, limit)
+    }
+
+    /// See [`blob_info`].
+    pub fn blob_info(&self, blob: &Blob) -> Result<Option<BlobInfo>, StoreError> {
+        blob_info(&self.conn, blob)
+    }
+
+    /// See [`copy_blob`].
+    pub fn copy_blob(
+        &self,
+        blob: &Blob,
+        each: &mut dyn FnMut(&[u8]) -> ControlFlow<()>,
+    ) -> Result<bool, StoreError> {
+        copy_blob(&self.conn, blob, each)
+    }
+}
 
 /// The columns of `message_feed` but `raw`, as the API shows one row.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -72,7 +150,7 @@ fn feed_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FeedRow> {
 
 /// Up to `limit` rows of `message_feed` with `id > after_id`, in id order:
 /// the consumer contract's polling query.
-pub fn feed_page(conn: &Connection, after_id: i64, limit: u32) -> Result<Vec<FeedRow>, StoreError> {
+fn feed_page(conn: &Connection, after_id: i64, limit: u32) -> Result<Vec<FeedRow>, StoreError> {
     let sql = format!("SELECT {FEED_COLUMNS} FROM message_feed WHERE id > ?1 ORDER BY id LIMIT ?2");
     let mut st = conn.prepare_cached(&sql).doing("reading the feed")?;
     let rows = st
@@ -124,7 +202,7 @@ pub struct MessageDetail {
 pub const MAX_HEADER_BLOCK: usize = 256 * 1024;
 
 /// One message by feed id, or `None` when no feed row has that id.
-pub fn message(conn: &Connection, id: i64) -> Result<Option<MessageDetail>, StoreError> {
+fn message(conn: &Connection, id: i64) -> Result<Option<MessageDetail>, StoreError> {
     let sql = format!("SELECT {FEED_COLUMNS} FROM message_feed WHERE id = ?1");
     let Some(row) = conn
         .query_row(&sql, params![id], feed_row)
@@ -206,7 +284,7 @@ fn attachments_of(conn: &Connection, id: i64) -> Result<Vec<AttachmentRow>, Stor
 }
 
 /// The HTML body of a feed message: `Some(None)` when it has none.
-pub fn html_body(conn: &Connection, id: i64) -> Result<Option<Option<String>>, StoreError> {
+fn html_body(conn: &Connection, id: i64) -> Result<Option<Option<String>>, StoreError> {
     if !feed_has(conn, id)? {
         return Ok(None);
     }
@@ -245,11 +323,7 @@ pub struct EventRow {
 }
 
 /// Up to `limit` rows of `message_events` with `seq > after_seq`, in order.
-pub fn events_page(
-    conn: &Connection,
-    after_seq: i64,
-    limit: u32,
-) -> Result<Vec<EventRow>, StoreError> {
+fn events_page(conn: &Connection, after_seq: i64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
     let mut st = conn
         .prepare_cached(
             "SELECT seq, kind, feed_id, account, mailbox, uid, at, detail FROM message_events
@@ -293,7 +367,7 @@ pub enum SearchError {
 }
 
 /// Messages matching an FTS5 query, best match first.
-pub fn search(conn: &Connection, query: &str, limit: u32) -> Result<Vec<SearchHit>, SearchError> {
+fn search(conn: &Connection, query: &str, limit: u32) -> Result<Vec<SearchHit>, SearchError> {
     let cols = FEED_COLUMNS
         .split(',')
         .map(|c| format!("f.{}", c.trim()))
@@ -351,7 +425,7 @@ pub struct BlobInfo {
 
 /// Size, hash and (for attachments) type and name of a blob; `None` when
 /// no feed message has it.
-pub fn blob_info(conn: &Connection, blob: &Blob) -> Result<Option<BlobInfo>, StoreError> {
+fn blob_info(conn: &Connection, blob: &Blob) -> Result<Option<BlobInfo>, StoreError> {
     match blob {
         Blob::Raw(id) => conn
             .query_row(
@@ -398,7 +472,7 @@ pub const CHUNK: usize = 64 * 1024;
 /// or until `each` breaks. Returns whether the blob exists. The open blob
 /// handle keeps one read snapshot, so the bytes are consistent however long
 /// the copy takes.
-pub fn copy_blob(
+fn copy_blob(
     conn: &Connection,
     blob: &Blob,
     each: &mut dyn FnMut(&[u8]) -> ControlFlow<()>,

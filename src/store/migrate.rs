@@ -20,6 +20,18 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_search_hashsize",
         include_str!("../../migrations/0004_search_hashsize.sql"),
     ),
+    (
+        "0005_visible_rows",
+        include_str!("../../migrations/0005_visible_rows.sql"),
+    ),
+    (
+        "0006_search_watermark",
+        include_str!("../../migrations/0006_search_watermark.sql"),
+    ),
+    (
+        "0007_actions",
+        include_str!("../../migrations/0007_actions.sql"),
+    ),
 ];
 
 pub fn apply(conn: &Connection) -> Result<(), StoreError> {

@@ -279,3 +279,131 @@ fn refetch_updates_flags_and_expunges_work_by_range() {
         ]
     );
 }
+
+/// The visible row of a message follows the server whatever generation
+/// reports a change: re-finding reconciles flags and presence (one event
+/// per difference), later flag changes and expunges reach it, rows not
+/// found again are expunged, a third generation links to the same row, and
+/// the pass counts are what consumers see.
+#[test]
+fn changes_reach_the_visible_row_across_generations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.db");
+    let flagged = |m: &mut NewMessage| m.flags = vec!["\\Flagged".into(), "\\Seen".into()];
+    rt().block_on(async {
+        let (h, t) = StoreHandle::start(&path, Synchronous::Normal, 1 << 20).expect("start");
+        let (mb, _) = h.ensure_mailbox("acct", "INBOX").await.expect("mailbox");
+        h.begin_generation(mb, UidValidity(1)).await.expect("gen");
+        save_through(&h, mb, 1, 5).await;
+        // Before the change: m2 flagged, m3 expunged.
+        h.apply_flags(mb, UidValidity(1), vec![(2, vec!["\\Flagged".into()])])
+            .await
+            .expect("flags");
+        h.mark_expunged(mb, UidValidity(1), crate::imap::UidSet::from_uids([3]))
+            .await
+            .expect("expunge");
+        let marks = h.marks().await.expect("marks");
+        h.begin_generation(mb, UidValidity(2)).await.expect("gen2");
+        // Generation 2 holds m1 (now flagged), m2 (flag gone), m3 (back on
+        // the server), m4 unchanged, a new m6; m5 is not found again.
+        let mut m1 = msg(mb, 2, 11, "m1");
+        flagged(&mut m1);
+        h.save(m1).await.expect("save");
+        h.save(msg(mb, 2, 12, "m2")).await.expect("save");
+        h.save(msg(mb, 2, 13, "m3")).await.expect("save");
+        h.save(msg(mb, 2, 14, "m4")).await.expect("save");
+        h.save(msg(mb, 2, 16, "m6")).await.expect("save");
+        h.advance_cursor(mb, UidValidity(2), 16)
+            .await
+            .expect("cursor");
+        assert_eq!(
+            h.retire_unfound(mb, UidValidity(2)).await.expect("retire"),
+            1
+        );
+        assert_eq!(
+            h.retire_unfound(mb, UidValidity(2)).await.expect("again"),
+            0
+        );
+        let added = h.added_since(mb, marks).await.expect("added");
+        assert_eq!(added, changes::Added { new: 1, refound: 4 });
+        // After it, changes reported under generation 2 reach the old rows.
+        let n = h
+            .apply_flags(mb, UidValidity(2), vec![(14, vec!["\\Answered".into()])])
+            .await
+            .expect("flags");
+        assert_eq!(n, 1);
+        let n = h
+            .mark_expunged(mb, UidValidity(2), crate::imap::UidSet::from_uids([12]))
+            .await
+            .expect("expunge");
+        assert_eq!(n, 1);
+        // A third generation links m1 to the same visible row again.
+        let marks = h.marks().await.expect("marks");
+        h.begin_generation(mb, UidValidity(3)).await.expect("gen3");
+        h.save(msg(mb, 3, 1, "m1")).await.expect("save");
+        h.advance_cursor(mb, UidValidity(3), 1)
+            .await
+            .expect("cursor");
+        h.retire_unfound(mb, UidValidity(3)).await.expect("retire");
+        let added = h.added_since(mb, marks).await.expect("added");
+        assert_eq!(added, changes::Added { new: 0, refound: 1 });
+        h.commit().await.expect("commit");
+        drop(h);
+        t.join();
+    });
+    let conn = open_read_only(&path).expect("ro");
+    let rows: Vec<(u32, u32, String, bool)> = conn
+        .prepare(
+            "SELECT uidvalidity, uid, flags, expunged_at IS NOT NULL FROM message_feed
+             ORDER BY id",
+        )
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .expect("feed");
+    assert_eq!(
+        rows,
+        vec![
+            (1, 1, "\\Seen".into(), false),
+            (1, 2, "\\Seen".into(), true),
+            (1, 3, "\\Seen".into(), true),
+            (1, 4, "\\Answered".into(), true),
+            (1, 5, "\\Seen".into(), true),
+            (2, 16, "\\Seen".into(), true),
+        ],
+        "m1 is back to \\Seen in generation 3; m2..m6 are not in it"
+    );
+    let events: Vec<(String, i64, Option<i64>)> = conn
+        .prepare(
+            "SELECT e.kind, e.feed_id, e.uid FROM message_events e
+             WHERE e.kind <> 'uidvalidity' AND NOT (e.kind = 'new' AND e.feed_id <= 5)
+             ORDER BY e.seq",
+        )
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .expect("events");
+    let want: Vec<(String, i64, Option<i64>)> = [
+        ("flags", 2, Some(2)),
+        ("expunged", 3, Some(3)),
+        ("flags", 1, Some(11)),
+        ("flags", 2, Some(12)),
+        ("restored", 3, Some(13)),
+        ("new", 10, Some(16)),
+        ("expunged", 5, Some(5)),
+        ("flags", 4, Some(14)),
+        ("expunged", 2, Some(12)),
+        ("flags", 1, Some(1)),
+        ("expunged", 3, Some(3)),
+        ("expunged", 4, Some(4)),
+        ("expunged", 10, Some(16)),
+    ]
+    .into_iter()
+    .map(|(k, f, u)| (k.to_owned(), f, u))
+    .collect();
+    assert_eq!(events, want, "exactly one event per difference");
+    let st = read::status(&conn).expect("status");
+    assert_eq!((st[0].stored, st[0].expunged), (6, 5), "counts of the feed");
+}

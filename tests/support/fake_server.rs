@@ -14,8 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// One step of a script. In `Send`, `$T` is replaced by the tag of the last
-/// line read by `Expect`.
+/// One step of a script. In `SendTagged`, `$T` is replaced by the tag of
+/// the last line read by `Expect`, `$A` by the credentials mailfeed sent
+/// (the last word of its AUTHENTICATE or LOGIN line: a hostile server that
+/// echoes them), and `$#` by the length of that word (for a literal).
 #[derive(Debug, Clone)]
 pub enum Step {
     /// Read one line from mailfeed; it must contain this text (ASCII case
@@ -23,7 +25,7 @@ pub enum Step {
     Expect(&'static str),
     /// Send these bytes.
     Send(Vec<u8>),
-    /// Send these bytes, `$T` replaced.
+    /// Send these bytes, `$T`, `$A` and `$#` replaced.
     SendTagged(&'static str),
     /// Say nothing for this long.
     Stall(Duration),
@@ -117,6 +119,7 @@ impl FakeServer {
                         reader: BufReader::new(conn.try_clone().expect("clone")),
                         conn,
                         tag: String::new(),
+                        credentials: String::new(),
                         transcript: transcript.clone(),
                         problems: problems.clone(),
                         stop: stop.clone(),
@@ -180,6 +183,8 @@ struct Player {
     conn: TcpStream,
     reader: BufReader<TcpStream>,
     tag: String,
+    /// The last word of mailfeed's AUTHENTICATE or LOGIN line.
+    credentials: String,
     transcript: Arc<Mutex<Vec<String>>>,
     problems: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
@@ -210,7 +215,10 @@ impl Player {
                 },
                 Step::Send(b) => self.conn.write_all(&b).is_ok(),
                 Step::SendTagged(s) => {
-                    let text = s.replace("$T", &self.tag);
+                    let text = s
+                        .replace("$T", &self.tag)
+                        .replace("$#", &self.credentials.len().to_string())
+                        .replace("$A", &self.credentials);
                     self.conn.write_all(text.as_bytes()).is_ok()
                 }
                 Step::Stall(d) => {
@@ -275,6 +283,12 @@ impl Player {
             .push(format!("conn {}: {line}", self.index));
         if let Some(tag) = line.split(' ').next() {
             self.tag = tag.to_string();
+        }
+        let upper = line.to_ascii_uppercase();
+        if (upper.contains(" AUTHENTICATE ") || upper.contains(" LOGIN "))
+            && let Some(last) = line.split(' ').next_back()
+        {
+            self.credentials = last.to_string();
         }
         Some(line)
     }

@@ -92,29 +92,35 @@ impl Setup {
             "[store]\npath = \"mail.db\"\n\n[sync]\n{timeout}{sync_extra}\n\n[log]\nlevel = \"info\"\n"
         );
         for a in accounts {
-            let pw_file = dir.path().join(format!("{}.password", a.name));
-            std::fs::write(&pw_file, a.password).expect("password file");
             let (security, allow) = match a.mode {
                 Mode::Tls => ("tls", false),
                 Mode::StartTls => ("starttls", false),
                 Mode::Plain => ("plain", true),
             };
             text.push_str(&format!(
-                "\n[[accounts]]\nname = \"{}\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"{security}\"\nallow_plaintext = {allow}\nusername = \"{}\"\npassword_file = \"{}\"\nfolders = [{}]\n{}\n",
+                "\n[[accounts]]\nname = \"{}\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"{security}\"\nallow_plaintext = {allow}\nusername = \"{}\"\nfolders = [{}]\n",
                 a.name,
                 a.port,
                 a.user,
-                pw_file.display(),
                 a.folders
                     .iter()
                     .map(|f| format!("{f:?}"))
                     .collect::<Vec<_>>()
                     .join(", "),
-                a.extra,
             ));
+            // An empty password: the account logs in another way (`extra`
+            // says how, e.g. OAuth2).
+            if !a.password.is_empty() {
+                let pw_file = dir.path().join(format!("{}.password", a.name));
+                std::fs::write(&pw_file, a.password).expect("password file");
+                text.push_str(&format!("password_file = \"{}\"\n", pw_file.display()));
+            }
             if let Some(ca) = a.ca_file {
                 text.push_str(&format!("ca_file = \"{}\"\n", ca.display()));
             }
+            // Last: `extra` may open a sub-table such as `[accounts.oauth2]`.
+            text.push_str(a.extra);
+            text.push('\n');
         }
         let config = dir.path().join("mailfeed.toml");
         std::fs::write(&config, text).expect("config");

@@ -6,7 +6,6 @@ use axum::Json;
 use axum::extract::{Query, State};
 
 use super::{ApiError, ApiState, Params, int_param, limit_param};
-use crate::store::archive_read;
 
 pub const DEFAULT_LIMIT: u32 = 100;
 /// Larger limits are clamped to this.
@@ -20,7 +19,7 @@ pub async fn list(
     let limit = limit_param(&p, DEFAULT_LIMIT, MAX_LIMIT)?;
     let rows = st
         .archive
-        .read(move |c| archive_read::feed_page(c, after, limit))
+        .read(move |c| c.feed_page(after, limit))
         .await??;
     let next = rows.last().map_or(after, |r| r.id);
     Ok(Json(serde_json::json!({

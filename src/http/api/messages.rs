@@ -43,7 +43,7 @@ pub async fn detail(
     let id = feed_id(&id)?;
     let m = st
         .archive
-        .read(move |c| archive_read::message(c, id))
+        .read(move |c| c.message(id))
         .await??
         .ok_or_else(not_found)?;
     let headers = header_fields(&m.header_block);
@@ -166,7 +166,7 @@ pub async fn html(
     let id = feed_id(&id)?;
     let html = st
         .archive
-        .read(move |c| archive_read::html_body(c, id))
+        .read(move |c| c.html_body(id))
         .await??
         .ok_or_else(not_found)?
         .ok_or_else(|| ApiError::NotFound("this message has no HTML body".into()))?;

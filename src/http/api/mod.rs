@@ -99,7 +99,10 @@ pub fn api_router(state: ApiState) -> Router {
 }
 
 /// An error answer: `{"error": "..."}` with its status.
+/// The message passes through [`crate::secret::scrub`]: a database or IO
+/// error must not carry a registered secret into an answer.
 pub fn error_response(status: StatusCode, message: String) -> Response {
+    let message = crate::secret::scrub(&message).into_owned();
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Query, State};
 
 use super::{ApiError, ApiState, Params, limit_param};
-use crate::store::archive_read::{self, SearchError};
+use crate::store::archive_read::SearchError;
 
 pub const DEFAULT_LIMIT: u32 = 50;
 /// Larger limits are clamped to this.
@@ -31,10 +31,7 @@ pub async fn search(
     }
     let limit = limit_param(&p, DEFAULT_LIMIT, MAX_LIMIT)?;
     let query = q.clone();
-    let hits = st
-        .archive
-        .read(move |c| archive_read::search(c, &query, limit))
-        .await?;
+    let hits = st.archive.read(move |c| c.search(&query, limit)).await?;
     match hits {
         Ok(hits) => Ok(Json(serde_json::json!({
             "query": q,

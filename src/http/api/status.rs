@@ -12,14 +12,12 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 
 use super::{ApiError, ApiState};
-use crate::store::read;
+use crate::store::MailboxStatus;
 
 const EVERY: Duration = Duration::from_secs(1);
 
-pub async fn status(
-    State(st): State<ApiState>,
-) -> Result<Json<Vec<read::MailboxStatus>>, ApiError> {
-    Ok(Json(st.archive.read(read::status).await??))
+pub async fn status(State(st): State<ApiState>) -> Result<Json<Vec<MailboxStatus>>, ApiError> {
+    Ok(Json(st.archive.read(|c| c.status()).await??))
 }
 
 pub async fn live(
@@ -60,7 +58,7 @@ pub(super) fn spawn_poller(
     tokio::spawn(async move {
         loop {
             if tx.receiver_count() > 0 {
-                let text = match archive.read(read::status).await {
+                let text = match archive.read(|c| c.status()).await {
                     Ok(Ok(rows)) => serde_json::to_string(&rows).unwrap_or_default(),
                     Ok(Err(e)) => serde_json::json!({ "error": e.to_string() }).to_string(),
                     Err(e) => serde_json::json!({ "error": e.to_string() }).to_string(),

@@ -1,0 +1,55 @@
+//! What `mailfeed run` starts beside its watchers: the HTTP listener (the
+//! page, the API and the operators' routes) (bound here, before READY, so a port in use fails start-up)
+//! and the alert loop. Both only read the health board and the store; they
+//! stop with the service.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::health::Board;
+use crate::http::{Configured, Ops};
+use crate::store::StoreHandle;
+
+/// Starts the configured edges on `tracker`; they end when `cancel` fires.
+pub async fn start(
+    config: &Arc<Config>,
+    board: &Board,
+    store: &StoreHandle,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<()> {
+    if let Some(http) = &config.http {
+        let configured = config
+            .accounts
+            .iter()
+            .map(|a| Configured {
+                account: a.name.clone(),
+                folders: a
+                    .folders
+                    .iter()
+                    .filter(|f| !f.contains(['*', '%']))
+                    .cloned()
+                    .collect(),
+            })
+            .collect();
+        let ops = Ops::new(
+            board.clone(),
+            store.clone(),
+            config.store.path.clone(),
+            configured,
+        );
+        // Installed before any account starts, so every connection feeds it.
+        let conversation = crate::conversation::install(crate::conversation::Conversation::new());
+        let archive = crate::http::Archive::open(&config.store.path)?;
+        let mut api = crate::http::ApiState::new(archive, Some(conversation));
+        api.cancel = cancel.child_token();
+        crate::http::start(http, Some(ops), api, tracker).await?;
+    }
+    crate::alerts::start(&config.alerts, board.clone(), cancel.clone(), tracker)
+        .context("starting alerts")?;
+    Ok(())
+}

@@ -193,9 +193,7 @@ const FLAG_FETCH: &str = "FETCH of flags";
 
 fn open_name(cmd: &Command) -> &'static str {
     match cmd {
-        Command::UidFetch { items, .. } | Command::Fetch { items, .. }
-            if items.contains("FLAGS") && !items.contains("BODY") =>
-        {
+        Command::UidFetch { items, .. } | Command::Fetch { items, .. } if items.flags_only() => {
             FLAG_FETCH
         }
         _ => cmd.name(),
@@ -1127,8 +1125,8 @@ mod tests {
         let mut s = session_on(port, Duration::from_secs(5)).await;
         s.examine("INBOX", None).await.expect("examine");
         let listing = Command::UidFetch {
-            set: "1:*".into(),
-            items: "UID",
+            set: crate::imap::FetchSet::From(1),
+            items: crate::imap::FetchItems::Uid,
             changed_since: None,
             vanished: false,
         };
@@ -1186,16 +1184,16 @@ mod tests {
         s.examine("INBOX", None).await.expect("examine");
         assert_eq!(s.take_reported(), None, "EXAMINE's own report");
         let scan = Command::UidFetch {
-            set: "1:9".into(),
-            items: "UID FLAGS",
+            set: crate::imap::FetchSet::Range(1, 9),
+            items: crate::imap::FetchItems::Flags,
             changed_since: None,
             vanished: false,
         };
         s.run(&scan).await.expect("scan");
         assert_eq!(s.take_reported(), None, "answers to a flag scan");
         s.run(&Command::UidFetch {
-            set: "9:9".into(),
-            items: "UID FLAGS BODY.PEEK[]",
+            set: crate::imap::FetchSet::Range(9, 9),
+            items: crate::imap::FetchItems::Message,
             changed_since: None,
             vanished: false,
         })

@@ -1,0 +1,175 @@
+//! One folder pass: examine, plan, list, fetch, then the changes to what
+//! was stored before, and the pass's outcome recorded for `status`.
+
+use std::time::Instant;
+
+use super::{Engine, FolderStats, Plan, SyncError, batches, listing::list_uids, plan};
+use crate::imap::{ModSeq, UidValidity, Untagged, mutf7};
+use crate::session::Session;
+use crate::store::{MailboxCursor, MailboxId};
+
+impl Engine {
+    /// Syncs one folder on an open session: examine, plan, fetch, store.
+    pub async fn sync_folder(
+        &self,
+        session: &mut Session,
+        account: &str,
+        wire_name: &str,
+    ) -> Result<FolderStats, SyncError> {
+        let started = Instant::now();
+        let (mailbox, cursor) = self.store.ensure_mailbox(account, wire_name).await?;
+        let marks = self.store.marks().await?;
+        let mut result = self
+            .sync_mailbox(session, account, wire_name, mailbox, cursor)
+            .await;
+        if let Ok(stats) = &mut result {
+            // Counted in the store, after the writer has applied the pass:
+            // what consumers see, not what arrived.
+            let added = self.store.added_since(mailbox, marks).await?;
+            stats.new = added.new;
+            stats.refound = added.refound;
+        }
+        let outcome = match &result {
+            Ok(_) => None,
+            // Stored and shown by `status`: no secret a server echoed.
+            Err(e) => Some(crate::secret::scrub(&e.to_string()).into_owned()),
+        };
+        // Recording the outcome must not hide the sync's own error.
+        let recorded = self.store.record_outcome(mailbox, outcome).await;
+        let committed = self.store.commit().await;
+        let stats = result?;
+        recorded?;
+        committed?;
+        tracing::debug!(
+            account,
+            folder = %mutf7::decode(wire_name),
+            fetched = stats.fetched,
+            new = stats.new,
+            refound = stats.refound,
+            ms = started.elapsed().as_millis() as u64,
+            "folder synced"
+        );
+        Ok(stats)
+    }
+
+    async fn sync_mailbox(
+        &self,
+        session: &mut Session,
+        account: &str,
+        wire_name: &str,
+        mailbox: MailboxId,
+        cursor: MailboxCursor,
+    ) -> Result<FolderStats, SyncError> {
+        // What the server reported unasked since the last pass (in IDLE,
+        // say) belongs to the mailbox still selected: recorded before
+        // EXAMINE changes the selection.
+        self.record_reported(session, account).await?;
+        // QRESYNC lets EXAMINE itself report what changed since our last
+        // HIGHESTMODSEQ (flags and VANISHED UIDs): no extra round trip.
+        let qresync = session.enable_qresync().await?;
+        let known = match (cursor.uidvalidity, cursor.highest_modseq) {
+            (Some(v), Some(m)) if qresync => Some((v, ModSeq(m))),
+            _ => None,
+        };
+        let state = session.examine(wire_name, known).await?;
+        let mut stats = FolderStats::default();
+        let folder = mutf7::decode(wire_name);
+        let (uv, fetch_after) = match plan(&cursor, &state)? {
+            Plan::UpToDate { uidvalidity } => (uidvalidity, None),
+            Plan::Fetch {
+                uidvalidity,
+                after,
+                new_generation,
+            } => {
+                if new_generation {
+                    stats.new_generation = true;
+                    if let Some(old) = cursor.uidvalidity {
+                        tracing::warn!(
+                            account,
+                            folder = %folder,
+                            old = old.0,
+                            new = uidvalidity.0,
+                            "UIDVALIDITY changed: keeping stored messages, fetching the folder again"
+                        );
+                    }
+                    self.store.begin_generation(mailbox, uidvalidity).await?;
+                }
+                (uidvalidity, Some(after))
+            }
+        };
+        let ctx = FetchCtx {
+            account,
+            folder,
+            mailbox,
+            uidvalidity: uv,
+        };
+        if let Some(after) = fetch_after {
+            let listed = list_uids(session, after).await?;
+            let plan = batches(after, &listed, self.settings.batch_size as usize);
+            let covered = plan.last().map_or(after, |b| b.last);
+            self.fetch_batches(session, &ctx, &listed, plan, &mut stats)
+                .await?;
+            // UIDs below the UIDNEXT seen at EXAMINE that the later listing
+            // did not return no longer exist: the cursor may pass them, so a
+            // folder whose newest mail was deleted does not look new forever.
+            // Only when the counts add up: a server whose listing misses
+            // messages it said exist must not make mailfeed skip them.
+            // Rows that a cut-off pass stored above the old cursor and that
+            // the listing (of everything above it) no longer shows were
+            // expunged in between.
+            self.store
+                .reconcile_existing(mailbox, uv, (after, u32::MAX), listed)
+                .await?;
+
+            if let Some(next) = state.uidnext.filter(|n| n.saturating_sub(1) > covered) {
+                let live = self.store.live_count(mailbox, uv).await?;
+                if live >= u64::from(state.exists) {
+                    self.store.advance_cursor(mailbox, uv, next - 1).await?;
+                }
+            }
+        }
+        // Every message of this generation is stored now: rows of an
+        // earlier one that none of them re-found are gone from the server.
+        // (Also when up to date: the pass that completed the generation may
+        // have failed just after.) Two index lookups for a mailbox that
+        // never changed UIDVALIDITY.
+        let retired = self.store.retire_unfound(mailbox, uv).await?;
+        if retired > 0 {
+            tracing::info!(account, folder = %ctx.folder, expunged = retired,
+                "messages of the earlier UIDVALIDITY not found again marked expunged");
+        }
+        if cursor.uidvalidity == Some(uv) && cursor.last_uid > 0 {
+            self.track_changes(session, &ctx, &cursor, &state, known.is_some())
+                .await?;
+        }
+        // And what it reported during this pass (a flag change in the
+        // middle of the FETCH).
+        self.record_reported(session, account).await?;
+        if !state.nomodseq {
+            self.store
+                .set_highest_modseq(mailbox, uv, state.highest_modseq.map(|m| m.0))
+                .await?;
+        }
+        Ok(stats)
+    }
+}
+
+pub(super) struct FetchCtx<'a> {
+    pub(super) account: &'a str,
+    pub(super) folder: String,
+    pub(super) mailbox: MailboxId,
+    pub(super) uidvalidity: UidValidity,
+}
+
+pub(super) fn uidvalidity_in(u: &Untagged) -> Option<UidValidity> {
+    match u {
+        Untagged::Status(
+            _,
+            crate::imap::StatusText {
+                code: Some(crate::imap::Code::UidValidity(v)),
+                ..
+            },
+        ) => Some(UidValidity(*v)),
+        _ => None,
+    }
+}

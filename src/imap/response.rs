@@ -77,6 +77,14 @@ pub struct FetchData {
     pub rfc822_size: Option<u64>,
     pub modseq: Option<ModSeq>,
     pub body: Option<Body>,
+    /// Gmail's permanent message id (X-GM-EXT-1): the same in every folder
+    /// the message is in.
+    pub gm_msgid: Option<u64>,
+    /// Gmail's thread id (X-GM-EXT-1).
+    pub gm_thrid: Option<u64>,
+    /// Gmail's labels as sent (modified UTF-7; system labels such as
+    /// `\\Inbox` keep their backslash).
+    pub gm_labels: Option<Vec<String>>,
 }
 
 /// One mailbox from a LIST response.

@@ -512,6 +512,11 @@ def main():
     ap.add_argument("--skip", default="", help="comma list of parts to skip: "
                     "mbsync-fsync,mbsync,tls,compress,incremental,folders,idle,rss")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    ap.add_argument("--baseline", help="another mailfeed binary, run as contender `baseline-plain` "
+                    "in the same interleaved rounds (an A/B against an earlier commit)")
+    ap.add_argument("--also", action="append", default=[], metavar="NAME=PATH",
+                    help="one more mailfeed binary, run as contender `NAME-plain` (repeatable; "
+                    "for experiments that need a different build)")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--workdir", help="where to put Dovecot, corpus and databases (default: a temp dir)")
     a = ap.parse_args()
@@ -572,9 +577,16 @@ def main():
             contenders = [c for c in contenders if not c.startswith("mbsync")]
         if "mbsync-fsync" in skip:
             contenders = [c for c in contenders if c != "mbsync-fsync"]
+        binaries = {"mailfeed-plain": MAILFEED, "mailfeed-tls": MAILFEED}
+        if a.baseline:
+            binaries["baseline-plain"] = a.baseline
+        for spec in a.also:
+            name, _, path = spec.partition("=")
+            binaries[f"{name}-plain"] = path
+        contenders += [c for c in binaries if c not in contenders and not c.startswith("mailfeed")]
         times = {c: [] for c in contenders}
         rss = {c: [] for c in contenders}
-        committed = {c: [] for c in contenders if c.startswith("mailfeed")}
+        committed = {c: [] for c in contenders if c in binaries}
         cfg_plain = os.path.join(work, "plain.toml")
         cfg_tls = os.path.join(work, "tls.toml")
         db_plain = mailfeed_config(cfg_plain, dc, "bench", False)
@@ -586,11 +598,11 @@ def main():
                 if c.startswith("raw"):
                     secs, mem, info = raw_fetch(dc, "bench", c.endswith("tls"))
                     assert info["messages"] == n, info
-                elif c.startswith("mailfeed"):
+                elif c in binaries:
                     cfg, db = (cfg_tls, db_tls) if c.endswith("tls") else (cfg_plain, db_plain)
                     remove_db(db)
                     t_start = time.time()
-                    secs, mem, _, err = run_rss([MAILFEED, "-c", cfg, "sync"], env=SYNC_LOG_ENV)
+                    secs, mem, _, err = run_rss([binaries[c], "-c", cfg, "sync"], env=SYNC_LOG_ENV)
                     count, _ = db_count(db)
                     assert count == n, f"{c}: {count} rows, expected {n}"
                     committed[c].append(committed_at(err, t_start))
@@ -796,8 +808,9 @@ def report(res):
     print(fmt_table(rows, ["contender", "median s", "MiB/s", "vs ceiling", "RSS MiB", "max RSS", "all rounds s"]))
     for c, xs in res.get("committed", {}).items():
         ceil = "raw-tls" if "tls" in c else "raw-plain"
-        print(f"{c}: stored and committed after {median(xs):.2f} s ({median(xs) / median(t[ceil]):.2f}x ceiling); "
-              f"the rest of its time is the final WAL checkpoint and exit")
+        print(f"{c}: feed complete (stored and committed) after {median(xs):.2f} s "
+              f"({median(xs) / median(t[ceil]):.2f}x ceiling); the rest of its time is the search index "
+              f"catching up, the final WAL checkpoint and exit")
     if "mbsync-tls" in t and "mbsync-tls-deflate" in t:
         print(f"COMPRESS=DEFLATE over TLS (mbsync, fsync off): {median(t['mbsync-tls-deflate']):.2f} s with, "
               f"{median(t['mbsync-tls']):.2f} s without ({median(t['mbsync-tls-deflate']) / median(t['mbsync-tls']):.2f}x)")
@@ -811,6 +824,12 @@ def report(res):
             f"{r['seconds']:.2f} s at hashsize {r['hashsize_mib']} MiB" for r in ic["runs"]))
     if "mailfeed-plain" in t and "mbsync-nofsync" in t:
         print(f"mbsync (fsync off) / mailfeed plain: {median(t['mbsync-nofsync']) / median(t['mailfeed-plain']):.2f}x")
+        fc = res.get("committed", {}).get("mailfeed-plain")
+        if fc:
+            print(f"mbsync (fsync off) / mailfeed plain feed complete: {median(t['mbsync-nofsync']) / median(fc):.2f}x")
+    if "mailfeed-plain" in t and "baseline-plain" in t:
+        print(f"A/B: mailfeed plain / baseline plain: {median(t['mailfeed-plain']) / median(t['baseline-plain']):.2f}x "
+              f"(feed complete {median(res['committed']['mailfeed-plain']) / median(res['committed']['baseline-plain']):.2f}x)")
     if "mailfeed-plain" in t and "mbsync-fsync" in t:
         print(f"mbsync (fsync on) / mailfeed plain:  {median(t['mbsync-fsync']) / median(t['mailfeed-plain']):.2f}x")
     if "largest" in res and "mailfeed-plain" in m:

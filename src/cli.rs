@@ -228,9 +228,18 @@ pub async fn cmd_sync(config: &Config, account: &Option<String>) -> Result<i32> 
         .into_iter()
         .flatten()
         .collect();
+    // The feed is committed; search catches up behind it, and `sync` exits
+    // only when it has.
+    tracing::info!("feed complete; completing the search index");
+    let indexed = store.catch_up_search().await;
     drop(store);
     writer.join();
-    Ok(report(&outcomes))
+    let code = report(&outcomes);
+    if let Err(e) = indexed {
+        eprintln!("the search index is incomplete: {e}; the next start completes it");
+        return Ok(EXIT_FAILED);
+    }
+    Ok(code)
 }
 
 /// Prints one line per failure (and a summary); returns the exit code.
@@ -282,8 +291,9 @@ pub fn cmd_status(config: &Config, json: bool) -> Result<i32> {
             config.store.path.display()
         );
     }
-    let conn = store::open_read_only(&config.store.path)?;
-    let rows = store::read::status(&conn)?;
+    let reader = store::Reader::open(&config.store.path)?;
+    let rows = reader.status()?;
+    let lag = reader.search_lag()?;
     let mut out = std::io::stdout().lock();
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
@@ -315,23 +325,41 @@ pub fn cmd_status(config: &Config, json: bool) -> Result<i32> {
             err
         )?;
     }
+    if lag.caught_up() {
+        writeln!(out, "search index: up to date")?;
+    } else {
+        writeln!(out, "search index: {}", search_behind(&lag))?;
+    }
     Ok(0)
 }
 
-fn open_existing(config: &Config) -> Result<rusqlite::Connection> {
+/// "N message(s), S s behind the feed", for `status` and `search`.
+fn search_behind(lag: &store::SearchLag) -> String {
+    format!(
+        "{} message(s), {:.1} s behind the feed",
+        lag.messages, lag.seconds
+    )
+}
+
+fn open_existing(config: &Config) -> Result<store::Reader> {
     if !config.store.path.exists() {
         bail!(
             "no database at {} yet; run `mailfeed sync` first",
             config.store.path.display()
         );
     }
-    Ok(store::open_read_only(&config.store.path)?)
+    Ok(store::Reader::open(&config.store.path)?)
 }
 
 /// `mailfeed search`
 pub fn cmd_search(config: &Config, query: &str, limit: u32) -> Result<i32> {
-    let conn = open_existing(config)?;
-    let hits = store::consumer::search(&conn, query, limit)
+    let reader = open_existing(config)?;
+    let lag = reader.search_lag()?;
+    if !lag.caught_up() {
+        eprintln!("note: {}; they are not searched yet", search_behind(&lag));
+    }
+    let hits = reader
+        .search(query, limit)
         .with_context(|| format!("searching for `{query}` (FTS5 query syntax)"))?;
     let mut out = std::io::stdout().lock();
     for h in &hits {
@@ -373,14 +401,14 @@ fn clip(s: &str, n: usize) -> String {
 pub fn cmd_export(
     config: &Config,
     format: crate::export::Format,
-    filter: store::consumer::ExportFilter,
+    filter: store::ExportFilter,
     dest: &Path,
 ) -> Result<i32> {
-    let conn = open_existing(config)?;
+    let reader = open_existing(config)?;
     let mut sink = crate::export::open(format, dest)?;
     let mut count = 0u64;
     let mut bytes = 0u64;
-    store::consumer::for_each_export(&conn, &filter, |m| {
+    reader.for_each_export(&filter, |m| {
         count += 1;
         bytes += m.raw.len() as u64;
         sink.write(&m)
@@ -429,10 +457,10 @@ pub async fn cmd_tail(
     while follow && !config.store.path.exists() {
         tokio::time::sleep(POLL).await;
     }
-    let conn = open_existing(config)?;
+    let reader = open_existing(config)?;
     let mut last = match from_id {
         Some(n) => n.saturating_sub(1),
-        None => store::consumer::id_before_last(&conn, 10)?,
+        None => reader.id_before_last(10)?,
     };
     // Registered once, before the loop, so a signal that arrives while a
     // query runs is not lost.
@@ -441,7 +469,7 @@ pub async fn cmd_tail(
     let mut sigint = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
     let stdout = std::io::stdout();
     loop {
-        let rows = store::consumer::entries_after(&conn, last, BATCH)?;
+        let rows = reader.entries_after(last, BATCH)?;
         let mut out = stdout.lock();
         for e in &rows {
             let line = if json {
@@ -663,7 +691,7 @@ pub fn run(cli: Cli) -> i32 {
             } => cmd_export(
                 &config,
                 *format,
-                store::consumer::ExportFilter {
+                store::ExportFilter {
                     account: account.clone(),
                     mailbox: mailbox.clone(),
                     since: since.clone(),

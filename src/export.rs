@@ -2,13 +2,13 @@
 //! per message, an mbox (mboxrd quoting), or a Maildir. The stored bytes go
 //! out unchanged, except the one thing mbox cannot represent (see
 //! [`Mbox`]). Knows files, not SQL: the messages come from
-//! `store::consumer::for_each_export`.
+//! `store::Reader::for_each_export`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::store::consumer::ExportMessage;
+use crate::store::ExportMessage;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {

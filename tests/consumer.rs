@@ -156,6 +156,19 @@ fn real_world_sync_is_parsed_searchable_and_exports_unchanged() {
         )
     );
     assert!(run_ok(&setup, &["status"]).contains("PARSE ERR"));
+    // `sync` exited with the search index complete, and status says so.
+    let pending: i64 = status
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| r["search_pending"].as_i64().expect("search_pending"))
+        .sum();
+    assert_eq!(pending, 0);
+    assert!(run_ok(&setup, &["status"]).contains("search index: up to date"));
+    assert_eq!(
+        query_i64(&setup, "SELECT indexed_through FROM search_watermark"),
+        query_i64(&setup, "SELECT max(id) FROM message_feed")
+    );
 
     // Search by a body word and by an attachment's name.
     let word_ids: Vec<i64> = {

@@ -156,6 +156,36 @@ fn assert_exact(setup: &Setup, truth: &Truth, context: &str) {
         0,
         "{context}: nothing is truncated at the default limit"
     );
+    assert_index_exact(&conn, context);
+}
+
+/// The search index holds exactly the feed: one entry per `message_feed`
+/// row (none twice, none skipped), the watermark at the last message, and
+/// FTS5's own check that the index equals what its source view gives.
+fn assert_index_exact(conn: &rusqlite::Connection, context: &str) {
+    let ids = |sql: &str| -> Vec<i64> {
+        conn.prepare(sql)
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .expect(sql)
+    };
+    assert_eq!(
+        ids("SELECT id FROM message_search_docsize ORDER BY id"),
+        ids("SELECT id FROM message_feed ORDER BY id"),
+        "{context}: search index entries = feed rows"
+    );
+    let (through, last): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT indexed_through FROM search_watermark),
+                    (SELECT coalesce(max(id), 0) FROM messages)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("watermark");
+    assert_eq!(through, last, "{context}: search watermark");
+    conn.execute_batch(
+        "INSERT INTO message_search (message_search, rank) VALUES ('integrity-check', 1)",
+    )
+    .unwrap_or_else(|e| panic!("{context}: search index differs from its source: {e}"));
 }
 
 fn text(b: &[u8]) -> String {
@@ -365,6 +395,95 @@ fn sigkill_at_random_moments() {
     assert!(
         landed * 10 >= spawned * 9,
         "only {landed} of {spawned} kills landed mid-sync"
+    );
+}
+
+/// How far the index trails after a kill: (watermark, last message id).
+fn watermark(setup: &Setup) -> (i64, i64) {
+    setup
+        .db()
+        .query_row(
+            "SELECT (SELECT indexed_through FROM search_watermark),
+                    (SELECT coalesce(max(id), 0) FROM messages)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("watermark")
+}
+
+/// The search index is filled behind the feed, in batches of its own
+/// transactions; a SIGKILL that finds it behind (some messages stored, not
+/// yet indexed) leaves a database whose index the next start completes, with
+/// no message indexed twice or skipped. Syncs are killed at random moments
+/// until enough kills have found the index behind the feed; each round ends
+/// with a clean sync that must give the exact index.
+#[test]
+fn sigkill_during_search_indexing() {
+    let dc = Dovecot::start_with_users(&[(USER, PASS)]).expect("start dovecot");
+    dc.create_folder(USER, "Archive").expect("create");
+    // Enough text that indexing it takes a while.
+    dc.append_many(USER, "INBOX", &corpus::sized(1_500, 31, 2_000, 20_000))
+        .expect("append");
+    dc.append_many(USER, "Archive", &corpus::varied(100, 31))
+        .expect("append");
+    let truth = Truth::read(&dc);
+    let kills = env_u64("MAILFEED_INDEX_KILLS", 12);
+
+    let full = {
+        let setup = setup_for(dc.plain_port(), "");
+        let t = Instant::now();
+        let out = setup.sync_ok();
+        let log = text(&out.stderr);
+        assert!(log.contains("feed complete"), "{log}");
+        assert!(log.contains("search index complete"), "{log}");
+        assert_exact(&setup, &truth, "calibration run");
+        t.elapsed()
+    };
+    let window = full.as_micros() as u64 * 12 / 10;
+
+    let mut rng = Rng(0x5EED_0000_0000_1D3C);
+    let (mut landed, mut spawned, mut round) = (0, 0, 0);
+    while landed < kills {
+        round += 1;
+        let setup = setup_for(dc.plain_port(), "");
+        let mut win = window;
+        for _ in 0..3 {
+            spawned += 1;
+            assert!(spawned < kills * 10, "kills keep missing the indexing");
+            let mut child = spawn_sync(&setup);
+            let at = Duration::from_micros(rng.below(win));
+            std::thread::sleep(at);
+            let _ = child.kill(); // SIGKILL
+            child.wait().expect("wait");
+            let mut stderr = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut stderr);
+            }
+            assert!(
+                !stderr.contains("panicked"),
+                "panic before the kill:\n{stderr}"
+            );
+            if !setup.db.exists() {
+                continue;
+            }
+            let ok: String = setup
+                .db()
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .expect("integrity_check after kill");
+            assert_eq!(ok, "ok", "round {round}, kill at {at:?}");
+            match watermark(&setup) {
+                (through, last) if through < last => landed += 1,
+                // Caught up before the kill: later kills in this round come
+                // sooner, while the index may still be behind.
+                _ => win = (win / 2).max(1_000),
+            }
+        }
+        setup.sync_ok();
+        assert_exact(&setup, &truth, &format!("round {round} after kills"));
+    }
+    eprintln!(
+        "{landed} kills left the index behind the feed ({spawned} runs, {round} rounds, full sync {full:?})"
     );
 }
 

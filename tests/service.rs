@@ -72,6 +72,22 @@ fn synced_once(setup: &Setup, mailbox: &str) -> bool {
     .unwrap_or(false)
 }
 
+/// Whether the message with this Message-ID is at or below the search
+/// watermark, and so found by search.
+fn indexed(setup: &Setup, message_id: &str) -> bool {
+    let Ok(conn) = rusqlite::Connection::open(&setup.db) else {
+        return false;
+    };
+    conn.query_row(
+        "SELECT count(*) FROM message_feed f, search_watermark w
+         WHERE f.message_id = ?1 AND f.id <= w.indexed_through
+           AND f.id IN (SELECT rowid FROM message_search WHERE message_search MATCH 'idle')",
+        [message_id],
+        |r| r.get::<_, i64>(0),
+    )
+    .is_ok_and(|n| n == 1)
+}
+
 fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
     let t0 = Instant::now();
     while t0.elapsed() < limit {
@@ -122,6 +138,7 @@ fn idle_delivers_new_mail_fast() {
     });
     std::thread::sleep(Duration::from_millis(300));
     let mut latencies = Vec::new();
+    let mut search_lags = Vec::new();
     let mut client = dc.login(USER).expect("login");
     for i in 0..20 {
         let before = setup.feed_count("INBOX");
@@ -133,7 +150,19 @@ fn idle_delivers_new_mail_fast() {
             setup.feed_count("INBOX") == before + 1
         });
         latencies.push(t0.elapsed());
+        // The search index follows the feed within seconds while `run` runs.
+        search_lags.push(wait_for(
+            "the search index",
+            Duration::from_secs(10),
+            || indexed(&setup, &format!("idle{i}@t")),
+        ));
     }
+    search_lags.sort();
+    eprintln!(
+        "search index after the feed: median {:?}, max {:?}",
+        search_lags[search_lags.len() / 2],
+        search_lags[search_lags.len() - 1]
+    );
     latencies.sort();
     let median = latencies[latencies.len() / 2];
     eprintln!(

@@ -49,7 +49,11 @@ fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<FeedEntry> {
 
 /// Messages matching an FTS5 query (see SQLite's FTS5 query syntax), best
 /// match first.
-pub fn search(conn: &Connection, query: &str, limit: u32) -> Result<Vec<FeedEntry>, StoreError> {
+pub(crate) fn search(
+    conn: &Connection,
+    query: &str,
+    limit: u32,
+) -> Result<Vec<FeedEntry>, StoreError> {
     let sql = format!(
         "SELECT {ENTRY_COLUMNS} FROM message_search s JOIN message_feed f ON f.id = s.rowid
          WHERE message_search MATCH ?1 ORDER BY s.rank LIMIT ?2"
@@ -62,7 +66,7 @@ pub fn search(conn: &Connection, query: &str, limit: u32) -> Result<Vec<FeedEntr
 }
 
 /// Up to `limit` feed messages with `id > after`, in id order.
-pub fn entries_after(
+pub(crate) fn entries_after(
     conn: &Connection,
     after: i64,
     limit: u32,
@@ -80,7 +84,7 @@ pub fn entries_after(
 
 /// The id just below the last `n` feed messages (0 when there are fewer),
 /// where `tail` without `--from-id` starts.
-pub fn id_before_last(conn: &Connection, n: u32) -> Result<i64, StoreError> {
+pub(crate) fn id_before_last(conn: &Connection, n: u32) -> Result<i64, StoreError> {
     conn.query_row(
         "SELECT coalesce(min(id) - 1, 0) FROM
            (SELECT id FROM message_feed ORDER BY id DESC LIMIT ?1)",
@@ -112,7 +116,7 @@ pub struct ExportMessage {
 
 /// Calls `each` for every matching feed message, in id order, one at a time
 /// (memory holds one message, whatever the archive's size).
-pub fn for_each_export<E>(
+pub(crate) fn for_each_export<E>(
     conn: &Connection,
     filter: &ExportFilter,
     mut each: impl FnMut(ExportMessage) -> Result<(), E>,
@@ -145,7 +149,10 @@ pub fn for_each_export<E>(
 
 /// The decoded bytes of an attachment, by the lower-case hex SHA-256 that
 /// `message_attachments.sha256` gives.
-pub fn attachment_data(conn: &Connection, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+pub(crate) fn attachment_data(
+    conn: &Connection,
+    sha256: &str,
+) -> Result<Option<Vec<u8>>, StoreError> {
     use rusqlite::OptionalExtension;
     conn.query_row(
         "SELECT data FROM attachment_data WHERE sha256 = ?1",

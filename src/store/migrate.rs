@@ -24,6 +24,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0005_visible_rows",
         include_str!("../../migrations/0005_visible_rows.sql"),
     ),
+    (
+        "0006_search_watermark",
+        include_str!("../../migrations/0006_search_watermark.sql"),
+    ),
 ];
 
 pub fn apply(conn: &Connection) -> Result<(), StoreError> {

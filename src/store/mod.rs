@@ -1,26 +1,42 @@
-//! The only code that touches SQLite. Opens the database (WAL, busy timeout,
-//! foreign keys, mode 0600), applies `migrations/*.sql` on `user_version`, and
-//! offers typed operations: cursors, message batches, status. Writes go through
-//! one writer thread ([`writer`]); reads open their own connection.
+//! The store boundary: the only code that touches SQLite. Opens the
+//! database (WAL, busy timeout, foreign keys, mode 0600) and applies
+//! `migrations/*.sql` on `user_version`. Outside this module nothing sees a
+//! connection, a row or SQL; the engine and the edges use two types:
+//! [`StoreHandle`] (writes through one writer thread: cursor, save, advance,
+//! changes, commit) and [`Reader`] (read-only: status, feed, search, export,
+//! tail, search lag). Both keep their connection private, so a second
+//! backend (PostgreSQL) can sit behind the same operations and pass the same
+//! store tests.
 
-pub mod changes;
+pub(crate) mod changes;
 mod checkpoint;
-pub mod consumer;
+mod consumer;
+mod handle;
+mod mailboxes;
+mod messages;
 mod migrate;
 mod parsed;
-pub mod read;
-pub mod writer;
+mod read;
+mod reader;
+mod search;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 
 use crate::config::Synchronous;
-use crate::imap::{UidValidity, mutf7};
+use crate::imap::UidValidity;
 
-pub use writer::{NewMessage, StoreHandle};
+pub use changes::canonical_flags;
+pub use consumer::{ExportFilter, ExportMessage, FeedEntry};
+pub use handle::{StoreHandle, WriterThread};
+pub use messages::NewMessage;
+pub use read::{MailboxStatus, StoredMessage};
+pub use reader::Reader;
+pub use search::SearchLag;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -81,7 +97,7 @@ pub struct MailboxCursor {
 }
 
 /// Opens (creating if needed) the database file with restrictive permissions.
-pub fn open(path: &Path, sync: Synchronous) -> Result<Connection, StoreError> {
+pub(crate) fn open(path: &Path, sync: Synchronous) -> Result<Connection, StoreError> {
     create_private(path)?;
     let conn = Connection::open_with_flags(
         path,
@@ -101,26 +117,22 @@ pub fn open(path: &Path, sync: Synchronous) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// Opens an existing database for reading only (status, search, export).
-pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(
+/// Opens an existing database for reading only (tests look inside).
+#[cfg(test)]
+pub(crate) fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|source| StoreError::Open {
         path: path.to_owned(),
         source,
-    })?;
-    conn.busy_timeout(Duration::from_secs(10))
-        .map_err(|source| StoreError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-    Ok(conn)
+    })
 }
 
 /// An in-memory database with the full schema, for tests.
-pub fn open_in_memory() -> Result<Connection, StoreError> {
+#[cfg(test)]
+pub(crate) fn open_in_memory() -> Result<Connection, StoreError> {
     let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
         path: ":memory:".into(),
         source,
@@ -174,78 +186,10 @@ fn configure(conn: &Connection, sync: Synchronous) -> rusqlite::Result<()> {
         },
     )?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    // Checkpoints run from the writer between transactions (see writer.rs),
-    // so autocheckpoint stays at its default as a safety net only.
+    // Checkpoints run on their own thread (checkpoint.rs); the writer's
+    // autocheckpoint is raised to a backstop when that thread starts.
     conn.pragma_update(None, "cache_size", -16_000)?;
     Ok(())
-}
-
-/// Finds or creates the row for an account and returns its id.
-pub(crate) fn ensure_account(conn: &Connection, name: &str) -> Result<i64, StoreError> {
-    conn.execute(
-        "INSERT INTO accounts (name) VALUES (?1) ON CONFLICT (name) DO NOTHING",
-        params![name],
-    )
-    .doing("recording account")?;
-    conn.query_row(
-        "SELECT id FROM accounts WHERE name = ?1",
-        params![name],
-        |r| r.get(0),
-    )
-    .doing("looking up account")
-}
-
-/// Finds or creates a mailbox row (by readable name) and returns its id and
-/// cursor.
-pub(crate) fn ensure_mailbox(
-    conn: &Connection,
-    account: &str,
-    wire_name: &str,
-) -> Result<(MailboxId, MailboxCursor), StoreError> {
-    let account_id = ensure_account(conn, account)?;
-    let name = mutf7::decode(wire_name);
-    conn.execute(
-        "INSERT INTO mailboxes (account_id, name, wire_name) VALUES (?1, ?2, ?3)
-         ON CONFLICT (account_id, name) DO UPDATE SET wire_name = excluded.wire_name",
-        params![account_id, name, wire_name],
-    )
-    .doing("recording mailbox")?;
-    let (id, uv, last, hms): (i64, Option<i64>, i64, Option<i64>) = conn
-        .query_row(
-            "SELECT id, uidvalidity, last_uid, highest_modseq FROM mailboxes
-             WHERE account_id = ?1 AND name = ?2",
-            params![account_id, name],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .doing("reading mailbox cursor")?;
-    Ok((
-        MailboxId(id),
-        MailboxCursor {
-            uidvalidity: uv.and_then(|v| u32::try_from(v).ok()).map(UidValidity),
-            last_uid: u32::try_from(last).unwrap_or(0),
-            highest_modseq: hms.and_then(|v| u64::try_from(v).ok()),
-        },
-    ))
-}
-
-/// Reads a mailbox's cursor.
-pub(crate) fn cursor(conn: &Connection, mailbox: MailboxId) -> Result<MailboxCursor, StoreError> {
-    let row: Option<(Option<i64>, i64, Option<i64>)> = conn
-        .query_row(
-            "SELECT uidvalidity, last_uid, highest_modseq FROM mailboxes WHERE id = ?1",
-            params![mailbox.0],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()
-        .doing("reading mailbox cursor")?;
-    Ok(match row {
-        Some((uv, last, hms)) => MailboxCursor {
-            uidvalidity: uv.and_then(|v| u32::try_from(v).ok()).map(UidValidity),
-            last_uid: u32::try_from(last).unwrap_or(0),
-            highest_modseq: hms.and_then(|v| u64::try_from(v).ok()),
-        },
-        None => MailboxCursor::default(),
-    })
 }
 
 pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {

@@ -1,8 +1,9 @@
-//! Writes what [`crate::mime::parse`] found in a message: the decoded header
-//! columns of its `messages` row, its addresses, bodies and attachments
-//! (bytes stored once per distinct SHA-256), and its full-text index entry.
-//! Runs on the writer thread inside the transaction that stores the raw row,
-//! so a message is never visible without its parsed form.
+//! Writes what [`crate::mime::parse`] found in a message beside its row:
+//! addresses, bodies and attachments (bytes stored once per distinct
+//! SHA-256). Runs on the writer thread inside the transaction that stores the
+//! raw row, so a message is never visible without its parsed form. The
+//! full-text index is not written here: [`super::search`] fills it later from
+//! these tables.
 
 use rusqlite::blob::ZeroBlob;
 use rusqlite::{Connection, MAIN_DB, params};
@@ -10,38 +11,10 @@ use rusqlite::{Connection, MAIN_DB, params};
 use super::{Context, StoreError};
 use crate::mime::ParsedMessage;
 
-/// Stores `p` for the message row `id`. `indexed` is false for a row that
-/// re-appeared under a new UIDVALIDITY (it is not in the feed, so search
-/// must not return it).
-pub(crate) fn write(
-    c: &Connection,
-    id: i64,
-    p: &ParsedMessage,
-    indexed: bool,
-) -> Result<(), StoreError> {
-    let from = p.addresses_with(crate::mime::AddressRole::From).next();
-    let join = |ids: &[String]| (!ids.is_empty()).then(|| ids.join(" "));
-    c.prepare_cached(
-        "UPDATE messages SET sent_at = ?2, date_raw = ?3, in_reply_to = ?4, reference_ids = ?5,
-                from_name = ?6, from_address = ?7, attachment_count = ?8, parse_error = ?9,
-                parsed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-         WHERE id = ?1",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            id,
-            p.sent_at,
-            p.date_raw,
-            join(&p.in_reply_to),
-            join(&p.references),
-            from.and_then(|a| a.name.as_deref()),
-            from.and_then(|a| a.address.as_deref()),
-            p.attachments.len() as i64,
-            p.parse_error,
-        ])
-    })
-    .doing("storing the parsed header fields")?;
-
+/// Stores the addresses, bodies and attachments of `p` for the message
+/// row `id` (its header columns are in the row itself, see
+/// [`super::messages`]).
+pub(crate) fn write(c: &Connection, id: i64, p: &ParsedMessage) -> Result<(), StoreError> {
     if !p.addresses.is_empty() {
         let mut st = c
             .prepare_cached(
@@ -115,46 +88,5 @@ pub(crate) fn write(
         }
     }
 
-    if indexed {
-        let (sender, recipients) = search_addresses(p);
-        c.prepare_cached(
-            "INSERT INTO message_search (rowid, subject, sender, recipients, body, attachments)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                id,
-                p.subject,
-                sender,
-                recipients,
-                p.text_body,
-                (!p.attachments.is_empty()).then(|| p.attachment_names()),
-            ])
-        })
-        .doing("indexing the message for search")?;
-    }
     Ok(())
-}
-
-/// Sender and recipient text for the index, as `message_search_source`
-/// renders it (the two must give the same tokens, or FTS5 `delete` and
-/// `rebuild` would disagree with what was inserted).
-fn search_addresses(p: &ParsedMessage) -> (Option<String>, Option<String>) {
-    use crate::mime::AddressRole::*;
-    let render = |roles: &[crate::mime::AddressRole]| {
-        let lines: Vec<String> = p
-            .addresses
-            .iter()
-            .filter(|a| roles.contains(&a.role))
-            .map(|a| {
-                format!(
-                    "{} {}",
-                    a.name.as_deref().unwrap_or(""),
-                    a.address.as_deref().unwrap_or("")
-                )
-            })
-            .collect();
-        (!lines.is_empty()).then(|| lines.join("\n"))
-    };
-    (render(&[From, Sender]), render(&[To, Cc, Bcc]))
 }

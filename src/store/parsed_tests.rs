@@ -54,7 +54,7 @@ fn store_then<T: Send + 'static>(
         for (i, raw) in messages.iter().enumerate() {
             h.save(new(mb, 1, i as u32 + 1, raw)).await.expect("save");
         }
-        h.commit().await.expect("commit");
+        h.catch_up_search().await.expect("search index");
         let out = h.call(move |c| Ok(check(c))).await.expect("check");
         drop(h);
         t.join();

@@ -1,5 +1,5 @@
-//! Read-only queries for `status` and for tests: per-mailbox progress and
-//! the stored message set.
+//! Read-only queries behind [`super::Reader`]: per-mailbox progress for
+//! `status` and the stored message set.
 
 use rusqlite::{Connection, params};
 
@@ -20,12 +20,14 @@ pub struct MailboxStatus {
     /// Messages stored raw whose MIME structure could not be (fully) parsed.
     pub parse_errors: i64,
     pub uidvalidity_changes: i64,
+    /// Feed messages stored but not yet in the search index.
+    pub search_pending: i64,
     pub last_sync_at: Option<String>,
     pub last_error: Option<String>,
     pub last_error_at: Option<String>,
 }
 
-pub fn status(conn: &Connection) -> Result<Vec<MailboxStatus>, StoreError> {
+pub(crate) fn status(conn: &Connection) -> Result<Vec<MailboxStatus>, StoreError> {
     let mut stmt = conn
         .prepare(
             "SELECT a.name, b.name, b.uidvalidity, b.last_uid,
@@ -39,6 +41,9 @@ pub fn status(conn: &Connection) -> Result<Vec<MailboxStatus>, StoreError> {
                         AND m.supersedes IS NULL AND m.parse_error IS NOT NULL),
                     (SELECT count(*) FROM events e WHERE e.mailbox_id = b.id
                         AND e.kind = 'uidvalidity'),
+                    (SELECT count(*) FROM messages m WHERE m.mailbox_id = b.id
+                        AND m.supersedes IS NULL
+                        AND m.id > (SELECT indexed_through FROM search_progress)),
                     b.last_sync_at, b.last_error, b.last_error_at
              FROM mailboxes b JOIN accounts a ON a.id = b.account_id
              ORDER BY a.name, b.name",
@@ -56,9 +61,10 @@ pub fn status(conn: &Connection) -> Result<Vec<MailboxStatus>, StoreError> {
                 expunged: r.get(6)?,
                 parse_errors: r.get(7)?,
                 uidvalidity_changes: r.get(8)?,
-                last_sync_at: r.get(9)?,
-                last_error: r.get(10)?,
-                last_error_at: r.get(11)?,
+                search_pending: r.get(9)?,
+                last_sync_at: r.get(10)?,
+                last_error: r.get(11)?,
+                last_error_at: r.get(12)?,
             })
         })
         .doing("reading status")?;
@@ -77,7 +83,7 @@ pub struct StoredMessage {
 }
 
 /// Every row of `message_feed` for one account and mailbox, by UID.
-pub fn feed_of(
+pub(crate) fn feed_of(
     conn: &Connection,
     account: &str,
     mailbox: &str,

@@ -1,0 +1,341 @@
+//! The engine's side of the store: [`StoreHandle`], a cloneable async facade
+//! whose typed operations (cursor, save, advance, changes, commit) become
+//! jobs for the parse stage and the writer thread (`writer.rs`), and the
+//! start-up that wires those threads together. Holds the byte budget that
+//! bounds the mail waiting in the queue. No SQL here: each operation names
+//! the function that does it.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::checkpoint::{BACKSTOP_PAGES, Checkpointer};
+use super::writer::{Job, Queued, Work, parse_stage, run};
+use super::{MailboxCursor, MailboxId, NewMessage, StoreError};
+use crate::config::Synchronous;
+use crate::imap::{UidSet, UidValidity};
+
+/// Jobs waiting in each of the two queues.
+const QUEUE_JOBS: usize = 1024;
+
+/// A cloneable handle to the writer thread.
+#[derive(Clone)]
+pub struct StoreHandle {
+    tx: mpsc::Sender<Job<Queued>>,
+    bytes: Arc<Semaphore>,
+    byte_budget: u32,
+    failure: Arc<Mutex<Option<String>>>,
+    /// Set by [`StoreHandle::shutdown`]; the writer checks it between jobs.
+    stop: Arc<AtomicBool>,
+}
+
+/// Joins the writer thread; dropping every [`StoreHandle`] lets it finish.
+pub struct WriterThread(std::thread::JoinHandle<()>);
+
+impl WriterThread {
+    /// Waits until the writer has committed what it had, completed the
+    /// search index (unless it was shut down) and closed.
+    pub fn join(self) {
+        let _ = self.0.join();
+    }
+
+    /// Whether the writer has closed (join would not wait).
+    pub fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+}
+
+impl StoreHandle {
+    /// Opens the database and starts the writer thread. `max_buffered_bytes`
+    /// bounds the mail waiting in the queue (a larger single message may
+    /// still pass, alone).
+    pub fn start(
+        path: &Path,
+        sync: Synchronous,
+        max_buffered_bytes: u64,
+    ) -> Result<(StoreHandle, WriterThread), StoreError> {
+        let conn = super::open(path, sync)?;
+        Ok(Self::start_with(conn, max_buffered_bytes))
+    }
+
+    /// Starts a writer on an already opened connection (tests use memory).
+    pub(crate) fn start_with(
+        conn: Connection,
+        max_buffered_bytes: u64,
+    ) -> (StoreHandle, WriterThread) {
+        let (tx, parse_rx) = mpsc::channel(QUEUE_JOBS);
+        let (parsed_tx, rx) = std::sync::mpsc::sync_channel(QUEUE_JOBS);
+        let budget = u32::try_from(max_buffered_bytes.clamp(1 << 20, 1 << 31)).unwrap_or(1 << 31);
+        let failure = Arc::new(Mutex::new(None));
+        let f2 = failure.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let checkpointer = conn
+            .path()
+            .filter(|p| !p.is_empty())
+            .and_then(|p| Checkpointer::start(Path::new(p)))
+            .filter(|_| {
+                conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES)
+                    .is_ok()
+            });
+        let stop3 = stop.clone();
+        let wake = tx.downgrade();
+        let thread = std::thread::Builder::new()
+            .name("mailfeed-parse".into())
+            .spawn(move || parse_stage(parse_rx, parsed_tx, stop3))
+            .and_then(|parser| {
+                std::thread::Builder::new()
+                    .name("mailfeed-writer".into())
+                    .spawn(move || {
+                        run(conn, rx, f2, stop2, checkpointer);
+                        // The parse stage ends at its next hand-over now that
+                        // the writer's queue is gone; an idle one is woken.
+                        // Joining it means a joined writer leaves no thread.
+                        if let Some(tx) = wake.upgrade() {
+                            let _ = tx.try_send(Job::Shutdown);
+                        }
+                        let _ = parser.join();
+                    })
+            })
+            .map(WriterThread);
+        let thread = match thread {
+            Ok(t) => t,
+            // Spawning a thread fails only when the process is out of
+            // resources; report it through the handle instead of panicking.
+            Err(e) => {
+                if let Ok(mut f) = failure.lock() {
+                    *f = Some(format!("cannot start the writer thread: {e}"));
+                }
+                WriterThread(std::thread::spawn(|| {}))
+            }
+        };
+        (
+            StoreHandle {
+                tx,
+                bytes: Arc::new(Semaphore::new(budget as usize)),
+                byte_budget: budget,
+                failure,
+                stop,
+            },
+            thread,
+        )
+    }
+
+    fn gone(&self) -> StoreError {
+        match self.failure.lock().ok().and_then(|f| f.clone()) {
+            Some(msg) => StoreError::Stopped(msg),
+            None => StoreError::WriterGone,
+        }
+    }
+
+    /// Queues a message for the parse stage and then the writer; waits
+    /// while the queue holds too many bytes. The caller awaits this before
+    /// sending anything else, so the order of jobs (messages before their
+    /// cursor) holds: both stages keep the order they were given.
+    pub async fn save(&self, m: NewMessage) -> Result<(), StoreError> {
+        // The decoded form (bodies, attachments) is about as large as the
+        // raw bytes, and both wait in the queue.
+        let want = u32::try_from(m.raw.len().saturating_mul(2))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.byte_budget);
+        let permit = self
+            .bytes
+            .clone()
+            .acquire_many_owned(want)
+            .await
+            .map_err(|_| self.gone())?;
+        self.tx
+            .send(Job::Message(Box::new(Queued {
+                message: m,
+                _permit: permit,
+            })))
+            .await
+            .map_err(|_| self.gone())
+    }
+
+    /// Runs `f` on the writer thread, inside the current transaction.
+    pub(crate) async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let work: Work = Box::new(move |conn| match f(conn) {
+            Ok(v) => {
+                let _ = tx.send(Ok(v));
+                Ok(())
+            }
+            Err(e) => {
+                let copy = StoreError::Stopped(e.to_string());
+                let _ = tx.send(Err(e));
+                Err(copy)
+            }
+        });
+        self.tx
+            .send(Job::Work(work))
+            .await
+            .map_err(|_| self.gone())?;
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => Err(self.gone()),
+        }
+    }
+
+    /// Sends a job that the writer answers, waits for the answer, and
+    /// reports a failure that happened before it.
+    async fn ask(
+        &self,
+        job: impl FnOnce(oneshot::Sender<()>) -> Job<Queued>,
+    ) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(job(tx)).await.map_err(|_| self.gone())?;
+        rx.await.map_err(|_| self.gone())?;
+        // A failure after our jobs but before the commit also loses them.
+        match self.failure.lock().ok().and_then(|f| f.clone()) {
+            Some(msg) => Err(StoreError::Stopped(msg)),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until everything sent before is committed.
+    pub async fn commit(&self) -> Result<(), StoreError> {
+        self.ask(Job::Commit).await
+    }
+
+    /// Waits until everything sent before is committed and in the search
+    /// index. Feed work sent meanwhile waits behind the indexing.
+    pub async fn catch_up_search(&self) -> Result<(), StoreError> {
+        self.ask(Job::SearchCaughtUp).await
+    }
+
+    /// Stops the writer now, whoever still holds a handle: it finishes the
+    /// job at hand, commits its open transaction and closes. Jobs still
+    /// queued are dropped; they were sent after everything committed, so no
+    /// cursor outlives its messages. Every later call fails.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes a writer waiting for work; a full queue means it is busy and
+        // sees the flag before its next job.
+        let _ = self.tx.try_send(Job::Shutdown);
+    }
+
+    /// Whether the writer has stopped after an error.
+    pub fn has_failed(&self) -> bool {
+        self.failure.lock().map(|f| f.is_some()).unwrap_or(true) || self.tx.is_closed()
+    }
+
+    /// Finds or creates the mailbox row; returns its id and cursor.
+    pub async fn ensure_mailbox(
+        &self,
+        account: &str,
+        wire_name: &str,
+    ) -> Result<(MailboxId, MailboxCursor), StoreError> {
+        let (account, wire) = (account.to_owned(), wire_name.to_owned());
+        self.call(move |c| super::mailboxes::ensure(c, &account, &wire))
+            .await
+    }
+
+    /// Reads a mailbox's cursor as the writer sees it (including what is
+    /// queued before this call).
+    pub async fn cursor(&self, mailbox: MailboxId) -> Result<MailboxCursor, StoreError> {
+        self.call(move |c| super::mailboxes::cursor(c, mailbox))
+            .await
+    }
+
+    /// Switches a mailbox to a new UIDVALIDITY generation: rows stored under
+    /// the old one stay, the cursor restarts, and an event records it.
+    pub async fn begin_generation(
+        &self,
+        mailbox: MailboxId,
+        uidvalidity: UidValidity,
+    ) -> Result<(), StoreError> {
+        self.call(move |c| super::mailboxes::begin_generation(c, mailbox, uidvalidity))
+            .await
+    }
+
+    /// Records that every UID up to `last_uid` of `uidvalidity` is stored.
+    pub async fn advance_cursor(
+        &self,
+        mailbox: MailboxId,
+        uidvalidity: UidValidity,
+        last_uid: u32,
+    ) -> Result<(), StoreError> {
+        self.call(move |c| super::mailboxes::advance(c, mailbox, uidvalidity, last_uid))
+            .await
+    }
+
+    /// Records the end of a sync pass of one mailbox, good or bad.
+    pub async fn record_outcome(
+        &self,
+        mailbox: MailboxId,
+        error: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.call(move |c| super::mailboxes::record_outcome(c, mailbox, error.as_deref()))
+            .await
+    }
+}
+
+/// Changes to stored messages, applied through the writer (the archive keeps
+/// everything; changes become events).
+impl StoreHandle {
+    /// Updates the flags of stored messages; returns how many changed.
+    pub async fn apply_flags(
+        &self,
+        mailbox: MailboxId,
+        uidvalidity: UidValidity,
+        changes: Vec<(u32, Vec<String>)>,
+    ) -> Result<u64, StoreError> {
+        self.call(move |c| super::changes::apply_flags(c, mailbox, uidvalidity.0, &changes))
+            .await
+    }
+
+    /// Marks the stored messages among `uids` expunged; returns how many
+    /// were newly marked.
+    pub async fn mark_expunged(
+        &self,
+        mailbox: MailboxId,
+        uidvalidity: UidValidity,
+        uids: UidSet,
+    ) -> Result<u64, StoreError> {
+        self.call(move |c| super::changes::mark_expunged(c, mailbox, uidvalidity.0, &uids))
+            .await
+    }
+
+    /// Marks every stored UID in `(after, up_to]` that is not in `existing`
+    /// expunged.
+    pub async fn reconcile_existing(
+        &self,
+        mailbox: MailboxId,
+        uidvalidity: UidValidity,
+        range: (u32, u32),
+        existing: UidSet,
+    ) -> Result<u64, StoreError> {
+        self.call(move |c| {
+            super::changes::reconcile_existing(c, mailbox, uidvalidity.0, range, &existing)
+        })
+        .await
+    }
+
+    /// Stored, not expunged messages of a generation.
+    pub async fn live_count(
+        &self,
+        mailbox: MailboxId,
+        uidvalidity: UidValidity,
+    ) -> Result<u64, StoreError> {
+        self.call(move |c| super::changes::live_count(c, mailbox, uidvalidity.0))
+            .await
+    }
+
+    /// Records the HIGHESTMODSEQ up to which changes have been applied.
+    pub async fn set_highest_modseq(
+        &self,
+        mailbox: MailboxId,
+        uidvalidity: UidValidity,
+        modseq: Option<u64>,
+    ) -> Result<(), StoreError> {
+        self.call(move |c| super::changes::set_highest_modseq(c, mailbox, uidvalidity.0, modseq))
+            .await
+    }
+}

@@ -11,6 +11,7 @@
 pub(crate) mod changes;
 mod checkpoint;
 mod consumer;
+mod gmail;
 mod handle;
 mod mailboxes;
 mod messages;
@@ -32,6 +33,7 @@ use crate::imap::UidValidity;
 
 pub use changes::canonical_flags;
 pub use consumer::{ExportFilter, ExportMessage, FeedEntry};
+pub use gmail::{GmailIds, Sighting};
 pub use handle::{StoreHandle, WriterThread};
 pub use messages::NewMessage;
 pub use read::{MailboxStatus, StoredMessage};

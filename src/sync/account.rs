@@ -70,7 +70,12 @@ pub async fn sync_account(
     };
     let queue = Arc::new(Mutex::new(folders.iter().cloned().collect::<VecDeque<_>>()));
     let results = Arc::new(Mutex::new(Vec::new()));
-    let workers = (account.max_connections as usize).min(folders.len()).max(1);
+    // Gmail's folders overlap (a message is in INBOX, its labels and All
+    // Mail): taken one after another, each body is fetched once, by the
+    // first folder that lists it; the others only record memberships.
+    let gmail = first.capabilities().has("X-GM-EXT-1");
+    let parallel = if gmail { 1 } else { account.max_connections };
+    let workers = (parallel as usize).min(folders.len()).max(1);
     let mut sessions = vec![Some(first)];
     sessions.resize_with(workers, || None);
     let tasks = sessions.into_iter().map(|s| {

@@ -10,7 +10,7 @@ use super::{Batch, Engine, FetchCtx, FolderStats, Pipeline, SyncError, UnknownTa
 use crate::imap::date::internal_date_to_utc;
 use crate::imap::{Body, Command, FetchItems, FetchSet, Response, UidSet, Untagged};
 use crate::session::{Session, SessionError};
-use crate::store::NewMessage;
+use crate::store::{GmailIds, NewMessage};
 
 /// How many FETCH commands may be in flight on one connection.
 const PIPELINE_DEPTH: usize = 3;
@@ -42,7 +42,11 @@ impl Engine {
                 let tag = session
                     .send(&Command::UidFetch {
                         set: FetchSet::Range(b.after + 1, b.last),
-                        items: FetchItems::Message,
+                        items: if ctx.gmail {
+                            FetchItems::GmailMessage
+                        } else {
+                            FetchItems::Message
+                        },
                         changed_since: None,
                         vanished: false,
                     })
@@ -93,6 +97,11 @@ impl Engine {
                             size,
                             raw,
                             truncated,
+                            gmail: data.gm_msgid.filter(|_| ctx.gmail).map(|msgid| GmailIds {
+                                msgid,
+                                thrid: data.gm_thrid,
+                                labels: data.gm_labels.as_deref().map(super::gmail::decode_labels),
+                            }),
                         })
                         .await?;
                 }

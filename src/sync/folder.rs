@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::{Engine, FolderStats, Plan, SyncError, batches, listing::list_uids, plan};
-use crate::imap::{ModSeq, UidValidity, Untagged, mutf7};
+use crate::imap::{ModSeq, UidSet, UidValidity, Untagged, mutf7};
 use crate::session::Session;
 use crate::store::{MailboxCursor, MailboxId};
 
@@ -102,25 +102,44 @@ impl Engine {
             folder,
             mailbox,
             uidvalidity: uv,
+            gmail: session.capabilities().has("X-GM-EXT-1"),
         };
         if let Some(after) = fetch_after {
-            let listed = list_uids(session, after).await?;
-            let plan = batches(after, &listed, self.settings.batch_size as usize);
-            let covered = plan.last().map_or(after, |b| b.last);
-            self.fetch_batches(session, &ctx, &listed, plan, &mut stats)
+            let (listed, to_fetch) = if ctx.gmail {
+                // Bodies only for messages the account does not store yet;
+                // the others become memberships, queued before any cursor
+                // move that passes their UIDs.
+                let (listed, sightings) = super::gmail::list(session, after).await?;
+                let unstored = self.store.link_gmail(mailbox, uv, sightings).await?;
+                (listed, UidSet::from_uids(unstored))
+            } else {
+                let listed = list_uids(session, after).await?;
+                (listed.clone(), listed)
+            };
+            let plan = batches(after, &to_fetch, self.settings.batch_size as usize);
+            let fetched_to = plan.last().map_or(after, |b| b.last);
+            self.fetch_batches(session, &ctx, &to_fetch, plan, &mut stats)
                 .await?;
-            // UIDs below the UIDNEXT seen at EXAMINE that the later listing
-            // did not return no longer exist: the cursor may pass them, so a
-            // folder whose newest mail was deleted does not look new forever.
-            // Only when the counts add up: a server whose listing misses
-            // messages it said exist must not make mailfeed skip them.
+            // Listed UIDs above the last fetched one are memberships only.
+            let covered = listed
+                .ranges()
+                .last()
+                .map_or(after, |r| r.1)
+                .max(fetched_to);
+            if covered > fetched_to {
+                self.store.advance_cursor(mailbox, uv, covered).await?;
+            }
             // Rows that a cut-off pass stored above the old cursor and that
             // the listing (of everything above it) no longer shows were
             // expunged in between.
             self.store
                 .reconcile_existing(mailbox, uv, (after, u32::MAX), listed)
                 .await?;
-
+            // UIDs below the UIDNEXT seen at EXAMINE that the later listing
+            // did not return no longer exist: the cursor may pass them, so a
+            // folder whose newest mail was deleted does not look new forever.
+            // Only when the counts add up: a server whose listing misses
+            // messages it said exist must not make mailfeed skip them.
             if let Some(next) = state.uidnext.filter(|n| n.saturating_sub(1) > covered) {
                 let live = self.store.live_count(mailbox, uv).await?;
                 if live >= u64::from(state.exists) {
@@ -141,6 +160,19 @@ impl Engine {
         if cursor.uidvalidity == Some(uv) && cursor.last_uid > 0 {
             self.track_changes(session, &ctx, &cursor, &state, known.is_some())
                 .await?;
+            if ctx.gmail {
+                // A label change moves the message's MODSEQ (Gmail has
+                // CONDSTORE); without HIGHESTMODSEQ every pass reads them.
+                let since = cursor.highest_modseq.map(ModSeq);
+                let moved = match (state.highest_modseq, since) {
+                    (Some(now), Some(before)) => now != before,
+                    _ => true,
+                };
+                if moved {
+                    self.scan_labels(session, &ctx, cursor.last_uid, since)
+                        .await?;
+                }
+            }
         }
         // And what it reported during this pass (a flag change in the
         // middle of the FETCH).
@@ -159,6 +191,8 @@ pub(super) struct FetchCtx<'a> {
     pub(super) folder: String,
     pub(super) mailbox: MailboxId,
     pub(super) uidvalidity: UidValidity,
+    /// The server offers X-GM-EXT-1: one stored message per X-GM-MSGID.
+    pub(super) gmail: bool,
 }
 
 pub(super) fn uidvalidity_in(u: &Untagged) -> Option<UidValidity> {

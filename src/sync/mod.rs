@@ -131,6 +131,7 @@ mod account;
 mod changes;
 mod fetch;
 mod folder;
+mod gmail;
 mod listing;
 mod pipeline;
 mod plan;

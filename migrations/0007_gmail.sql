@@ -85,3 +85,12 @@ JOIN accounts a ON a.id = b.account_id;
 CREATE VIEW message_gmail AS
 SELECT message_id AS feed_id, gm_msgid, gm_thrid
 FROM gmail_messages;
+
+-- Bytes of mail downloaded per account and UTC day, written in the
+-- transaction that stores the messages, for `daily_download_limit`.
+CREATE TABLE download_days (
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    day        TEXT NOT NULL,
+    bytes      INTEGER NOT NULL,
+    PRIMARY KEY (account_id, day)
+) WITHOUT ROWID;

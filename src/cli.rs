@@ -220,7 +220,8 @@ pub async fn cmd_sync(config: &Config, account: &Option<String>) -> Result<i32> 
             store.clone(),
             connect_options(config, acc)?,
             config.sync.clone(),
-        );
+        )
+        .with_daily_limit(acc.daily_download_limit);
         jobs.push(async move { crate::sync::sync_account(&engine, acc, &|| None).await });
     }
     let outcomes: Vec<FolderOutcome> = futures_util::future::join_all(jobs)
@@ -254,6 +255,10 @@ pub fn report(outcomes: &[FolderOutcome]) -> i32 {
                 ok += 1;
                 new += s.new;
                 refound += s.refound;
+            }
+            // A pause the user asked for, not a failure.
+            Err(e @ crate::sync::SyncError::DailyLimit { .. }) => {
+                let _ = writeln!(out, "PAUSED {}/{}: {e}", o.account, o.folder);
             }
             Err(e) => {
                 failed += 1;

@@ -153,6 +153,20 @@ pub struct AccountConfig {
     pub poll_interval: Duration,
     /// Use COMPRESS=DEFLATE (RFC 4978) when the server offers it.
     pub compress: bool,
+    /// Bytes of mail downloaded per UTC day at most (Gmail's own limit is
+    /// 2500 MB); the account pauses until the next day, then resumes.
+    pub daily_download_limit: Option<u64>,
+}
+
+/// Gmail refuses a 16th simultaneous IMAP connection of an account (across
+/// every client the user runs); mailfeed takes few of them by default.
+pub const GMAIL_CONNECTION_LIMIT: u32 = 15;
+const GMAIL_DEFAULT_CONNECTIONS: u32 = 3;
+
+/// Google's IMAP hosts (Gmail and Workspace).
+pub fn is_gmail_host(host: &str) -> bool {
+    let h = host.trim_end_matches('.').to_ascii_lowercase();
+    h == "imap.gmail.com" || h == "imap.googlemail.com"
 }
 
 /// The whole, validated configuration.
@@ -224,6 +238,7 @@ struct RawAccount {
     max_connections: Option<u32>,
     poll_interval: Option<DurationValue>,
     compress: Option<bool>,
+    daily_download_limit: Option<SizeValue>,
 }
 
 /// A duration written as `"90s"`, `"5m"`, `"1h"` or a number of seconds.
@@ -665,13 +680,34 @@ impl Config {
                 key("folders")
             ));
         }
-        let max_connections = a.max_connections.unwrap_or(5);
+        let gmail = is_gmail_host(&host);
+        let max_connections =
+            a.max_connections
+                .unwrap_or(if gmail { GMAIL_DEFAULT_CONNECTIONS } else { 5 });
         if max_connections == 0 || max_connections > 100 {
             return Err(format!(
                 "`{}` must be 1 to 100 (default 5)",
                 key("max_connections")
             ));
         }
+        if gmail && max_connections > GMAIL_CONNECTION_LIMIT {
+            return Err(format!(
+                "`{}` = {max_connections}: Gmail refuses more than {GMAIL_CONNECTION_LIMIT} simultaneous connections per account (all clients together); use at most {GMAIL_CONNECTION_LIMIT} (default {GMAIL_DEFAULT_CONNECTIONS} for Gmail)",
+                key("max_connections")
+            ));
+        }
+        let daily_download_limit = match &a.daily_download_limit {
+            Some(v) => match parse_size(&key("daily_download_limit"), v)? {
+                0 => {
+                    return Err(format!(
+                        "`{}` must be above 0, e.g. \"2500MB\" (Gmail's own daily limit); leave it out for no limit",
+                        key("daily_download_limit")
+                    ));
+                }
+                n => Some(n),
+            },
+            None => None,
+        };
         let poll_interval = match &a.poll_interval {
             Some(v) => parse_duration(&key("poll_interval"), v)?,
             None => sync.poll_interval,
@@ -698,6 +734,7 @@ impl Config {
             max_connections,
             poll_interval,
             compress: a.compress.unwrap_or(false),
+            daily_download_limit,
         })
     }
 }

@@ -310,7 +310,8 @@ fn start_account(
             store.clone(),
             crate::cli::connect_options(config, acc)?,
             config.sync.clone(),
-        ),
+        )
+        .with_daily_limit(acc.daily_download_limit),
         health: health.clone(),
         cancel: token.clone(),
         retry: (Duration::from_secs(1), Duration::from_secs(300)),

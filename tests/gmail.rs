@@ -38,6 +38,10 @@ fn pick(i: u64) -> Vec<&'static str> {
 }
 
 fn setup(g: &Gmail) -> Setup {
+    setup_with(g, "", "batch_size = 16")
+}
+
+fn setup_with(g: &Gmail, extra: &str, sync: &str) -> Setup {
     let folders = [ALL_MAIL, "INBOX", "Work", "Travel", "Receipts"];
     Setup::new(
         &[Account {
@@ -48,9 +52,9 @@ fn setup(g: &Gmail) -> Setup {
             user: "user@example.com",
             password: "app-password",
             folders: &folders,
-            extra: "",
+            extra,
         }],
-        "batch_size = 16",
+        sync,
     )
 }
 
@@ -253,4 +257,62 @@ fn the_double_refuses_a_sixteenth_connection() {
     BufReader::new(c).read_line(&mut l).expect("bye");
     assert!(l.starts_with("* BYE [UNAVAILABLE]"), "{l}");
     assert_eq!(g.connection_counts(), (15, 1));
+}
+
+/// Today's count becomes yesterday's: for the store, the next day began.
+const NEXT_DAY: &str = "UPDATE download_days SET day = date('now', '-' || (1 + (SELECT count(*) FROM download_days)) || ' days') WHERE day = date('now')";
+
+/// A tiny `daily_download_limit`: each day's sync stops at a range boundary
+/// once the limit is reached, `status` says the account is paused until the
+/// next UTC midnight, and the next day (the recorded day moved back) it
+/// resumes where it stopped: in the end every message once, no body
+/// fetched twice, no gap.
+#[test]
+fn the_daily_download_limit_pauses_and_resumes_without_a_gap() {
+    let g = Gmail::start(mailbox(40, pick), &LABELS);
+    let s = setup_with(&g, "daily_download_limit = \"1KB\"\n", "batch_size = 2");
+    let out = s.run(&["sync"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "a pause is not a failure: {text}");
+    assert!(text.contains("PAUSED gmail/"), "{text}");
+    let first = feed_rows(&s);
+    assert!(first > 0 && first < 40, "stopped partway: {first} stored");
+    let downloaded: i64 = s
+        .db()
+        .query_row("SELECT sum(bytes) FROM download_days", [], |r| r.get(0))
+        .expect("bytes");
+    assert!(downloaded >= 1000, "the limit was reached: {downloaded}");
+    let status = s.run(&["status"]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("daily_download_limit") && status.contains("pauses until"),
+        "{status}"
+    );
+    // The same day, nothing more is fetched.
+    let before = g.total_body_fetches();
+    s.run(&["sync"]);
+    assert_eq!(
+        g.total_body_fetches(),
+        before,
+        "paused for the rest of the day"
+    );
+    // Day after day, it resumes where it stopped.
+    let mut days = 0;
+    while feed_rows(&s) < 40 {
+        days += 1;
+        assert!(days < 20, "no progress: {} stored", feed_rows(&s));
+        s.db().execute(NEXT_DAY, []).expect("the next day");
+        let before = feed_rows(&s);
+        s.run(&["sync"]);
+        assert!(feed_rows(&s) > before, "day {days} fetched nothing");
+    }
+    assert!(days >= 2, "the limit took several days: {days}");
+    assert_eq!(feed_rows(&s), 40);
+    assert!(
+        g.body_fetches().values().all(|n| *n == 1),
+        "no body fetched twice"
+    );
+    s.db().execute(NEXT_DAY, []).expect("the next day");
+    s.sync_ok();
+    assert_eq!(stored_labels(&s), g.labels(), "memberships complete too");
 }

@@ -365,4 +365,11 @@ impl StoreHandle {
         self.call(move |c| super::gmail::apply_labels(c, mailbox, &reports))
             .await
     }
+
+    /// Bytes of mail the account downloaded today (UTC), including what is
+    /// queued before this call.
+    pub async fn downloaded_today(&self, account: &str) -> Result<u64, StoreError> {
+        let account = account.to_owned();
+        self.call(move |c| super::limits::today(c, &account)).await
+    }
 }

@@ -92,6 +92,7 @@ pub(crate) fn insert(
     d: &Derived,
     generations: &mut Generations,
 ) -> Result<(), StoreError> {
+    super::limits::count(c, m.mailbox, m.raw.len() as u64)?;
     if let Some(gm) = &m.gmail {
         if super::gmail::link_if_stored(c, m.mailbox, m.uidvalidity, m.uid.0, gm)? {
             return Ok(());

@@ -13,6 +13,7 @@ mod checkpoint;
 mod consumer;
 mod gmail;
 mod handle;
+mod limits;
 mod mailboxes;
 mod messages;
 mod migrate;

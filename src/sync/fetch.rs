@@ -37,7 +37,15 @@ impl Engine {
     ) -> Result<(), SyncError> {
         let mut started: Vec<Option<Instant>> = vec![None; plan.len()];
         let mut p = Pipeline::new(plan, listed.clone(), PIPELINE_DEPTH);
+        let mut downloaded = 0u64;
+        let mut paused = false;
         while !p.is_drained() {
+            if !paused && ctx.budget.is_some_and(|b| downloaded >= b) {
+                // The day's limit: what is in flight still lands (the limit
+                // may be passed by that much), nothing more is asked.
+                paused = true;
+                p.stop_sending();
+            }
             while let Some(b) = p.next_range() {
                 let tag = session
                     .send(&Command::UidFetch {
@@ -79,6 +87,7 @@ impl Engine {
                     };
                     let size = data.rfc822_size.unwrap_or(raw.len() as u64);
                     p.message_arrived(uid.0, raw.len() as u64);
+                    downloaded += raw.len() as u64;
                     self.made_progress();
                     tracing::debug!(account = ctx.account, folder = %ctx.folder, uid = uid.0, bytes = raw.len(), "message received");
                     self.store
@@ -147,6 +156,13 @@ impl Engine {
                     );
                 }
             }
+        }
+        if paused {
+            tracing::info!(account = ctx.account, folder = %ctx.folder, bytes = downloaded,
+                "daily download limit reached; pausing until the next day");
+            return Err(super::daily_limit(
+                self.daily_download_limit.unwrap_or_default(),
+            ));
         }
         let missing = p.missing();
         if missing.is_empty() {

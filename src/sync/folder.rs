@@ -64,6 +64,8 @@ impl Engine {
         // say) belongs to the mailbox still selected: recorded before
         // EXAMINE changes the selection.
         self.record_reported(session, account).await?;
+        // An account past its daily download limit asks the server nothing.
+        let budget = self.download_budget(account).await?;
         // QRESYNC lets EXAMINE itself report what changed since our last
         // HIGHESTMODSEQ (flags and VANISHED UIDs): no extra round trip.
         let qresync = session.enable_qresync().await?;
@@ -103,6 +105,7 @@ impl Engine {
             mailbox,
             uidvalidity: uv,
             gmail: session.capabilities().has("X-GM-EXT-1"),
+            budget,
         };
         if let Some(after) = fetch_after {
             let (listed, to_fetch) = if ctx.gmail {
@@ -193,6 +196,8 @@ pub(super) struct FetchCtx<'a> {
     pub(super) uidvalidity: UidValidity,
     /// The server offers X-GM-EXT-1: one stored message per X-GM-MSGID.
     pub(super) gmail: bool,
+    /// Bytes this pass may download before the account pauses for the day.
+    pub(super) budget: Option<u64>,
 }
 
 pub(super) fn uidvalidity_in(u: &Untagged) -> Option<UidValidity> {

@@ -38,6 +38,10 @@ pub enum SyncError {
     #[error("UIDVALIDITY changed during the session (from {old} to {new})")]
     UidValidityChanged { old: u32, new: u32 },
     #[error(
+        "daily_download_limit of {limit} bytes reached for today (UTC); the account pauses until {resumes} and then resumes where it stopped"
+    )]
+    DailyLimit { limit: u64, resumes: String },
+    #[error(
         "server listed UID {0} but did not send it, and it still exists; the folder's cursor stays below it and the next pass asks again"
     )]
     NotDelivered(u32),
@@ -100,6 +104,8 @@ pub struct Engine {
     /// Rises with every message received and every batch stored: whoever
     /// runs a long sync can tell one that is moving from one that hangs.
     pub progress: Arc<AtomicU64>,
+    /// `daily_download_limit` of the account this engine syncs.
+    pub daily_download_limit: Option<u64>,
 }
 
 impl Engine {
@@ -111,7 +117,30 @@ impl Engine {
             passes: Arc::default(),
             rescan_now: Arc::default(),
             progress: Arc::default(),
+            daily_download_limit: None,
         }
+    }
+
+    /// The same engine, pausing its account once `limit` bytes were
+    /// downloaded in a UTC day.
+    pub fn with_daily_limit(self, limit: Option<u64>) -> Engine {
+        Engine {
+            daily_download_limit: limit,
+            ..self
+        }
+    }
+
+    /// Bytes the account may still download today (`None`: no limit); an
+    /// error once none are left.
+    async fn download_budget(&self, account: &str) -> Result<Option<u64>, SyncError> {
+        let Some(limit) = self.daily_download_limit else {
+            return Ok(None);
+        };
+        let today = self.store.downloaded_today(account).await?;
+        if today >= limit {
+            return Err(daily_limit(limit));
+        }
+        Ok(Some(limit - today))
     }
 
     /// The same engine with a progress counter of its own, for one caller.
@@ -124,6 +153,19 @@ impl Engine {
 
     fn made_progress(&self) {
         self.progress.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The pause of an account that reached its daily limit: until the next
+/// UTC midnight.
+fn daily_limit(limit: u64) -> SyncError {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let next_day = (now / 86_400 + 1) * 86_400;
+    SyncError::DailyLimit {
+        limit,
+        resumes: crate::utc::format_utc(next_day),
     }
 }
 

@@ -87,6 +87,12 @@ impl Pipeline {
             .then(|| self.plan[self.next_to_send])
     }
 
+    /// Sends no further range (the ones in flight still complete): the
+    /// pass stops at a range boundary, its cursor exact.
+    pub fn stop_sending(&mut self) {
+        self.plan.truncate(self.next_to_send);
+    }
+
     /// The range [`Self::next_range`] returned was sent under `tag`; returns
     /// its index.
     pub fn range_sent(&mut self, tag: String) -> usize {
@@ -305,6 +311,23 @@ mod tests {
         assert_eq!(advances(&done), [Some(6)]);
         assert_eq!(p.missing(), [7]);
         assert!(p.tagged_ok("a").is_err(), "answered once");
+    }
+
+    #[test]
+    fn a_stopped_pipeline_completes_what_is_in_flight_and_sends_nothing_more() {
+        let mut p = pipeline(0, &[1, 2, 3, 4, 5, 6, 7, 8], 2, 2);
+        send(&mut p, "a");
+        send(&mut p, "b");
+        p.stop_sending();
+        assert_eq!(p.next_range(), None);
+        for u in 1..=4 {
+            p.message_arrived(u, 1);
+        }
+        assert_eq!(advances(&p.tagged_ok("a").expect("known")), [Some(2)]);
+        assert_eq!(advances(&p.tagged_ok("b").expect("known")), [Some(4)]);
+        assert!(p.is_drained());
+        assert!(p.missing().is_empty(), "unsent ranges are not missing");
+        assert_eq!(p.last(), Some(4), "the end of what was sent");
     }
 
     #[test]

@@ -98,6 +98,8 @@ impl std::fmt::Display for FetchSet {
 pub enum FetchItems {
     /// `UID`: which messages exist.
     Uid,
+    /// `UID RFC822.SIZE`: which exist and their sizes (for progress totals).
+    UidSize,
     /// `UID FLAGS`: a flag scan (its answers are not changes to record).
     Flags,
     /// Everything stored about a message, its bytes untouched.
@@ -114,6 +116,7 @@ impl FetchItems {
     pub fn as_str(self) -> &'static str {
         match self {
             FetchItems::Uid => "UID",
+            FetchItems::UidSize => "UID RFC822.SIZE",
             FetchItems::Flags => "UID FLAGS",
             FetchItems::Message => "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]",
             FetchItems::GmailIds => "UID X-GM-MSGID",

@@ -21,6 +21,7 @@ mod parsed;
 mod read;
 mod reader;
 mod search;
+pub mod totals;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -45,6 +45,16 @@ impl Reader {
         super::read::status(&self.conn)
     }
 
+    /// Every mailbox's stored totals, for `/metrics`.
+    pub fn totals(&self) -> Result<Vec<super::totals::MailboxTotals>, StoreError> {
+        super::totals::totals(&self.conn)
+    }
+
+    /// The database file's size in bytes.
+    pub fn database_bytes(&self) -> Result<u64, StoreError> {
+        super::totals::database_bytes(&self.conn)
+    }
+
     /// How far the search index trails the feed.
     pub fn search_lag(&self) -> Result<SearchLag, StoreError> {
         super::search::lag(&self.conn)

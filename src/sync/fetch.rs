@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 use super::listing::list_uid_set;
+use super::progress::ProgressEvent;
 use super::{Batch, Engine, FetchCtx, FolderStats, Pipeline, SyncError, UnknownTag};
 use crate::imap::date::internal_date_to_utc;
 use crate::imap::{Body, Command, FetchItems, FetchSet, Response, UidSet, Untagged};
@@ -89,6 +90,11 @@ impl Engine {
                     p.message_arrived(uid.0, raw.len() as u64);
                     downloaded += raw.len() as u64;
                     self.made_progress();
+                    self.tell(ProgressEvent::MessageReceived {
+                        account: ctx.account,
+                        folder: &ctx.folder,
+                        bytes: size,
+                    });
                     tracing::debug!(account = ctx.account, folder = %ctx.folder, uid = uid.0, bytes = raw.len(), "message received");
                     self.store
                         .save(NewMessage {

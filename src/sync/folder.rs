@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use super::progress::ProgressEvent;
 use super::{Engine, FolderStats, Plan, SyncError, batches, listing::list_uids, plan};
 use crate::imap::{ModSeq, UidSet, UidValidity, Untagged, mutf7};
 use crate::session::Session;
@@ -35,6 +36,11 @@ impl Engine {
             Err(e) => Some(crate::secret::scrub(&e.to_string()).into_owned()),
         };
         // Recording the outcome must not hide the sync's own error.
+        self.tell(ProgressEvent::FolderFinished {
+            account,
+            folder: &mutf7::decode(wire_name),
+            ok: outcome.is_none(),
+        });
         let recorded = self.store.record_outcome(mailbox, outcome).await;
         let committed = self.store.commit().await;
         let stats = result?;
@@ -108,18 +114,25 @@ impl Engine {
             budget,
         };
         if let Some(after) = fetch_after {
-            let (listed, to_fetch) = if ctx.gmail {
+            let (listed, to_fetch, bytes) = if ctx.gmail {
                 // Bodies only for messages the account does not store yet;
                 // the others become memberships, queued before any cursor
                 // move that passes their UIDs.
                 let (listed, sightings) = super::gmail::list(session, after).await?;
                 let unstored = self.store.link_gmail(mailbox, uv, sightings).await?;
-                (listed, UidSet::from_uids(unstored))
+                // Sizes are not listed here: the byte total stays unknown.
+                (listed, UidSet::from_uids(unstored), 0)
             } else {
-                let listed = list_uids(session, after).await?;
-                (listed.clone(), listed)
+                let (listed, bytes) = list_uids(session, after, self.sink.is_some()).await?;
+                (listed.clone(), listed, bytes)
             };
             let plan = batches(after, &to_fetch, self.settings.batch_size as usize);
+            self.tell(ProgressEvent::FolderStarted {
+                account,
+                folder: &ctx.folder,
+                messages: plan.iter().map(|b| b.count as u64).sum(),
+                bytes,
+            });
             let fetched_to = plan.last().map_or(after, |b| b.last);
             self.fetch_batches(session, &ctx, &to_fetch, plan, &mut stats)
                 .await?;

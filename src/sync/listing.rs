@@ -78,39 +78,56 @@ pub(super) async fn scan_flags(
 /// Lists the UIDs above `after`, streamed into compact ranges so a huge
 /// mailbox costs a few integers, not a response object per message. `n:*`
 /// also returns the highest message when all UIDs are below `n`, so results
-/// are filtered.
-pub(super) async fn list_uids(session: &mut Session, after: u32) -> Result<UidSet, SyncError> {
+/// are filtered. With `sized`, also the sum of their RFC822.SIZE.
+pub(super) async fn list_uids(
+    session: &mut Session,
+    after: u32,
+    sized: bool,
+) -> Result<(UidSet, u64), SyncError> {
     let set = FetchSet::From(after.saturating_add(1));
-    list_uids_in(session, set, |u| u > after).await
+    let items = if sized {
+        FetchItems::UidSize
+    } else {
+        FetchItems::Uid
+    };
+    list_uids_in(session, set, items, |u| u > after).await
 }
 
 /// Which UIDs of `set` exist on the server.
 pub(super) async fn list_uid_set(session: &mut Session, set: &UidSet) -> Result<UidSet, SyncError> {
-    list_uids_in(session, FetchSet::Set(set.clone()), |u| set.contains(u)).await
+    let (uids, _) = list_uids_in(session, FetchSet::Set(set.clone()), FetchItems::Uid, |u| {
+        set.contains(u)
+    })
+    .await?;
+    Ok(uids)
 }
 
-/// `UID FETCH set (UID)`, keeping the UIDs that `wanted` accepts (a server
-/// answers `n:*` with the last message even when its UID is below n).
+/// `UID FETCH set (items)`, keeping the UIDs that `wanted` accepts (a server
+/// answers `n:*` with the last message even when its UID is below n), and
+/// the sum of their RFC822.SIZE when `items` asks for it.
 async fn list_uids_in(
     session: &mut Session,
     set: FetchSet,
+    items: FetchItems,
     wanted: impl Fn(u32) -> bool,
-) -> Result<UidSet, SyncError> {
+) -> Result<(UidSet, u64), SyncError> {
     let tag = session
         .send(&Command::UidFetch {
             set,
-            items: FetchItems::Uid,
+            items,
             changed_since: None,
             vanished: false,
         })
         .await?;
     let mut ranges = RangeBuilder::default();
+    let mut bytes = 0u64;
     loop {
         let r = session.next_response().await?;
         match r.response {
             Response::Untagged(Untagged::Fetch(_, d)) => {
                 if let Some(Uid(uid)) = d.uid.filter(|u| wanted(u.0)) {
                     ranges.push(uid);
+                    bytes = bytes.saturating_add(d.rfc822_size.unwrap_or(0));
                 }
             }
             Response::Tagged {
@@ -119,7 +136,7 @@ async fn list_uids_in(
                 text,
             } if t == tag => {
                 crate::session::completion("UID FETCH", status, text)?;
-                return Ok(ranges.finish());
+                return Ok((ranges.finish(), bytes));
             }
             Response::Tagged { tag: t, .. } => {
                 return Err(SessionError::Unexpected(format!(

@@ -16,12 +16,15 @@
 //! and expunges of stored messages, changes reported unasked), `folder.rs`
 //! (one folder pass), `account.rs` (folder resolution, one account pass).
 
+pub mod progress;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::config::SyncConfig;
 use crate::session::{ConnectOptions, SessionError};
 use crate::store::{MailboxId, StoreError, StoreHandle};
+use progress::{ProgressEvent, ProgressSink};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -104,6 +107,8 @@ pub struct Engine {
     /// Rises with every message received and every batch stored: whoever
     /// runs a long sync can tell one that is moving from one that hangs.
     pub progress: Arc<AtomicU64>,
+    /// Told of each folder's totals and each message, when someone shows them.
+    pub sink: Option<ProgressSink>,
     /// `daily_download_limit` of the account this engine syncs.
     pub daily_download_limit: Option<u64>,
 }
@@ -117,7 +122,23 @@ impl Engine {
             passes: Arc::default(),
             rescan_now: Arc::default(),
             progress: Arc::default(),
+            sink: None,
             daily_download_limit: None,
+        }
+    }
+
+    /// The same engine reporting to `sink` (folder listings then also ask
+    /// for RFC822.SIZE, so the byte total is known up front).
+    pub fn with_sink(self, sink: ProgressSink) -> Engine {
+        Engine {
+            sink: Some(sink),
+            ..self
+        }
+    }
+
+    fn tell(&self, event: ProgressEvent<'_>) {
+        if let Some(s) = &self.sink {
+            s(event);
         }
     }
 

@@ -217,6 +217,7 @@ fn warn_plaintext(account: &AccountConfig) {
 /// `mailfeed sync`
 pub async fn cmd_sync(config: &Config, account: &Option<String>, quiet: bool) -> Result<i32> {
     let accounts = selected(config, account)?;
+    let _lock = store::lock::DatabaseLock::acquire(&config.store.path)?;
     let bars = progress::Bars::start(quiet);
     let (store, writer) = StoreHandle::start(
         &config.store.path,
@@ -231,7 +232,8 @@ pub async fn cmd_sync(config: &Config, account: &Option<String>, quiet: bool) ->
             connect_options(config, acc)?,
             config.sync.clone(),
         )
-        .with_daily_limit(acc.daily_download_limit);
+        .with_daily_limit(acc.daily_download_limit)
+        .with_actions(&acc.actions);
         if let Some(b) = &bars {
             engine = engine.with_sink(b.sink());
         }
@@ -629,6 +631,8 @@ pub async fn cmd_check(config: &Config, account: &Option<String>) -> Result<i32>
                     verdicts.push(format!("FAILED  {name}: {e}{hint}"));
                 }
             }
+            let actions = crate::actions::Actions::new(acc.actions.clone());
+            verdicts.push(actions.check_line(f, session.capabilities()));
         }
         session.logout().await;
         println!("-- verdict for account `{}`:", acc.name);

@@ -156,6 +156,8 @@ pub struct AccountConfig {
     /// Bytes of mail downloaded per UTC day at most (Gmail's own limit is
     /// 2500 MB); the account pauses until the next day, then resumes.
     pub daily_download_limit: Option<u64>,
+    /// What mailfeed does on the server after storing (see `actions`).
+    pub actions: crate::actions::AccountActions,
 }
 
 /// Gmail refuses a 16th simultaneous IMAP connection of an account (across
@@ -245,6 +247,13 @@ struct RawAccount {
     poll_interval: Option<DurationValue>,
     compress: Option<bool>,
     daily_download_limit: Option<SizeValue>,
+    after_store: Option<String>,
+    delete_after: Option<crate::actions::settings::RawDays>,
+    create_destination: Option<bool>,
+    folder: Option<Vec<crate::actions::settings::RawFolder>>,
+    since: Option<String>,
+    max_age: Option<crate::actions::settings::RawDays>,
+    search: Option<String>,
 }
 
 /// A duration written as `"90s"`, `"5m"`, `"1h"` or a number of seconds.
@@ -732,6 +741,19 @@ impl Config {
             POLL_RANGE.1,
             "`sync.poll_interval`",
         )?;
+        let actions = crate::actions::settings::build(
+            &format!("accounts[{i}]."),
+            crate::actions::settings::RawAccountActions {
+                after_store: a.after_store,
+                delete_after: a.delete_after,
+                create_destination: a.create_destination,
+                folder: a.folder,
+                since: a.since,
+                max_age: a.max_age,
+                search: a.search,
+            },
+            &folders,
+        )?;
         Ok(AccountConfig {
             name,
             host,
@@ -748,6 +770,7 @@ impl Config {
             poll_interval,
             compress: a.compress.unwrap_or(false),
             daily_download_limit,
+            actions,
         })
     }
 }

@@ -205,6 +205,7 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<i32> {
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGHUP,
     ])?;
+    let _lock = crate::store::lock::DatabaseLock::acquire(&config.store.path)?;
     let (store, writer) = StoreHandle::start(
         &config.store.path,
         config.store.synchronous,
@@ -319,11 +320,13 @@ fn start_account(
             crate::cli::connect_options(config, acc)?,
             config.sync.clone(),
         )
-        .with_daily_limit(acc.daily_download_limit),
+        .with_daily_limit(acc.daily_download_limit)
+        .with_actions(&acc.actions),
         health: health.clone(),
         cancel: token.clone(),
         retry: (Duration::from_secs(1), Duration::from_secs(300)),
     };
+    ctx.engine.actions.announce(&acc.name);
     if acc.security == crate::config::Security::Plain {
         tracing::warn!(account = %acc.name, "security = \"plain\": the password and all mail travel unencrypted");
     }

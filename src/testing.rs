@@ -36,6 +36,7 @@ pub fn account(port: u16) -> AccountConfig {
         poll_interval: Duration::from_secs(300),
         compress: false,
         daily_download_limit: None,
+        actions: Default::default(),
     }
 }
 

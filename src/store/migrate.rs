@@ -29,8 +29,12 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../migrations/0006_search_watermark.sql"),
     ),
     (
-        "0007_gmail",
-        include_str!("../../migrations/0007_gmail.sql"),
+        "0007_actions",
+        include_str!("../../migrations/0007_actions.sql"),
+    ),
+    (
+        "0008_gmail",
+        include_str!("../../migrations/0008_gmail.sql"),
     ),
 ];
 

@@ -28,7 +28,7 @@ impl Engine {
     /// pipeline is drained the missing UIDs are listed again. Those that no
     /// longer exist are passed; one that still exists is an error, so the
     /// next pass asks for it again instead of skipping it for good.
-    pub(super) async fn fetch_batches(
+    pub(crate) async fn fetch_batches(
         &self,
         session: &mut Session,
         ctx: &FetchCtx<'_>,
@@ -50,7 +50,13 @@ impl Engine {
             while let Some(b) = p.next_range() {
                 let tag = session
                     .send(&Command::UidFetch {
-                        set: FetchSet::Range(b.after + 1, b.last),
+                        // The range, or exactly the listed UIDs when a
+                        // window left holes in it.
+                        set: if b.count as u64 == u64::from(b.last - b.after) {
+                            FetchSet::Range(b.after + 1, b.last)
+                        } else {
+                            FetchSet::Set(UidSet::from_uids(listed.iter_range(b.after, b.last)))
+                        },
                         items: if ctx.gmail {
                             FetchItems::GmailMessage
                         } else {

@@ -19,6 +19,10 @@ impl Engine {
     ) -> Result<FolderStats, SyncError> {
         let started = Instant::now();
         let (mailbox, cursor) = self.store.ensure_mailbox(account, wire_name).await?;
+        let action = self
+            .actions
+            .mailbox_action(wire_name, session.capabilities());
+        self.store.set_mailbox_action(mailbox, action).await?;
         let marks = self.store.marks().await?;
         let mut result = self
             .sync_mailbox(session, account, wire_name, mailbox, cursor)
@@ -46,6 +50,20 @@ impl Engine {
         let stats = result?;
         recorded?;
         committed?;
+        // Only now, after the commit (the ledger syncs it to disk first).
+        if self.actions.for_wire(wire_name).changes_server()
+            && let Some(uv) = self.store.cursor(mailbox).await?.uidvalidity
+            && let Err(e) = (self.actions)
+                .run(&self.store, session, mailbox, uv, wire_name)
+                .await
+        {
+            let _ = self
+                .store
+                .record_outcome(mailbox, Some(e.to_string()))
+                .await;
+            let _ = self.store.commit().await;
+            return Err(e.into());
+        }
         tracing::debug!(
             account,
             folder = %mutf7::decode(wire_name),
@@ -79,7 +97,11 @@ impl Engine {
             (Some(v), Some(m)) if qresync => Some((v, ModSeq(m))),
             _ => None,
         };
-        let state = session.examine(wire_name, known).await?;
+        let state = if self.actions.selects(wire_name, session.capabilities()) {
+            session.select(wire_name, known).await?
+        } else {
+            session.examine(wire_name, known).await?
+        };
         let mut stats = FolderStats::default();
         let folder = mutf7::decode(wire_name);
         let (uv, fetch_after) = match plan(&cursor, &state)? {
@@ -114,7 +136,12 @@ impl Engine {
             budget,
         };
         if let Some(after) = fetch_after {
-            let (listed, to_fetch, bytes) = if ctx.gmail {
+            let window = &self.actions.for_wire(wire_name).window;
+            let (listed, to_fetch, bytes) = if window.filters() {
+                // A window's UID SEARCH gives no sizes: its byte total is unknown.
+                let listed = crate::window::search_above(session, after, window).await?;
+                (listed.clone(), listed, 0)
+            } else if ctx.gmail {
                 // Bodies only for messages the account does not store yet;
                 // the others become memberships, queued before any cursor
                 // move that passes their UIDs.
@@ -148,9 +175,12 @@ impl Engine {
             // Rows that a cut-off pass stored above the old cursor and that
             // the listing (of everything above it) no longer shows were
             // expunged in between.
-            self.store
-                .reconcile_existing(mailbox, uv, (after, u32::MAX), listed)
-                .await?;
+            // (Not with a window: what it leaves out is not gone.)
+            if !window.filters() {
+                self.store
+                    .reconcile_existing(mailbox, uv, (after, u32::MAX), listed)
+                    .await?;
+            }
             // UIDs below the UIDNEXT seen at EXAMINE that the later listing
             // did not return no longer exist: the cursor may pass them, so a
             // folder whose newest mail was deleted does not look new forever.
@@ -173,6 +203,8 @@ impl Engine {
             tracing::info!(account, folder = %ctx.folder, expunged = retired,
                 "messages of the earlier UIDVALIDITY not found again marked expunged");
         }
+        self.follow_window(session, &ctx, &cursor, &mut stats)
+            .await?;
         if cursor.uidvalidity == Some(uv) && cursor.last_uid > 0 {
             self.track_changes(session, &ctx, &cursor, &state, known.is_some())
                 .await?;
@@ -202,11 +234,11 @@ impl Engine {
     }
 }
 
-pub(super) struct FetchCtx<'a> {
-    pub(super) account: &'a str,
-    pub(super) folder: String,
-    pub(super) mailbox: MailboxId,
-    pub(super) uidvalidity: UidValidity,
+pub(crate) struct FetchCtx<'a> {
+    pub(crate) account: &'a str,
+    pub(crate) folder: String,
+    pub(crate) mailbox: MailboxId,
+    pub(crate) uidvalidity: UidValidity,
     /// The server offers X-GM-EXT-1: one stored message per X-GM-MSGID.
     pub(super) gmail: bool,
     /// Bytes this pass may download before the account pauses for the day.

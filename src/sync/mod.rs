@@ -48,6 +48,8 @@ pub enum SyncError {
         "server listed UID {0} but did not send it, and it still exists; the folder's cursor stays below it and the next pass asks again"
     )]
     NotDelivered(u32),
+    #[error(transparent)]
+    Action(#[from] crate::actions::ActionError),
 }
 
 impl SyncError {
@@ -58,6 +60,7 @@ impl SyncError {
             SyncError::Session(_)
             | SyncError::MissingUid
             | SyncError::UidValidityChanged { .. } => true,
+            SyncError::Action(e) => e.breaks_connection(),
             _ => false,
         }
     }
@@ -107,6 +110,8 @@ pub struct Engine {
     /// Rises with every message received and every batch stored: whoever
     /// runs a long sync can tell one that is moving from one that hangs.
     pub progress: Arc<AtomicU64>,
+    /// What to do on the server after storing (`crate::actions`).
+    pub actions: Arc<crate::actions::Actions>,
     /// Told of each folder's totals and each message, when someone shows them.
     pub sink: Option<ProgressSink>,
     /// `daily_download_limit` of the account this engine syncs.
@@ -122,6 +127,7 @@ impl Engine {
             passes: Arc::default(),
             rescan_now: Arc::default(),
             progress: Arc::default(),
+            actions: Arc::default(),
             sink: None,
             daily_download_limit: None,
         }
@@ -200,7 +206,7 @@ mod pipeline;
 mod plan;
 
 pub use account::{resolve_folders, sync_account};
-use folder::FetchCtx;
+pub(crate) use folder::FetchCtx;
 pub use pipeline::{Arrival, Completed, Pipeline, UnknownTag};
 pub use plan::{Batch, Plan, batches, plan};
 

@@ -42,7 +42,7 @@ DROP VIEW message_events;
 CREATE TABLE events_new (
     seq        INTEGER PRIMARY KEY AUTOINCREMENT,
     kind       TEXT NOT NULL
-               CHECK (kind IN ('new', 'flags', 'expunged', 'restored', 'uidvalidity', 'labels')),
+               CHECK (kind IN ('new', 'flags', 'expunged', 'restored', 'uidvalidity', 'action', 'labels')),
     mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id),
     message_id INTEGER REFERENCES messages(id),
     at         TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),

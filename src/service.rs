@@ -31,8 +31,7 @@ mod edges;
 
 use crate::config::{AccountConfig, Config};
 use crate::health::{Board, FolderReport, State};
-use crate::imap::{Command, Response, Untagged, UntaggedStatus};
-use crate::session::{Session, SessionError};
+use crate::session::{IdleBegun, Session, SessionError};
 use crate::store::StoreHandle;
 use crate::sync::{Engine, SyncError, resolve_folders};
 
@@ -316,7 +315,7 @@ fn start_account(
         account: Arc::new(acc.clone()),
         engine: Engine::new(
             store.clone(),
-            crate::cli::connect_options(config, acc)?,
+            crate::session::connect_options(config, acc)?,
             config.sync.clone(),
         ),
         health: health.clone(),
@@ -659,29 +658,19 @@ async fn idle_loop(
             continue;
         }
         reg.set_state("idle".into());
-        let tag = s.send(&Command::Idle).await?;
-        // Wait for the server's `+`; anything else first is just data.
-        loop {
-            let r = tokio::select! {
-                _ = ctx.cancel.cancelled() => return Ok(()),
-                r = s.next_response() => r?,
-            };
-            match r.response {
-                Response::Continuation(_) => break,
-                Response::Tagged { status, text, .. } => {
-                    tracing::warn!(
-                        account = %ctx.account.name,
-                        folder = %crate::imap::mutf7::decode(folder),
-                        "the server refused IDLE ({} {}); polling this folder every {:?} instead",
-                        status.as_str(),
-                        text.text,
-                        ctx.account.poll_interval
-                    );
-                    *idle_refused = true;
-                    return poll_one(ctx, s, folder, (reg, rep), backoff).await;
-                }
-                _ => {}
-            }
+        let begun = tokio::select! {
+            _ = ctx.cancel.cancelled() => return Ok(()),
+            r = s.begin_idle() => r?,
+        };
+        if let IdleBegun::Refused(words) = begun {
+            tracing::warn!(
+                account = %ctx.account.name,
+                folder = %crate::imap::mutf7::decode(folder),
+                "the server refused IDLE ({words}); polling this folder every {:?} instead",
+                ctx.account.poll_interval
+            );
+            *idle_refused = true;
+            return poll_one(ctx, s, folder, (reg, rep), backoff).await;
         }
         rep.idle_opened();
         let idle_since = Instant::now();
@@ -705,42 +694,24 @@ async fn idle_loop(
                 }
                 wait = wait.min(to_healthy);
             }
-            let r = tokio::select! {
+            let changed = tokio::select! {
                 _ = ctx.cancel.cancelled() => { cancelled = true; break; }
-                r = s.next_response_within(wait) => r?,
+                r = s.wait_in_idle(wait) => r?,
             };
-            let Some(r) = r else { continue };
-            match r.response {
-                Response::Untagged(
-                    Untagged::Exists(_)
-                    | Untagged::Expunge(_)
-                    | Untagged::Fetch(..)
-                    | Untagged::Vanished { .. },
-                ) => break,
-                Response::Untagged(Untagged::Status(UntaggedStatus::Bye, text)) => {
-                    return Err(SessionError::Bye(text.text).into());
-                }
-                _ => {}
+            if changed {
+                break;
             }
         }
         if cancelled {
             // Stopping: end IDLE politely if the server answers at once.
-            let _ = tokio::time::timeout(STOP_GRACE, async {
-                s.send_done().await?;
-                s.collect(&tag, "IDLE").await
-            })
-            .await;
+            let _ = tokio::time::timeout(STOP_GRACE, s.end_idle()).await;
             return Ok(());
         }
         // DONE must be answered within the normal timeout: a silent peer here
         // is a dead connection (a NAT that dropped it, a blackholed link).
-        let done = async {
-            s.send_done().await?;
-            s.collect(&tag, "IDLE").await
-        };
         tokio::select! {
             _ = ctx.cancel.cancelled() => return Ok(()),
-            r = done => { r?; }
+            r = s.end_idle() => r?,
         }
         // A whole IDLE cycle: this connection works.
         backoff.reset();

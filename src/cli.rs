@@ -666,7 +666,12 @@ pub fn run(cli: Cli) -> i32 {
     let result = runtime.block_on(async {
         match &cli.command {
             Cmd::Sync { account, quiet } => cmd_sync(&config, account, *quiet).await,
-            Cmd::Run => crate::service::run(Arc::new(config.clone()), cli.config.clone()).await,
+            Cmd::Run => crate::service::run(Arc::new(config.clone()), cli.config.clone())
+                .await
+                .map(|outcome| match outcome {
+                    crate::service::Outcome::Stopped => 0,
+                    crate::service::Outcome::WriterFailed => 1,
+                }),
             Cmd::Check { account } => cmd_check(&config, account).await,
             Cmd::Status { json, watch } => cmd_status(&config, *json, *watch),
             Cmd::Auth { account } => cmd_auth(&config, account).await,

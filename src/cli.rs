@@ -183,6 +183,7 @@ fn warn_plaintext(account: &AccountConfig) {
 /// `mailfeed sync`
 pub async fn cmd_sync(config: &Config, account: &Option<String>, quiet: bool) -> Result<i32> {
     let accounts = selected(config, account)?;
+    let _lock = store::lock::DatabaseLock::acquire(&config.store.path)?;
     let bars = progress::Bars::start(quiet);
     let (store, writer) = StoreHandle::start(
         &config.store.path,
@@ -196,7 +197,8 @@ pub async fn cmd_sync(config: &Config, account: &Option<String>, quiet: bool) ->
             store.clone(),
             crate::session::connect_options(config, acc)?,
             config.sync.clone(),
-        );
+        )
+        .with_actions(&acc.actions);
         if let Some(b) = &bars {
             engine = engine.with_sink(b.sink());
         }
@@ -590,6 +592,8 @@ pub async fn cmd_check(config: &Config, account: &Option<String>) -> Result<i32>
                     verdicts.push(format!("FAILED  {name}: {e}{hint}"));
                 }
             }
+            let actions = crate::actions::Actions::new(acc.actions.clone());
+            verdicts.push(actions.check_line(f, session.capabilities()));
         }
         session.logout().await;
         println!("-- verdict for account `{}`:", acc.name);

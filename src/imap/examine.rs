@@ -1,4 +1,4 @@
-//! The EXAMINE/SELECT fold: what the responses to one EXAMINE say about the
+//! The EXAMINE/SELECT fold: what the responses to one EXAMINE (or SELECT) say about the
 //! mailbox (RFC 3501 counts and codes, RFC 7162 HIGHESTMODSEQ, NOMODSEQ, the
 //! QRESYNC report of flag changes and VANISHED (EARLIER), and `[CLOSED]`,
 //! before which everything belonged to the mailbox selected until then).
@@ -40,18 +40,30 @@ pub struct Examine {
 }
 
 impl Examine {
-    /// Starts EXAMINE of `mailbox_wire` (read-only: nothing mailfeed does
-    /// changes the server). `condstore` when the server advertises it;
-    /// `qresync` the known generation and modseq when QRESYNC is enabled.
+    /// Starts EXAMINE of `mailbox_wire` (read-only), or SELECT with
+    /// `read_write` (only for a folder mailfeed is configured to change).
+    /// `condstore` when the server advertises it; `qresync` the known
+    /// generation and modseq when QRESYNC is enabled. Both are answered
+    /// alike.
     pub fn start(
         mailbox_wire: &str,
+        read_write: bool,
         condstore: bool,
         qresync: Option<(UidValidity, ModSeq)>,
     ) -> (Examine, Command) {
-        let cmd = Command::Examine {
-            mailbox: mailbox_wire.to_owned(),
-            condstore,
-            qresync,
+        let mailbox = mailbox_wire.to_owned();
+        let cmd = if read_write {
+            Command::Select {
+                mailbox,
+                condstore,
+                qresync,
+            }
+        } else {
+            Command::Examine {
+                mailbox,
+                condstore,
+                qresync,
+            }
         };
         let flow = Examine {
             state: MailboxState::default(),

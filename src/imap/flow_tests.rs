@@ -171,7 +171,7 @@ fn idle_refused_before_its_continuation() {
 /// RFC 7162 `[CLOSED]`: what came before it was the old mailbox's.
 #[test]
 fn examine_forgets_what_came_before_closed() {
-    let (mut ex, cmd) = Examine::start("INBOX", true, None);
+    let (mut ex, cmd) = Examine::start("INBOX", false, true, None);
     assert_eq!(cmd.name(), "EXAMINE");
     for r in responses(
         b"* 9 EXISTS\r\n* OK [UIDVALIDITY 1] old\r\n* VANISHED 1:3\r\n* 2 FETCH (UID 2 FLAGS (\\Seen))\r\n\
@@ -196,7 +196,7 @@ fn examine_forgets_what_came_before_closed() {
 
 #[test]
 fn examine_without_condstore_drops_highestmodseq() {
-    let (mut ex, _) = Examine::start("INBOX", false, None);
+    let (mut ex, _) = Examine::start("INBOX", false, false, None);
     for r in responses(b"* OK [HIGHESTMODSEQ 9] m\r\n* OK [NOMODSEQ] n\r\n") {
         let Response::Untagged(u) = r else {
             panic!("untagged only")

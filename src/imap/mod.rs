@@ -21,7 +21,7 @@ pub mod types;
 pub mod unasked;
 
 pub use capabilities::{AuthMethod, AuthRefusal, Capabilities, choose_auth};
-pub use command::{Command, Part};
+pub use command::{Command, Part, SearchArg};
 pub use examine::{Examine, MAX_REPORTED_CHANGES, MailboxState};
 pub use idle::{Idle, IdleEvent};
 pub use login::{Greeted, Login, LoginEvent, greeting};

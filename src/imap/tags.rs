@@ -30,7 +30,7 @@ impl Asks {
             {
                 Asks::Flags
             }
-            Command::Examine { .. } => Asks::Examine,
+            Command::Examine { .. } | Command::Select { .. } => Asks::Examine,
             Command::UidFetch { .. } => Asks::UidFetch,
             _ => Asks::Other,
         }

@@ -95,6 +95,7 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<Outcome> {
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGHUP,
     ])?;
+    let _lock = crate::store::lock::DatabaseLock::acquire(&config.store.path)?;
     let (store, writer) = StoreHandle::start(
         &config.store.path,
         config.store.synchronous,
@@ -208,11 +209,13 @@ fn start_account(
             store.clone(),
             crate::session::connect_options(config, acc)?,
             config.sync.clone(),
-        ),
+        )
+        .with_actions(&acc.actions),
         health: health.clone(),
         cancel: token.clone(),
         retry: (Duration::from_secs(1), Duration::from_secs(300)),
     };
+    ctx.engine.actions.announce(&acc.name);
     if acc.security == crate::config::Security::Plain {
         tracing::warn!(account = %acc.name, "security = \"plain\": the password and all mail travel unencrypted");
     }

@@ -98,6 +98,7 @@ impl Session {
             qresync_enabled: false,
             bye: None,
             unasked: Unasked::default(),
+            read_write: false,
             idle: None,
         };
         let preauth = s.greeting().await?;

@@ -1,4 +1,4 @@
-//! The selected mailbox: EXAMINE (folded by `crate::imap::examine`), LIST,
+//! The selected mailbox: EXAMINE or SELECT (folded by `crate::imap::examine`), LIST,
 //! ENABLE QRESYNC, and the changes the server reported unasked about it.
 
 use super::{MailboxState, Reported, Session, SessionError};
@@ -44,7 +44,9 @@ impl Session {
         qresync: Option<(UidValidity, ModSeq)>,
     ) -> Result<MailboxState, SessionError> {
         let qresync = if self.qresync_enabled { qresync } else { None };
-        let (mut flow, cmd) = Examine::start(mailbox_wire, self.caps.condstore(), qresync);
+        let read_write = std::mem::take(&mut self.read_write);
+        let (mut flow, cmd) =
+            Examine::start(mailbox_wire, read_write, self.caps.condstore(), qresync);
         // Changes reported for the mailbox selected until now belong to it:
         // whoever wants them takes them before examining another
         // ([`Session::take_reported`]); they cannot be told apart after.
@@ -56,6 +58,17 @@ impl Session {
         self.unasked
             .selected(st.uidvalidity.map(|v| (mailbox_wire.to_owned(), v)));
         Ok(st)
+    }
+
+    /// SELECT (read-write) instead of EXAMINE, for a folder that mailfeed
+    /// is configured to change (see `actions`); otherwise as [`Self::examine`].
+    pub async fn select(
+        &mut self,
+        mailbox_wire: &str,
+        qresync: Option<(UidValidity, ModSeq)>,
+    ) -> Result<MailboxState, SessionError> {
+        self.read_write = true;
+        self.examine(mailbox_wire, qresync).await
     }
 
     /// True when, since the last call, the server reported a mailbox change

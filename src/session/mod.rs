@@ -58,6 +58,8 @@ pub struct Session {
     bye: Option<String>,
     /// Changes the server reported without being asked.
     unasked: Unasked,
+    /// The next [`Session::examine`] sends SELECT (see [`Session::select`]).
+    read_write: bool,
     /// The IDLE running on this connection, with its tag.
     idle: Option<(crate::imap::Idle, String)>,
 }

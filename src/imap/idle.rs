@@ -5,6 +5,9 @@
 use super::command::Command;
 use super::response::{Response, Untagged, UntaggedStatus};
 
+/// The line that ends IDLE.
+pub const DONE: &[u8] = b"DONE\r\n";
+
 /// What one response meant to an IDLE in progress.
 #[derive(Debug, PartialEq, Eq)]
 pub enum IdleEvent {
@@ -80,6 +83,6 @@ impl Idle {
     /// IDLE command like any other.
     pub fn done(&mut self) -> &'static [u8] {
         self.phase = Phase::DoneSent;
-        b"DONE\r\n"
+        DONE
     }
 }

@@ -162,7 +162,7 @@ impl Session {
             t(TapLine::Client("DONE"));
         }
         tracing::trace!(account = %self.account, "C: DONE");
-        self.link.write_all(b"DONE\r\n").await?;
+        self.link.write_all(crate::imap::idle::DONE).await?;
         Ok(())
     }
 

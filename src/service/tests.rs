@@ -189,7 +189,9 @@ async fn stopping_does_not_wait_for_lingering_handles() {
     stop(&tracker, &store, writer).await;
     let took = t0.elapsed();
     assert!(
-        took < STOP_WATCHERS + Duration::from_millis(500),
+        // The documented bound; the writer's part is a few milliseconds on an
+        // idle machine, but a loaded one may take a second to schedule it.
+        took < STOP_WATCHERS + STOP_WRITER,
         "stopping took {took:?}"
     );
     assert!(store.commit().await.is_err(), "the writer has closed");

@@ -56,6 +56,17 @@ pub struct StatusText {
     pub text: String,
 }
 
+impl StatusText {
+    /// The text as people should see it: with an unknown code's name in
+    /// front (`[UNAVAILABLE] try later`), since that is often the reason.
+    pub fn shown(&self) -> String {
+        match &self.code {
+            Some(Code::Other(name, _)) => format!("[{name}] {}", self.text),
+            _ => self.text.clone(),
+        }
+    }
+}
+
 /// How the server delivered the `BODY[]` of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {

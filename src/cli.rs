@@ -13,9 +13,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 use crate::config::{AccountConfig, Config, LogFormat, Security};
-use crate::imap::Limits;
 use crate::secret::scrub;
-use crate::session::{ConnectOptions, Session, TapLine};
+use crate::session::{Session, TapLine};
 use crate::store::{self, StoreHandle};
 use crate::sync::{Engine, FolderOutcome};
 
@@ -166,39 +165,6 @@ pub fn init_logging(format: LogFormat, level: &str) {
     };
 }
 
-pub fn connect_options(config: &Config, account: &AccountConfig) -> Result<ConnectOptions> {
-    Ok(connect_options_observed(config, account)?.0)
-}
-
-/// [`connect_options`], and the handle on the certificate the server
-/// presents (for `check`).
-fn connect_options_observed(
-    config: &Config,
-    account: &AccountConfig,
-) -> Result<(ConnectOptions, crate::transport::Presented)> {
-    let (tls, presented) =
-        crate::transport::tls_setup(account.ca_file.as_deref(), account.tls_fingerprint)
-            .with_context(|| format!("account `{}`: setting up TLS", account.name))?;
-    // The token endpoint is trusted through the system's roots (and the
-    // same `ca_file`), never through the IMAP server's pin.
-    let endpoint_tls = crate::transport::tls_config(account.ca_file.as_deref())
-        .with_context(|| format!("account `{}`: setting up TLS", account.name))?;
-    let oauth2 = crate::oauth2::Tokens::for_account(account, endpoint_tls, config.sync.timeout);
-    Ok((
-        ConnectOptions {
-            timeout: config.sync.timeout,
-            limits: Limits {
-                max_literal: config.sync.max_message_size,
-                max_line: usize::try_from(config.sync.max_line_size).unwrap_or(usize::MAX),
-                ..Limits::default()
-            },
-            tls,
-            oauth2,
-        },
-        presented,
-    ))
-}
-
 fn selected<'a>(config: &'a Config, account: &Option<String>) -> Result<Vec<&'a AccountConfig>> {
     let list: Vec<&AccountConfig> = config
         .accounts
@@ -240,9 +206,10 @@ pub async fn cmd_sync(config: &Config, account: &Option<String>, quiet: bool) ->
         warn_plaintext(acc);
         let mut engine = Engine::new(
             store.clone(),
-            connect_options(config, acc)?,
+            crate::session::connect_options(config, acc)?,
             config.sync.clone(),
         )
+        .with_daily_limit(acc.daily_download_limit)
         .with_actions(&acc.actions);
         if let Some(b) = &bars {
             engine = engine.with_sink(b.sink());
@@ -283,6 +250,10 @@ pub fn report(outcomes: &[FolderOutcome]) -> i32 {
                 ok += 1;
                 new += s.new;
                 refound += s.refound;
+            }
+            // A pause the user asked for, not a failure.
+            Err(e @ crate::sync::SyncError::DailyLimit { .. }) => {
+                let _ = writeln!(out, "PAUSED {}/{}: {e}", o.account, o.folder);
             }
             Err(e) => {
                 failed += 1;
@@ -611,7 +582,7 @@ pub async fn cmd_check(config: &Config, account: &Option<String>) -> Result<i32>
                 "!! WARNING: security = \"plain\": the password and all mail travel unencrypted"
             );
         }
-        let (opts, presented) = match connect_options_observed(config, acc) {
+        let (opts, presented) = match crate::session::connect_options_observed(config, acc) {
             Ok(o) => o,
             Err(e) => {
                 println!("FAILED: {e:#}");
@@ -760,7 +731,12 @@ pub fn run(cli: Cli) -> i32 {
     let result = runtime.block_on(async {
         match &cli.command {
             Cmd::Sync { account, quiet } => cmd_sync(&config, account, *quiet).await,
-            Cmd::Run => crate::service::run(Arc::new(config.clone()), cli.config.clone()).await,
+            Cmd::Run => crate::service::run(Arc::new(config.clone()), cli.config.clone())
+                .await
+                .map(|outcome| match outcome {
+                    crate::service::Outcome::Stopped => 0,
+                    crate::service::Outcome::WriterFailed => 1,
+                }),
             Cmd::Check { account } => cmd_check(&config, account).await,
             Cmd::Status { json, watch } => cmd_status(&config, *json, *watch),
             Cmd::Auth { account } => cmd_auth(&config, account).await,

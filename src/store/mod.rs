@@ -13,7 +13,9 @@ pub mod archive_read;
 pub(crate) mod changes;
 mod checkpoint;
 mod consumer;
+mod gmail;
 mod handle;
+mod limits;
 pub mod lock;
 mod mailboxes;
 mod messages;
@@ -37,6 +39,7 @@ use crate::imap::UidValidity;
 
 pub use changes::canonical_flags;
 pub use consumer::{ExportFilter, ExportMessage, FeedEntry};
+pub use gmail::{GmailIds, Sighting};
 pub use handle::{StoreHandle, WriterThread};
 pub use messages::NewMessage;
 pub use read::{MailboxStatus, StoredMessage};

@@ -27,6 +27,7 @@ pub mod dovecot;
 pub mod fake_server;
 pub mod fault_proxy;
 pub mod generations;
+pub mod gmail;
 pub mod http;
 pub mod http_probe;
 pub mod imap_truth;

@@ -374,3 +374,37 @@ impl StoreHandle {
             .await
     }
 }
+
+/// Gmail (X-GM-EXT-1): one stored message per account and X-GM-MSGID.
+impl StoreHandle {
+    /// Records the memberships (and labels) of listed UIDs whose message
+    /// the account stores already, queued before any cursor that passes
+    /// them; returns the UIDs whose message must be fetched.
+    pub async fn link_gmail(
+        &self,
+        mailbox: MailboxId,
+        uidvalidity: UidValidity,
+        sightings: Vec<super::Sighting>,
+    ) -> Result<Vec<u32>, StoreError> {
+        self.call(move |c| super::gmail::link_sightings(c, mailbox, uidvalidity, &sightings))
+            .await
+    }
+
+    /// Applies label reports `(X-GM-MSGID, labels)` of stored messages;
+    /// each change is a `labels` event. Returns how many changed.
+    pub async fn apply_labels(
+        &self,
+        mailbox: MailboxId,
+        reports: Vec<(u64, Vec<String>)>,
+    ) -> Result<u64, StoreError> {
+        self.call(move |c| super::gmail::apply_labels(c, mailbox, &reports))
+            .await
+    }
+
+    /// Bytes of mail the account downloaded today (UTC), including what is
+    /// queued before this call.
+    pub async fn downloaded_today(&self, account: &str) -> Result<u64, StoreError> {
+        let account = account.to_owned();
+        self.call(move |c| super::limits::today(c, &account)).await
+    }
+}

@@ -9,11 +9,14 @@
 //! store tests.
 
 pub mod actions;
+pub mod archive_read;
 mod bulk;
 pub(crate) mod changes;
 mod checkpoint;
 mod consumer;
+mod gmail;
 mod handle;
+mod limits;
 pub mod lock;
 mod mailboxes;
 mod messages;
@@ -37,6 +40,7 @@ use crate::imap::UidValidity;
 
 pub use changes::canonical_flags;
 pub use consumer::{ExportFilter, ExportMessage, FeedEntry};
+pub use gmail::{GmailIds, Sighting};
 pub use handle::{StoreHandle, WriterThread};
 pub use messages::NewMessage;
 pub use read::{MailboxStatus, StoredMessage};

@@ -109,6 +109,7 @@ fn a_fifty_megabyte_message_is_not_held_raw_and_decoded_at_once() {
                 size: raw_len as u64,
                 raw,
                 truncated: false,
+                gmail: None,
             })
             .await
             .expect("save");

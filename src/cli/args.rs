@@ -83,6 +83,17 @@ pub enum Cmd {
         /// Directory (eml, maildir) or new file (mbox).
         dest: PathBuf,
     },
+    /// Serve the web page and the read-only API over the database, without
+    /// syncing (opens it read-only; another process may sync it meanwhile).
+    Serve {
+        /// Address and port, instead of `[http] listen` (default
+        /// 127.0.0.1:9925). Beyond loopback, `[http]` must set a token.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Database file, instead of `[store] path`.
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
     /// Print messages as they are stored: the last 10, or from an id on.
     Tail {
         /// Start at this feed id (inclusive) instead of the last 10 messages.

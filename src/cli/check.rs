@@ -9,7 +9,6 @@ use crate::config::{Config, Security};
 use crate::secret::scrub;
 use crate::session::{Session, TapLine};
 
-use super::connect::connect_options_observed;
 use super::{EXIT_FAILED, selected};
 
 /// `mailfeed check`: the conversation, annotated, then a verdict per folder.
@@ -32,7 +31,7 @@ pub(crate) async fn cmd_check(config: &Config, account: &Option<String>) -> Resu
                 "!! WARNING: security = \"plain\": the password and all mail travel unencrypted"
             );
         }
-        let (opts, presented) = match connect_options_observed(config, acc) {
+        let (opts, presented) = match crate::session::connect_options_observed(config, acc) {
             Ok(o) => o,
             Err(e) => {
                 println!("FAILED: {e:#}");

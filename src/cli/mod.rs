@@ -9,6 +9,7 @@ mod connect;
 mod logging;
 mod progress;
 mod query;
+mod serve;
 mod status;
 mod sync;
 mod tail;
@@ -24,7 +25,6 @@ use crate::secret::scrub;
 use crate::store;
 
 pub use args::{Cli, Cmd};
-pub(crate) use connect::connect_options;
 pub use logging::init_logging;
 
 /// Exit codes: 0 success, 1 some work failed, 2 configuration or usage error.
@@ -91,7 +91,12 @@ pub fn run(cli: Cli) -> i32 {
     let result = runtime.block_on(async {
         match &cli.command {
             Cmd::Sync { account, quiet } => sync::cmd_sync(&config, account, *quiet).await,
-            Cmd::Run => crate::service::run(Arc::new(config.clone()), cli.config.clone()).await,
+            Cmd::Run => crate::service::run(Arc::new(config.clone()), cli.config.clone())
+                .await
+                .map(|outcome| match outcome {
+                    crate::service::Outcome::Stopped => 0,
+                    crate::service::Outcome::WriterFailed => EXIT_FAILED,
+                }),
             Cmd::Check { account } => check::cmd_check(&config, account).await,
             Cmd::Status { json, watch } => status::cmd_status(&config, *json, *watch),
             Cmd::Auth { account } => auth::cmd_auth(&config, account).await,
@@ -112,6 +117,7 @@ pub fn run(cli: Cli) -> i32 {
                 },
                 dest,
             ),
+            Cmd::Serve { listen, db } => serve::cmd_serve(&config, *listen, db.as_deref()).await,
             Cmd::Tail {
                 from_id,
                 follow,

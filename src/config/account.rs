@@ -6,9 +6,11 @@ use std::time::Duration;
 use crate::secret::Secret;
 
 use super::durations::{POLL_RANGE, check_range, parse_duration};
+use super::gmail::{GMAIL_CONNECTION_LIMIT, GMAIL_DEFAULT_CONNECTIONS, is_gmail_host};
 use super::oauth2::oauth2_settings;
 use super::paths::resolve_path;
 use super::raw::{AuthKind, RawAccount};
+use super::sizes::parse_size;
 use super::{Config, OAuth2Source, PasswordSource, Security, SyncConfig};
 
 /// One `[[accounts]]` entry.
@@ -31,6 +33,9 @@ pub struct AccountConfig {
     pub poll_interval: Duration,
     /// Use COMPRESS=DEFLATE (RFC 4978) when the server offers it.
     pub compress: bool,
+    /// Bytes of mail downloaded per UTC day at most (Gmail's own limit is
+    /// 2500 MB); the account pauses until the next day, then resumes.
+    pub daily_download_limit: Option<u64>,
     /// What mailfeed does on the server after storing (see `actions`).
     pub actions: crate::actions::AccountActions,
 }
@@ -140,13 +145,34 @@ impl Config {
                 key("folders")
             ));
         }
-        let max_connections = a.max_connections.unwrap_or(5);
+        let gmail = is_gmail_host(&host);
+        let max_connections =
+            a.max_connections
+                .unwrap_or(if gmail { GMAIL_DEFAULT_CONNECTIONS } else { 5 });
         if max_connections == 0 || max_connections > 100 {
             return Err(format!(
                 "`{}` must be 1 to 100 (default 5)",
                 key("max_connections")
             ));
         }
+        if gmail && max_connections > GMAIL_CONNECTION_LIMIT {
+            return Err(format!(
+                "`{}` = {max_connections}: Gmail refuses more than {GMAIL_CONNECTION_LIMIT} simultaneous connections per account (all clients together); use at most {GMAIL_CONNECTION_LIMIT} (default {GMAIL_DEFAULT_CONNECTIONS} for Gmail)",
+                key("max_connections")
+            ));
+        }
+        let daily_download_limit = match &a.daily_download_limit {
+            Some(v) => match parse_size(&key("daily_download_limit"), v)? {
+                0 => {
+                    return Err(format!(
+                        "`{}` must be above 0, e.g. \"2500MB\" (Gmail's own daily limit); leave it out for no limit",
+                        key("daily_download_limit")
+                    ));
+                }
+                n => Some(n),
+            },
+            None => None,
+        };
         let poll_interval = match &a.poll_interval {
             Some(v) => parse_duration(&key("poll_interval"), v)?,
             None => sync.poll_interval,
@@ -186,6 +212,7 @@ impl Config {
             max_connections,
             poll_interval,
             compress: a.compress.unwrap_or(false),
+            daily_download_limit,
             actions,
         })
     }

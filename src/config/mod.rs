@@ -12,6 +12,7 @@
 
 mod account;
 mod durations;
+mod gmail;
 mod load;
 mod oauth2;
 mod paths;
@@ -29,6 +30,7 @@ use serde::Deserialize;
 
 pub use account::{AccountConfig, Auth};
 pub(crate) use durations::{DurationValue, parse_duration};
+pub use gmail::{GMAIL_CONNECTION_LIMIT, is_gmail_host};
 pub use oauth2::{Grant, OAuth2Client, OAuth2Source, Provider};
 pub(crate) use paths::resolve_path;
 pub use secrets::{ClientSecret, PasswordSource};

@@ -69,6 +69,7 @@ pub(crate) struct RawAccount {
     pub(super) max_connections: Option<u32>,
     pub(super) poll_interval: Option<DurationValue>,
     pub(super) compress: Option<bool>,
+    pub(super) daily_download_limit: Option<SizeValue>,
     pub(super) after_store: Option<String>,
     pub(super) delete_after: Option<crate::actions::settings::RawDays>,
     pub(super) create_destination: Option<bool>,

@@ -56,6 +56,34 @@ fn minimal_config_gets_defaults() {
     assert_eq!(a.poll_interval, Duration::from_secs(300));
 }
 
+/// Gmail refuses a 16th connection (all clients together): fewer by
+/// default, more than 15 refused with the key named; the daily limit
+/// reads like other sizes.
+#[test]
+fn gmail_limits() {
+    let gmail = MINIMAL.replace("imap.example.org", "imap.gmail.com");
+    let c = parse(&gmail).expect("valid");
+    assert_eq!(c.accounts[0].max_connections, 3);
+    assert_eq!(c.accounts[0].daily_download_limit, None);
+    let e = parse(&gmail.replace("username", "max_connections = 16\nusername"))
+        .expect_err("over Gmail's limit")
+        .to_string();
+    assert!(
+        e.contains("accounts[0].max_connections") && e.contains("15"),
+        "{e}"
+    );
+    let c =
+        parse(&gmail.replace("username", "max_connections = 15\nusername")).expect("at the limit");
+    assert_eq!(c.accounts[0].max_connections, 15);
+    let c = parse(&MINIMAL.replace("username", "daily_download_limit = \"2500MB\"\nusername"))
+        .expect("valid");
+    assert_eq!(c.accounts[0].daily_download_limit, Some(2_500_000_000));
+    let e = parse(&MINIMAL.replace("username", "daily_download_limit = \"0MB\"\nusername"))
+        .expect_err("zero")
+        .to_string();
+    assert!(e.contains("accounts[0].daily_download_limit"), "{e}");
+}
+
 #[test]
 fn mistakes_name_the_key_and_the_fix() {
     let cases = [

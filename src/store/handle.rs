@@ -61,10 +61,39 @@ impl StoreHandle {
         Ok(Self::start_with(conn, max_buffered_bytes))
     }
 
+    /// [`StoreHandle::start`] for `mailfeed sync`: into a database with no
+    /// mail yet and no other connection, the sync runs with a rollback
+    /// journal and leaves WAL behind when the writer closes ([`super::bulk`]).
+    pub fn start_first_sync(
+        path: &Path,
+        sync: Synchronous,
+        max_buffered_bytes: u64,
+    ) -> Result<(StoreHandle, WriterThread), StoreError> {
+        let conn = super::open(path, sync)?;
+        if super::bulk::enter(&conn) {
+            let back = match sync {
+                Synchronous::Normal => "NORMAL",
+                Synchronous::Full => "FULL",
+            };
+            return Ok(Self::spawn(conn, max_buffered_bytes, Some(back)));
+        }
+        Ok(Self::start_with(conn, max_buffered_bytes))
+    }
+
     /// Starts a writer on an already opened connection (tests use memory).
     pub(crate) fn start_with(
         conn: Connection,
         max_buffered_bytes: u64,
+    ) -> (StoreHandle, WriterThread) {
+        Self::spawn(conn, max_buffered_bytes, None)
+    }
+
+    /// `bulk`: the connection is in first-sync mode, to leave for WAL with
+    /// this `synchronous` when the writer closes (and no checkpoints meanwhile).
+    fn spawn(
+        conn: Connection,
+        max_buffered_bytes: u64,
+        bulk: Option<&'static str>,
     ) -> (StoreHandle, WriterThread) {
         let (tx, parse_rx) = mpsc::channel(QUEUE_JOBS);
         let (parsed_tx, rx) = std::sync::mpsc::sync_channel(QUEUE_JOBS);
@@ -75,7 +104,7 @@ impl StoreHandle {
         let stop2 = stop.clone();
         let checkpointer = conn
             .path()
-            .filter(|p| !p.is_empty())
+            .filter(|p| !p.is_empty() && bulk.is_none())
             .and_then(|p| Checkpointer::start(Path::new(p)))
             .filter(|_| {
                 conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES)
@@ -90,7 +119,7 @@ impl StoreHandle {
                 std::thread::Builder::new()
                     .name("mailfeed-writer".into())
                     .spawn(move || {
-                        run(conn, rx, f2, stop2, checkpointer);
+                        run(conn, rx, f2, stop2, checkpointer, bulk);
                         // The parse stage ends at its next hand-over now that
                         // the writer's queue is gone; an idle one is woken.
                         // Joining it means a joined writer leaves no thread.
@@ -343,5 +372,39 @@ impl StoreHandle {
     ) -> Result<(), StoreError> {
         self.call(move |c| super::changes::set_highest_modseq(c, mailbox, uidvalidity.0, modseq))
             .await
+    }
+}
+
+/// Gmail (X-GM-EXT-1): one stored message per account and X-GM-MSGID.
+impl StoreHandle {
+    /// Records the memberships (and labels) of listed UIDs whose message
+    /// the account stores already, queued before any cursor that passes
+    /// them; returns the UIDs whose message must be fetched.
+    pub async fn link_gmail(
+        &self,
+        mailbox: MailboxId,
+        uidvalidity: UidValidity,
+        sightings: Vec<super::Sighting>,
+    ) -> Result<Vec<u32>, StoreError> {
+        self.call(move |c| super::gmail::link_sightings(c, mailbox, uidvalidity, &sightings))
+            .await
+    }
+
+    /// Applies label reports `(X-GM-MSGID, labels)` of stored messages;
+    /// each change is a `labels` event. Returns how many changed.
+    pub async fn apply_labels(
+        &self,
+        mailbox: MailboxId,
+        reports: Vec<(u64, Vec<String>)>,
+    ) -> Result<u64, StoreError> {
+        self.call(move |c| super::gmail::apply_labels(c, mailbox, &reports))
+            .await
+    }
+
+    /// Bytes of mail the account downloaded today (UTC), including what is
+    /// queued before this call.
+    pub async fn downloaded_today(&self, account: &str) -> Result<u64, StoreError> {
+        let account = account.to_owned();
+        self.call(move |c| super::limits::today(c, &account)).await
     }
 }

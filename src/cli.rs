@@ -208,11 +208,7 @@ fn warn_plaintext(account: &AccountConfig) {
 /// `mailfeed sync`
 pub async fn cmd_sync(config: &Config, account: &Option<String>) -> Result<i32> {
     let accounts = selected(config, account)?;
-    let (store, writer) = StoreHandle::start(
-        &config.store.path,
-        config.store.synchronous,
-        config.sync.max_buffered_bytes,
-    )?;
+    let (store, writer) = StoreHandle::open(&config.store, config.sync.max_buffered_bytes)?;
     let mut jobs = Vec::new();
     for acc in &accounts {
         warn_plaintext(acc);
@@ -285,13 +281,13 @@ pub fn report(outcomes: &[FolderOutcome]) -> i32 {
 
 /// `mailfeed status`
 pub fn cmd_status(config: &Config, json: bool) -> Result<i32> {
-    if !config.store.path.exists() {
+    if config.store.postgres.is_none() && !config.store.path.exists() {
         bail!(
             "no database at {} yet; run `mailfeed sync` first",
             config.store.path.display()
         );
     }
-    let reader = store::Reader::open(&config.store.path)?;
+    let reader = store::Reader::open_store(&config.store)?;
     let rows = reader.status()?;
     let lag = reader.search_lag()?;
     let mut out = std::io::stdout().lock();
@@ -342,13 +338,13 @@ fn search_behind(lag: &store::SearchLag) -> String {
 }
 
 fn open_existing(config: &Config) -> Result<store::Reader> {
-    if !config.store.path.exists() {
+    if config.store.postgres.is_none() && !config.store.path.exists() {
         bail!(
             "no database at {} yet; run `mailfeed sync` first",
             config.store.path.display()
         );
     }
-    Ok(store::Reader::open(&config.store.path)?)
+    Ok(store::Reader::open_store(&config.store)?)
 }
 
 /// `mailfeed search`
@@ -454,7 +450,7 @@ pub async fn cmd_tail(
     const POLL: std::time::Duration = std::time::Duration::from_millis(200);
     const BATCH: u32 = 500;
     // A follower may start before the first sync has created the database.
-    while follow && !config.store.path.exists() {
+    while follow && config.store.postgres.is_none() && !config.store.path.exists() {
         tokio::time::sleep(POLL).await;
     }
     let reader = open_existing(config)?;

@@ -200,11 +200,7 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<i32> {
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGHUP,
     ])?;
-    let (store, writer) = StoreHandle::start(
-        &config.store.path,
-        config.store.synchronous,
-        config.sync.max_buffered_bytes,
-    )?;
+    let (store, writer) = StoreHandle::open(&config.store, config.sync.max_buffered_bytes)?;
     let health = Arc::new(Health::default());
     let tracker = TaskTracker::new();
     let (first_tx, mut first_rx) = tokio::sync::mpsc::unbounded_channel::<String>();

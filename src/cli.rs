@@ -2,6 +2,9 @@
 //! that runs each one and prints its result. The only module, with main.rs,
 //! that writes to stdout.
 
+mod progress;
+mod watch;
+
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,6 +46,9 @@ pub enum Cmd {
         /// Only this account.
         #[arg(long)]
         account: Option<String>,
+        /// No progress bars (they are drawn only when stdout is a terminal).
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// Run as a service: sync, then wait for new mail (IDLE or polling).
     Run,
@@ -62,6 +68,9 @@ pub enum Cmd {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Redraw the table every second until interrupted.
+        #[arg(long, conflicts_with = "json")]
+        watch: bool,
     },
     /// Full-text search (FTS5 query syntax): date, from, subject, folder.
     Search {
@@ -137,7 +146,7 @@ pub fn init_logging(format: LogFormat, level: &str) {
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(|| crate::secret::ScrubWriter::new(std::io::stderr()))
+        .with_writer(progress::LogWriter)
         .with_ansi(ansi);
     let _ = match (format, journald) {
         (LogFormat::Json, _) => builder.json().try_init(),
@@ -206,17 +215,21 @@ fn warn_plaintext(account: &AccountConfig) {
 }
 
 /// `mailfeed sync`
-pub async fn cmd_sync(config: &Config, account: &Option<String>) -> Result<i32> {
+pub async fn cmd_sync(config: &Config, account: &Option<String>, quiet: bool) -> Result<i32> {
     let accounts = selected(config, account)?;
+    let bars = progress::Bars::start(quiet);
     let (store, writer) = StoreHandle::open(&config.store, config.sync.max_buffered_bytes)?;
     let mut jobs = Vec::new();
     for acc in &accounts {
         warn_plaintext(acc);
-        let engine = Engine::new(
+        let mut engine = Engine::new(
             store.clone(),
             connect_options(config, acc)?,
             config.sync.clone(),
         );
+        if let Some(b) = &bars {
+            engine = engine.with_sink(b.sink());
+        }
         jobs.push(async move { crate::sync::sync_account(&engine, acc, &|| None).await });
     }
     let outcomes: Vec<FolderOutcome> = futures_util::future::join_all(jobs)
@@ -224,6 +237,9 @@ pub async fn cmd_sync(config: &Config, account: &Option<String>) -> Result<i32> 
         .into_iter()
         .flatten()
         .collect();
+    if let Some(b) = &bars {
+        b.finish();
+    }
     // The feed is committed; search catches up behind it, and `sync` exits
     // only when it has.
     tracing::info!("feed complete; completing the search index");
@@ -280,7 +296,15 @@ pub fn report(outcomes: &[FolderOutcome]) -> i32 {
 }
 
 /// `mailfeed status`
-pub fn cmd_status(config: &Config, json: bool) -> Result<i32> {
+pub fn cmd_status(config: &Config, json: bool, watch: bool) -> Result<i32> {
+    if watch {
+        return watch::every_second(|frame| status_table(config, false, frame));
+    }
+    status_table(config, json, &mut std::io::stdout().lock())?;
+    Ok(0)
+}
+
+fn status_table(config: &Config, json: bool, out: &mut impl Write) -> Result<()> {
     if config.store.postgres.is_none() && !config.store.path.exists() {
         bail!(
             "no database at {} yet; run `mailfeed sync` first",
@@ -290,10 +314,9 @@ pub fn cmd_status(config: &Config, json: bool) -> Result<i32> {
     let reader = store::Reader::open_store(&config.store)?;
     let rows = reader.status()?;
     let lag = reader.search_lag()?;
-    let mut out = std::io::stdout().lock();
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
-        return Ok(0);
+        return Ok(());
     }
     writeln!(
         out,
@@ -326,7 +349,7 @@ pub fn cmd_status(config: &Config, json: bool) -> Result<i32> {
     } else {
         writeln!(out, "search index: {}", search_behind(&lag))?;
     }
-    Ok(0)
+    Ok(())
 }
 
 /// "N message(s), S s behind the feed", for `status` and `search`.
@@ -672,10 +695,10 @@ pub fn run(cli: Cli) -> i32 {
     };
     let result = runtime.block_on(async {
         match &cli.command {
-            Cmd::Sync { account } => cmd_sync(&config, account).await,
+            Cmd::Sync { account, quiet } => cmd_sync(&config, account, *quiet).await,
             Cmd::Run => crate::service::run(Arc::new(config.clone()), cli.config.clone()).await,
             Cmd::Check { account } => cmd_check(&config, account).await,
-            Cmd::Status { json } => cmd_status(&config, *json),
+            Cmd::Status { json, watch } => cmd_status(&config, *json, *watch),
             Cmd::Auth { account } => cmd_auth(&config, account).await,
             Cmd::Search { query, limit } => cmd_search(&config, query, *limit),
             Cmd::Export {

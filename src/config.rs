@@ -175,6 +175,10 @@ pub struct Config {
     pub sync: SyncConfig,
     pub log: LogConfig,
     pub accounts: Vec<AccountConfig>,
+    /// `[http]`: the operators' listener; `None` when not configured.
+    pub http: Option<crate::http::HttpConfig>,
+    /// `[[alerts]]`
+    pub alerts: Vec<crate::alerts::AlertConfig>,
 }
 
 #[derive(Deserialize, Default)]
@@ -184,6 +188,8 @@ struct RawFile {
     sync: Option<RawSync>,
     log: Option<RawLog>,
     accounts: Option<Vec<RawAccount>>,
+    http: Option<crate::http::settings::RawHttp>,
+    alerts: Option<Vec<crate::alerts::settings::RawAlert>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -243,7 +249,7 @@ struct RawAccount {
 /// A duration written as `"90s"`, `"5m"`, `"1h"` or a number of seconds.
 #[derive(Deserialize, Clone)]
 #[serde(untagged)]
-enum DurationValue {
+pub(crate) enum DurationValue {
     Seconds(u64),
     Text(String),
 }
@@ -256,7 +262,7 @@ enum SizeValue {
     Text(String),
 }
 
-fn parse_duration(key: &str, v: &DurationValue) -> Result<Duration, String> {
+pub(crate) fn parse_duration(key: &str, v: &DurationValue) -> Result<Duration, String> {
     let text = match v {
         DurationValue::Seconds(s) if Duration::from_secs(*s) <= MAX_DURATION => {
             return Ok(Duration::from_secs(*s));
@@ -362,7 +368,7 @@ fn parse_size(key: &str, v: &SizeValue) -> Result<u64, String> {
 }
 
 /// Resolves a path written in the config relative to the config's folder.
-fn resolve_path(base: &Path, p: &str) -> PathBuf {
+pub(crate) fn resolve_path(base: &Path, p: &str) -> PathBuf {
     let expanded = expand_credentials_dir(p);
     let path = PathBuf::from(expanded);
     if path.is_absolute() {
@@ -613,12 +619,19 @@ impl Config {
             }
             accounts.push(acc);
         }
+        let http = raw
+            .http
+            .map(|h| crate::http::settings::parse(h, base))
+            .transpose()?;
+        let alerts = crate::alerts::settings::parse(raw.alerts.unwrap_or_default(), base)?;
         Ok(Config {
             source: source.to_owned(),
             store,
             sync,
             log,
             accounts,
+            http,
+            alerts,
         })
     }
 

@@ -5,10 +5,13 @@
 // paths only, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod export;
 pub mod fd_limit;
+pub mod health;
+pub mod http;
 pub mod imap;
 pub mod mime;
 pub mod oauth2;

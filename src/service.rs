@@ -27,7 +27,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod edges;
+
 use crate::config::{AccountConfig, Config};
+use crate::health::{Board, FolderReport, State};
 use crate::imap::{Command, Response, Untagged, UntaggedStatus};
 use crate::session::{Session, SessionError};
 use crate::store::StoreHandle;
@@ -72,6 +75,8 @@ impl Backoff {
 struct Health {
     next_id: std::sync::atomic::AtomicU64,
     entries: Mutex<HashMap<u64, Entry>>,
+    /// What `/metrics`, `/readyz` and alerts read.
+    board: Board,
 }
 
 #[derive(Default)]
@@ -203,6 +208,8 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<i32> {
     let (store, writer) = StoreHandle::open(&config.store, config.sync.max_buffered_bytes)?;
     let health = Arc::new(Health::default());
     let tracker = TaskTracker::new();
+    let edges = CancellationToken::new();
+    edges::start(&config, &health.board, &store, &edges, &tracker).await?;
     let (first_tx, mut first_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let mut running: HashMap<String, (AccountConfig, CancellationToken)> = HashMap::new();
     let mut current = config.clone();
@@ -255,6 +262,7 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<i32> {
     for (_, (_, token)) in running.drain() {
         token.cancel();
     }
+    edges.cancel();
     tracker.close();
     stop(&tracker, &store, writer).await;
     Ok(exit)
@@ -340,6 +348,9 @@ fn reload(
     if new.store != current.store {
         tracing::warn!("SIGHUP: [store] changes take effect only after a restart");
     }
+    if new.http != current.http || new.alerts != current.alerts {
+        tracing::warn!("SIGHUP: [http] and [[alerts]] changes take effect only after a restart");
+    }
     let settings_changed = new.sync != current.sync;
     let mut started = 0;
     let mut stopped = 0;
@@ -379,6 +390,10 @@ async fn account_task(
     let mut backoff = ctx.backoff();
     let mut first = Some(first);
     let reg = ctx.health.register(&format!("{name}/(folders)"));
+    let rep = ctx
+        .health
+        .board
+        .report(&name, None, ctx.engine.opts.timeout * 4);
     let (session, folders) = loop {
         reg.expect_by(Instant::now() + ctx.engine.opts.timeout * 4);
         let attempt = async {
@@ -398,6 +413,7 @@ async fn account_task(
             Err(e) => {
                 let delay = retry_delay(&mut backoff, &e);
                 report_failure(&name, "(folders)", &e.to_string(), e.is_permanent(), delay);
+                rep.session_failed(&e);
                 reg.set_state(format!("retry: {e}"));
                 reg.expect_by(Instant::now() + delay + ctx.engine.opts.timeout * 4);
                 if sleep_or_cancel(&ctx.cancel, delay).await {
@@ -407,6 +423,7 @@ async fn account_task(
         }
     };
     drop(reg);
+    drop(rep);
     if folders.is_empty() {
         tracing::warn!(account = %name, "the configured folders match no folder on the server");
     }
@@ -529,9 +546,15 @@ async fn idle_watcher(ctx: AccountCtx, folder: String, mut session: Option<Sessi
     let name = ctx.account.name.clone();
     let shown = crate::imap::mutf7::decode(&folder);
     let reg = ctx.health.register(&format!("{name}/{shown}"));
+    let timeout = ctx.engine.opts.timeout;
+    let rep = ctx.health.board.report(
+        &name,
+        Some(&shown),
+        ctx.engine.settings.idle_refresh + timeout * 4,
+    );
+    let mut connected_before = session.is_some();
     let mut backoff = ctx.backoff();
     let mut idle_refused = false;
-    let timeout = ctx.engine.opts.timeout;
     loop {
         reg.expect_by(Instant::now() + timeout * 4);
         let s = match session.take() {
@@ -542,10 +565,17 @@ async fn idle_watcher(ctx: AccountCtx, folder: String, mut session: Option<Sessi
                     r = Session::connect(&ctx.account, &ctx.engine.opts, None) => r,
                 };
                 match r {
-                    Ok(s) => s,
+                    Ok(s) => {
+                        if connected_before {
+                            rep.reconnected();
+                        }
+                        connected_before = true;
+                        s
+                    }
                     Err(e) => {
                         let delay = retry_delay(&mut backoff, &e);
                         report_failure(&name, &shown, &e.to_string(), e.is_permanent(), delay);
+                        rep.session_failed(&e);
                         reg.set_state(format!("retry: {e}"));
                         reg.expect_by(Instant::now() + delay + timeout * 4);
                         if sleep_or_cancel(&ctx.cancel, delay).await {
@@ -557,7 +587,15 @@ async fn idle_watcher(ctx: AccountCtx, folder: String, mut session: Option<Sessi
             }
         };
         let mut s = s;
-        match idle_loop(&ctx, &mut s, &folder, &reg, &mut backoff, &mut idle_refused).await {
+        let looped = idle_loop(
+            &ctx,
+            &mut s,
+            &folder,
+            (&reg, &rep),
+            &mut backoff,
+            &mut idle_refused,
+        );
+        match looped.await {
             Ok(()) => {
                 logout_quickly(s).await;
                 return;
@@ -568,6 +606,7 @@ async fn idle_watcher(ctx: AccountCtx, folder: String, mut session: Option<Sessi
                     None => (false, backoff.next_delay(Duration::ZERO)),
                 };
                 report_failure(&name, &shown, &e.to_string(), permanent, delay);
+                rep.sync_failed(&e);
                 reg.set_state(format!("retry: {e}"));
                 reg.expect_by(Instant::now() + delay + timeout * 4);
                 if sleep_or_cancel(&ctx.cancel, delay).await {
@@ -593,7 +632,7 @@ async fn idle_loop(
     ctx: &AccountCtx,
     s: &mut Session,
     folder: &str,
-    reg: &Registration,
+    (reg, rep): (&Registration, &FolderReport),
     backoff: &mut Backoff,
     idle_refused: &mut bool,
 ) -> Result<(), SyncError> {
@@ -604,10 +643,10 @@ async fn idle_loop(
         s.take_unsolicited_changes();
         tokio::select! {
             _ = ctx.cancel.cancelled() => return Ok(()),
-            r = fed_by_progress(reg, &ctx.engine.progress, timeout * 4, ctx.engine.sync_folder(s, &ctx.account.name, folder)) => { r?; }
+            r = fed_by_progress(reg, &ctx.engine.progress, timeout * 4, rep.pass(ctx.engine.sync_folder(s, &ctx.account.name, folder))) => { r?; }
         }
         if *idle_refused {
-            return poll_one(ctx, s, folder, reg, backoff).await;
+            return poll_one(ctx, s, folder, (reg, rep), backoff).await;
         }
         if s.take_unsolicited_changes() {
             // A change announced during the pass (an EXISTS after the UID
@@ -635,11 +674,12 @@ async fn idle_loop(
                         ctx.account.poll_interval
                     );
                     *idle_refused = true;
-                    return poll_one(ctx, s, folder, reg, backoff).await;
+                    return poll_one(ctx, s, folder, (reg, rep), backoff).await;
                 }
                 _ => {}
             }
         }
+        rep.idle_opened();
         let idle_since = Instant::now();
         let deadline = idle_since + refresh;
         let mut proved_healthy = false;
@@ -709,20 +749,21 @@ async fn poll_one(
     ctx: &AccountCtx,
     s: &mut Session,
     folder: &str,
-    reg: &Registration,
+    (reg, rep): (&Registration, &FolderReport),
     backoff: &mut Backoff,
 ) -> Result<(), SyncError> {
     let timeout = ctx.engine.opts.timeout;
     let interval = ctx.account.poll_interval;
     loop {
         reg.set_state("poll".into());
+        rep.set_state(State::Polling);
         reg.expect_by(Instant::now() + interval + timeout * 4);
         if sleep_or_cancel(&ctx.cancel, interval).await {
             return Ok(());
         }
         tokio::select! {
             _ = ctx.cancel.cancelled() => return Ok(()),
-            r = fed_by_progress(reg, &ctx.engine.progress, timeout * 4, ctx.engine.sync_folder(s, &ctx.account.name, folder)) => { r?; }
+            r = fed_by_progress(reg, &ctx.engine.progress, timeout * 4, rep.pass(ctx.engine.sync_folder(s, &ctx.account.name, folder))) => { r?; }
         }
         // A poll that worked, after a whole interval on this connection.
         backoff.reset();
@@ -738,6 +779,16 @@ async fn poller(ctx: AccountCtx, folders: Vec<String>, mut session: Option<Sessi
     let mut backoff = ctx.backoff();
     let timeout = ctx.engine.opts.timeout;
     let interval = ctx.account.poll_interval;
+    let reps: Vec<FolderReport> = folders
+        .iter()
+        .map(|f| {
+            let shown = crate::imap::mutf7::decode(f);
+            ctx.health
+                .board
+                .report(&name, Some(&shown), interval + timeout * 6)
+        })
+        .collect();
+    let mut connected_before = session.is_some();
     loop {
         let mut s = match session.take() {
             Some(s) => s,
@@ -748,10 +799,17 @@ async fn poller(ctx: AccountCtx, folders: Vec<String>, mut session: Option<Sessi
                     r = Session::connect(&ctx.account, &ctx.engine.opts, None) => r,
                 };
                 match r {
-                    Ok(s) => s,
+                    Ok(s) => {
+                        if connected_before {
+                            reps.iter().for_each(FolderReport::reconnected);
+                        }
+                        connected_before = true;
+                        s
+                    }
                     Err(e) => {
                         let delay = retry_delay(&mut backoff, &e);
                         report_failure(&name, "(poll)", &e.to_string(), e.is_permanent(), delay);
+                        reps.iter().for_each(|r| r.session_failed(&e));
                         reg.set_state(format!("retry: {e}"));
                         reg.expect_by(Instant::now() + delay + timeout * 4);
                         if sleep_or_cancel(&ctx.cancel, delay).await {
@@ -763,15 +821,18 @@ async fn poller(ctx: AccountCtx, folders: Vec<String>, mut session: Option<Sessi
             }
         };
         let mut broken = false;
-        for folder in &folders {
+        let mut ok = vec![false; folders.len()];
+        for (i, (folder, rep)) in folders.iter().zip(&reps).enumerate() {
             // Each folder gets a fresh deadline: a pass over many folders is
             // progress, not a hang.
             let grace = timeout * 6;
             let r = tokio::select! {
                 _ = ctx.cancel.cancelled() => { logout_quickly(s).await; return; }
-                r = fed_by_progress(&reg, &ctx.engine.progress, grace, ctx.engine.sync_folder(&mut s, &name, folder)) => r,
+                r = fed_by_progress(&reg, &ctx.engine.progress, grace, rep.pass(ctx.engine.sync_folder(&mut s, &name, folder))) => r,
             };
+            ok[i] = r.is_ok();
             if let Err(e) = r {
+                rep.sync_failed(&e);
                 let shown = crate::imap::mutf7::decode(folder);
                 tracing::warn!(account = %name, folder = %shown, "sync failed: {e}");
                 if e.breaks_connection() {
@@ -791,6 +852,9 @@ async fn poller(ctx: AccountCtx, folders: Vec<String>, mut session: Option<Sessi
         }
         backoff.reset();
         reg.set_state("poll".into());
+        for (rep, _) in reps.iter().zip(&ok).filter(|(_, ok)| **ok) {
+            rep.set_state(State::Polling);
+        }
         reg.expect_by(Instant::now() + interval + timeout * 4);
         // A connection that died while we slept is found by the next pass's
         // first read (which has a timeout) and replaced.

@@ -10,6 +10,8 @@
 //! the cursor may move to `end`. The writer applies jobs in order, so the
 //! cursor can never be committed before those messages.
 
+pub mod progress;
+
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,6 +22,7 @@ use crate::imap::date::internal_date_to_utc;
 use crate::imap::{Body, Command, ModSeq, Response, Uid, UidSet, UidValidity, Untagged, mutf7};
 use crate::session::{ConnectOptions, MailboxState, Session, SessionError, Tap};
 use crate::store::{MailboxCursor, MailboxId, NewMessage, StoreError, StoreHandle};
+use progress::{ProgressEvent, ProgressSink};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -179,6 +182,8 @@ pub struct Engine {
     /// Rises with every message received and every batch stored: whoever
     /// runs a long sync can tell one that is moving from one that hangs.
     pub progress: Arc<AtomicU64>,
+    /// Told of each folder's totals and each message, when someone shows them.
+    pub sink: Option<ProgressSink>,
 }
 
 impl Engine {
@@ -190,6 +195,22 @@ impl Engine {
             passes: Arc::default(),
             rescan_now: Arc::default(),
             progress: Arc::default(),
+            sink: None,
+        }
+    }
+
+    /// The same engine reporting to `sink` (folder listings then also ask
+    /// for RFC822.SIZE, so the byte total is known up front).
+    pub fn with_sink(self, sink: ProgressSink) -> Engine {
+        Engine {
+            sink: Some(sink),
+            ..self
+        }
+    }
+
+    fn tell(&self, event: ProgressEvent<'_>) {
+        if let Some(s) = &self.sink {
+            s(event);
         }
     }
 
@@ -242,6 +263,11 @@ impl Engine {
             Err(e) => Some(crate::secret::scrub(&e.to_string()).into_owned()),
         };
         // Recording the outcome must not hide the sync's own error.
+        self.tell(ProgressEvent::FolderFinished {
+            account,
+            folder: &mutf7::decode(wire_name),
+            ok: outcome.is_none(),
+        });
         let recorded = self.store.record_outcome(mailbox, outcome).await;
         let committed = self.store.commit().await;
         let stats = result?;
@@ -311,8 +337,14 @@ impl Engine {
             uidvalidity: uv,
         };
         if let Some(after) = fetch_after {
-            let listed = list_uids(session, after).await?;
+            let (listed, bytes) = list_uids(session, after, self.sink.is_some()).await?;
             let plan = batches(after, &listed, self.settings.batch_size as usize);
+            self.tell(ProgressEvent::FolderStarted {
+                account,
+                folder: &ctx.folder,
+                messages: plan.iter().map(|b| b.count as u64).sum(),
+                bytes,
+            });
             self.fetch_batches(session, &ctx, &listed, &plan, &mut stats)
                 .await?;
             // UIDs below the UIDNEXT seen at EXAMINE that the later listing
@@ -602,6 +634,11 @@ impl Engine {
                     batch_counts[idx].0 += 1;
                     batch_counts[idx].1 += raw.len() as u64;
                     self.made_progress();
+                    self.tell(ProgressEvent::MessageReceived {
+                        account: ctx.account,
+                        folder: &ctx.folder,
+                        bytes: size,
+                    });
                     tracing::debug!(account = ctx.account, folder = %ctx.folder, uid = uid.0, bytes = raw.len(), "message received");
                     self.store
                         .save(NewMessage {
@@ -813,38 +850,49 @@ async fn scan_flags(
 /// mailbox costs a few integers, not a response object per message. `n:*`
 /// also returns the highest message when all UIDs are below `n`, so results
 /// are filtered.
-async fn list_uids(session: &mut Session, after: u32) -> Result<UidSet, SyncError> {
+/// The UIDs above `after`, and with `sized` the sum of their RFC822.SIZE.
+async fn list_uids(
+    session: &mut Session,
+    after: u32,
+    sized: bool,
+) -> Result<(UidSet, u64), SyncError> {
     let set = format!("{}:*", after.saturating_add(1));
-    list_uids_in(session, set, |u| u > after).await
+    let items = if sized { "UID RFC822.SIZE" } else { "UID" };
+    list_uids_in(session, set, items, |u| u > after).await
 }
 
 /// Which UIDs of `set` exist on the server.
 async fn list_uid_set(session: &mut Session, set: &UidSet) -> Result<UidSet, SyncError> {
-    list_uids_in(session, set.to_string(), |u| set.contains(u)).await
+    let (uids, _) = list_uids_in(session, set.to_string(), "UID", |u| set.contains(u)).await?;
+    Ok(uids)
 }
 
-/// `UID FETCH set (UID)`, keeping the UIDs that `wanted` accepts (a server
-/// answers `n:*` with the last message even when its UID is below n).
+/// `UID FETCH set (items)`, keeping the UIDs that `wanted` accepts (a server
+/// answers `n:*` with the last message even when its UID is below n), and
+/// the sum of their RFC822.SIZE when `items` asks for it.
 async fn list_uids_in(
     session: &mut Session,
     set: String,
+    items: &'static str,
     wanted: impl Fn(u32) -> bool,
-) -> Result<UidSet, SyncError> {
+) -> Result<(UidSet, u64), SyncError> {
     let tag = session
         .send(&Command::UidFetch {
             set,
-            items: "UID",
+            items,
             changed_since: None,
             vanished: false,
         })
         .await?;
     let mut ranges = RangeBuilder::default();
+    let mut bytes = 0u64;
     loop {
         let r = session.next_response().await?;
         match r.response {
             Response::Untagged(Untagged::Fetch(_, d)) => {
                 if let Some(Uid(uid)) = d.uid.filter(|u| wanted(u.0)) {
                     ranges.push(uid);
+                    bytes = bytes.saturating_add(d.rfc822_size.unwrap_or(0));
                 }
             }
             Response::Tagged {
@@ -853,7 +901,7 @@ async fn list_uids_in(
                 text,
             } if t == tag => {
                 crate::session::completion("UID FETCH", status, text)?;
-                return Ok(ranges.finish());
+                return Ok((ranges.finish(), bytes));
             }
             Response::Tagged { tag: t, .. } => {
                 return Err(SessionError::Unexpected(format!(

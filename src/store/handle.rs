@@ -273,6 +273,12 @@ impl StoreHandle {
         let _ = self.tx.try_send(Job::Shutdown);
     }
 
+    /// Bytes of mail waiting for the parse stage and the writer (the
+    /// decoded copy counted too, as the budget counts it).
+    pub fn queued_bytes(&self) -> u64 {
+        u64::from(self.byte_budget).saturating_sub(self.bytes.available_permits() as u64)
+    }
+
     /// Whether the writer has stopped after an error.
     pub fn has_failed(&self) -> bool {
         self.failure.lock().map(|f| f.is_some()).unwrap_or(true) || self.tx.is_closed()

@@ -20,6 +20,7 @@ mod postgres;
 mod read;
 mod reader;
 mod search;
+pub mod totals;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -77,6 +77,16 @@ impl Reader {
         on!(self, c => super::read::status(c), pg => super::postgres::read::status(pg))
     }
 
+    /// Every mailbox's stored totals, for `/metrics`.
+    pub fn totals(&self) -> Result<Vec<super::totals::MailboxTotals>, StoreError> {
+        on!(self, c => super::totals::totals(c), pg => super::postgres::read::totals(pg))
+    }
+
+    /// The database file's size in bytes.
+    pub fn database_bytes(&self) -> Result<u64, StoreError> {
+        on!(self, c => super::totals::database_bytes(c), pg => super::postgres::read::database_bytes(pg))
+    }
+
     /// How far the search index trails the feed.
     pub fn search_lag(&self) -> Result<SearchLag, StoreError> {
         on!(self, c => super::search::lag(c), pg => super::postgres::read::search_lag(pg))

@@ -28,6 +28,7 @@ pub mod dovecot;
 pub mod fake_server;
 pub mod fault_proxy;
 pub mod generations;
+pub mod http_probe;
 pub mod imap_truth;
 pub mod mailfeed;
 pub mod oauth2;

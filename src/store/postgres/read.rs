@@ -202,3 +202,41 @@ pub(crate) fn feed_of(
         })
         .collect())
 }
+
+/// Every mailbox's totals for `/metrics`, as `store/totals.rs` on SQLite.
+pub(crate) fn totals(pg: &mut Pg) -> Result<Vec<crate::store::totals::MailboxTotals>, StoreError> {
+    let st = pg.st("SELECT a.name, b.name,
+                count(m.id), coalesce(sum(m.size), 0)::bigint,
+                coalesce(sum(m.truncated), 0)::bigint,
+                count(m.parse_error),
+                (SELECT count(*) FROM events e WHERE e.mailbox_id = b.id
+                    AND e.kind = 'uidvalidity')
+         FROM mailboxes b JOIN accounts a ON a.id = b.account_id
+         LEFT JOIN messages m ON m.mailbox_id = b.id AND m.supersedes IS NULL
+         GROUP BY a.name, b.id ORDER BY a.name, b.name")?;
+    let rows = pg.client.query(&st, &[]).pg("reading totals for metrics")?;
+    let n = |r: &Row, i: usize| r.get::<_, i64>(i).max(0) as u64;
+    Ok(rows
+        .iter()
+        .map(|r| crate::store::totals::MailboxTotals {
+            account: r.get(0),
+            mailbox: r.get(1),
+            messages: n(r, 2),
+            bytes: n(r, 3),
+            truncated: n(r, 4),
+            parse_errors: n(r, 5),
+            uidvalidity_changes: n(r, 6),
+        })
+        .collect())
+}
+
+/// The size of the database on the server.
+pub(crate) fn database_bytes(pg: &mut Pg) -> Result<u64, StoreError> {
+    let st = pg.st("SELECT pg_database_size(current_database())")?;
+    let n: i64 = pg
+        .client
+        .query_one(&st, &[])
+        .pg("reading the database size")?
+        .get(0);
+    Ok(n.max(0) as u64)
+}

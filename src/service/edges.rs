@@ -1,0 +1,50 @@
+//! What `mailfeed run` starts beside its watchers: the operators' HTTP
+//! listener (bound here, before READY, so a port in use fails start-up)
+//! and the alert loop. Both only read the health board and the store; they
+//! stop with the service.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::health::Board;
+use crate::http::{Configured, Ops};
+use crate::store::StoreHandle;
+
+/// Starts the configured edges on `tracker`; they end when `cancel` fires.
+pub async fn start(
+    config: &Arc<Config>,
+    board: &Board,
+    store: &StoreHandle,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<()> {
+    if let Some(http) = &config.http {
+        let configured = config
+            .accounts
+            .iter()
+            .map(|a| Configured {
+                account: a.name.clone(),
+                folders: a
+                    .folders
+                    .iter()
+                    .filter(|f| !f.contains(['*', '%']))
+                    .cloned()
+                    .collect(),
+            })
+            .collect();
+        let ops = Ops::new(
+            board.clone(),
+            store.clone(),
+            config.store.clone(),
+            configured,
+        );
+        crate::http::start(http, ops, cancel.clone(), tracker).await?;
+    }
+    crate::alerts::start(&config.alerts, board.clone(), cancel.clone(), tracker)
+        .context("starting alerts")?;
+    Ok(())
+}

@@ -468,6 +468,24 @@ fn postgres_refuses_newer_schema_and_keeps_the_password_out_of_errors() {
     assert!(e.contains("password authentication failed"), "{e}");
     assert!(!e.contains("not-the-password-31"), "{e}");
 
+    // Nothing listens on the port: one line naming the server, no password.
+    let (free, _lock) = support::dovecot::reserve_port().expect("port");
+    let down = url.replace(&format!(":{}/", pg.port()), &format!(":{free}/"));
+    let e = StoreHandle::open(&postgres(down), 1 << 20)
+        .err()
+        .expect("no server refused")
+        .to_string();
+    assert!(
+        e.contains(&format!(
+            "connecting to postgresql://mailfeed@127.0.0.1:{free}/"
+        )),
+        "{e}"
+    );
+    assert!(
+        !e.contains(support::postgres::PASSWORD) && !e.contains('\n'),
+        "{e}"
+    );
+
     let db = url.rsplit('/').next().expect("name").to_owned();
     let out = std::process::Command::new("psql")
         .args(["-h", "127.0.0.1", "-p", &pg.port().to_string()])

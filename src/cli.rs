@@ -217,6 +217,10 @@ fn warn_plaintext(account: &AccountConfig) {
 /// `mailfeed sync`
 pub async fn cmd_sync(config: &Config, account: &Option<String>, quiet: bool) -> Result<i32> {
     let accounts = selected(config, account)?;
+    let _lock = match config.store.postgres {
+        None => Some(store::lock::DatabaseLock::acquire(&config.store.path)?),
+        Some(_) => None,
+    };
     let bars = progress::Bars::start(quiet);
     let (store, writer) = StoreHandle::open(&config.store, config.sync.max_buffered_bytes)?;
     let mut jobs = Vec::new();
@@ -226,7 +230,8 @@ pub async fn cmd_sync(config: &Config, account: &Option<String>, quiet: bool) ->
             store.clone(),
             connect_options(config, acc)?,
             config.sync.clone(),
-        );
+        )
+        .with_actions(&acc.actions);
         if let Some(b) = &bars {
             engine = engine.with_sink(b.sink());
         }
@@ -620,6 +625,8 @@ pub async fn cmd_check(config: &Config, account: &Option<String>) -> Result<i32>
                     verdicts.push(format!("FAILED  {name}: {e}{hint}"));
                 }
             }
+            let actions = crate::actions::Actions::new(acc.actions.clone());
+            verdicts.push(actions.check_line(f, session.capabilities()));
         }
         session.logout().await;
         println!("-- verdict for account `{}`:", acc.name);

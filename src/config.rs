@@ -165,6 +165,8 @@ pub struct AccountConfig {
     pub poll_interval: Duration,
     /// Use COMPRESS=DEFLATE (RFC 4978) when the server offers it.
     pub compress: bool,
+    /// What mailfeed does on the server after storing (see `actions`).
+    pub actions: crate::actions::AccountActions,
 }
 
 /// The whole, validated configuration.
@@ -244,6 +246,13 @@ struct RawAccount {
     max_connections: Option<u32>,
     poll_interval: Option<DurationValue>,
     compress: Option<bool>,
+    after_store: Option<String>,
+    delete_after: Option<crate::actions::settings::RawDays>,
+    create_destination: Option<bool>,
+    folder: Option<Vec<crate::actions::settings::RawFolder>>,
+    since: Option<String>,
+    max_age: Option<crate::actions::settings::RawDays>,
+    search: Option<String>,
 }
 
 /// A duration written as `"90s"`, `"5m"`, `"1h"` or a number of seconds.
@@ -749,6 +758,19 @@ impl Config {
             POLL_RANGE.1,
             "`sync.poll_interval`",
         )?;
+        let actions = crate::actions::settings::build(
+            &format!("accounts[{i}]."),
+            crate::actions::settings::RawAccountActions {
+                after_store: a.after_store,
+                delete_after: a.delete_after,
+                create_destination: a.create_destination,
+                folder: a.folder,
+                since: a.since,
+                max_age: a.max_age,
+                search: a.search,
+            },
+            &folders,
+        )?;
         Ok(AccountConfig {
             name,
             host,
@@ -764,6 +786,7 @@ impl Config {
             max_connections,
             poll_interval,
             compress: a.compress.unwrap_or(false),
+            actions,
         })
     }
 }

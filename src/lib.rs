@@ -5,6 +5,7 @@
 // paths only, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod actions;
 pub mod alerts;
 pub mod cli;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod store;
 pub mod sync;
 pub mod transport;
 pub mod utc;
+pub mod window;
 
 #[cfg(test)]
 pub(crate) mod testing;

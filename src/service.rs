@@ -205,6 +205,14 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<i32> {
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGHUP,
     ])?;
+    // One writer per SQLite file; on PostgreSQL one instance per
+    // configuration is the rule for now (see README).
+    let _lock = match config.store.postgres {
+        None => Some(crate::store::lock::DatabaseLock::acquire(
+            &config.store.path,
+        )?),
+        Some(_) => None,
+    };
     let (store, writer) = StoreHandle::open(&config.store, config.sync.max_buffered_bytes)?;
     let health = Arc::new(Health::default());
     let tracker = TaskTracker::new();
@@ -314,11 +322,13 @@ fn start_account(
             store.clone(),
             crate::cli::connect_options(config, acc)?,
             config.sync.clone(),
-        ),
+        )
+        .with_actions(&acc.actions),
         health: health.clone(),
         cancel: token.clone(),
         retry: (Duration::from_secs(1), Duration::from_secs(300)),
     };
+    ctx.engine.actions.announce(&acc.name);
     if acc.security == crate::config::Security::Plain {
         tracing::warn!(account = %acc.name, "security = \"plain\": the password and all mail travel unencrypted");
     }

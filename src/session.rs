@@ -226,6 +226,8 @@ pub struct Session {
     /// The server reported a change (EXISTS, EXPUNGE, VANISHED, FETCH) that
     /// no command asked for; see [`Session::take_unsolicited_changes`].
     unsolicited_changes: bool,
+    /// The next [`Session::examine`] sends SELECT (see [`Session::select`]).
+    read_write: bool,
     /// The mailbox last examined, while it is selected.
     selected: Option<(String, UidValidity)>,
     /// Flag changes and expunges of the selected mailbox that the server
@@ -338,6 +340,7 @@ impl Session {
             bye: None,
             open_commands: HashMap::new(),
             unsolicited_changes: false,
+            read_write: false,
             selected: None,
             reported: Reported::default(),
         };
@@ -789,9 +792,9 @@ impl Session {
                 Untagged::Exists(_)
                 | Untagged::Expunge(_)
                 | Untagged::Vanished { earlier: false, .. },
-            ) => !open("EXAMINE"),
+            ) => !open("EXAMINE") && !open("SELECT"),
             Response::Untagged(Untagged::Fetch(..)) => {
-                !open("EXAMINE") && !open("UID FETCH") && !open(FLAG_FETCH)
+                !open("EXAMINE") && !open("SELECT") && !open("UID FETCH") && !open(FLAG_FETCH)
             }
             Response::Tagged { tag, .. } => {
                 self.open_commands.remove(tag);
@@ -943,10 +946,21 @@ impl Session {
         qresync: Option<(UidValidity, ModSeq)>,
     ) -> Result<MailboxState, SessionError> {
         let condstore = self.caps.condstore();
-        let cmd = Command::Examine {
-            mailbox: mailbox_wire.to_owned(),
-            condstore,
-            qresync: if self.qresync_enabled { qresync } else { None },
+        let (mailbox, qresync) = (
+            mailbox_wire.to_owned(),
+            if self.qresync_enabled { qresync } else { None },
+        );
+        let cmd = match std::mem::take(&mut self.read_write) {
+            false => Command::Examine {
+                mailbox,
+                condstore,
+                qresync,
+            },
+            true => Command::Select {
+                mailbox,
+                condstore,
+                qresync,
+            },
         };
         // Changes reported for the mailbox selected until now belong to it:
         // whoever wants them takes them before examining another
@@ -1011,6 +1025,17 @@ impl Session {
             st.highest_modseq = None;
         }
         Ok(st)
+    }
+
+    /// SELECT (read-write) instead of EXAMINE, for a folder that mailfeed
+    /// is configured to change (see `actions`); otherwise as [`Self::examine`].
+    pub async fn select(
+        &mut self,
+        mailbox_wire: &str,
+        qresync: Option<(UidValidity, ModSeq)>,
+    ) -> Result<MailboxState, SessionError> {
+        self.read_write = true;
+        self.examine(mailbox_wire, qresync).await
     }
 
     /// Ends the session politely; errors are ignored (the server may be gone).

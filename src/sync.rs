@@ -42,6 +42,8 @@ pub enum SyncError {
         "server listed UID {0} but did not send it, and it still exists; the folder's cursor stays below it and the next pass asks again"
     )]
     NotDelivered(u32),
+    #[error(transparent)]
+    Action(#[from] crate::actions::ActionError),
 }
 
 impl SyncError {
@@ -52,6 +54,7 @@ impl SyncError {
             SyncError::Session(_)
             | SyncError::MissingUid
             | SyncError::UidValidityChanged { .. } => true,
+            SyncError::Action(e) => e.breaks_connection(),
             _ => false,
         }
     }
@@ -182,6 +185,8 @@ pub struct Engine {
     /// Rises with every message received and every batch stored: whoever
     /// runs a long sync can tell one that is moving from one that hangs.
     pub progress: Arc<AtomicU64>,
+    /// What to do on the server after storing (`crate::actions`).
+    pub actions: Arc<crate::actions::Actions>,
     /// Told of each folder's totals and each message, when someone shows them.
     pub sink: Option<ProgressSink>,
 }
@@ -195,6 +200,7 @@ impl Engine {
             passes: Arc::default(),
             rescan_now: Arc::default(),
             progress: Arc::default(),
+            actions: Arc::default(),
             sink: None,
         }
     }
@@ -246,6 +252,10 @@ impl Engine {
     ) -> Result<FolderStats, SyncError> {
         let started = Instant::now();
         let (mailbox, cursor) = self.store.ensure_mailbox(account, wire_name).await?;
+        let action = self
+            .actions
+            .mailbox_action(wire_name, session.capabilities());
+        self.store.set_mailbox_action(mailbox, action).await?;
         let marks = self.store.marks().await?;
         let mut result = self
             .sync_mailbox(session, account, wire_name, mailbox, cursor)
@@ -273,6 +283,20 @@ impl Engine {
         let stats = result?;
         recorded?;
         committed?;
+        // Only now, after the commit (the ledger syncs it to disk first).
+        if self.actions.for_wire(wire_name).changes_server()
+            && let Some(uv) = self.store.cursor(mailbox).await?.uidvalidity
+            && let Err(e) = (self.actions)
+                .run(&self.store, session, mailbox, uv, wire_name)
+                .await
+        {
+            let _ = self
+                .store
+                .record_outcome(mailbox, Some(e.to_string()))
+                .await;
+            let _ = self.store.commit().await;
+            return Err(e.into());
+        }
         tracing::debug!(
             account,
             folder = %mutf7::decode(wire_name),
@@ -304,7 +328,11 @@ impl Engine {
             (Some(v), Some(m)) if qresync => Some((v, ModSeq(m))),
             _ => None,
         };
-        let state = session.examine(wire_name, known).await?;
+        let state = if self.actions.selects(wire_name, session.capabilities()) {
+            session.select(wire_name, known).await?
+        } else {
+            session.examine(wire_name, known).await?
+        };
         let mut stats = FolderStats::default();
         let folder = mutf7::decode(wire_name);
         let (uv, fetch_after) = match plan(&cursor, &state)? {
@@ -337,7 +365,15 @@ impl Engine {
             uidvalidity: uv,
         };
         if let Some(after) = fetch_after {
-            let (listed, bytes) = list_uids(session, after, self.sink.is_some()).await?;
+            let window = &self.actions.for_wire(wire_name).window;
+            // A window's UID SEARCH gives no sizes: its byte total is unknown.
+            let (listed, bytes) = match window.filters() {
+                false => list_uids(session, after, self.sink.is_some()).await?,
+                true => (
+                    crate::window::search_above(session, after, window).await?,
+                    0,
+                ),
+            };
             let plan = batches(after, &listed, self.settings.batch_size as usize);
             self.tell(ProgressEvent::FolderStarted {
                 account,
@@ -356,10 +392,12 @@ impl Engine {
             // Rows that a cut-off pass stored above the old cursor and that
             // the listing (of everything above it) no longer shows were
             // expunged in between.
-            self.store
-                .reconcile_existing(mailbox, uv, (after, u32::MAX), listed)
-                .await?;
-
+            // (Not with a window: what it leaves out is not gone.)
+            if !window.filters() {
+                self.store
+                    .reconcile_existing(mailbox, uv, (after, u32::MAX), listed)
+                    .await?;
+            }
             if let Some(next) = state.uidnext.filter(|n| n.saturating_sub(1) > covered) {
                 let live = self.store.live_count(mailbox, uv).await?;
                 if live >= u64::from(state.exists) {
@@ -377,6 +415,8 @@ impl Engine {
             tracing::info!(account, folder = %ctx.folder, expunged = retired,
                 "messages of the earlier UIDVALIDITY not found again marked expunged");
         }
+        self.follow_window(session, &ctx, &cursor, &mut stats)
+            .await?;
         if cursor.uidvalidity == Some(uv) && cursor.last_uid > 0 {
             self.track_changes(session, &ctx, &cursor, &state, known.is_some())
                 .await?;
@@ -573,7 +613,7 @@ impl Engine {
     /// pipeline is drained the missing UIDs are listed again. Those that no
     /// longer exist are passed; one that still exists is an error, so the
     /// next pass asks for it again instead of skipping it for good.
-    async fn fetch_batches(
+    pub(crate) async fn fetch_batches(
         &self,
         session: &mut Session,
         ctx: &FetchCtx<'_>,
@@ -594,7 +634,13 @@ impl Engine {
                 let b = plan[next_to_send];
                 let tag = session
                     .send(&Command::UidFetch {
-                        set: format!("{}:{}", b.after + 1, b.last),
+                        // The range, or exactly the listed UIDs when a
+                        // window left holes in it.
+                        set: if b.count as u64 == u64::from(b.last - b.after) {
+                            format!("{}:{}", b.after + 1, b.last)
+                        } else {
+                            UidSet::from_uids(listed.iter_range(b.after, b.last)).to_string()
+                        },
                         items: FETCH_ITEMS,
                         changed_since: None,
                         vanished: false,
@@ -761,11 +807,11 @@ impl Engine {
     }
 }
 
-struct FetchCtx<'a> {
-    account: &'a str,
-    folder: String,
-    mailbox: MailboxId,
-    uidvalidity: UidValidity,
+pub(crate) struct FetchCtx<'a> {
+    pub(crate) account: &'a str,
+    pub(crate) folder: String,
+    pub(crate) mailbox: MailboxId,
+    pub(crate) uidvalidity: UidValidity,
 }
 
 fn uidvalidity_in(u: &Untagged) -> Option<UidValidity> {

@@ -68,6 +68,54 @@ pub enum Command {
         items: &'static str,
     },
     Idle,
+    /// Read-write select, for a folder mailfeed is configured to change
+    /// (`after_store`, `delete_after`); otherwise EXAMINE.
+    Select {
+        mailbox: String,
+        condstore: bool,
+        qresync: Option<(UidValidity, ModSeq)>,
+    },
+    /// `UID STORE set +FLAGS.SILENT (flags)`: adds flags without asking for
+    /// the new flags back.
+    UidStoreAdd {
+        set: String,
+        flags: Vec<&'static str>,
+    },
+    /// `UID COPY set mailbox`
+    UidCopy {
+        set: String,
+        mailbox: String,
+    },
+    /// `UID MOVE set mailbox` (RFC 6851)
+    UidMove {
+        set: String,
+        mailbox: String,
+    },
+    /// `UID EXPUNGE set` (RFC 4315): removes only these UIDs, never another
+    /// client's `\Deleted` messages as a bare EXPUNGE would.
+    UidExpunge {
+        set: String,
+    },
+    /// `CREATE mailbox`
+    Create {
+        mailbox: String,
+    },
+    /// `UID SEARCH [RETURN (ALL)] [CHARSET UTF-8] args`, with strings as
+    /// quoted strings or, when not 7-bit, literals (RFC 3501 forbids 8-bit
+    /// in quoted strings); `CHARSET UTF-8` is added when one is not ASCII.
+    UidSearchArgs {
+        args: Vec<SearchArg>,
+        esearch: bool,
+    },
+}
+
+/// One piece of SEARCH criteria.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchArg {
+    /// Sent as is: keys, numbers, dates, UID sets, parentheses.
+    Atom(String),
+    /// A string argument (e.g. after SUBJECT).
+    Str(String),
 }
 
 /// A piece of an encoded command: text, or a literal that (when synchronizing)
@@ -168,6 +216,13 @@ impl Command {
             Command::UidSearch { .. } => "UID SEARCH",
             Command::Fetch { .. } => "FETCH",
             Command::Idle => "IDLE",
+            Command::Select { .. } => "SELECT",
+            Command::UidStoreAdd { .. } => "UID STORE",
+            Command::UidCopy { .. } => "UID COPY",
+            Command::UidMove { .. } => "UID MOVE",
+            Command::UidExpunge { .. } => "UID EXPUNGE",
+            Command::Create { .. } => "CREATE",
+            Command::UidSearchArgs { .. } => "UID SEARCH",
         }
     }
 
@@ -322,9 +377,70 @@ impl Command {
                     e.text(format!("UID SEARCH {criteria}").as_bytes());
                 }
             }
+            Command::Select {
+                mailbox,
+                condstore,
+                qresync,
+            } => {
+                e.text(b"SELECT ");
+                astring(mailbox, lp, &mut e);
+                if let Some((v, m)) = qresync {
+                    e.text(format!(" (QRESYNC ({} {}))", v.0, m.0).as_bytes());
+                } else if *condstore {
+                    e.text(b" (CONDSTORE)");
+                }
+            }
+            Command::UidStoreAdd { set, flags } => {
+                e.text(format!("UID STORE {set} +FLAGS.SILENT ({})", flags.join(" ")).as_bytes());
+            }
+            Command::UidCopy { set, mailbox } => {
+                e.text(format!("UID COPY {set} ").as_bytes());
+                astring(mailbox, lp, &mut e);
+            }
+            Command::UidMove { set, mailbox } => {
+                e.text(format!("UID MOVE {set} ").as_bytes());
+                astring(mailbox, lp, &mut e);
+            }
+            Command::UidExpunge { set } => e.text(format!("UID EXPUNGE {set}").as_bytes()),
+            Command::Create { mailbox } => {
+                e.text(b"CREATE ");
+                astring(mailbox, lp, &mut e);
+            }
+            Command::UidSearchArgs { args, esearch } => {
+                e.text(b"UID SEARCH");
+                if *esearch {
+                    e.text(b" RETURN (ALL)");
+                }
+                if args
+                    .iter()
+                    .any(|a| matches!(a, SearchArg::Str(s) if !s.is_ascii()))
+                {
+                    e.text(b" CHARSET UTF-8");
+                }
+                for a in args {
+                    e.text(b" ");
+                    match a {
+                        SearchArg::Atom(t) => e.text(t.as_bytes()),
+                        SearchArg::Str(t) => quoted_or_literal(t, lp, &mut e),
+                    }
+                }
+            }
         }
         e.text(b"\r\n");
         e.parts
+    }
+}
+
+/// A string argument: always quoted when 7-bit (an atom-looking word such
+/// as `FROM` must stay a string), else a literal.
+fn quoted_or_literal(s: &str, lp: bool, e: &mut Encoder) {
+    if s.bytes()
+        .all(|c| c > 0 && c < 0x80 && c != b'\r' && c != b'\n')
+    {
+        let escaped = s.replace('\\', "\\\\").replace('"', "\\\"");
+        e.text(format!("\"{escaped}\"").as_bytes());
+    } else {
+        e.literal(s.as_bytes(), lp);
     }
 }
 
@@ -419,6 +535,91 @@ mod tests {
             vec![Part::Text(
                 b"a1 UID FETCH 1:* (UID FLAGS) (CHANGEDSINCE 5 VANISHED)\r\n".to_vec()
             )]
+        );
+    }
+
+    #[test]
+    fn commands_that_change_the_server() {
+        let one = |c: Command| match &wire(&c, true)[..] {
+            [Part::Text(t)] => String::from_utf8_lossy(t).into_owned(),
+            other => panic!("not one line: {other:?}"),
+        };
+        assert_eq!(
+            one(Command::Select {
+                mailbox: "INBOX".into(),
+                condstore: true,
+                qresync: None
+            }),
+            "a1 SELECT INBOX (CONDSTORE)\r\n"
+        );
+        assert_eq!(
+            one(Command::UidStoreAdd {
+                set: "1:3,7".into(),
+                flags: vec!["\\Seen"]
+            }),
+            "a1 UID STORE 1:3,7 +FLAGS.SILENT (\\Seen)\r\n"
+        );
+        assert_eq!(
+            one(Command::UidMove {
+                set: "4".into(),
+                mailbox: "Done Items".into()
+            }),
+            "a1 UID MOVE 4 \"Done Items\"\r\n"
+        );
+        assert_eq!(
+            one(Command::UidCopy {
+                set: "4:5".into(),
+                mailbox: "Processed".into()
+            }),
+            "a1 UID COPY 4:5 Processed\r\n"
+        );
+        assert_eq!(
+            one(Command::UidExpunge { set: "4:5".into() }),
+            "a1 UID EXPUNGE 4:5\r\n"
+        );
+        assert_eq!(
+            one(Command::Create {
+                mailbox: "Processed".into()
+            }),
+            "a1 CREATE Processed\r\n"
+        );
+    }
+
+    #[test]
+    fn search_strings_are_quoted_or_literals_with_charset() {
+        let c = Command::UidSearchArgs {
+            args: vec![
+                SearchArg::Atom("UID".into()),
+                SearchArg::Atom("5:*".into()),
+                SearchArg::Atom("SUBJECT".into()),
+                SearchArg::Str("a \"b\"".into()),
+            ],
+            esearch: true,
+        };
+        assert_eq!(
+            wire(&c, true),
+            vec![Part::Text(
+                b"a1 UID SEARCH RETURN (ALL) UID 5:* SUBJECT \"a \\\"b\\\"\"\r\n".to_vec()
+            )]
+        );
+        let c = Command::UidSearchArgs {
+            args: vec![
+                SearchArg::Atom("SUBJECT".into()),
+                SearchArg::Str("Grüße".into()),
+            ],
+            esearch: false,
+        };
+        let parts = wire(&c, false);
+        assert_eq!(
+            parts[0],
+            Part::Text(b"a1 UID SEARCH CHARSET UTF-8 SUBJECT {7}\r\n".to_vec())
+        );
+        assert_eq!(
+            parts[1],
+            Part::Literal {
+                data: "Grüße".as_bytes().to_vec(),
+                synchronizing: true
+            }
         );
     }
 

@@ -14,7 +14,7 @@ pub mod sasl;
 pub mod types;
 
 pub use capabilities::{AuthMethod, AuthRefusal, Capabilities, choose_auth};
-pub use command::{Command, Part};
+pub use command::{Command, Part, SearchArg};
 pub use reader::{DEFAULT_MAX_LINE, Limits, ProtocolError, Received, ResponseReader};
 pub use response::{
     Body, Code, FetchData, ListEntry, Response, Status, StatusText, Untagged, UntaggedStatus,

@@ -28,6 +28,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_search_watermark",
         include_str!("../../migrations/0006_search_watermark.sql"),
     ),
+    (
+        "0007_actions",
+        include_str!("../../migrations/0007_actions.sql"),
+    ),
 ];
 
 pub fn apply(conn: &Connection) -> Result<(), StoreError> {

@@ -8,10 +8,12 @@
 //! SQLite or PostgreSQL (`postgres/`), with the same operations, views and
 //! store tests.
 
+pub mod actions;
 pub(crate) mod changes;
 mod checkpoint;
 mod consumer;
 mod handle;
+pub mod lock;
 mod mailboxes;
 mod messages;
 mod migrate;
@@ -21,6 +23,7 @@ mod read;
 mod reader;
 mod search;
 pub mod totals;
+pub mod window;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -66,6 +69,10 @@ pub enum StoreError {
         doing: &'static str,
         source: rusqlite::Error,
     },
+    #[error(
+        "another mailfeed (`run` or `sync`) is writing {database}: it holds {lock}. Stop it first, or give this one its own `store.path`"
+    )]
+    Locked { database: PathBuf, lock: PathBuf },
     #[error("the database writer has stopped after an earlier error")]
     WriterGone,
     #[error("database write failed: {0}")]
@@ -223,6 +230,8 @@ pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
+#[cfg(test)]
+mod actions_tests;
 #[cfg(test)]
 mod parsed_tests;
 #[cfg(test)]

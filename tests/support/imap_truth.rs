@@ -286,6 +286,23 @@ impl ImapClient {
         Ok(appenduid(&resp.completion).and_then(|uids| uids.first().copied()))
     }
 
+    /// APPEND one message with an INTERNALDATE (`"01-Jan-2020 10:00:00 +0000"`);
+    /// returns the UID from APPENDUID.
+    pub fn append_dated(
+        &mut self,
+        mailbox: &str,
+        date: &str,
+        message: &[u8],
+    ) -> io::Result<Option<u32>> {
+        let tag = self.tag();
+        let head = format!("{tag} APPEND {} \"{date}\" ", mailbox_arg(mailbox));
+        self.writer.write_all(head.as_bytes())?;
+        self.send_literal(message)?;
+        self.writer.write_all(b"\r\n")?;
+        let resp = self.read_response(&tag)?;
+        Ok(appenduid(&resp.completion).and_then(|uids| uids.first().copied()))
+    }
+
     /// Appends many messages with MULTIAPPEND (one command per chunk of up to
     /// 1000 messages / 64 MB) over this one connection; returns their UIDs.
     /// Without MULTIAPPEND, one APPEND per message.

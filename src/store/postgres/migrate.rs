@@ -6,10 +6,16 @@
 use super::{Pg, PgContext};
 use crate::store::StoreError;
 
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_schema",
-    include_str!("../../../migrations/postgres/0001_schema.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_schema",
+        include_str!("../../../migrations/postgres/0001_schema.sql"),
+    ),
+    (
+        "0002_windows",
+        include_str!("../../../migrations/postgres/0002_windows.sql"),
+    ),
+];
 
 /// Any constant key, the same in every instance.
 const LOCK_KEY: i64 = 0x6d61_696c_6665_6564;

@@ -14,6 +14,7 @@ pub(crate) mod migrate;
 pub(crate) mod publish;
 pub(crate) mod read;
 pub(crate) mod reader;
+pub(crate) mod window;
 
 use std::collections::HashMap;
 

@@ -78,6 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 size: raw.len() as u64,
                 raw,
                 truncated: false,
+                gmail: None,
             })
             .await?;
         }

@@ -13,9 +13,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 use crate::config::{AccountConfig, Config, LogFormat, Security};
-use crate::imap::Limits;
 use crate::secret::scrub;
-use crate::session::{ConnectOptions, Session, TapLine};
+use crate::session::{Session, TapLine};
 use crate::store::{self, StoreHandle};
 use crate::sync::{Engine, FolderOutcome};
 
@@ -97,6 +96,17 @@ pub enum Cmd {
         /// Directory (eml, maildir) or new file (mbox).
         dest: PathBuf,
     },
+    /// Serve the web page and the read-only API over the database, without
+    /// syncing (opens it read-only; another process may sync it meanwhile).
+    Serve {
+        /// Address and port, instead of `[http] listen` (default
+        /// 127.0.0.1:9925). Beyond loopback, `[http]` must set a token.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Database file, instead of `[store] path`.
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
     /// Print messages as they are stored: the last 10, or from an id on.
     Tail {
         /// Start at this feed id (inclusive) instead of the last 10 messages.
@@ -155,39 +165,6 @@ pub fn init_logging(format: LogFormat, level: &str) {
     };
 }
 
-pub fn connect_options(config: &Config, account: &AccountConfig) -> Result<ConnectOptions> {
-    Ok(connect_options_observed(config, account)?.0)
-}
-
-/// [`connect_options`], and the handle on the certificate the server
-/// presents (for `check`).
-fn connect_options_observed(
-    config: &Config,
-    account: &AccountConfig,
-) -> Result<(ConnectOptions, crate::transport::Presented)> {
-    let (tls, presented) =
-        crate::transport::tls_setup(account.ca_file.as_deref(), account.tls_fingerprint)
-            .with_context(|| format!("account `{}`: setting up TLS", account.name))?;
-    // The token endpoint is trusted through the system's roots (and the
-    // same `ca_file`), never through the IMAP server's pin.
-    let endpoint_tls = crate::transport::tls_config(account.ca_file.as_deref())
-        .with_context(|| format!("account `{}`: setting up TLS", account.name))?;
-    let oauth2 = crate::oauth2::Tokens::for_account(account, endpoint_tls, config.sync.timeout);
-    Ok((
-        ConnectOptions {
-            timeout: config.sync.timeout,
-            limits: Limits {
-                max_literal: config.sync.max_message_size,
-                max_line: usize::try_from(config.sync.max_line_size).unwrap_or(usize::MAX),
-                ..Limits::default()
-            },
-            tls,
-            oauth2,
-        },
-        presented,
-    ))
-}
-
 fn selected<'a>(config: &'a Config, account: &Option<String>) -> Result<Vec<&'a AccountConfig>> {
     let list: Vec<&AccountConfig> = config
         .accounts
@@ -222,15 +199,18 @@ pub async fn cmd_sync(config: &Config, account: &Option<String>, quiet: bool) ->
         Some(_) => None,
     };
     let bars = progress::Bars::start(quiet);
+    // Not `start_first_sync` (a rollback journal into an empty database):
+    // measured slower so far (benches/README.md).
     let (store, writer) = StoreHandle::open(&config.store, config.sync.max_buffered_bytes)?;
     let mut jobs = Vec::new();
     for acc in &accounts {
         warn_plaintext(acc);
         let mut engine = Engine::new(
             store.clone(),
-            connect_options(config, acc)?,
+            crate::session::connect_options(config, acc)?,
             config.sync.clone(),
         )
+        .with_daily_limit(acc.daily_download_limit)
         .with_actions(&acc.actions);
         if let Some(b) = &bars {
             engine = engine.with_sink(b.sink());
@@ -271,6 +251,10 @@ pub fn report(outcomes: &[FolderOutcome]) -> i32 {
                 ok += 1;
                 new += s.new;
                 refound += s.refound;
+            }
+            // A pause the user asked for, not a failure.
+            Err(e @ crate::sync::SyncError::DailyLimit { .. }) => {
+                let _ = writeln!(out, "PAUSED {}/{}: {e}", o.account, o.folder);
             }
             Err(e) => {
                 failed += 1;
@@ -534,6 +518,56 @@ pub async fn cmd_tail(
     }
 }
 
+/// `mailfeed serve`: the page and the API over a database, read-only,
+/// until SIGINT or SIGTERM.
+pub async fn cmd_serve(
+    config: &Config,
+    listen: Option<std::net::SocketAddr>,
+    db: Option<&Path>,
+) -> Result<i32> {
+    if db.is_none() && config.store.postgres.is_some() {
+        bail!(
+            "`mailfeed serve` is not supported with [store] url yet; give `--db` with a SQLite database, or use `[http]` of `mailfeed run` for /metrics and /status"
+        );
+    }
+    let path = db.unwrap_or(&config.store.path);
+    if !path.exists() {
+        bail!(
+            "no database at {}; give `--db` or run `mailfeed sync` first",
+            path.display()
+        );
+    }
+    let default = crate::http::settings::DEFAULT_LISTEN
+        .parse()
+        .context("the default listen address")?;
+    let addr = listen
+        .or(config.http.as_ref().map(|h| h.listen))
+        .unwrap_or(default);
+    let token = config.http.as_ref().and_then(|h| h.token.clone());
+    let http = crate::http::settings::check(addr, token).map_err(anyhow::Error::msg)?;
+    let archive = crate::http::Archive::open(path)?;
+    let api = crate::http::ApiState::new(archive, None);
+    let cancel = api.cancel.clone();
+    let tracker = tokio_util::task::TaskTracker::new();
+    let addr = crate::http::start(&http, None, api, &tracker).await?;
+    tracker.close();
+    println!(
+        "serving {} read-only on http://{addr}/ (Ctrl-C stops)",
+        path.display(),
+    );
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut sigterm = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    tokio::select! {
+        _ = sigint.recv() => {}
+        _ = sigterm.recv() => {}
+    }
+    // Ends event streams and stops accepting; a moment for answers in flight.
+    cancel.cancel();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), tracker.wait()).await;
+    Ok(0)
+}
+
 /// `mailfeed check`: the conversation, annotated, then a verdict per folder.
 pub async fn cmd_check(config: &Config, account: &Option<String>) -> Result<i32> {
     let accounts = selected(config, account)?;
@@ -554,7 +588,7 @@ pub async fn cmd_check(config: &Config, account: &Option<String>) -> Result<i32>
                 "!! WARNING: security = \"plain\": the password and all mail travel unencrypted"
             );
         }
-        let (opts, presented) = match connect_options_observed(config, acc) {
+        let (opts, presented) = match crate::session::connect_options_observed(config, acc) {
             Ok(o) => o,
             Err(e) => {
                 println!("FAILED: {e:#}");
@@ -703,7 +737,12 @@ pub fn run(cli: Cli) -> i32 {
     let result = runtime.block_on(async {
         match &cli.command {
             Cmd::Sync { account, quiet } => cmd_sync(&config, account, *quiet).await,
-            Cmd::Run => crate::service::run(Arc::new(config.clone()), cli.config.clone()).await,
+            Cmd::Run => crate::service::run(Arc::new(config.clone()), cli.config.clone())
+                .await
+                .map(|outcome| match outcome {
+                    crate::service::Outcome::Stopped => 0,
+                    crate::service::Outcome::WriterFailed => 1,
+                }),
             Cmd::Check { account } => cmd_check(&config, account).await,
             Cmd::Status { json, watch } => cmd_status(&config, *json, *watch),
             Cmd::Auth { account } => cmd_auth(&config, account).await,
@@ -724,6 +763,7 @@ pub fn run(cli: Cli) -> i32 {
                 },
                 dest,
             ),
+            Cmd::Serve { listen, db } => cmd_serve(&config, *listen, db.as_deref()).await,
             Cmd::Tail {
                 from_id,
                 follow,

@@ -165,8 +165,22 @@ pub struct AccountConfig {
     pub poll_interval: Duration,
     /// Use COMPRESS=DEFLATE (RFC 4978) when the server offers it.
     pub compress: bool,
+    /// Bytes of mail downloaded per UTC day at most (Gmail's own limit is
+    /// 2500 MB); the account pauses until the next day, then resumes.
+    pub daily_download_limit: Option<u64>,
     /// What mailfeed does on the server after storing (see `actions`).
     pub actions: crate::actions::AccountActions,
+}
+
+/// Gmail refuses a 16th simultaneous IMAP connection of an account (across
+/// every client the user runs); mailfeed takes few of them by default.
+pub const GMAIL_CONNECTION_LIMIT: u32 = 15;
+const GMAIL_DEFAULT_CONNECTIONS: u32 = 3;
+
+/// Google's IMAP hosts (Gmail and Workspace).
+pub fn is_gmail_host(host: &str) -> bool {
+    let h = host.trim_end_matches('.').to_ascii_lowercase();
+    h == "imap.gmail.com" || h == "imap.googlemail.com"
 }
 
 /// The whole, validated configuration.
@@ -246,6 +260,7 @@ struct RawAccount {
     max_connections: Option<u32>,
     poll_interval: Option<DurationValue>,
     compress: Option<bool>,
+    daily_download_limit: Option<SizeValue>,
     after_store: Option<String>,
     delete_after: Option<crate::actions::settings::RawDays>,
     create_destination: Option<bool>,
@@ -740,13 +755,34 @@ impl Config {
                 key("folders")
             ));
         }
-        let max_connections = a.max_connections.unwrap_or(5);
+        let gmail = is_gmail_host(&host);
+        let max_connections =
+            a.max_connections
+                .unwrap_or(if gmail { GMAIL_DEFAULT_CONNECTIONS } else { 5 });
         if max_connections == 0 || max_connections > 100 {
             return Err(format!(
                 "`{}` must be 1 to 100 (default 5)",
                 key("max_connections")
             ));
         }
+        if gmail && max_connections > GMAIL_CONNECTION_LIMIT {
+            return Err(format!(
+                "`{}` = {max_connections}: Gmail refuses more than {GMAIL_CONNECTION_LIMIT} simultaneous connections per account (all clients together); use at most {GMAIL_CONNECTION_LIMIT} (default {GMAIL_DEFAULT_CONNECTIONS} for Gmail)",
+                key("max_connections")
+            ));
+        }
+        let daily_download_limit = match &a.daily_download_limit {
+            Some(v) => match parse_size(&key("daily_download_limit"), v)? {
+                0 => {
+                    return Err(format!(
+                        "`{}` must be above 0, e.g. \"2500MB\" (Gmail's own daily limit); leave it out for no limit",
+                        key("daily_download_limit")
+                    ));
+                }
+                n => Some(n),
+            },
+            None => None,
+        };
         let poll_interval = match &a.poll_interval {
             Some(v) => parse_duration(&key("poll_interval"), v)?,
             None => sync.poll_interval,
@@ -786,6 +822,7 @@ impl Config {
             max_connections,
             poll_interval,
             compress: a.compress.unwrap_or(false),
+            daily_download_limit,
             actions,
         })
     }
@@ -1133,6 +1170,34 @@ mod tests {
         assert_eq!(c.sync.batch_size, 500);
         assert_eq!(c.sync.max_message_size, 100_000_000);
         assert_eq!(a.poll_interval, Duration::from_secs(300));
+    }
+
+    /// Gmail refuses a 16th connection (all clients together): fewer by
+    /// default, more than 15 refused with the key named; the daily limit
+    /// reads like other sizes.
+    #[test]
+    fn gmail_limits() {
+        let gmail = MINIMAL.replace("imap.example.org", "imap.gmail.com");
+        let c = parse(&gmail).expect("valid");
+        assert_eq!(c.accounts[0].max_connections, 3);
+        assert_eq!(c.accounts[0].daily_download_limit, None);
+        let e = parse(&gmail.replace("username", "max_connections = 16\nusername"))
+            .expect_err("over Gmail's limit")
+            .to_string();
+        assert!(
+            e.contains("accounts[0].max_connections") && e.contains("15"),
+            "{e}"
+        );
+        let c = parse(&gmail.replace("username", "max_connections = 15\nusername"))
+            .expect("at the limit");
+        assert_eq!(c.accounts[0].max_connections, 15);
+        let c = parse(&MINIMAL.replace("username", "daily_download_limit = \"2500MB\"\nusername"))
+            .expect("valid");
+        assert_eq!(c.accounts[0].daily_download_limit, Some(2_500_000_000));
+        let e = parse(&MINIMAL.replace("username", "daily_download_limit = \"0MB\"\nusername"))
+            .expect_err("zero")
+            .to_string();
+        assert!(e.contains("accounts[0].daily_download_limit"), "{e}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod actions;
 pub mod alerts;
 pub mod cli;
 pub mod config;
+pub mod conversation;
 pub mod export;
 pub mod fd_limit;
 pub mod health;

@@ -16,6 +16,9 @@ use mail_parser::{
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+mod large;
+pub use large::decode_base64;
+
 /// Everything mailfeed keeps from one message, decoded to UTF-8.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ParsedMessage {
@@ -124,9 +127,16 @@ pub struct Attachment {
     /// Lower-case hex SHA-256 of [`Attachment::data`].
     pub sha256: String,
     /// The decoded bytes (transfer encoding removed). Text attachments are kept as UTF-8 after
-    /// charset conversion. Not serialised: `size` and `sha256` stand for it in JSON.
+    /// charset conversion. Not serialised: `size` and `sha256` stand for it in JSON. Empty when
+    /// [`Attachment::in_raw`] is set.
     #[serde(skip)]
     pub data: Vec<u8>,
+    /// For a base64 part of a large message: where its encoded text is in the raw message
+    /// ([`decode_base64`] of that range gives the bytes). Such a part is not decoded into
+    /// [`Attachment::data`], so the message is never held raw and decoded at once; the store
+    /// decodes it in pieces into its blob.
+    #[serde(skip)]
+    pub in_raw: Option<std::ops::Range<usize>>,
 }
 
 impl ParsedMessage {
@@ -292,7 +302,18 @@ fn repair_header_block(raw: &[u8]) -> Option<Repaired> {
 
 fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
     let repaired = repair_header_block(raw);
-    let raw = repaired.as_ref().map_or(raw, |r| r.bytes.as_slice());
+    // Large base64 parts are cut out before mail-parser sees the message (it
+    // would decode them all into memory); their offsets are those of the raw
+    // bytes, so not when the header block had to be repaired.
+    let plan = match repaired {
+        Some(_) => None,
+        None => large::plan(raw).filter(|(skeleton, elided)| lines_up(skeleton, elided)),
+    };
+    let (raw, elided) = match (&repaired, &plan) {
+        (_, Some((skeleton, elided))) => (skeleton.as_slice(), elided.as_slice()),
+        (Some(r), None) => (r.bytes.as_slice(), &[][..]),
+        (None, None) => (raw, &[][..]),
+    };
     // mail-parser bounds the nesting depth of message/rfc822 parts itself.
     let Some(mut message) = MessageParser::default().parse(raw) else {
         return ParsedMessage {
@@ -305,7 +326,7 @@ fn parse_unguarded(raw: &[u8]) -> ParsedMessage {
     let (date_raw, sent_at) = date(&message);
     // Taken first: attachment bytes are moved out of the parsed message, not
     // copied, so a large attachment is held once.
-    let attachments = attachments(&mut message);
+    let attachments = attachments(&mut message, elided);
     let mut parsed = ParsedMessage {
         message_id: message.message_id().map(strip_brackets),
         in_reply_to: id_list(message.in_reply_to()),
@@ -545,17 +566,39 @@ fn html_body(message: &Message<'_>) -> Option<String> {
     join_nonempty(parts)
 }
 
-fn attachments(message: &mut Message<'_>) -> Vec<Attachment> {
+fn attachments(message: &mut Message<'_>, elided: &[large::Elided]) -> Vec<Attachment> {
     let ids = message.attachments.clone();
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         if let Some(part) = message.parts.get_mut(id as usize)
             && !is_demoted_body_text(part)
         {
-            out.push(attachment(part));
+            let mut a = attachment(part);
+            if let Some(e) = elided.iter().find(|e| e.part == id as usize) {
+                a.size = e.size;
+                a.sha256 = hex(&e.sha256);
+                a.in_raw = Some(e.range.clone());
+            }
+            out.push(a);
         }
     }
     out
+}
+
+/// Whether the skeleton parses into the same parts as the whole message,
+/// each cut-out part an empty attachment at its place. Otherwise the whole
+/// message is parsed as it is.
+fn lines_up(skeleton: &[u8], elided: &[large::Elided]) -> bool {
+    let Some(m) = MessageParser::default().parse(skeleton) else {
+        return false;
+    };
+    elided.iter().all(|e| {
+        m.attachments.contains(&(e.part as u32))
+            && m.parts.get(e.part).is_some_and(|p| {
+                !p.is_encoding_problem
+                    && matches!(&p.body, PartType::Binary(b) | PartType::InlineBinary(b) if b.is_empty())
+            })
+    })
 }
 
 fn attachment(part: &mut MessagePart<'_>) -> Attachment {
@@ -600,6 +643,7 @@ fn attachment(part: &mut MessagePart<'_>) -> Attachment {
         size: data.len() as u64,
         sha256: hex(&Sha256::digest(&data)),
         data,
+        in_raw: None,
     }
 }
 
@@ -1052,9 +1096,37 @@ mod tests {
         let parsed = started.elapsed();
         eprintln!("60 MB attachment: built in {built:?}, parsed in {parsed:?}");
         assert_eq!(p.attachments.len(), 1);
-        assert_eq!(p.attachments[0].size, SIZE as u64);
-        assert!(p.attachments[0].data == payload);
+        let a = &p.attachments[0];
+        assert_eq!(a.size, SIZE as u64);
+        assert_eq!(a.sha256, hex(&Sha256::digest(&payload)));
+        assert_eq!(a.filename.as_deref(), Some("big.bin"));
+        assert_eq!(a.content_type, "application/octet-stream");
+        // Too large to hold decoded beside the raw bytes: left in the raw
+        // message, where it decodes to the same bytes.
+        assert!(a.data.is_empty());
+        let range = a.in_raw.clone().expect("left in the raw message");
+        let mut decoded = Vec::new();
+        let n = decode_base64(&raw[range], |piece| {
+            decoded.extend_from_slice(piece);
+            Ok::<_, ()>(())
+        });
+        assert_eq!(n, Ok(Some(SIZE as u64)));
+        assert!(decoded == payload);
         assert_eq!(p.text_body.as_deref().map(str::trim), Some("see attached"));
+        assert_eq!(p.parse_error, None);
+        // The same message parsed whole (an attachment below the size that is
+        // cut out) gives the same fields.
+        let small = &payload[..4096];
+        let mut whole = raw[..raw.len() - base64_lines(&payload).len() - 7].to_vec();
+        whole.extend_from_slice(&base64_lines(small));
+        whole.extend_from_slice(b"--B--\r\n");
+        let w = parse(&whole);
+        assert_eq!(w.attachments[0].data, small);
+        assert_eq!(w.attachments[0].in_raw, None);
+        assert_eq!(
+            (w.subject, w.text_body, w.attachments[0].filename.clone()),
+            (p.subject, p.text_body, a.filename.clone())
+        );
     }
 
     /// Base64 in 76-column CRLF lines, written here so the test needs no extra dependency.

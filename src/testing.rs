@@ -35,6 +35,7 @@ pub fn account(port: u16) -> AccountConfig {
         max_connections: 1,
         poll_interval: Duration::from_secs(300),
         compress: false,
+        daily_download_limit: None,
         actions: Default::default(),
     }
 }

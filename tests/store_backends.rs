@@ -98,6 +98,7 @@ fn msg(mailbox: MailboxId, uv: u32, uid: u32, raw: Vec<u8>) -> NewMessage {
         size: raw.len() as u64,
         raw,
         truncated: false,
+        gmail: None,
     }
 }
 
@@ -130,6 +131,10 @@ async fn messages_and_cursor_commit_together(c: StoreConfig) {
     h.commit().await.expect("commit");
     let cur = h.cursor(mb).await.expect("cursor");
     assert_eq!((cur.uidvalidity, cur.last_uid), (Some(UidValidity(7)), 3));
+    // The bytes counted for `daily_download_limit`, in the same commit.
+    let bytes: u64 = (1..=3).map(|u| mail(&format!("m{u}")).len() as u64).sum();
+    assert_eq!(h.downloaded_today("acct").await.expect("today"), bytes);
+    assert_eq!(h.downloaded_today("other").await.expect("today"), 0);
 
     let r = Reader::open_store(&c).expect("reader");
     let feed = r.feed_of("acct", "INBOX").expect("feed");

@@ -434,6 +434,7 @@ mod scripted {
                     size: 5,
                     raw: crate::testing::body(uid),
                     truncated: false,
+                    gmail: None,
                 })
                 .await
                 .expect("save");

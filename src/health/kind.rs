@@ -57,7 +57,9 @@ impl ErrorKind {
             | SessionError::OAuthRefused(_)
             | SessionError::AuthRefused(_)
             | SessionError::LoginFailed(_) => ErrorKind::Auth,
-            SessionError::StartTlsUnavailable | SessionError::StartTlsRefused(_) => ErrorKind::Tls,
+            SessionError::StartTlsUnavailable
+            | SessionError::StartTlsRefused(_)
+            | SessionError::TlsSetup { .. } => ErrorKind::Tls,
             SessionError::Closed { .. } => ErrorKind::Network,
             SessionError::Protocol(_)
             | SessionError::GreetingBye(_)

@@ -18,8 +18,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::HttpError;
 
-/// Connections served at once.
-pub const MAX_CONNECTIONS: usize = 32;
+/// Connections served at once: room for the page's live event streams
+/// ([`super::api::MAX_STREAMS`]) plus the API's and the scrapers' requests
+/// beside them; every connection is a file descriptor the IMAP side needs
+/// too, so the rest wait in the backlog.
+pub const MAX_CONNECTIONS: usize = 256;
 /// How long a connection may send and receive nothing.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 

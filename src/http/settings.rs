@@ -1,4 +1,4 @@
-//! `[http]`: where the operators' listener binds and the bearer token that
+//! `[http]`: where the HTTP listener (`run` and `serve`) binds and the bearer token that
 //! guards it. A listener beyond loopback without a token is refused here,
 //! at load, so it can never start.
 
@@ -60,6 +60,16 @@ pub(crate) fn parse(raw: RawHttp, base: &Path) -> Result<HttpConfig, String> {
             "`http.token` (or the file `http.token_file` names) is shorter than 16 characters; use a long random token, e.g. from `openssl rand -hex 32`".into(),
         );
     }
+    check(listen, token)
+}
+
+/// `mailfeed serve`'s listen address when neither `--listen` nor `[http]`
+/// gives one: loopback, so no token is needed.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9925";
+
+/// The rule for every listener (`[http]` and `serve --listen` alike):
+/// beyond loopback, a token is required.
+pub fn check(listen: SocketAddr, token: Option<Secret>) -> Result<HttpConfig, String> {
     if token.is_none() && !listen.ip().is_loopback() {
         return Err(format!(
             "`http.listen` = \"{listen}\" is reachable beyond this machine, so it needs `http.token` or `http.token_file` (a bearer token that clients send as `Authorization: Bearer …`); or listen on 127.0.0.1"

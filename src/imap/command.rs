@@ -51,8 +51,8 @@ pub enum Command {
     },
     /// `UID FETCH set (items) [(CHANGEDSINCE n [VANISHED])]`
     UidFetch {
-        set: String,
-        items: &'static str,
+        set: FetchSet,
+        items: FetchItems,
         changed_since: Option<ModSeq>,
         vanished: bool,
     },
@@ -64,8 +64,8 @@ pub enum Command {
     /// UIDs of messages a server reported by number (a flag change in IDLE
     /// without QRESYNC), while their numbers are still valid.
     Fetch {
-        set: String,
-        items: &'static str,
+        set: FetchSet,
+        items: FetchItems,
     },
     Idle,
     /// Read-write select, for a folder mailfeed is configured to change
@@ -116,6 +116,70 @@ pub enum SearchArg {
     Atom(String),
     /// A string argument (e.g. after SUBJECT).
     Str(String),
+}
+
+/// Which messages a FETCH names (UIDs for `UID FETCH`, numbers for `FETCH`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchSet {
+    /// `first:last`
+    Range(u32, u32),
+    /// `first:*` — a server also answers with the last message when every
+    /// number is below `first`, so callers filter.
+    From(u32),
+    /// An explicit set, written compactly (`1:3,7`).
+    Set(UidSet),
+}
+
+impl std::fmt::Display for FetchSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchSet::Range(a, b) => write!(f, "{a}:{b}"),
+            FetchSet::From(a) => write!(f, "{a}:*"),
+            FetchSet::Set(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+/// What a FETCH asks for: the few item lists mailfeed uses, so no caller
+/// writes protocol text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchItems {
+    /// `UID`: which messages exist.
+    Uid,
+    /// `UID RFC822.SIZE`: which exist and their sizes (for progress totals).
+    UidSize,
+    /// `UID FLAGS`: a flag scan (its answers are not changes to record).
+    Flags,
+    /// Everything stored about a message, its bytes untouched.
+    Message,
+    /// `UID X-GM-MSGID`: Gmail's listing, to skip bodies stored already.
+    GmailIds,
+    /// A message with Gmail's ids and labels (X-GM-EXT-1).
+    GmailMessage,
+    /// `UID X-GM-MSGID X-GM-LABELS`: a label scan of stored messages.
+    GmailLabels,
+}
+
+impl FetchItems {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FetchItems::Uid => "UID",
+            FetchItems::UidSize => "UID RFC822.SIZE",
+            FetchItems::Flags => "UID FLAGS",
+            FetchItems::Message => "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]",
+            FetchItems::GmailIds => "UID X-GM-MSGID",
+            FetchItems::GmailMessage => {
+                "UID FLAGS INTERNALDATE RFC822.SIZE X-GM-MSGID X-GM-THRID X-GM-LABELS BODY.PEEK[]"
+            }
+            FetchItems::GmailLabels => "UID X-GM-MSGID X-GM-LABELS",
+        }
+    }
+
+    /// True for a fetch of flags alone: its FETCH answers are not changes
+    /// the server reports unasked.
+    pub fn flags_only(self) -> bool {
+        matches!(self, FetchItems::Flags)
+    }
 }
 
 /// A piece of an encoded command: text, or a literal that (when synchronizing)
@@ -358,7 +422,7 @@ impl Command {
                 changed_since,
                 vanished,
             } => {
-                e.text(format!("UID FETCH {set} ({items})").as_bytes());
+                e.text(format!("UID FETCH {set} ({})", items.as_str()).as_bytes());
                 if let Some(m) = changed_since {
                     if *vanished {
                         e.text(format!(" (CHANGEDSINCE {} VANISHED)", m.0).as_bytes());
@@ -368,7 +432,7 @@ impl Command {
                 }
             }
             Command::Fetch { set, items } => {
-                e.text(format!("FETCH {set} ({items})").as_bytes());
+                e.text(format!("FETCH {set} ({})", items.as_str()).as_bytes());
             }
             Command::UidSearch { criteria, esearch } => {
                 if *esearch {
@@ -525,8 +589,8 @@ mod tests {
             )]
         );
         let f = Command::UidFetch {
-            set: "1:*".into(),
-            items: "UID FLAGS",
+            set: FetchSet::From(1),
+            items: FetchItems::Flags,
             changed_since: Some(ModSeq(5)),
             vanished: true,
         };

@@ -323,6 +323,33 @@ impl<'a> Cursor<'a> {
         Ok(flags)
     }
 
+    /// Gmail's `X-GM-LABELS (...)`: each label an astring, or a system
+    /// label written like a flag (`\\Inbox`, `\\Important`).
+    fn label_list(&mut self) -> Result<Vec<String>, ProtocolError> {
+        self.expect(b'(')?;
+        let mut labels = Vec::new();
+        self.skip_spaces();
+        while !self.eat(b')') {
+            if self.at_end() {
+                return Err(self.err("unterminated X-GM-LABELS list"));
+            }
+            let label = if self.peek() == Some(b'\\') {
+                let start = self.pos;
+                self.pos += 1;
+                self.take_while(is_atom_char);
+                if self.pos == start + 1 {
+                    return Err(self.err("malformed system label"));
+                }
+                self.s[start..self.pos].to_vec()
+            } else {
+                self.astring()?
+            };
+            labels.push(String::from_utf8_lossy(&label).into_owned());
+            self.skip_spaces();
+        }
+        Ok(labels)
+    }
+
     fn response(&mut self) -> Result<Response, ProtocolError> {
         match self.peek() {
             Some(b'+') => {
@@ -602,6 +629,9 @@ impl<'a> Cursor<'a> {
                     d.modseq = Some(ModSeq(self.number64()?));
                     self.expect(b')')?;
                 }
+                "X-GM-MSGID" => d.gm_msgid = Some(self.number64()?),
+                "X-GM-THRID" => d.gm_thrid = Some(self.number64()?),
+                "X-GM-LABELS" => d.gm_labels = Some(self.label_list()?),
                 "BODY" | "BINARY" | "RFC822"
                     if name == "RFC822"
                         || full_name.eq_ignore_ascii_case(b"BODY[]")

@@ -56,6 +56,17 @@ pub struct StatusText {
     pub text: String,
 }
 
+impl StatusText {
+    /// The text as people should see it: with an unknown code's name in
+    /// front (`[UNAVAILABLE] try later`), since that is often the reason.
+    pub fn shown(&self) -> String {
+        match &self.code {
+            Some(Code::Other(name, _)) => format!("[{name}] {}", self.text),
+            _ => self.text.clone(),
+        }
+    }
+}
+
 /// How the server delivered the `BODY[]` of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
@@ -77,6 +88,14 @@ pub struct FetchData {
     pub rfc822_size: Option<u64>,
     pub modseq: Option<ModSeq>,
     pub body: Option<Body>,
+    /// Gmail's permanent message id (X-GM-EXT-1): the same in every folder
+    /// the message is in.
+    pub gm_msgid: Option<u64>,
+    /// Gmail's thread id (X-GM-EXT-1).
+    pub gm_thrid: Option<u64>,
+    /// Gmail's labels as sent (modified UTF-7; system labels such as
+    /// `\\Inbox` keep their backslash).
+    pub gm_labels: Option<Vec<String>>,
 }
 
 /// One mailbox from a LIST response.

@@ -206,6 +206,59 @@ fn unknown_fetch_items_are_skipped() {
     }
 }
 
+/// Google's X-GM-EXT-1 FETCH items, as its IMAP extension page shows
+/// them: 64-bit ids, labels as astrings (quoted, literal, atom) or system
+/// labels written like flags, the empty list, any item order.
+#[test]
+fn gmail_ids_and_labels() {
+    let script = b"* 4 FETCH (X-GM-THRID 1266894439832287888 X-GM-MSGID 1278455344230334865 UID 120 X-GM-LABELS (\\Inbox \\Important \"Muy Importante\" foo {4}\r\n[a]b) FLAGS ())\r\n";
+    match one(script) {
+        Response::Untagged(Untagged::Fetch(seq, d)) => {
+            assert_eq!(seq, SeqNum(4));
+            assert_eq!(d.uid, Some(Uid(120)));
+            assert_eq!(d.gm_msgid, Some(1_278_455_344_230_334_865));
+            assert_eq!(d.gm_thrid, Some(1_266_894_439_832_287_888));
+            assert_eq!(
+                d.gm_labels,
+                Some(vec![
+                    "\\Inbox".to_owned(),
+                    "\\Important".to_owned(),
+                    "Muy Importante".to_owned(),
+                    "foo".to_owned(),
+                    "[a]b".to_owned(),
+                ])
+            );
+            assert_eq!(d.flags, Some(vec![]));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let r = one(b"* 1 FETCH (X-GM-LABELS () UID 3 X-GM-MSGID 18446744073709551615)\r\n");
+    match r {
+        Response::Untagged(Untagged::Fetch(_, d)) => {
+            assert_eq!(d.gm_labels, Some(vec![]));
+            assert_eq!(d.gm_msgid, Some(u64::MAX));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn malformed_gmail_items_are_errors_not_panics() {
+    for bad in [
+        &b"* 1 FETCH (X-GM-MSGID 18446744073709551616)\r\n"[..],
+        b"* 1 FETCH (X-GM-MSGID abc)\r\n",
+        b"* 1 FETCH (X-GM-LABELS (\\Inbox\r\n",
+        b"* 1 FETCH (X-GM-LABELS \\Inbox)\r\n",
+        b"* 1 FETCH (X-GM-LABELS (\\ foo))\r\n",
+    ] {
+        assert!(
+            parse_split(bad).is_err(),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
+
 #[test]
 fn oversized_literal_is_truncated_not_buffered() {
     let mut script = b"* 1 FETCH (UID 5 BODY[] {100}\r\n".to_vec();

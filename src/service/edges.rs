@@ -1,5 +1,5 @@
-//! What `mailfeed run` starts beside its watchers: the operators' HTTP
-//! listener (bound here, before READY, so a port in use fails start-up)
+//! What `mailfeed run` starts beside its watchers: the HTTP listener (the
+//! page, the API and the operators' routes) (bound here, before READY, so a port in use fails start-up)
 //! and the alert loop. Both only read the health board and the store; they
 //! stop with the service.
 
@@ -42,7 +42,15 @@ pub async fn start(
             config.store.clone(),
             configured,
         );
-        crate::http::start(http, ops, cancel.clone(), tracker).await?;
+        // Installed before any account starts, so every connection feeds it.
+        let conversation = crate::conversation::install(crate::conversation::Conversation::new());
+        let archive = match config.store.postgres {
+            None => crate::http::Archive::open(&config.store.path)?,
+            Some(_) => crate::http::Archive::unsupported(),
+        };
+        let mut api = crate::http::ApiState::new(archive, Some(conversation));
+        api.cancel = cancel.child_token();
+        crate::http::start(http, Some(ops), api, tracker).await?;
     }
     crate::alerts::start(&config.alerts, board.clone(), cancel.clone(), tracker)
         .context("starting alerts")?;

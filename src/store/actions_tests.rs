@@ -17,6 +17,7 @@ fn msg(mailbox: MailboxId, uid: u32, date: &str) -> NewMessage {
         size: 10,
         raw: format!("Message-ID: <{uid}@x>\r\nSubject: m{uid}\r\n\r\nbody\r\n").into_bytes(),
         truncated: false,
+        gmail: None,
     }
 }
 

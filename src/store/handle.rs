@@ -31,6 +31,8 @@ pub struct StoreHandle {
     failure: Arc<Mutex<Option<String>>>,
     /// Set by [`StoreHandle::shutdown`]; the writer checks it between jobs.
     stop: Arc<AtomicBool>,
+    /// The backend keeps Gmail's ids (X-GM-EXT-1 dedupe): SQLite alone yet.
+    gmail_ids: bool,
 }
 
 /// Joins the writer thread; dropping every [`StoreHandle`] lets it finish.
@@ -84,10 +86,34 @@ impl StoreHandle {
         max_buffered_bytes: u64,
     ) -> Result<(StoreHandle, WriterThread), StoreError> {
         let pg = open_postgres(target)?;
-        Ok(Self::start_db(
+        Ok(Self::spawn(
             Db::Postgres(Box::new(pg)),
             max_buffered_bytes,
+            None,
         ))
+    }
+
+    /// [`StoreHandle::start`] for `mailfeed sync`: into a database with no
+    /// mail yet and no other connection, the sync runs with a rollback
+    /// journal and leaves WAL behind when the writer closes ([`super::bulk`]).
+    pub fn start_first_sync(
+        path: &Path,
+        sync: Synchronous,
+        max_buffered_bytes: u64,
+    ) -> Result<(StoreHandle, WriterThread), StoreError> {
+        let conn = super::open(path, sync)?;
+        if super::bulk::enter(&conn) {
+            let back = match sync {
+                Synchronous::Normal => "NORMAL",
+                Synchronous::Full => "FULL",
+            };
+            return Ok(Self::spawn(
+                Db::Sqlite(conn),
+                max_buffered_bytes,
+                Some(back),
+            ));
+        }
+        Ok(Self::start_with(conn, max_buffered_bytes))
     }
 
     /// Starts a writer on an already opened connection (tests use memory).
@@ -95,10 +121,16 @@ impl StoreHandle {
         conn: Connection,
         max_buffered_bytes: u64,
     ) -> (StoreHandle, WriterThread) {
-        Self::start_db(Db::Sqlite(conn), max_buffered_bytes)
+        Self::spawn(Db::Sqlite(conn), max_buffered_bytes, None)
     }
 
-    fn start_db(conn: Db, max_buffered_bytes: u64) -> (StoreHandle, WriterThread) {
+    /// `bulk`: a SQLite connection in first-sync mode, to leave for WAL with
+    /// this `synchronous` when the writer closes (and no checkpoints meanwhile).
+    fn spawn(
+        conn: Db,
+        max_buffered_bytes: u64,
+        bulk: Option<&'static str>,
+    ) -> (StoreHandle, WriterThread) {
         let (tx, parse_rx) = mpsc::channel(QUEUE_JOBS);
         let (parsed_tx, rx) = std::sync::mpsc::sync_channel(QUEUE_JOBS);
         let budget = u32::try_from(max_buffered_bytes.clamp(1 << 20, 1 << 31)).unwrap_or(1 << 31);
@@ -109,7 +141,7 @@ impl StoreHandle {
         let checkpointer = match &conn {
             Db::Sqlite(conn) => conn
                 .path()
-                .filter(|p| !p.is_empty())
+                .filter(|p| !p.is_empty() && bulk.is_none())
                 .and_then(|p| Checkpointer::start(Path::new(p)))
                 .filter(|_| {
                     conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES)
@@ -117,6 +149,7 @@ impl StoreHandle {
                 }),
             Db::Postgres(_) => None,
         };
+        let gmail_ids = matches!(conn, Db::Sqlite(_));
         let stop3 = stop.clone();
         let wake = tx.downgrade();
         let thread = std::thread::Builder::new()
@@ -126,7 +159,7 @@ impl StoreHandle {
                 std::thread::Builder::new()
                     .name("mailfeed-writer".into())
                     .spawn(move || {
-                        run(conn, rx, f2, stop2, checkpointer);
+                        run(conn, rx, f2, stop2, checkpointer, bulk);
                         // The parse stage ends at its next hand-over now that
                         // the writer's queue is gone; an idle one is woken.
                         // Joining it means a joined writer leaves no thread.
@@ -155,6 +188,7 @@ impl StoreHandle {
                 byte_budget: budget,
                 failure,
                 stop,
+                gmail_ids,
             },
             thread,
         )
@@ -455,4 +489,49 @@ fn open_postgres(target: &PgTarget) -> Result<Pg, StoreError> {
             .join()
             .unwrap_or_else(|_| Err(StoreError::Stopped("opening PostgreSQL panicked".into())))
     })
+}
+
+/// Gmail (X-GM-EXT-1): one stored message per account and X-GM-MSGID.
+impl StoreHandle {
+    /// Whether the store keeps Gmail's ids, so a message in several
+    /// Gmail folders is stored once. On PostgreSQL not yet: there each
+    /// folder's copy is its own row, as on any other server.
+    pub fn keeps_gmail_ids(&self) -> bool {
+        self.gmail_ids
+    }
+
+    /// Records the memberships (and labels) of listed UIDs whose message
+    /// the account stores already, queued before any cursor that passes
+    /// them; returns the UIDs whose message must be fetched.
+    pub async fn link_gmail(
+        &self,
+        mailbox: MailboxId,
+        uidvalidity: UidValidity,
+        sightings: Vec<super::Sighting>,
+    ) -> Result<Vec<u32>, StoreError> {
+        self.call(move |c| super::gmail::link_sightings(c, mailbox, uidvalidity, &sightings))
+            .await
+    }
+
+    /// Applies label reports `(X-GM-MSGID, labels)` of stored messages;
+    /// each change is a `labels` event. Returns how many changed.
+    pub async fn apply_labels(
+        &self,
+        mailbox: MailboxId,
+        reports: Vec<(u64, Vec<String>)>,
+    ) -> Result<u64, StoreError> {
+        self.call(move |c| super::gmail::apply_labels(c, mailbox, &reports))
+            .await
+    }
+
+    /// Bytes of mail the account downloaded today (UTC), including what is
+    /// queued before this call.
+    pub async fn downloaded_today(&self, account: &str) -> Result<u64, StoreError> {
+        let account = account.to_owned();
+        self.call_db(move |db| match db {
+            Db::Sqlite(c) => super::limits::today(c, &account),
+            Db::Postgres(pg) => super::postgres::limits::today(pg, &account),
+        })
+        .await
+    }
 }

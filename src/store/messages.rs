@@ -28,6 +28,9 @@ pub struct NewMessage {
     /// when `truncated`).
     pub raw: Vec<u8>,
     pub truncated: bool,
+    /// Gmail's ids and labels, when the server offers X-GM-EXT-1: the
+    /// message is then stored once per account ([`super::gmail`]).
+    pub gmail: Option<super::GmailIds>,
 }
 
 /// What is stored besides the message itself, worked out by the parse
@@ -89,8 +92,18 @@ pub(crate) fn insert(
     d: &Derived,
     generations: &mut Generations,
 ) -> Result<(), StoreError> {
+    super::limits::count(c, m.mailbox, m.raw.len() as u64)?;
+    if let Some(gm) = &m.gmail {
+        if super::gmail::link_if_stored(c, m.mailbox, m.uidvalidity, m.uid.0, gm)? {
+            return Ok(());
+        }
+        if let Some(id) = insert_row(c, m, d, None)? {
+            super::gmail::record_new(c, m.mailbox, m.uidvalidity, m.uid.0, id, gm)?;
+        }
+        return Ok(());
+    }
     if !generations.others(c, m.mailbox, m.uidvalidity)? {
-        return insert_row(c, m, d, None);
+        return insert_row(c, m, d, None).map(drop);
     }
     // A message already stored under an earlier UIDVALIDITY of this mailbox,
     // with the same Message-ID and bytes, is linked to the row consumers
@@ -115,7 +128,7 @@ pub(crate) fn insert(
             rows.next()?.map(|r| r.get(0)).transpose()
         })
         .doing("looking for an earlier copy of the message")?;
-    insert_row(c, m, d, supersedes)
+    insert_row(c, m, d, supersedes).map(drop)
 }
 
 fn insert_row(
@@ -123,7 +136,7 @@ fn insert_row(
     m: &NewMessage,
     d: &Derived,
     supersedes: Option<i64>,
-) -> Result<(), StoreError> {
+) -> Result<Option<i64>, StoreError> {
     let p = &d.parsed;
     let from = p.addresses_with(crate::mime::AddressRole::From).next();
     let join = |ids: &[String]| (!ids.is_empty()).then(|| ids.join(" "));
@@ -172,7 +185,7 @@ fn insert_row(
         // later change report covers them (they are above the old cursor).
         let flags = [(m.uid.0, m.flags.clone())];
         super::changes::apply_flags(c, m.mailbox, m.uidvalidity.0, &flags)?;
-        return Ok(());
+        return Ok(None);
     }
     let id = c.last_insert_rowid();
     // A bound blob would be copied twice more inside SQLite (the bound value
@@ -184,7 +197,7 @@ fn insert_row(
         .and_then(|_| c.blob_open(MAIN_DB, c"message_raw", c"raw", id, false))
         .and_then(|mut blob| blob.write_at(&m.raw, 0))
         .doing("storing the raw message")?;
-    super::parsed::write(c, id, p)?;
+    super::parsed::write(c, id, p, &m.raw)?;
     match supersedes {
         None => {
             c.prepare_cached(
@@ -197,5 +210,5 @@ fn insert_row(
             super::changes::reconcile_refound(c, m.mailbox, id, m.uid.0, visible, &m.flags)?;
         }
     }
-    Ok(())
+    Ok(Some(id))
 }

@@ -32,6 +32,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007_actions",
         include_str!("../../migrations/0007_actions.sql"),
     ),
+    (
+        "0008_gmail",
+        include_str!("../../migrations/0008_gmail.sql"),
+    ),
 ];
 
 pub fn apply(conn: &Connection) -> Result<(), StoreError> {

@@ -9,10 +9,14 @@
 //! store tests.
 
 pub mod actions;
+pub mod archive_read;
+mod bulk;
 pub(crate) mod changes;
 mod checkpoint;
 mod consumer;
+mod gmail;
 mod handle;
+mod limits;
 pub mod lock;
 mod mailboxes;
 mod messages;
@@ -37,6 +41,7 @@ use crate::imap::UidValidity;
 
 pub use changes::canonical_flags;
 pub use consumer::{ExportFilter, ExportMessage, FeedEntry};
+pub use gmail::{GmailIds, Sighting};
 pub use handle::{StoreHandle, WriterThread};
 pub use messages::NewMessage;
 pub use read::{MailboxStatus, StoredMessage};
@@ -100,6 +105,10 @@ pub enum StoreError {
     },
     #[error("{0} is not supported on PostgreSQL yet")]
     Unsupported(&'static str),
+    /// The raw bytes of a large attachment did not decode to the length the
+    /// parse stage found in them: a bug, never a property of the mail.
+    #[error("storing a large attachment: its base64 text no longer decodes as parsed")]
+    AttachmentMismatch,
 }
 
 pub(crate) trait Context<T> {
@@ -202,8 +211,11 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
         })
 }
 
+/// How long a connection waits for another's lock before giving up.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
 fn configure(conn: &Connection, sync: Synchronous) -> rusqlite::Result<()> {
-    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     // Before the first write only (a database keeps the size it was created
     // with): 64 KiB pages cut the per-page work of storing mail (WAL frames,
     // two syscalls each, checksums, overflow chains) sixteenfold.

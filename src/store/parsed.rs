@@ -5,7 +5,9 @@
 //! full-text index is not written here: [`super::search`] fills it later from
 //! these tables.
 
-use rusqlite::blob::ZeroBlob;
+use std::ops::Range;
+
+use rusqlite::blob::{Blob, ZeroBlob};
 use rusqlite::{Connection, MAIN_DB, params};
 
 use super::{Context, StoreError};
@@ -14,7 +16,14 @@ use crate::mime::ParsedMessage;
 /// Stores the addresses, bodies and attachments of `p` for the message
 /// row `id` (its header columns are in the row itself, see
 /// [`super::messages`]).
-pub(crate) fn write(c: &Connection, id: i64, p: &ParsedMessage) -> Result<(), StoreError> {
+/// `raw` is the message `p` was parsed from: a large attachment's bytes are
+/// decoded from it in pieces ([`crate::mime::Attachment::in_raw`]).
+pub(crate) fn write(
+    c: &Connection,
+    id: i64,
+    p: &ParsedMessage,
+    raw: &[u8],
+) -> Result<(), StoreError> {
     if !p.addresses.is_empty() {
         let mut st = c
             .prepare_cached(
@@ -57,22 +66,28 @@ pub(crate) fn write(c: &Connection, id: i64, p: &ParsedMessage) -> Result<(), St
             {
                 // Through the incremental blob API, as for the raw message: a
                 // bound blob would be copied twice inside SQLite.
-                blob.execute(params![
-                    a.sha256,
-                    a.size as i64,
-                    ZeroBlob(a.data.len() as u64)
-                ])
-                .and_then(|_| {
-                    c.blob_open(
-                        MAIN_DB,
-                        c"attachment_blobs",
-                        c"data",
-                        c.last_insert_rowid(),
-                        false,
-                    )
-                })
-                .and_then(|mut b| b.write_at(&a.data, 0))
-                .doing("storing attachment contents")?;
+                let len = match a.in_raw {
+                    Some(_) => a.size,
+                    None => a.data.len() as u64,
+                };
+                let mut b = blob
+                    .execute(params![a.sha256, a.size as i64, ZeroBlob(len)])
+                    .and_then(|_| {
+                        c.blob_open(
+                            MAIN_DB,
+                            c"attachment_blobs",
+                            c"data",
+                            c.last_insert_rowid(),
+                            false,
+                        )
+                    })
+                    .doing("storing attachment contents")?;
+                match &a.in_raw {
+                    None => b
+                        .write_at(&a.data, 0)
+                        .doing("storing attachment contents")?,
+                    Some(range) => write_decoded(&mut b, raw, range.clone(), len)?,
+                }
             }
             row.execute(params![
                 id,
@@ -88,5 +103,32 @@ pub(crate) fn write(c: &Connection, id: i64, p: &ParsedMessage) -> Result<(), St
         }
     }
 
+    Ok(())
+}
+
+/// Decodes the base64 text at `range` of `raw` in pieces into `blob`
+/// (reserved at the decoded length the parse stage found), so the decoded
+/// attachment is never held whole.
+fn write_decoded(
+    blob: &mut Blob<'_>,
+    raw: &[u8],
+    range: Range<usize>,
+    len: u64,
+) -> Result<(), StoreError> {
+    let mismatch = || StoreError::AttachmentMismatch;
+    let encoded = raw.get(range).ok_or_else(mismatch)?;
+    let mut at = 0usize;
+    let written = crate::mime::decode_base64(encoded, |piece| {
+        if (at + piece.len()) as u64 > len {
+            return Err(mismatch());
+        }
+        blob.write_at(piece, at)
+            .doing("storing attachment contents")?;
+        at += piece.len();
+        Ok(())
+    })?;
+    if written != Some(len) {
+        return Err(mismatch());
+    }
     Ok(())
 }

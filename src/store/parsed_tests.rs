@@ -24,6 +24,7 @@ fn new(mb: MailboxId, uv: u32, uid: u32, raw: &[u8]) -> NewMessage {
         size: raw.len() as u64,
         raw: raw.to_vec(),
         truncated: false,
+        gmail: None,
     }
 }
 

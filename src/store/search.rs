@@ -102,6 +102,7 @@ mod tests {
             size: raw.len() as u64,
             raw: raw.clone().into_bytes(),
             truncated: false,
+            gmail: None,
         };
         insert(
             c,

@@ -15,6 +15,7 @@ fn msg(mailbox: MailboxId, uv: u32, uid: u32, body: &str) -> NewMessage {
         raw: format!("Message-ID: <{body}@x>\r\nSubject: {body}\r\n\r\nbody {body}\r\n")
             .into_bytes(),
         truncated: false,
+        gmail: None,
     }
 }
 

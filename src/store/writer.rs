@@ -302,6 +302,7 @@ pub(crate) fn run(
     failure: Arc<Mutex<Option<String>>>,
     stop: Arc<AtomicBool>,
     checkpointer: Option<Checkpointer>,
+    bulk: Option<&'static str>,
 ) {
     let mut w = Writer {
         conn,
@@ -372,6 +373,9 @@ pub(crate) fn run(
         if let Ok(mut f) = failure.lock() {
             *f = Some(msg);
         }
+    }
+    if let (Some(synchronous), Db::Sqlite(c)) = (bulk, &w.conn) {
+        super::bulk::leave(c, synchronous);
     }
     // Dropping the queue refuses everything still in it; the parse stage
     // sees it closed at its next hand-over and closes its own.

@@ -36,7 +36,7 @@ impl Engine {
                 tracing::info!(account = ctx.account, folder = %ctx.folder, count = missing.len(),
                     window = %key, "the window changed: fetching the messages it adds");
                 let plan = batches(0, &missing, self.settings.batch_size as usize);
-                self.fetch_batches(session, ctx, &missing, &plan, stats)
+                self.fetch_batches(session, ctx, &missing, plan, stats)
                     .await?;
             }
         }

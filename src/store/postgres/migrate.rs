@@ -15,6 +15,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_windows",
         include_str!("../../../migrations/postgres/0002_windows.sql"),
     ),
+    (
+        "0003_download_days",
+        include_str!("../../../migrations/postgres/0003_download_days.sql"),
+    ),
 ];
 
 /// Any constant key, the same in every instance.

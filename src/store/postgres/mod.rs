@@ -8,6 +8,7 @@
 
 pub(crate) mod changes;
 pub(crate) mod connect;
+pub(crate) mod limits;
 pub(crate) mod mailboxes;
 pub(crate) mod messages;
 pub(crate) mod migrate;

@@ -194,15 +194,14 @@ fn warn_plaintext(account: &AccountConfig) {
 /// `mailfeed sync`
 pub async fn cmd_sync(config: &Config, account: &Option<String>, quiet: bool) -> Result<i32> {
     let accounts = selected(config, account)?;
-    let _lock = store::lock::DatabaseLock::acquire(&config.store.path)?;
+    let _lock = match config.store.postgres {
+        None => Some(store::lock::DatabaseLock::acquire(&config.store.path)?),
+        Some(_) => None,
+    };
     let bars = progress::Bars::start(quiet);
     // Not `start_first_sync` (a rollback journal into an empty database):
     // measured slower so far (benches/README.md).
-    let (store, writer) = StoreHandle::start(
-        &config.store.path,
-        config.store.synchronous,
-        config.sync.max_buffered_bytes,
-    )?;
+    let (store, writer) = StoreHandle::open(&config.store, config.sync.max_buffered_bytes)?;
     let mut jobs = Vec::new();
     for acc in &accounts {
         warn_plaintext(acc);
@@ -295,13 +294,13 @@ pub fn cmd_status(config: &Config, json: bool, watch: bool) -> Result<i32> {
 }
 
 fn status_table(config: &Config, json: bool, out: &mut impl Write) -> Result<()> {
-    if !config.store.path.exists() {
+    if config.store.postgres.is_none() && !config.store.path.exists() {
         bail!(
             "no database at {} yet; run `mailfeed sync` first",
             config.store.path.display()
         );
     }
-    let reader = store::Reader::open(&config.store.path)?;
+    let reader = store::Reader::open_store(&config.store)?;
     let rows = reader.status()?;
     let lag = reader.search_lag()?;
     if json {
@@ -351,13 +350,13 @@ fn search_behind(lag: &store::SearchLag) -> String {
 }
 
 fn open_existing(config: &Config) -> Result<store::Reader> {
-    if !config.store.path.exists() {
+    if config.store.postgres.is_none() && !config.store.path.exists() {
         bail!(
             "no database at {} yet; run `mailfeed sync` first",
             config.store.path.display()
         );
     }
-    Ok(store::Reader::open(&config.store.path)?)
+    Ok(store::Reader::open_store(&config.store)?)
 }
 
 /// `mailfeed search`
@@ -463,7 +462,7 @@ pub async fn cmd_tail(
     const POLL: std::time::Duration = std::time::Duration::from_millis(200);
     const BATCH: u32 = 500;
     // A follower may start before the first sync has created the database.
-    while follow && !config.store.path.exists() {
+    while follow && config.store.postgres.is_none() && !config.store.path.exists() {
         tokio::time::sleep(POLL).await;
     }
     let reader = open_existing(config)?;
@@ -526,6 +525,11 @@ pub async fn cmd_serve(
     listen: Option<std::net::SocketAddr>,
     db: Option<&Path>,
 ) -> Result<i32> {
+    if db.is_none() && config.store.postgres.is_some() {
+        bail!(
+            "`mailfeed serve` is not supported with [store] url yet; give `--db` with a SQLite database, or use `[http]` of `mailfeed run` for /metrics and /status"
+        );
+    }
     let path = db.unwrap_or(&config.store.path);
     if !path.exists() {
         bail!(

@@ -104,8 +104,20 @@ impl PasswordSource {
 /// `[store]`
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoreConfig {
+    /// The SQLite file; empty when `postgres` is set.
     pub path: PathBuf,
     pub synchronous: Synchronous,
+    /// `url = "postgresql://..."` instead of `path`.
+    pub postgres: Option<PostgresStore>,
+}
+
+/// A PostgreSQL database as the store (`[store] url`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostgresStore {
+    /// The URL as written; may hold the password, so it is a secret.
+    pub url: crate::secret::Secret,
+    /// A file holding the password, when the URL has none.
+    pub password_file: Option<PathBuf>,
 }
 
 /// `[sync]`: settings shared by every account.
@@ -200,6 +212,8 @@ struct RawFile {
 #[serde(deny_unknown_fields)]
 struct RawStore {
     path: Option<String>,
+    url: Option<String>,
+    password_file: Option<String>,
     synchronous: Option<Synchronous>,
 }
 
@@ -472,14 +486,53 @@ impl Config {
 
     fn from_raw(raw: RawFile, source: &Path, base: &Path) -> Result<Config, String> {
         let rs = raw.store.unwrap_or_default();
-        let store = StoreConfig {
-            path: resolve_path(
-                base,
-                rs.path.as_deref().ok_or(
-                    "`store.path` is missing; set it to the SQLite database file, e.g. path = \"mailfeed.db\"",
-                )?,
-            ),
-            synchronous: rs.synchronous.unwrap_or_default(),
+        let store = match (rs.path.as_deref(), rs.url) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    "`store.path` and `store.url` are both set; keep `path` for SQLite or `url` for PostgreSQL, not both"
+                        .into(),
+                );
+            }
+            (None, None) => {
+                return Err(
+                    "`store.path` is missing; set it to the SQLite database file, e.g. path = \"mailfeed.db\" (or `store.url` = \"postgresql://user@host/db\" for PostgreSQL)"
+                        .into(),
+                );
+            }
+            (Some(path), None) => {
+                if rs.password_file.is_some() {
+                    return Err(
+                        "`store.password_file` is for PostgreSQL; it needs `store.url`, not `store.path`"
+                            .into(),
+                    );
+                }
+                StoreConfig {
+                    path: resolve_path(base, path),
+                    synchronous: rs.synchronous.unwrap_or_default(),
+                    postgres: None,
+                }
+            }
+            (None, Some(url)) => {
+                let url = crate::secret::Secret::new(url);
+                if !(url.expose().starts_with("postgresql://")
+                    || url.expose().starts_with("postgres://"))
+                {
+                    return Err(
+                        "`store.url` must start with postgresql:// (e.g. url = \"postgresql://mailfeed@db.example/mail\")"
+                            .into(),
+                    );
+                }
+                // A password in the URL is scrubbed from every log line.
+                url.register();
+                StoreConfig {
+                    path: PathBuf::new(),
+                    synchronous: rs.synchronous.unwrap_or_default(),
+                    postgres: Some(PostgresStore {
+                        url,
+                        password_file: rs.password_file.map(|p| resolve_path(base, &p)),
+                    }),
+                }
+            }
         };
         let sy = raw.sync.unwrap_or_default();
         let dur = |key: &str, v: &Option<DurationValue>, default: Duration| match v {
@@ -1148,6 +1201,26 @@ mod tests {
     }
 
     #[test]
+    fn store_url_selects_postgresql() {
+        let c = parse(&MINIMAL.replace(
+            "path = \"mail.db\"",
+            "url = \"postgresql://feed:pg-secret-93@db.example/mail\"\npassword_file = \"pw\"",
+        ))
+        .expect("parse");
+        let pg = c.store.postgres.expect("postgres store");
+        assert_eq!(
+            pg.url.expose(),
+            "postgresql://feed:pg-secret-93@db.example/mail"
+        );
+        assert!(pg.password_file.expect("file").ends_with("pw"));
+        assert!(!format!("{:?}", c.store.path).contains("secret"));
+        assert!(
+            !crate::secret::scrub("x postgresql://feed:pg-secret-93@db.example/mail")
+                .contains("pg-secret-93")
+        );
+    }
+
+    #[test]
     fn mistakes_name_the_key_and_the_fix() {
         let cases = [
             (MINIMAL.replace("host =", "hots ="), "hots"),
@@ -1176,6 +1249,24 @@ mod tests {
                 "sync.max_line_size",
             ),
             (MINIMAL.replace("path = \"mail.db\"", ""), "store.path"),
+            (
+                MINIMAL.replace(
+                    "path = \"mail.db\"",
+                    "path = \"mail.db\"\nurl = \"postgresql://u@h/d\"",
+                ),
+                "`store.path` and `store.url` are both set",
+            ),
+            (
+                MINIMAL.replace(
+                    "path = \"mail.db\"",
+                    "path = \"mail.db\"\npassword_file = \"pw\"",
+                ),
+                "needs `store.url`",
+            ),
+            (
+                MINIMAL.replace("path = \"mail.db\"", "url = \"mysql://u@h/d\""),
+                "`store.url` must start with postgresql://",
+            ),
             (
                 MINIMAL
                     .replace("security", "x")

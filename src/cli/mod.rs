@@ -58,13 +58,13 @@ pub(super) fn selected<'a>(
 /// The store for a command that reads it, or a clear error when no sync has
 /// created it yet.
 pub(super) fn open_existing(config: &Config) -> Result<store::Reader> {
-    if !config.store.path.exists() {
+    if config.store.postgres.is_none() && !config.store.path.exists() {
         bail!(
             "no database at {} yet; run `mailfeed sync` first",
             config.store.path.display()
         );
     }
-    Ok(store::Reader::open(&config.store.path)?)
+    Ok(store::Reader::open_store(&config.store)?)
 }
 
 /// Runs the parsed command line; returns the process exit code.

@@ -14,6 +14,11 @@ pub(crate) async fn cmd_serve(
     listen: Option<std::net::SocketAddr>,
     db: Option<&Path>,
 ) -> Result<i32> {
+    if db.is_none() && config.store.postgres.is_some() {
+        bail!(
+            "`mailfeed serve` is not supported with [store] url yet; give `--db` with a SQLite database, or use `[http]` of `mailfeed run` for /metrics and /status"
+        );
+    }
     let path = db.unwrap_or(&config.store.path);
     if !path.exists() {
         bail!(

@@ -19,13 +19,13 @@ pub(crate) fn cmd_status(config: &Config, json: bool, watch: bool) -> Result<i32
 }
 
 fn status_table(config: &Config, json: bool, out: &mut impl Write) -> Result<()> {
-    if !config.store.path.exists() {
+    if config.store.postgres.is_none() && !config.store.path.exists() {
         bail!(
             "no database at {} yet; run `mailfeed sync` first",
             config.store.path.display()
         );
     }
-    let reader = store::Reader::open(&config.store.path)?;
+    let reader = store::Reader::open_store(&config.store)?;
     let rows = reader.status()?;
     let lag = reader.search_lag()?;
     if json {

@@ -20,15 +20,14 @@ pub(crate) async fn cmd_sync(
     quiet: bool,
 ) -> Result<i32> {
     let accounts = selected(config, account)?;
-    let _lock = store::lock::DatabaseLock::acquire(&config.store.path)?;
+    let _lock = match config.store.postgres {
+        None => Some(store::lock::DatabaseLock::acquire(&config.store.path)?),
+        Some(_) => None,
+    };
     let bars = progress::Bars::start(quiet);
     // Not `start_first_sync` (a rollback journal into an empty database):
     // measured slower so far (benches/README.md).
-    let (store, writer) = StoreHandle::start(
-        &config.store.path,
-        config.store.synchronous,
-        config.sync.max_buffered_bytes,
-    )?;
+    let (store, writer) = StoreHandle::open(&config.store, config.sync.max_buffered_bytes)?;
     let mut jobs = Vec::new();
     for acc in &accounts {
         warn_plaintext(acc);

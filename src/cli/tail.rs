@@ -41,7 +41,7 @@ pub(crate) async fn cmd_tail(
     const POLL: std::time::Duration = std::time::Duration::from_millis(200);
     const BATCH: u32 = 500;
     // A follower may start before the first sync has created the database.
-    while follow && !config.store.path.exists() {
+    while follow && config.store.postgres.is_none() && !config.store.path.exists() {
         tokio::time::sleep(POLL).await;
     }
     let reader = open_existing(config)?;

@@ -7,6 +7,7 @@
 //!
 //! `raw.rs` is the file's serde shape; `load.rs` reads it; `validate.rs`
 //! turns it into [`Config`] (`account.rs` and `oauth2.rs` for accounts);
+//! `store.rs` is `[store]` (a SQLite file or a PostgreSQL URL);
 //! `durations.rs`, `sizes.rs`, `paths.rs` parse values; `secrets.rs`
 //! resolves password and client-secret sources.
 
@@ -19,6 +20,7 @@ mod paths;
 mod raw;
 mod secrets;
 mod sizes;
+mod store;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -34,6 +36,7 @@ pub use gmail::{GMAIL_CONNECTION_LIMIT, is_gmail_host};
 pub use oauth2::{Grant, OAuth2Client, OAuth2Source, Provider};
 pub(crate) use paths::resolve_path;
 pub use secrets::{ClientSecret, PasswordSource};
+pub use store::{PostgresStore, StoreConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -75,13 +78,6 @@ pub enum LogFormat {
     #[default]
     Text,
     Json,
-}
-
-/// `[store]`
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoreConfig {
-    pub path: PathBuf,
-    pub synchronous: Synchronous,
 }
 
 /// `[sync]`: settings shared by every account.

@@ -23,6 +23,8 @@ pub(crate) struct RawFile {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawStore {
     pub(super) path: Option<String>,
+    pub(super) url: Option<String>,
+    pub(super) password_file: Option<String>,
     pub(super) synchronous: Option<Synchronous>,
 }
 

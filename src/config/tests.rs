@@ -85,6 +85,26 @@ fn gmail_limits() {
 }
 
 #[test]
+fn store_url_selects_postgresql() {
+    let c = parse(&MINIMAL.replace(
+        "path = \"mail.db\"",
+        "url = \"postgresql://feed:pg-secret-93@db.example/mail\"\npassword_file = \"pw\"",
+    ))
+    .expect("parse");
+    let pg = c.store.postgres.expect("postgres store");
+    assert_eq!(
+        pg.url.expose(),
+        "postgresql://feed:pg-secret-93@db.example/mail"
+    );
+    assert!(pg.password_file.expect("file").ends_with("pw"));
+    assert!(!format!("{:?}", c.store.path).contains("secret"));
+    assert!(
+        !crate::secret::scrub("x postgresql://feed:pg-secret-93@db.example/mail")
+            .contains("pg-secret-93")
+    );
+}
+
+#[test]
 fn mistakes_name_the_key_and_the_fix() {
     let cases = [
         (MINIMAL.replace("host =", "hots ="), "hots"),
@@ -113,6 +133,24 @@ fn mistakes_name_the_key_and_the_fix() {
             "sync.max_line_size",
         ),
         (MINIMAL.replace("path = \"mail.db\"", ""), "store.path"),
+        (
+            MINIMAL.replace(
+                "path = \"mail.db\"",
+                "path = \"mail.db\"\nurl = \"postgresql://u@h/d\"",
+            ),
+            "`store.path` and `store.url` are both set",
+        ),
+        (
+            MINIMAL.replace(
+                "path = \"mail.db\"",
+                "path = \"mail.db\"\npassword_file = \"pw\"",
+            ),
+            "needs `store.url`",
+        ),
+        (
+            MINIMAL.replace("path = \"mail.db\"", "url = \"mysql://u@h/d\""),
+            "`store.url` must start with postgresql://",
+        ),
         (
             MINIMAL
                 .replace("security", "x")

@@ -5,7 +5,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::durations::{POLL_RANGE, TIMEOUT_RANGE, check_range, parse_duration};
-use super::paths::resolve_path;
 use super::raw::RawFile;
 use super::sizes::parse_size;
 use super::{
@@ -15,15 +14,7 @@ use super::{
 impl Config {
     pub(super) fn from_raw(raw: RawFile, source: &Path, base: &Path) -> Result<Config, String> {
         let rs = raw.store.unwrap_or_default();
-        let store = StoreConfig {
-            path: resolve_path(
-                base,
-                rs.path.as_deref().ok_or(
-                    "`store.path` is missing; set it to the SQLite database file, e.g. path = \"mailfeed.db\"",
-                )?,
-            ),
-            synchronous: rs.synchronous.unwrap_or_default(),
-        };
+        let store = StoreConfig::from_raw(rs, base)?;
         let sy = raw.sync.unwrap_or_default();
         let dur = |key: &str, v: &Option<DurationValue>, default: Duration| match v {
             Some(v) => parse_duration(key, v),

@@ -30,7 +30,8 @@ pub struct Archive {
 }
 
 struct Inner {
-    path: PathBuf,
+    /// `None` on PostgreSQL: the archive's reads exist for SQLite alone yet.
+    path: Option<PathBuf>,
     idle: Mutex<Vec<Connection>>,
     readers: Arc<Semaphore>,
     streams: Arc<Semaphore>,
@@ -41,7 +42,12 @@ impl Inner {
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match pooled {
             Some(c) => Ok(c),
-            None => Connection::open(&self.path),
+            None => match &self.path {
+                Some(path) => Connection::open(path),
+                None => Err(StoreError::Unsupported(
+                    "the HTTP API's message reads (`[store] url`)",
+                )),
+            },
         }
     }
 
@@ -59,12 +65,25 @@ impl Archive {
         let first = Connection::open(path)?;
         Ok(Archive {
             inner: Arc::new(Inner {
-                path: path.to_owned(),
+                path: Some(path.to_owned()),
                 idle: Mutex::new(vec![first]),
                 readers: Arc::new(Semaphore::new(READERS)),
                 streams: Arc::new(Semaphore::new(STREAMS)),
             }),
         })
+    }
+
+    /// The archive of a store on PostgreSQL: every read answers that it is
+    /// not supported there yet, while the operators' routes keep working.
+    pub fn unsupported() -> Archive {
+        Archive {
+            inner: Arc::new(Inner {
+                path: None,
+                idle: Mutex::new(Vec::new()),
+                readers: Arc::new(Semaphore::new(READERS)),
+                streams: Arc::new(Semaphore::new(STREAMS)),
+            }),
+        }
     }
 
     /// Runs `f` with a read-only connection on a blocking thread.

@@ -4,7 +4,6 @@
 //! the number of scrapes (one read at a time; the others wait for it and
 //! share its answer).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,7 +30,7 @@ pub struct Configured {
 pub struct Ops {
     pub board: Board,
     pub store: StoreHandle,
-    pub db_path: PathBuf,
+    pub store_config: crate::config::StoreConfig,
     pub configured: Arc<Vec<Configured>>,
     totals: Arc<Mutex<Option<Cached>>>,
 }
@@ -51,13 +50,13 @@ impl Ops {
     pub fn new(
         board: Board,
         store: StoreHandle,
-        db_path: PathBuf,
+        store_config: crate::config::StoreConfig,
         configured: Vec<Configured>,
     ) -> Self {
         Ops {
             board,
             store,
-            db_path,
+            store_config,
             configured: Arc::new(configured),
             totals: Arc::default(),
         }
@@ -71,9 +70,9 @@ impl Ops {
         {
             return Ok(t.clone());
         }
-        let path = self.db_path.clone();
+        let store_config = self.store_config.clone();
         let fresh = tokio::task::spawn_blocking(move || {
-            let reader = crate::store::Reader::open(&path)?;
+            let reader = crate::store::Reader::open_store(&store_config)?;
             Ok::<_, crate::store::StoreError>(DbTotals {
                 mailboxes: reader.totals()?,
                 database_bytes: reader.database_bytes()?,

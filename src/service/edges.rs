@@ -39,12 +39,15 @@ pub async fn start(
         let ops = Ops::new(
             board.clone(),
             store.clone(),
-            config.store.path.clone(),
+            config.store.clone(),
             configured,
         );
         // Installed before any account starts, so every connection feeds it.
         let conversation = crate::conversation::install(crate::conversation::Conversation::new());
-        let archive = crate::http::Archive::open(&config.store.path)?;
+        let archive = match config.store.postgres {
+            None => crate::http::Archive::open(&config.store.path)?,
+            Some(_) => crate::http::Archive::unsupported(),
+        };
         let mut api = crate::http::ApiState::new(archive, Some(conversation));
         api.cancel = cancel.child_token();
         crate::http::start(http, Some(ops), api, tracker).await?;

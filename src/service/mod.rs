@@ -95,12 +95,15 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<Outcome> {
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGHUP,
     ])?;
-    let _lock = crate::store::lock::DatabaseLock::acquire(&config.store.path)?;
-    let (store, writer) = StoreHandle::start(
-        &config.store.path,
-        config.store.synchronous,
-        config.sync.max_buffered_bytes,
-    )?;
+    // One writer per SQLite file; on PostgreSQL one instance per
+    // configuration is the rule for now (see README).
+    let _lock = match config.store.postgres {
+        None => Some(crate::store::lock::DatabaseLock::acquire(
+            &config.store.path,
+        )?),
+        Some(_) => None,
+    };
+    let (store, writer) = StoreHandle::open(&config.store, config.sync.max_buffered_bytes)?;
     let health = Arc::new(Health::default());
     let tracker = TaskTracker::new();
     let edges = CancellationToken::new();

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
+use super::writer::Db;
 use super::{Context, MailboxId, StoreError, StoreHandle};
 use crate::imap::{UidSet, UidValidity};
 
@@ -91,8 +92,14 @@ impl StoreHandle {
         mailbox: MailboxId,
         action: MailboxAction,
     ) -> Result<(), StoreError> {
-        self.call(move |c| set_mailbox_action(c, mailbox, action))
-            .await
+        self.call_db(move |db| match db {
+            Db::Sqlite(c) => set_mailbox_action(c, mailbox, action),
+            // Nothing to record without an action; actions themselves are
+            // SQLite's alone for now.
+            Db::Postgres(_) if action.is_none() => Ok(()),
+            Db::Postgres(_) => Err(StoreError::Unsupported("`after_store` actions")),
+        })
+        .await
     }
 
     /// The database file, for connections of one's own (none in memory).

@@ -14,6 +14,7 @@
 
 use rusqlite::{Connection, params};
 
+use super::writer::Db;
 use super::{Context, MailboxId, StoreError};
 use crate::imap::UidSet;
 
@@ -331,8 +332,8 @@ pub(crate) fn set_highest_modseq(
 /// the pass can count what it added as consumers see it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Marks {
-    seq: i64,
-    row: i64,
+    pub(crate) seq: i64,
+    pub(crate) row: i64,
 }
 
 /// What a pass added to one mailbox: rows in the feed, and rows re-found
@@ -390,17 +391,30 @@ impl super::StoreHandle {
         mailbox: MailboxId,
         uidvalidity: crate::imap::UidValidity,
     ) -> Result<u64, StoreError> {
-        self.call(move |c| retire_unfound(c, mailbox, uidvalidity.0))
-            .await
+        self.call_db(move |db| match db {
+            Db::Sqlite(c) => retire_unfound(c, mailbox, uidvalidity.0),
+            Db::Postgres(pg) => {
+                super::postgres::changes::retire_unfound(pg, mailbox, uidvalidity.0)
+            }
+        })
+        .await
     }
 
     /// Where the log stands (see [`Marks`]).
     pub async fn marks(&self) -> Result<Marks, StoreError> {
-        self.call(marks).await
+        self.call_db(|db| match db {
+            Db::Sqlite(c) => marks(c),
+            Db::Postgres(pg) => super::postgres::changes::marks(pg),
+        })
+        .await
     }
 
     /// What was added to `mailbox` after `since`.
     pub async fn added_since(&self, mailbox: MailboxId, since: Marks) -> Result<Added, StoreError> {
-        self.call(move |c| added_since(c, mailbox, since)).await
+        self.call_db(move |db| match db {
+            Db::Sqlite(c) => added_since(c, mailbox, since),
+            Db::Postgres(pg) => super::postgres::changes::added_since(pg, mailbox, since),
+        })
+        .await
     }
 }

@@ -13,9 +13,10 @@ use rusqlite::Connection;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::checkpoint::{BACKSTOP_PAGES, Checkpointer};
-use super::writer::{Job, Queued, Work, parse_stage, run};
+use super::postgres::{Pg, PgTarget};
+use super::writer::{Db, Job, Queued, Work, parse_stage, run};
 use super::{MailboxCursor, MailboxId, NewMessage, StoreError};
-use crate::config::Synchronous;
+use crate::config::{StoreConfig, Synchronous};
 use crate::imap::{UidSet, UidValidity};
 
 /// Jobs waiting in each of the two queues.
@@ -30,6 +31,8 @@ pub struct StoreHandle {
     failure: Arc<Mutex<Option<String>>>,
     /// Set by [`StoreHandle::shutdown`]; the writer checks it between jobs.
     stop: Arc<AtomicBool>,
+    /// The backend keeps Gmail's ids (X-GM-EXT-1 dedupe): SQLite alone yet.
+    gmail_ids: bool,
 }
 
 /// Joins the writer thread; dropping every [`StoreHandle`] lets it finish.
@@ -61,6 +64,35 @@ impl StoreHandle {
         Ok(Self::start_with(conn, max_buffered_bytes))
     }
 
+    /// Opens the store the configuration names, SQLite or PostgreSQL, and
+    /// starts the writer thread.
+    pub fn open(
+        store: &StoreConfig,
+        max_buffered_bytes: u64,
+    ) -> Result<(StoreHandle, WriterThread), StoreError> {
+        match &store.postgres {
+            None => Self::start(&store.path, store.synchronous, max_buffered_bytes),
+            Some(pg) => {
+                let target = PgTarget::parse(&pg.url, pg.password_file.as_deref())?;
+                Self::start_postgres(&target, max_buffered_bytes)
+            }
+        }
+    }
+
+    /// Connects to PostgreSQL, applies its migrations and starts the
+    /// writer thread on that connection.
+    pub(crate) fn start_postgres(
+        target: &PgTarget,
+        max_buffered_bytes: u64,
+    ) -> Result<(StoreHandle, WriterThread), StoreError> {
+        let pg = open_postgres(target)?;
+        Ok(Self::spawn(
+            Db::Postgres(Box::new(pg)),
+            max_buffered_bytes,
+            None,
+        ))
+    }
+
     /// [`StoreHandle::start`] for `mailfeed sync`: into a database with no
     /// mail yet and no other connection, the sync runs with a rollback
     /// journal and leaves WAL behind when the writer closes ([`super::bulk`]).
@@ -75,7 +107,11 @@ impl StoreHandle {
                 Synchronous::Normal => "NORMAL",
                 Synchronous::Full => "FULL",
             };
-            return Ok(Self::spawn(conn, max_buffered_bytes, Some(back)));
+            return Ok(Self::spawn(
+                Db::Sqlite(conn),
+                max_buffered_bytes,
+                Some(back),
+            ));
         }
         Ok(Self::start_with(conn, max_buffered_bytes))
     }
@@ -85,13 +121,13 @@ impl StoreHandle {
         conn: Connection,
         max_buffered_bytes: u64,
     ) -> (StoreHandle, WriterThread) {
-        Self::spawn(conn, max_buffered_bytes, None)
+        Self::spawn(Db::Sqlite(conn), max_buffered_bytes, None)
     }
 
-    /// `bulk`: the connection is in first-sync mode, to leave for WAL with
+    /// `bulk`: a SQLite connection in first-sync mode, to leave for WAL with
     /// this `synchronous` when the writer closes (and no checkpoints meanwhile).
     fn spawn(
-        conn: Connection,
+        conn: Db,
         max_buffered_bytes: u64,
         bulk: Option<&'static str>,
     ) -> (StoreHandle, WriterThread) {
@@ -102,14 +138,18 @@ impl StoreHandle {
         let f2 = failure.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
-        let checkpointer = conn
-            .path()
-            .filter(|p| !p.is_empty() && bulk.is_none())
-            .and_then(|p| Checkpointer::start(Path::new(p)))
-            .filter(|_| {
-                conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES)
-                    .is_ok()
-            });
+        let checkpointer = match &conn {
+            Db::Sqlite(conn) => conn
+                .path()
+                .filter(|p| !p.is_empty() && bulk.is_none())
+                .and_then(|p| Checkpointer::start(Path::new(p)))
+                .filter(|_| {
+                    conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES)
+                        .is_ok()
+                }),
+            Db::Postgres(_) => None,
+        };
+        let gmail_ids = matches!(conn, Db::Sqlite(_));
         let stop3 = stop.clone();
         let wake = tx.downgrade();
         let thread = std::thread::Builder::new()
@@ -148,6 +188,7 @@ impl StoreHandle {
                 byte_budget: budget,
                 failure,
                 stop,
+                gmail_ids,
             },
             thread,
         )
@@ -185,10 +226,26 @@ impl StoreHandle {
             .map_err(|_| self.gone())
     }
 
-    /// Runs `f` on the writer thread, inside the current transaction.
+    /// Runs `f` on the writer thread's SQLite connection, inside the
+    /// current transaction; an operation written for SQLite alone fails
+    /// on PostgreSQL.
+    #[allow(dead_code)] // for operations that exist on SQLite only
     pub(crate) async fn call<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.call_db(move |db| match db {
+            Db::Sqlite(c) => f(c),
+            Db::Postgres(_) => Err(StoreError::Unsupported("this store operation")),
+        })
+        .await
+    }
+
+    /// Runs `f` on the writer thread, inside the current transaction, on
+    /// whichever backend it has.
+    pub(crate) async fn call_db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Db) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
         let work: Work = Box::new(move |conn| match f(conn) {
@@ -268,15 +325,21 @@ impl StoreHandle {
         wire_name: &str,
     ) -> Result<(MailboxId, MailboxCursor), StoreError> {
         let (account, wire) = (account.to_owned(), wire_name.to_owned());
-        self.call(move |c| super::mailboxes::ensure(c, &account, &wire))
-            .await
+        self.call_db(move |db| match db {
+            Db::Sqlite(c) => super::mailboxes::ensure(c, &account, &wire),
+            Db::Postgres(pg) => super::postgres::mailboxes::ensure(pg, &account, &wire),
+        })
+        .await
     }
 
     /// Reads a mailbox's cursor as the writer sees it (including what is
     /// queued before this call).
     pub async fn cursor(&self, mailbox: MailboxId) -> Result<MailboxCursor, StoreError> {
-        self.call(move |c| super::mailboxes::cursor(c, mailbox))
-            .await
+        self.call_db(move |db| match db {
+            Db::Sqlite(c) => super::mailboxes::cursor(c, mailbox),
+            Db::Postgres(pg) => super::postgres::mailboxes::cursor(pg, mailbox),
+        })
+        .await
     }
 
     /// Switches a mailbox to a new UIDVALIDITY generation: rows stored under
@@ -286,8 +349,13 @@ impl StoreHandle {
         mailbox: MailboxId,
         uidvalidity: UidValidity,
     ) -> Result<(), StoreError> {
-        self.call(move |c| super::mailboxes::begin_generation(c, mailbox, uidvalidity))
-            .await
+        self.call_db(move |db| match db {
+            Db::Sqlite(c) => super::mailboxes::begin_generation(c, mailbox, uidvalidity),
+            Db::Postgres(pg) => {
+                super::postgres::mailboxes::begin_generation(pg, mailbox, uidvalidity)
+            }
+        })
+        .await
     }
 
     /// Records that every UID up to `last_uid` of `uidvalidity` is stored.
@@ -297,8 +365,13 @@ impl StoreHandle {
         uidvalidity: UidValidity,
         last_uid: u32,
     ) -> Result<(), StoreError> {
-        self.call(move |c| super::mailboxes::advance(c, mailbox, uidvalidity, last_uid))
-            .await
+        self.call_db(move |db| match db {
+            Db::Sqlite(c) => super::mailboxes::advance(c, mailbox, uidvalidity, last_uid),
+            Db::Postgres(pg) => {
+                super::postgres::mailboxes::advance(pg, mailbox, uidvalidity, last_uid)
+            }
+        })
+        .await
     }
 
     /// Records the end of a sync pass of one mailbox, good or bad.
@@ -307,8 +380,13 @@ impl StoreHandle {
         mailbox: MailboxId,
         error: Option<String>,
     ) -> Result<(), StoreError> {
-        self.call(move |c| super::mailboxes::record_outcome(c, mailbox, error.as_deref()))
-            .await
+        self.call_db(move |db| match db {
+            Db::Sqlite(c) => super::mailboxes::record_outcome(c, mailbox, error.as_deref()),
+            Db::Postgres(pg) => {
+                super::postgres::mailboxes::record_outcome(pg, mailbox, error.as_deref())
+            }
+        })
+        .await
     }
 }
 
@@ -322,8 +400,13 @@ impl StoreHandle {
         uidvalidity: UidValidity,
         changes: Vec<(u32, Vec<String>)>,
     ) -> Result<u64, StoreError> {
-        self.call(move |c| super::changes::apply_flags(c, mailbox, uidvalidity.0, &changes))
-            .await
+        self.call_db(move |db| match db {
+            Db::Sqlite(c) => super::changes::apply_flags(c, mailbox, uidvalidity.0, &changes),
+            Db::Postgres(pg) => {
+                super::postgres::changes::apply_flags(pg, mailbox, uidvalidity.0, &changes)
+            }
+        })
+        .await
     }
 
     /// Marks the stored messages among `uids` expunged; returns how many
@@ -334,8 +417,13 @@ impl StoreHandle {
         uidvalidity: UidValidity,
         uids: UidSet,
     ) -> Result<u64, StoreError> {
-        self.call(move |c| super::changes::mark_expunged(c, mailbox, uidvalidity.0, &uids))
-            .await
+        self.call_db(move |db| match db {
+            Db::Sqlite(c) => super::changes::mark_expunged(c, mailbox, uidvalidity.0, &uids),
+            Db::Postgres(pg) => {
+                super::postgres::changes::mark_expunged(pg, mailbox, uidvalidity.0, &uids)
+            }
+        })
+        .await
     }
 
     /// Marks every stored UID in `(after, up_to]` that is not in `existing`
@@ -347,8 +435,17 @@ impl StoreHandle {
         range: (u32, u32),
         existing: UidSet,
     ) -> Result<u64, StoreError> {
-        self.call(move |c| {
-            super::changes::reconcile_existing(c, mailbox, uidvalidity.0, range, &existing)
+        self.call_db(move |db| match db {
+            Db::Sqlite(c) => {
+                super::changes::reconcile_existing(c, mailbox, uidvalidity.0, range, &existing)
+            }
+            Db::Postgres(pg) => super::postgres::changes::reconcile_existing(
+                pg,
+                mailbox,
+                uidvalidity.0,
+                range,
+                &existing,
+            ),
         })
         .await
     }
@@ -359,8 +456,11 @@ impl StoreHandle {
         mailbox: MailboxId,
         uidvalidity: UidValidity,
     ) -> Result<u64, StoreError> {
-        self.call(move |c| super::changes::live_count(c, mailbox, uidvalidity.0))
-            .await
+        self.call_db(move |db| match db {
+            Db::Sqlite(c) => super::changes::live_count(c, mailbox, uidvalidity.0),
+            Db::Postgres(pg) => super::postgres::changes::live_count(pg, mailbox, uidvalidity.0),
+        })
+        .await
     }
 
     /// Records the HIGHESTMODSEQ up to which changes have been applied.
@@ -370,13 +470,36 @@ impl StoreHandle {
         uidvalidity: UidValidity,
         modseq: Option<u64>,
     ) -> Result<(), StoreError> {
-        self.call(move |c| super::changes::set_highest_modseq(c, mailbox, uidvalidity.0, modseq))
-            .await
+        self.call_db(move |db| match db {
+            Db::Sqlite(c) => super::changes::set_highest_modseq(c, mailbox, uidvalidity.0, modseq),
+            Db::Postgres(pg) => {
+                super::postgres::changes::set_highest_modseq(pg, mailbox, uidvalidity.0, modseq)
+            }
+        })
+        .await
     }
+}
+
+/// Connects and migrates on a thread of its own: the synchronous client
+/// runs a small runtime that must not be entered from async code, and
+/// `open` is called from it.
+fn open_postgres(target: &PgTarget) -> Result<Pg, StoreError> {
+    std::thread::scope(|s| {
+        s.spawn(|| target.open())
+            .join()
+            .unwrap_or_else(|_| Err(StoreError::Stopped("opening PostgreSQL panicked".into())))
+    })
 }
 
 /// Gmail (X-GM-EXT-1): one stored message per account and X-GM-MSGID.
 impl StoreHandle {
+    /// Whether the store keeps Gmail's ids, so a message in several
+    /// Gmail folders is stored once. On PostgreSQL not yet: there each
+    /// folder's copy is its own row, as on any other server.
+    pub fn keeps_gmail_ids(&self) -> bool {
+        self.gmail_ids
+    }
+
     /// Records the memberships (and labels) of listed UIDs whose message
     /// the account stores already, queued before any cursor that passes
     /// them; returns the UIDs whose message must be fetched.
@@ -405,6 +528,10 @@ impl StoreHandle {
     /// queued before this call.
     pub async fn downloaded_today(&self, account: &str) -> Result<u64, StoreError> {
         let account = account.to_owned();
-        self.call(move |c| super::limits::today(c, &account)).await
+        self.call_db(move |db| match db {
+            Db::Sqlite(c) => super::limits::today(c, &account),
+            Db::Postgres(pg) => super::postgres::limits::today(pg, &account),
+        })
+        .await
     }
 }

@@ -1,11 +1,11 @@
-//! The store boundary: the only code that touches SQLite. Opens the
-//! database (WAL, busy timeout, foreign keys, mode 0600) and applies
-//! `migrations/*.sql` on `user_version`. Outside this module nothing sees a
+//! The store boundary: the only code that touches the database. Opens SQLite
+//! (WAL, busy timeout, foreign keys, mode 0600; `migrations/*.sql` on
+//! `user_version`) or PostgreSQL (`postgres/`). Outside this module nothing sees a
 //! connection, a row or SQL; the engine and the edges use two types:
 //! [`StoreHandle`] (writes through one writer thread: cursor, save, advance,
 //! changes, commit) and [`Reader`] (read-only: status, feed, search, export,
-//! tail, search lag). Both keep their connection private, so a second
-//! backend (PostgreSQL) can sit behind the same operations and pass the same
+//! tail, search lag). Both keep their connection private: behind them sits
+//! SQLite or PostgreSQL (`postgres/`), with the same operations, views and
 //! store tests.
 
 pub mod actions;
@@ -22,6 +22,7 @@ mod mailboxes;
 mod messages;
 mod migrate;
 mod parsed;
+mod postgres;
 mod read;
 mod reader;
 mod search;
@@ -81,6 +82,29 @@ pub enum StoreError {
     WriterGone,
     #[error("database write failed: {0}")]
     Stopped(String),
+    #[error("{0}")]
+    PgConfig(String),
+    #[error("connecting to {target}: {}", postgres::error_text(source))]
+    PgConnect {
+        /// The URL without its password.
+        target: String,
+        source: ::postgres::Error,
+    },
+    #[error(
+        "applying PostgreSQL migration {name}: {}",
+        postgres::error_text(source)
+    )]
+    PgMigration {
+        name: &'static str,
+        source: ::postgres::Error,
+    },
+    #[error("{doing}: {}", postgres::error_text(source))]
+    Postgres {
+        doing: &'static str,
+        source: ::postgres::Error,
+    },
+    #[error("{0} is not supported on PostgreSQL yet")]
+    Unsupported(&'static str),
     /// The raw bytes of a large attachment did not decode to the length the
     /// parse stage found in them: a bug, never a property of the mail.
     #[error("storing a large attachment: its base64 text no longer decodes as parsed")]

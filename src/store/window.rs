@@ -4,6 +4,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
+use super::writer::Db;
 use super::{Context, MailboxId, StoreError, StoreHandle};
 use crate::imap::{UidSet, UidValidity};
 
@@ -11,28 +12,33 @@ impl StoreHandle {
     /// The window key the mailbox was last synced under (`None`: never
     /// recorded, i.e. everything — mail stored before windows existed).
     pub async fn recorded_window(&self, mailbox: MailboxId) -> Result<Option<String>, StoreError> {
-        self.call(move |c| {
-            c.query_row(
-                "SELECT window FROM mailbox_windows WHERE mailbox_id = ?1",
-                params![mailbox.0],
-                |r| r.get(0),
-            )
-            .optional()
-            .doing("reading the mailbox's window")
+        self.call_db(move |db| match db {
+            Db::Sqlite(c) => c
+                .query_row(
+                    "SELECT window FROM mailbox_windows WHERE mailbox_id = ?1",
+                    params![mailbox.0],
+                    |r| r.get(0),
+                )
+                .optional()
+                .doing("reading the mailbox's window"),
+            Db::Postgres(pg) => super::postgres::window::recorded(pg, mailbox),
         })
         .await
     }
 
     /// Records the window key the mailbox is now synced under.
     pub async fn set_window(&self, mailbox: MailboxId, key: String) -> Result<(), StoreError> {
-        self.call(move |c| {
-            c.execute(
-                "INSERT INTO mailbox_windows (mailbox_id, window) VALUES (?1, ?2)
-                 ON CONFLICT (mailbox_id) DO UPDATE SET window = excluded.window",
-                params![mailbox.0, key],
-            )
-            .doing("recording the mailbox's window")?;
-            Ok(())
+        self.call_db(move |db| match db {
+            Db::Sqlite(c) => {
+                c.execute(
+                    "INSERT INTO mailbox_windows (mailbox_id, window) VALUES (?1, ?2)
+                     ON CONFLICT (mailbox_id) DO UPDATE SET window = excluded.window",
+                    params![mailbox.0, key],
+                )
+                .doing("recording the mailbox's window")?;
+                Ok(())
+            }
+            Db::Postgres(pg) => super::postgres::window::set(pg, mailbox, &key),
         })
         .await
     }
@@ -44,7 +50,13 @@ impl StoreHandle {
         uidvalidity: UidValidity,
         up_to: u32,
     ) -> Result<UidSet, StoreError> {
-        self.call(move |c| {
+        self.call_db(move |db| {
+            let c = match db {
+                Db::Sqlite(c) => c,
+                Db::Postgres(pg) => {
+                    return super::postgres::window::stored_uids(pg, mailbox, uidvalidity, up_to);
+                }
+            };
             let mut s = c
                 .prepare_cached(
                     "SELECT uid FROM messages WHERE mailbox_id = ?1 AND uidvalidity = ?2

@@ -14,7 +14,8 @@
 //! writer; every later call fails. A cursor can therefore never be committed
 //! after a message it covers was lost. The service starts a new writer; the
 //! new one reads cursors from what was really committed. This file holds no
-//! SQL of its own but BEGIN and COMMIT.
+//! SQL of its own but BEGIN and COMMIT; on PostgreSQL the commit first
+//! numbers the transaction's rows in commit order (`postgres/publish.rs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
@@ -26,10 +27,17 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use super::checkpoint::Checkpointer;
 use super::messages::{Derived, Generations, NewMessage};
+use super::postgres::PgContext;
 use super::{Context, StoreError, search};
 
 /// Work run on the writer's connection inside its open transaction.
-pub(crate) type Work = Box<dyn FnOnce(&Connection) -> Result<(), StoreError> + Send>;
+pub(crate) type Work = Box<dyn FnOnce(&mut Db) -> Result<(), StoreError> + Send>;
+
+/// The writer's connection: the backend the store was opened on.
+pub(crate) enum Db {
+    Sqlite(Connection),
+    Postgres(Box<super::postgres::Pg>),
+}
 
 /// A message as the fetcher queues it.
 pub(crate) struct Queued {
@@ -117,7 +125,7 @@ pub(crate) fn parse_stage(
 
 /// The writer's state between jobs.
 struct Writer<'s> {
-    conn: Connection,
+    conn: Db,
     checkpointer: Option<Checkpointer>,
     stop: &'s AtomicBool,
     in_tx: bool,
@@ -132,9 +140,15 @@ struct Writer<'s> {
 impl Writer<'_> {
     fn begin(&mut self) -> Result<(), StoreError> {
         if !self.in_tx {
-            self.conn
-                .execute_batch("BEGIN IMMEDIATE")
-                .doing("starting a transaction")?;
+            match &mut self.conn {
+                Db::Sqlite(c) => c
+                    .execute_batch("BEGIN IMMEDIATE")
+                    .doing("starting a transaction")?,
+                Db::Postgres(pg) => pg
+                    .client
+                    .batch_execute("BEGIN")
+                    .pg("starting a transaction")?,
+            }
             self.in_tx = true;
             self.generations = Generations::default();
         }
@@ -147,7 +161,13 @@ impl Writer<'_> {
         if self.in_tx {
             self.in_tx = false;
             self.last_commit = Instant::now();
-            self.conn.execute_batch("COMMIT").doing("committing")?;
+            match &mut self.conn {
+                Db::Sqlite(c) => c.execute_batch("COMMIT").doing("committing")?,
+                Db::Postgres(pg) => {
+                    super::postgres::publish::publish(pg)?;
+                    pg.client.batch_execute("COMMIT").pg("committing")?;
+                }
+            }
             if let Some(c) = &self.checkpointer {
                 c.nudge();
             }
@@ -161,18 +181,23 @@ impl Writer<'_> {
         match job {
             Job::Message(job) => {
                 let Parsed { queued, derived } = *job;
-                super::messages::insert(
-                    &self.conn,
-                    &queued.message,
-                    &derived,
-                    &mut self.generations,
-                )?;
+                match &mut self.conn {
+                    Db::Sqlite(c) => super::messages::insert(
+                        c,
+                        &queued.message,
+                        &derived,
+                        &mut self.generations,
+                    )?,
+                    Db::Postgres(pg) => {
+                        super::postgres::messages::insert(pg, &queued.message, &derived)?
+                    }
+                }
                 self.tx_bytes += queued.message.raw.len() as u64;
                 self.search_behind = true;
                 // Releases the message's share of the byte budget.
                 drop(queued);
             }
-            Job::Work(f) => f(&self.conn)?,
+            Job::Work(f) => f(&mut self.conn)?,
             Job::Commit(_) | Job::SearchCaughtUp(_) | Job::Shutdown => {}
         }
         self.tx_jobs += 1;
@@ -180,6 +205,15 @@ impl Writer<'_> {
             self.commit()?;
         }
         Ok(())
+    }
+
+    /// Indexes the next chunk behind the feed (SQLite; PostgreSQL indexes
+    /// each message as it is stored, so nothing is ever behind).
+    fn index_next(&mut self) -> Result<u32, StoreError> {
+        match &self.conn {
+            Db::Sqlite(c) => search::index_next(c, INDEX_CHUNK),
+            Db::Postgres(_) => Ok(0),
+        }
     }
 
     /// One index transaction while the queue is dry: chunks until the index
@@ -192,7 +226,7 @@ impl Writer<'_> {
         self.begin()?;
         let mut done = 0;
         let next = loop {
-            let n = search::index_next(&self.conn, INDEX_CHUNK)?;
+            let n = self.index_next()?;
             done += n;
             if n < INDEX_CHUNK {
                 self.search_behind = false;
@@ -222,7 +256,7 @@ impl Writer<'_> {
             self.begin()?;
             let mut done = 0;
             while done < INDEX_TRANSACTION {
-                let n = search::index_next(&self.conn, INDEX_CHUNK)?;
+                let n = self.index_next()?;
                 done += n;
                 if n < INDEX_CHUNK {
                     self.search_behind = false;
@@ -263,7 +297,7 @@ fn linger(
 /// handle is gone (then it completes the search index first), or until the
 /// first error.
 pub(crate) fn run(
-    conn: Connection,
+    conn: Db,
     rx: Receiver<Job<Parsed>>,
     failure: Arc<Mutex<Option<String>>>,
     stop: Arc<AtomicBool>,
@@ -331,14 +365,17 @@ pub(crate) fn run(
         let msg = e.to_string();
         tracing::error!("database writer stopped: {msg}");
         if w.in_tx {
-            let _ = w.conn.execute_batch("ROLLBACK");
+            let _ = match &mut w.conn {
+                Db::Sqlite(c) => c.execute_batch("ROLLBACK").map_err(|_| ()),
+                Db::Postgres(pg) => pg.client.batch_execute("ROLLBACK").map_err(|_| ()),
+            };
         }
         if let Ok(mut f) = failure.lock() {
             *f = Some(msg);
         }
     }
-    if let Some(synchronous) = bulk {
-        super::bulk::leave(&w.conn, synchronous);
+    if let (Some(synchronous), Db::Sqlite(c)) = (bulk, &w.conn) {
+        super::bulk::leave(c, synchronous);
     }
     // Dropping the queue refuses everything still in it; the parse stage
     // sees it closed at its next hand-over and closes its own.

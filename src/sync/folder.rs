@@ -132,7 +132,7 @@ impl Engine {
             folder,
             mailbox,
             uidvalidity: uv,
-            gmail: session.capabilities().has("X-GM-EXT-1"),
+            gmail: session.capabilities().has("X-GM-EXT-1") && self.store.keeps_gmail_ids(),
             budget,
         };
         if let Some(after) = fetch_after {

@@ -2,7 +2,8 @@
 //! (`dovecot`), a tiny blocking IMAP client that is the "truth" the database is
 //! compared with (`imap_truth`), deterministic test mail (`corpus`), private
 //! Cyrus and Courier servers for the interop tests (`cyrus`, `courier`), and
-//! what every private server offers the tests (`server::TestServer`).
+//! what every private server offers the tests (`server::TestServer`), and a
+//! private PostgreSQL for the second store backend (`postgres`).
 //!
 //! Each integration test file does `mod support;`. Not every test file uses
 //! every helper, hence the `dead_code` allowance. Typical use:
@@ -33,6 +34,7 @@ pub mod http_probe;
 pub mod imap_truth;
 pub mod mailfeed;
 pub mod oauth2;
+pub mod postgres;
 pub mod rng;
 pub mod server;
 pub mod webdriver;

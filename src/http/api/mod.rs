@@ -134,6 +134,9 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(m) => error_response(StatusCode::BAD_REQUEST, m),
             ApiError::NotFound(m) => error_response(StatusCode::NOT_FOUND, m),
             ApiError::Busy(m) => error_response(StatusCode::SERVICE_UNAVAILABLE, m),
+            ApiError::Internal(HttpError::Store(e @ crate::store::StoreError::Unsupported(_))) => {
+                error_response(StatusCode::NOT_IMPLEMENTED, e.to_string())
+            }
             ApiError::Internal(e) => {
                 tracing::error!("HTTP: {e}");
                 error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())

@@ -1,0 +1,235 @@
+//! Storing one fetched message on PostgreSQL: its row, raw bytes (`bytea`,
+//! exact), parsed parts, search document and `new` event, in the writer's
+//! open transaction (with the cursor that covers it). The same rules as
+//! `store/messages.rs`, including the link to an earlier generation's row.
+
+use super::{Pg, PgContext, big, text};
+use crate::store::StoreError;
+use crate::store::messages::{Derived, NewMessage};
+
+pub(crate) fn insert(pg: &mut Pg, m: &NewMessage, d: &Derived) -> Result<(), StoreError> {
+    super::limits::count(pg, m.mailbox, m.raw.len() as u64)?;
+    let p = &d.parsed;
+    let st = pg
+        .st("SELECT EXISTS (SELECT 1 FROM messages WHERE mailbox_id = $1 AND uidvalidity <> $2)")?;
+    let others: bool = pg
+        .client
+        .query_one(&st, &[&m.mailbox.0, &big(m.uidvalidity.0)])
+        .pg("looking for earlier generations of the mailbox")?
+        .get(0);
+    let supersedes: Option<i64> = if others {
+        let st = pg.st("SELECT o.id FROM messages o
+             WHERE o.mailbox_id = $1 AND o.sha256 = $2 AND o.uidvalidity <> $3
+               AND o.message_id IS NOT DISTINCT FROM $4 AND o.supersedes IS NULL
+               AND NOT EXISTS (SELECT 1 FROM messages n
+                               WHERE n.supersedes = o.id AND n.uidvalidity = $3)
+             ORDER BY o.id LIMIT 1")?;
+        pg.client
+            .query_opt(
+                &st,
+                &[
+                    &m.mailbox.0,
+                    &&d.sha256[..],
+                    &big(m.uidvalidity.0),
+                    &text(p.message_id.as_deref()),
+                ],
+            )
+            .pg("looking for an earlier copy of the message")?
+            .map(|r| r.get(0))
+    } else {
+        None
+    };
+    let from = p.addresses_with(crate::mime::AddressRole::From).next();
+    let join = |ids: &[String]| (!ids.is_empty()).then(|| ids.join(" "));
+    let st = pg.st(
+        "INSERT INTO messages (mailbox_id, uidvalidity, uid, internal_date, size, flags,
+                               modseq, sha256, truncated, message_id, subject, supersedes,
+                               sent_at, date_raw, in_reply_to, reference_ids, from_name,
+                               from_address, attachment_count, parse_error, parsed_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                 $13, $14, $15, $16, $17, $18, $19, $20, mailfeed_now())
+         ON CONFLICT (mailbox_id, uidvalidity, uid) DO NOTHING
+         RETURNING id",
+    )?;
+    let row = pg
+        .client
+        .query_opt(
+            &st,
+            &[
+                &m.mailbox.0,
+                &big(m.uidvalidity.0),
+                &big(m.uid.0),
+                &m.internal_date,
+                &i64::try_from(m.size).unwrap_or(i64::MAX),
+                &m.flags.join(" "),
+                &m.modseq.and_then(|v| i64::try_from(v).ok()),
+                &&d.sha256[..],
+                &i32::from(m.truncated),
+                &text(p.message_id.as_deref()),
+                &text(p.subject.as_deref()),
+                &supersedes,
+                &text(p.sent_at.as_deref()),
+                &text(p.date_raw.as_deref()),
+                &text(join(&p.in_reply_to).as_deref()),
+                &text(join(&p.references).as_deref()),
+                &text(from.and_then(|a| a.name.as_deref())),
+                &text(from.and_then(|a| a.address.as_deref())),
+                &(p.attachments.len() as i32),
+                &text(p.parse_error.as_deref()),
+            ],
+        )
+        .pg("storing a message")?;
+    let Some(row) = row else {
+        // Stored before by a pass cut off before its cursor moved: only the
+        // flags may have changed since.
+        let flags = [(m.uid.0, m.flags.clone())];
+        super::changes::apply_flags(pg, m.mailbox, m.uidvalidity.0, &flags)?;
+        return Ok(());
+    };
+    let id: i64 = row.get(0);
+    let st = pg.st("INSERT INTO message_raw (message_id, raw) VALUES ($1, $2)")?;
+    pg.client
+        .execute(&st, &[&id, &m.raw.as_slice()])
+        .pg("storing the raw message")?;
+    write_parsed(pg, id, d)?;
+    match supersedes {
+        None => {
+            let st =
+                pg.st("INSERT INTO events (kind, mailbox_id, message_id) VALUES ('new', $1, $2)")?;
+            pg.client
+                .execute(&st, &[&m.mailbox.0, &id])
+                .pg("recording the new-message event")?;
+        }
+        Some(visible) => {
+            super::changes::reconcile_refound(pg, m.mailbox, id, m.uid.0, visible, &m.flags)?;
+        }
+    }
+    Ok(())
+}
+
+/// Addresses, bodies, attachments (contents once per SHA-256) and the
+/// search document of message row `id`.
+fn write_parsed(pg: &mut Pg, id: i64, d: &Derived) -> Result<(), StoreError> {
+    let p = &d.parsed;
+    let st = pg.st(
+        "INSERT INTO addresses (message_id, role, position, name, address)
+         VALUES ($1, $2, $3, $4, $5)",
+    )?;
+    for a in &p.addresses {
+        pg.client
+            .execute(
+                &st,
+                &[
+                    &id,
+                    &a.role.as_str(),
+                    &(a.position as i32),
+                    &text(a.name.as_deref()),
+                    &text(a.address.as_deref()),
+                ],
+            )
+            .pg("storing addresses")?;
+    }
+    if p.text_body.is_some() || p.html_body.is_some() {
+        let st = pg.st("INSERT INTO bodies (message_id, text, html) VALUES ($1, $2, $3)")?;
+        pg.client
+            .execute(
+                &st,
+                &[
+                    &id,
+                    &text(p.text_body.as_deref()),
+                    &text(p.html_body.as_deref()),
+                ],
+            )
+            .pg("storing the message bodies")?;
+    }
+    let blob = pg.st(
+        "INSERT INTO attachment_blobs (sha256, size, data) VALUES ($1, $2, $3)
+         ON CONFLICT (sha256) DO NOTHING",
+    )?;
+    let known = pg.st("SELECT 1 FROM attachment_blobs WHERE sha256 = $1")?;
+    let row = pg.st(
+        "INSERT INTO attachments (message_id, position, filename, content_type,
+                                  content_id, disposition, size, sha256)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )?;
+    for (i, a) in p.attachments.iter().enumerate() {
+        let have = pg
+            .client
+            .query_opt(&known, &[&a.sha256])
+            .pg("looking up attachment contents")?
+            .is_some();
+        if !have {
+            pg.client
+                .execute(&blob, &[&a.sha256, &(a.size as i64), &a.data.as_slice()])
+                .pg("storing attachment contents")?;
+        }
+        pg.client
+            .execute(
+                &row,
+                &[
+                    &id,
+                    &(i as i32),
+                    &text(a.filename.as_deref()),
+                    &text(Some(&a.content_type)),
+                    &text(a.content_id.as_deref()),
+                    &text(a.disposition.as_deref()),
+                    &(a.size as i64),
+                    &a.sha256,
+                ],
+            )
+            .pg("storing attachments")?;
+    }
+    let people = |roles: &[&str]| {
+        p.addresses
+            .iter()
+            .filter(|a| roles.contains(&a.role.as_str()))
+            .map(|a| {
+                format!(
+                    "{} {}",
+                    a.name.as_deref().unwrap_or(""),
+                    a.address.as_deref().unwrap_or("")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let files = p
+        .attachments
+        .iter()
+        .filter_map(|a| a.filename.as_deref())
+        .collect::<Vec<_>>()
+        .join("\n");
+    // Weighted like the FTS5 columns' order of importance: subject and
+    // people (A, B) above body and file names (C, D).
+    let st = pg.st(
+        "INSERT INTO message_search (message_id, document) VALUES ($1,
+             setweight(to_tsvector('simple', coalesce($2, '')), 'A') ||
+             setweight(to_tsvector('simple', $3), 'B') ||
+             setweight(to_tsvector('simple', $4), 'B') ||
+             setweight(to_tsvector('simple', coalesce($5, '')), 'C') ||
+             setweight(to_tsvector('simple', $6), 'D'))",
+    )?;
+    // A tsvector holds at most 1 MB of positions; very long bodies are
+    // indexed by their first 256 KiB.
+    let body = p.text_body.as_deref().map(|b| {
+        let mut end = b.len().min(256 * 1024);
+        while !b.is_char_boundary(end) {
+            end -= 1;
+        }
+        &b[..end]
+    });
+    pg.client
+        .execute(
+            &st,
+            &[
+                &id,
+                &text(p.subject.as_deref()),
+                &text(Some(&people(&["from", "sender"]))),
+                &text(Some(&people(&["to", "cc", "bcc"]))),
+                &text(body),
+                &text(Some(&files)),
+            ],
+        )
+        .pg("indexing the message for search")?;
+    Ok(())
+}

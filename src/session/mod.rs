@@ -308,28 +308,36 @@ impl Session {
         command: &'static str,
         mut each: impl FnMut(Untagged),
     ) -> Result<(), SessionError> {
-        loop {
-            let r = self.next_response().await?;
-            match r.response {
-                Response::Tagged {
-                    tag: t,
-                    status,
-                    text,
-                } if t == tag => {
-                    return completion(command, status, text);
-                }
-                Response::Tagged { tag: t, .. } => {
-                    return Err(SessionError::Unexpected(format!(
-                        "tagged reply for unknown tag `{t}` while waiting for {tag}"
-                    )));
-                }
-                Response::Untagged(u) => each(u),
-                Response::Continuation(_) => {
-                    return Err(SessionError::Unexpected(
-                        "unexpected continuation request".into(),
-                    ));
-                }
-            }
+        while let Some(u) = self.next_answer(tag, command).await? {
+            each(u);
+        }
+        Ok(())
+    }
+
+    /// The next untagged response while the command tagged `tag` runs, or
+    /// `None` once its tagged reply came and was OK. A NO or BAD is
+    /// [`SessionError::CommandFailed`]; another command's tag or a
+    /// continuation request is [`SessionError::Unexpected`]. One response
+    /// at a time, so the caller may await (the store) between them.
+    pub async fn next_answer(
+        &mut self,
+        tag: &str,
+        command: &'static str,
+    ) -> Result<Option<Untagged>, SessionError> {
+        let r = self.next_response().await?;
+        match r.response {
+            Response::Tagged {
+                tag: t,
+                status,
+                text,
+            } if t == tag => completion(command, status, text).map(|()| None),
+            Response::Tagged { tag: t, .. } => Err(SessionError::Unexpected(format!(
+                "tagged reply for unknown tag `{t}` while waiting for {tag}"
+            ))),
+            Response::Untagged(u) => Ok(Some(u)),
+            Response::Continuation(_) => Err(SessionError::Unexpected(
+                "unexpected continuation request".into(),
+            )),
         }
     }
 }

@@ -6,8 +6,8 @@
 //! CHANGEDSINCE (Gmail offers CONDSTORE, not QRESYNC).
 
 use super::{Engine, FetchCtx, SyncError};
-use crate::imap::{Command, FetchItems, FetchSet, ModSeq, Response, UidSet, Untagged, mutf7};
-use crate::session::{Session, SessionError};
+use crate::imap::{Command, FetchItems, FetchSet, ModSeq, UidSet, Untagged, mutf7};
+use crate::session::Session;
 use crate::store::Sighting;
 
 /// Label reports handed to the store at once.
@@ -32,34 +32,16 @@ pub(super) async fn list(
         })
         .await?;
     let mut sightings = Vec::new();
-    loop {
-        let r = session.next_response().await?;
-        match r.response {
-            Response::Untagged(Untagged::Fetch(_, d)) => {
-                // `n:*` also answers with the last message below n.
-                if let (Some(uid), Some(msgid)) = (d.uid.filter(|u| u.0 > after), d.gm_msgid) {
-                    sightings.push(Sighting {
-                        uid: uid.0,
-                        msgid,
-                        labels: d.gm_labels.as_deref().map(decode_labels),
-                    });
-                }
-            }
-            Response::Tagged {
-                tag: t,
-                status,
-                text,
-            } if t == tag => {
-                crate::session::completion("UID FETCH", status, text)?;
-                break;
-            }
-            Response::Tagged { tag: t, .. } => {
-                return Err(SessionError::Unexpected(format!(
-                    "tagged reply for unknown tag `{t}`"
-                ))
-                .into());
-            }
-            _ => {}
+    while let Some(u) = session.next_answer(&tag, "UID FETCH").await? {
+        // `n:*` also answers with the last message below n.
+        if let Untagged::Fetch(_, d) = u
+            && let (Some(uid), Some(msgid)) = (d.uid.filter(|u| u.0 > after), d.gm_msgid)
+        {
+            sightings.push(Sighting {
+                uid: uid.0,
+                msgid,
+                labels: d.gm_labels.as_deref().map(decode_labels),
+            });
         }
     }
     let uids = UidSet::from_uids(sightings.iter().map(|s| s.uid));
@@ -86,33 +68,15 @@ impl Engine {
             .await?;
         let mut chunk: Vec<(u64, Vec<String>)> = Vec::new();
         let mut changed = 0;
-        loop {
-            let r = session.next_response().await?;
-            match r.response {
-                Response::Untagged(Untagged::Fetch(_, d)) => {
-                    if let (Some(msgid), Some(labels)) = (d.gm_msgid, d.gm_labels) {
-                        chunk.push((msgid, decode_labels(&labels)));
-                        if chunk.len() >= LABEL_CHUNK {
-                            let c = std::mem::take(&mut chunk);
-                            changed += self.store.apply_labels(ctx.mailbox, c).await?;
-                        }
-                    }
+        while let Some(u) = session.next_answer(&tag, "UID FETCH").await? {
+            if let Untagged::Fetch(_, d) = u
+                && let (Some(msgid), Some(labels)) = (d.gm_msgid, d.gm_labels)
+            {
+                chunk.push((msgid, decode_labels(&labels)));
+                if chunk.len() >= LABEL_CHUNK {
+                    let c = std::mem::take(&mut chunk);
+                    changed += self.store.apply_labels(ctx.mailbox, c).await?;
                 }
-                Response::Tagged {
-                    tag: t,
-                    status,
-                    text,
-                } if t == tag => {
-                    crate::session::completion("UID FETCH", status, text)?;
-                    break;
-                }
-                Response::Tagged { tag: t, .. } => {
-                    return Err(SessionError::Unexpected(format!(
-                        "tagged reply for unknown tag `{t}`"
-                    ))
-                    .into());
-                }
-                _ => {}
             }
         }
         if !chunk.is_empty() {

@@ -4,8 +4,8 @@
 //! responses through the session; never encodes a command itself.
 
 use super::{Engine, FetchCtx, SyncError};
-use crate::imap::{Command, FetchItems, FetchSet, ModSeq, Response, Uid, UidSet, Untagged};
-use crate::session::{Session, SessionError};
+use crate::imap::{Command, FetchItems, FetchSet, ModSeq, Uid, UidSet, Untagged};
+use crate::session::Session;
 
 /// Flag updates handed to the store at once during a rescan.
 const FLAG_CHUNK: usize = 2000;
@@ -31,39 +31,20 @@ pub(super) async fn scan_flags(
     let mut existing = RangeBuilder::default();
     let mut chunk: Vec<(u32, Vec<String>)> = Vec::new();
     let mut changed = 0;
-    loop {
-        let r = session.next_response().await?;
-        match r.response {
-            Response::Untagged(Untagged::Fetch(_, d)) => {
-                if let (Some(Uid(uid)), Some(flags)) = (d.uid, d.flags)
-                    && uid <= last
-                {
-                    existing.push(uid);
-                    chunk.push((uid, flags));
-                    if chunk.len() >= FLAG_CHUNK {
-                        let c = std::mem::take(&mut chunk);
-                        changed += engine
-                            .store
-                            .apply_flags(ctx.mailbox, ctx.uidvalidity, c)
-                            .await?;
-                    }
-                }
+    while let Some(u) = session.next_answer(&tag, "UID FETCH").await? {
+        if let Untagged::Fetch(_, d) = u
+            && let (Some(Uid(uid)), Some(flags)) = (d.uid, d.flags)
+            && uid <= last
+        {
+            existing.push(uid);
+            chunk.push((uid, flags));
+            if chunk.len() >= FLAG_CHUNK {
+                let c = std::mem::take(&mut chunk);
+                changed += engine
+                    .store
+                    .apply_flags(ctx.mailbox, ctx.uidvalidity, c)
+                    .await?;
             }
-            Response::Tagged {
-                tag: t,
-                status,
-                text,
-            } if t == tag => {
-                crate::session::completion("UID FETCH", status, text)?;
-                break;
-            }
-            Response::Tagged { tag: t, .. } => {
-                return Err(SessionError::Unexpected(format!(
-                    "tagged reply for unknown tag `{t}`"
-                ))
-                .into());
-            }
-            _ => {}
         }
     }
     if !chunk.is_empty() {
@@ -121,32 +102,15 @@ async fn list_uids_in(
         .await?;
     let mut ranges = RangeBuilder::default();
     let mut bytes = 0u64;
-    loop {
-        let r = session.next_response().await?;
-        match r.response {
-            Response::Untagged(Untagged::Fetch(_, d)) => {
-                if let Some(Uid(uid)) = d.uid.filter(|u| wanted(u.0)) {
-                    ranges.push(uid);
-                    bytes = bytes.saturating_add(d.rfc822_size.unwrap_or(0));
-                }
-            }
-            Response::Tagged {
-                tag: t,
-                status,
-                text,
-            } if t == tag => {
-                crate::session::completion("UID FETCH", status, text)?;
-                return Ok((ranges.finish(), bytes));
-            }
-            Response::Tagged { tag: t, .. } => {
-                return Err(SessionError::Unexpected(format!(
-                    "tagged reply for unknown tag `{t}`"
-                ))
-                .into());
-            }
-            _ => {}
+    while let Some(u) = session.next_answer(&tag, "UID FETCH").await? {
+        if let Untagged::Fetch(_, d) = u
+            && let Some(Uid(uid)) = d.uid.filter(|u| wanted(u.0))
+        {
+            ranges.push(uid);
+            bytes = bytes.saturating_add(d.rfc822_size.unwrap_or(0));
         }
     }
+    Ok((ranges.finish(), bytes))
 }
 
 /// Collects UIDs arriving mostly in order into ranges.

@@ -10,13 +10,14 @@
 mod support;
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::corpus;
 use support::courier::Courier;
 use support::cyrus::Cyrus;
 use support::dovecot::Dovecot;
 use support::mailfeed::{Account, Mode, Setup};
+use support::run::{Running, wait_for};
 use support::server::TestServer;
 
 const USER: &str = "quinn";
@@ -325,29 +326,19 @@ fn a_second_process_on_the_same_database_refuses() {
     dc.append_many(USER, "INBOX", &corpus::varied(2, 5))
         .expect("append");
     let s = setup(&dc, &["INBOX"], "after_store = \"seen\"", "");
-    let log_path = s.dir.path().join("run.log");
-    let log_file = std::fs::File::create(&log_path).expect("log file");
-    let mut run = s
-        .command(&["run"])
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .expect("spawn run");
+    let mut run = Running::spawn(&s, s.command(&["run"]));
     // Wait until `run` has stored the mail (so it holds the lock).
-    let t0 = Instant::now();
-    while !(s.db.exists()
-        && s.db()
-            .query_row(
-                "SELECT count(*) FROM actions WHERE state = 'done'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .unwrap_or(0)
-            == 2)
-    {
-        assert!(t0.elapsed() < Duration::from_secs(60), "run never acted");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for("run to act", Duration::from_secs(60), || {
+        s.db.exists()
+            && s.db()
+                .query_row(
+                    "SELECT count(*) FROM actions WHERE state = 'done'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .unwrap_or(0)
+                == 2
+    });
     let out = s.run(&["sync"]);
     let err = text(&out.stderr);
     assert!(!out.status.success());
@@ -358,10 +349,10 @@ fn a_second_process_on_the_same_database_refuses() {
     // Read-only commands still work while `run` holds the lock.
     let status = s.run(&["status"]);
     assert!(status.status.success(), "{}", text(&status.stderr));
-    let _ = run.kill();
-    let _ = run.wait();
+    let _ = run.0.kill();
+    let _ = run.0.wait();
     // The start-up log says which folders mailfeed changes, and how.
-    let log = std::fs::read_to_string(&log_path).expect("run log");
+    let log = run.log();
     assert!(
         log.contains("SELECT: marks each stored message \\Seen"),
         "{log}"

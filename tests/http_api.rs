@@ -16,6 +16,7 @@ use support::corpus;
 use support::dovecot::{Dovecot, reserve_port};
 use support::http::{Served, add_http, request};
 use support::mailfeed::{Account, Setup};
+use support::run::wait_for;
 
 const USER: &str = "alice";
 const PASS: &str = "wonderland-7";
@@ -676,15 +677,11 @@ fn event_streams_are_bounded_and_the_api_still_answers() {
     // Ordinary requests are not affected by the open streams.
     assert_eq!(served.get("/api/v1/messages?limit=1").status, 200);
     drop(streams);
-    wait_until_ok(|| open("/api/v1/status/live").1 == "HTTP/1.1 200");
-}
-
-fn wait_until_ok(mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(Instant::now() < deadline, "streams were not released");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for(
+        "the streams to be released",
+        Duration::from_secs(30),
+        || open("/api/v1/status/live").1 == "HTTP/1.1 200",
+    );
 }
 
 #[test]

@@ -11,13 +11,13 @@
 
 mod support;
 
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::corpus;
 use support::courier::{self, Courier};
 use support::cyrus::{Cyrus, cyrus_safe};
 use support::mailfeed::{Account, Mode, Setup, assert_mirror};
+use support::run::{Running, wait_for};
 use support::server::TestServer;
 
 const USER: &str = "carol";
@@ -292,42 +292,10 @@ fn scenario<S: TestServer>(srv: &S, plan: Plan<'_>) -> Setup {
     setup
 }
 
-/// A `mailfeed run` child, killed (and its log shown) if the test fails.
-struct Running(Child, std::path::PathBuf);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.1).unwrap_or_default();
-            eprintln!("--- mailfeed run log ---\n{log}");
-        }
-    }
-}
-
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let t0 = Instant::now();
-    while t0.elapsed() < limit {
-        if f() {
-            return t0.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("timed out after {limit:?} waiting for {what}");
-}
-
 /// `mailfeed run` picks up mail APPENDed while it idles within `limit`.
 fn idle_delivers<S: TestServer>(srv: &S, setup: &Setup, limit: Duration) {
-    let log = setup.dir.path().join("run.log");
-    let child = setup
-        .command(&["run"])
-        .env("RUST_LOG", "mailfeed=trace")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("spawn mailfeed run");
-    let _run = Running(child, log.clone());
+    let run = Running::start(setup, "trace");
+    let log = run.1.clone();
     let before = setup.feed_count("INBOX");
     // Wait until the watcher is in IDLE, so the APPEND is seen through it.
     wait_for("mailfeed to enter IDLE", Duration::from_secs(20), || {
@@ -744,15 +712,8 @@ fn courier_flag_change_while_idling_is_an_event_without_condstore() {
         "rescan_every = 0",
     );
     setup.sync_ok();
-    let log = setup.dir.path().join("run.log");
-    let child = setup
-        .command(&["run"])
-        .env("RUST_LOG", "mailfeed=trace")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("spawn mailfeed run");
-    let _run = Running(child, log.clone());
+    let run = Running::start(&setup, "trace");
+    let log = run.1.clone();
     wait_for("mailfeed to enter IDLE", Duration::from_secs(20), || {
         std::fs::read_to_string(&log).is_ok_and(|l| {
             l.lines().any(|line| {

@@ -22,13 +22,14 @@ mod support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use support::corpus;
 use support::dovecot::{Dovecot, Options};
 use support::mailfeed::{Account, Setup, assert_mirror};
 use support::oauth2::{CLIENT_ID, CLIENT_SECRET, OAuthServer, reused};
+use support::run::{Running, wait_for};
 
 const USER: &str = "olivia";
 const PASS: &str = "olivia-pw-5";
@@ -213,46 +214,6 @@ fn refresh_token_grant_rotates_and_stores_and_client_credentials_work() {
     assert!(!token_file.exists());
 }
 
-/// A `mailfeed run` child, killed if the test fails.
-struct Running(Child, PathBuf);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        if std::thread::panicking() || std::env::var_os("MAILFEED_TEST_SHOW_LOG").is_some() {
-            let log = std::fs::read_to_string(&self.1).unwrap_or_default();
-            eprintln!("--- mailfeed run log ---\n{log}");
-        }
-    }
-}
-
-/// Starts `mailfeed run` at trace level (the log shows each `IDLE` sent,
-/// and must still hold no token).
-fn start_run(setup: &Setup) -> Running {
-    let path = setup.dir.path().join("run.log");
-    let log = std::fs::File::create(&path).expect("log");
-    let child = setup
-        .command(&["run"])
-        .env("RUST_LOG", "mailfeed=trace")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn mailfeed run");
-    Running(child, path)
-}
-
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let t0 = Instant::now();
-    while t0.elapsed() < limit {
-        if f() {
-            return t0.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    panic!("timed out after {limit:?} waiting for {what}");
-}
-
 fn count(setup: &Setup, account: &str) -> usize {
     if !setup.db.exists() {
         return 0;
@@ -284,7 +245,7 @@ fn run_gets_a_new_token_after_expiry_mid_idle_and_the_next_message_arrives_once(
     });
     std::fs::write(&token_file, &rt).expect("rt");
     let setup = Setup::new(&[oauth_account(&dc, &cert, "work", &table)], "");
-    let run = start_run(&setup);
+    let run = Running::start(&setup, "trace");
     wait_for("initial sync", Duration::from_secs(30), || {
         count(&setup, "work") == 5
     });
@@ -390,7 +351,7 @@ fn run_renews_the_access_token_before_it_expires() {
     });
     std::fs::write(&token_file, &rt).expect("rt");
     let setup = Setup::new(&[oauth_account(&dc, &cert, "work", &table)], "");
-    let run = start_run(&setup);
+    let run = Running::start(&setup, "trace");
     wait_for("initial sync", Duration::from_secs(30), || {
         count(&setup, "work") == 5
     });
@@ -447,7 +408,7 @@ fn invalid_grant_stops_that_account_with_the_hint_while_another_keeps_syncing() 
         ],
         "",
     );
-    let run = start_run(&setup);
+    let run = Running::start(&setup, "trace");
     wait_for("the other account's sync", Duration::from_secs(30), || {
         count(&setup, "fine") == 5
     });

@@ -7,72 +7,17 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use support::corpus;
 use support::dovecot::{Dovecot, reserve_port};
 use support::http_probe::{Answer, Receiver, get};
 use support::mailfeed::{Account, Setup};
+use support::run::{Running, wait_for};
 
 const USER: &str = "olive";
 const PASS: &str = "olive-pw-31";
 const TOKEN: &str = "7f3a9c1e5b2d4f6a8c0e1b3d5f7a9c2e";
-
-/// A `mailfeed run` child, killed when the test ends; its log is printed
-/// when the test fails.
-struct Running(Child, std::path::PathBuf);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.1).unwrap_or_default();
-            eprintln!("--- mailfeed run log ---\n{log}");
-        }
-    }
-}
-
-impl Running {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.1).unwrap_or_default()
-    }
-}
-
-fn start(setup: &Setup) -> Running {
-    let path = setup.dir.path().join("run.log");
-    let log = std::fs::File::create(&path).expect("log");
-    let child = setup
-        .command(&["run"])
-        .env("RUST_LOG", "mailfeed=debug")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn mailfeed run");
-    Running(child, path)
-}
-
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let t0 = Instant::now();
-    while t0.elapsed() < limit {
-        if f() {
-            return t0.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("timed out after {limit:?} waiting for {what}");
-}
-
-/// Appends TOML to the setup's configuration.
-fn append_config(setup: &Setup, text: &str) {
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&setup.config)
-        .expect("config");
-    writeln!(f, "\n{text}").expect("write config");
-}
 
 /// The value of the sample `name{labels}` in an exposition, if present.
 fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
@@ -101,8 +46,8 @@ fn metrics_pass_promtool_and_match_the_database() {
         "max_message_size = \"2KB\"",
     );
     let (port, _lock) = reserve_port().expect("port");
-    append_config(&setup, &format!("[http]\nlisten = \"127.0.0.1:{port}\""));
-    let run = start(&setup);
+    setup.append_config(&format!("[http]\nlisten = \"127.0.0.1:{port}\""));
+    let run = Running::start(&setup, "debug");
     wait_for("readiness", Duration::from_secs(60), || ready(port));
     let (status, text) = get(port, "/metrics", None).expect("scrape");
     assert_eq!(status, 200, "{text}");
@@ -210,8 +155,7 @@ fn an_outage_flips_readiness_and_alerts_once_each_way() {
     let (port, _lock) = reserve_port().expect("port");
     let hook = Receiver::start(vec![Answer::Ok]);
     let stdin_file = setup.dir.path().join("alerts.jsonl");
-    append_config(
-        &setup,
+    setup.append_config(
         &format!(
             "[http]\nlisten = \"127.0.0.1:{port}\"\n\n[[alerts]]\nwebhook = \"http://127.0.0.1:{}/hook\"\ncommand = [\"/bin/sh\", \"-c\", \"cat >> '{}'; echo >> '{}'\"]\nafter = \"3s\"",
             hook.port,
@@ -219,7 +163,7 @@ fn an_outage_flips_readiness_and_alerts_once_each_way() {
             stdin_file.display()
         ),
     );
-    let run = start(&setup);
+    let run = Running::start(&setup, "debug");
     wait_for("readiness", Duration::from_secs(60), || ready(port));
 
     // /healthz is watched throughout, from another thread.
@@ -341,15 +285,14 @@ fn a_receiver_that_fails_in_every_way_still_gets_the_alert_once() {
     ]);
     // A port nothing listens on: every attempt is refused.
     let (closed, _lock) = reserve_port().expect("port");
-    append_config(
-        &setup,
+    setup.append_config(
         &format!(
             "[[alerts]]\nwebhook = \"http://127.0.0.1:{}/hook\"\nafter = \"1s\"\n\n[[alerts]]\nwebhook = \"http://127.0.0.1:{closed}/\"\nafter = \"1s\"",
             hook.port
         ),
     );
     dc.stop().expect("stop dovecot");
-    let run = start(&setup);
+    let run = Running::start(&setup, "debug");
     wait_for(
         "delivery through the faults",
         Duration::from_secs(90),
@@ -387,14 +330,11 @@ fn tokens_guard_the_listener() {
     let (port, _lock) = reserve_port().expect("port");
     let token_file = setup.dir.path().join("http.token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).expect("token");
-    append_config(
-        &setup,
-        &format!(
-            "[http]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = \"{}\"",
-            token_file.display()
-        ),
-    );
-    let run = start(&setup);
+    setup.append_config(&format!(
+        "[http]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = \"{}\"",
+        token_file.display()
+    ));
+    let run = Running::start(&setup, "debug");
     let good = format!("Bearer {TOKEN}");
     wait_for("the listener", Duration::from_secs(30), || {
         get(port, "/healthz", Some(&good)).is_ok_and(|(s, _)| s == 200)
@@ -446,7 +386,7 @@ fn bad_listener_settings_fail_start_up_clearly() {
     ];
     for (extra, says) in cases {
         let setup = Setup::new(&[Account::plain(&dc, USER, PASS, &["INBOX"])], "");
-        append_config(&setup, extra);
+        setup.append_config(extra);
         let out = setup.run(&["run"]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{extra}: {err}");
@@ -457,7 +397,7 @@ fn bad_listener_settings_fail_start_up_clearly() {
     let setup = Setup::new(&[Account::plain(&dc, USER, PASS, &["INBOX"])], "");
     let (port, _lock) = reserve_port().expect("port");
     let _taken = std::net::TcpListener::bind(("127.0.0.1", port)).expect("take the port");
-    append_config(&setup, &format!("[http]\nlisten = \"127.0.0.1:{port}\""));
+    setup.append_config(&format!("[http]\nlisten = \"127.0.0.1:{port}\""));
     let t0 = Instant::now();
     let out = setup
         .command(&["run"])
@@ -485,8 +425,8 @@ fn a_thousand_scrapes_at_once_are_served_and_bounded() {
         "batch_size = 20",
     );
     let (port, _lock) = reserve_port().expect("port");
-    append_config(&setup, &format!("[http]\nlisten = \"127.0.0.1:{port}\""));
-    let run = start(&setup);
+    setup.append_config(&format!("[http]\nlisten = \"127.0.0.1:{port}\""));
+    let run = Running::start(&setup, "debug");
     wait_for("the listener", Duration::from_secs(30), || {
         get(port, "/healthz", None).is_ok_and(|(s, _)| s == 200)
     });

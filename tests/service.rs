@@ -6,7 +6,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Stdio};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -14,51 +14,10 @@ use std::time::{Duration, Instant};
 use support::corpus;
 use support::dovecot::Dovecot;
 use support::mailfeed::{Account, Setup, assert_mirror};
+use support::run::{Running, SIGHUP, SIGTERM, wait_for};
 
 const USER: &str = "bob";
 const PASS: &str = "bob-pw-77";
-
-/// A `mailfeed run` child that is killed if the test fails.
-struct Running(Child, std::path::PathBuf);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        if std::thread::panicking() || std::env::var_os("MAILFEED_TEST_SHOW_LOG").is_some() {
-            let log = std::fs::read_to_string(&self.1).unwrap_or_default();
-            eprintln!("--- mailfeed run log ---\n{log}");
-        }
-    }
-}
-
-/// Starts `mailfeed run`; its log goes to `run.log` in the setup's dir and
-/// is printed if the test fails.
-fn start(setup: &Setup) -> Running {
-    let log = std::fs::File::create(setup.dir.path().join("run.log")).expect("log");
-    let child = setup
-        .command(&["run"])
-        .env("RUST_LOG", "mailfeed=debug")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn mailfeed run");
-    Running(child, setup.dir.path().join("run.log"))
-}
-
-fn signal(r: &Running, sig: i32) {
-    // SAFETY: kill(2) on our own child's pid.
-    let rc = unsafe { libc_kill(r.0.id() as i32, sig) };
-    assert_eq!(rc, 0, "kill failed");
-}
-
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
-}
-
-const SIGHUP: i32 = 1;
-const SIGTERM: i32 = 15;
 
 fn synced_once(setup: &Setup, mailbox: &str) -> bool {
     let Ok(conn) = rusqlite::Connection::open(&setup.db) else {
@@ -86,17 +45,6 @@ fn indexed(setup: &Setup, message_id: &str) -> bool {
         |r| r.get::<_, i64>(0),
     )
     .is_ok_and(|n| n == 1)
-}
-
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let t0 = Instant::now();
-    while t0.elapsed() < limit {
-        if f() {
-            return t0.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    panic!("timed out after {limit:?} waiting for {what}");
 }
 
 #[test]
@@ -132,7 +80,7 @@ fn idle_delivers_new_mail_fast() {
     raw.sort();
     let raw_median = raw[raw.len() / 2];
     let setup = Setup::new(&[Account::plain(&dc, USER, PASS, &["INBOX"])], "");
-    let _run = start(&setup);
+    let _run = Running::start(&setup, "debug");
     wait_for("initial sync", Duration::from_secs(20), || {
         setup.feed_count("INBOX") == 10
     });
@@ -194,7 +142,7 @@ fn many_folders_and_two_accounts_at_once() {
     let mut a2 = Account::plain(&dc, "carol", "carol-pw", &["INBOX"]);
     a2.name = "carol";
     let setup = Setup::new(&[a1, a2], "");
-    let _run = start(&setup);
+    let _run = Running::start(&setup, "debug");
     wait_for("initial sync", Duration::from_secs(20), || {
         ["A", "B", "C", "INBOX"]
             .iter()
@@ -217,7 +165,7 @@ fn many_folders_and_two_accounts_at_once() {
 fn reconnects_after_server_restart_without_loss() {
     let mut dc = Dovecot::start_with_users(&[(USER, PASS)]).expect("dovecot");
     let setup = Setup::new(&[Account::plain(&dc, USER, PASS, &["INBOX"])], "");
-    let _run = start(&setup);
+    let _run = Running::start(&setup, "debug");
     wait_for("initial sync", Duration::from_secs(20), || {
         synced_once(&setup, "INBOX")
     });
@@ -241,7 +189,7 @@ fn sigterm_mid_sync_exits_quickly_and_restart_completes() {
         &[Account::plain(&dc, USER, PASS, &["INBOX"])],
         "batch_size = 50",
     );
-    let mut run = start(&setup);
+    let mut run = Running::start(&setup, "debug");
     // Under way: a batch has been handed to the store. (Rows become visible
     // only at the writer's next commit, which a steady stream of mail puts
     // off for up to 64 MB, so the feed count is no sign on a loaded machine.)
@@ -249,7 +197,7 @@ fn sigterm_mid_sync_exits_quickly_and_restart_completes() {
         std::fs::read_to_string(&run.1).is_ok_and(|log| log.contains("batch stored"))
     });
     let t0 = Instant::now();
-    signal(&run, SIGTERM);
+    run.signal(SIGTERM);
     let status = loop {
         if let Some(s) = run.0.try_wait().expect("wait") {
             break s;
@@ -278,14 +226,14 @@ fn sighup_adds_and_removes_folders() {
         dc.create_folder(USER, f).expect("create");
     }
     let setup = Setup::new(&[Account::plain(&dc, USER, PASS, &["Keep", "Drop"])], "");
-    let run = start(&setup);
+    let run = Running::start(&setup, "debug");
     wait_for("initial sync", Duration::from_secs(20), || {
         synced_once(&setup, "Keep") && synced_once(&setup, "Drop")
     });
     // An invalid config is refused and the old one keeps running.
     let good = std::fs::read_to_string(&setup.config).expect("read");
     std::fs::write(&setup.config, good.replace("[store]", "[store]\nbogus = 1")).expect("write");
-    signal(&run, SIGHUP);
+    run.signal(SIGHUP);
     std::thread::sleep(Duration::from_millis(300));
     dc.append(USER, "Drop", b"Subject: still\r\n\r\nx\r\n")
         .expect("append");
@@ -298,7 +246,7 @@ fn sighup_adds_and_removes_folders() {
         good.replace("\"Keep\", \"Drop\"", "\"Keep\", \"Add\""),
     )
     .expect("write");
-    signal(&run, SIGHUP);
+    run.signal(SIGHUP);
     wait_for("the added folder", Duration::from_secs(10), || {
         synced_once(&setup, "Add")
     });
@@ -409,7 +357,7 @@ fn blackholed_idle_connection_is_detected() {
         text.replace("timeout = \"10s\"", "timeout = \"1s\""),
     )
     .expect("write");
-    let _run = start(&setup);
+    let _run = Running::start(&setup, "debug");
     wait_for("initial sync", Duration::from_secs(20), || {
         synced_once(&setup, "INBOX")
     });
@@ -474,16 +422,10 @@ fn notifies_systemd_ready_status_watchdog_and_stopping() {
     let sock = UnixDatagram::bind(&sock_path).expect("bind");
     sock.set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
-    let log = std::fs::File::create(setup.dir.path().join("run.log")).expect("log");
-    let child = setup
-        .command(&["run"])
-        .env("NOTIFY_SOCKET", &sock_path)
-        .env("WATCHDOG_USEC", "2000000")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn");
-    let run = Running(child, setup.dir.path().join("run.log"));
+    let mut cmd = setup.command(&["run"]);
+    cmd.env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "2000000");
+    let run = Running::spawn(&setup, cmd);
     let mut seen = String::new();
     let mut buf = [0u8; 4096];
     let t0 = Instant::now();
@@ -493,7 +435,7 @@ fn notifies_systemd_ready_status_watchdog_and_stopping() {
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
         seen.push('\n');
     }
-    signal(&run, SIGTERM);
+    run.signal(SIGTERM);
     loop {
         let n = sock.recv(&mut buf).expect("recv STOPPING");
         if String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1") {
@@ -534,13 +476,13 @@ fn sigterm_during_idle_on_a_dead_link_exits_within_5s() {
         extra: "",
     };
     let setup = Setup::new(&[acc], "timeout = \"30s\"");
-    let mut run = start(&setup);
+    let mut run = Running::start(&setup, "debug");
     wait_for("mailfeed to enter IDLE", Duration::from_secs(20), || {
         server.transcript().iter().any(|l| l.ends_with("IDLE"))
     });
     std::thread::sleep(Duration::from_millis(200));
     let t0 = Instant::now();
-    signal(&run, SIGTERM);
+    run.signal(SIGTERM);
     let status = loop {
         if let Some(s) = run.0.try_wait().expect("wait") {
             break s;

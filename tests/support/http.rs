@@ -2,7 +2,6 @@
 //! a `mailfeed serve` or `run` child with its listener, and a small blocking
 //! client (ureq, status codes as values, no body limit).
 
-use std::io::Write;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,11 +15,7 @@ pub fn add_http(setup: &Setup, listen: &str, token: Option<&str>) {
         std::fs::write(&path, format!("{t}\n")).expect("token file");
         text.push_str(&format!("token_file = \"{}\"\n", path.display()));
     }
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&setup.config)
-        .expect("config");
-    f.write_all(text.as_bytes()).expect("append [http]");
+    setup.append_config(&text);
 }
 
 /// A mailfeed child serving HTTP; killed on drop.

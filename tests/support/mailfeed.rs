@@ -76,6 +76,16 @@ impl<'a> Account<'a> {
 }
 
 impl Setup {
+    /// Appends TOML to the configuration file.
+    pub fn append_config(&self, text: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.config)
+            .expect("config");
+        writeln!(f, "\n{text}").expect("write config");
+    }
+
     pub fn new(accounts: &[Account<'_>], sync_extra: &str) -> Setup {
         let dir = tempfile::Builder::new()
             .prefix("mailfeed-test-")

@@ -36,5 +36,6 @@ pub mod mailfeed;
 pub mod oauth2;
 pub mod postgres;
 pub mod rng;
+pub mod run;
 pub mod server;
 pub mod webdriver;

@@ -5,15 +5,15 @@
 // paths only, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
-pub mod actions;
-pub mod alerts;
+pub(crate) mod actions;
+pub(crate) mod alerts;
 pub mod cli;
 pub mod config;
 pub mod conversation;
-pub mod export;
+pub(crate) mod export;
 pub mod fd_limit;
-pub mod health;
-pub mod http;
+pub(crate) mod health;
+pub(crate) mod http;
 pub mod imap;
 pub mod mime;
 pub mod oauth2;
@@ -22,9 +22,9 @@ pub mod service;
 pub mod session;
 pub mod store;
 pub mod sync;
-pub mod transport;
+pub(crate) mod transport;
 pub mod utc;
-pub mod window;
+pub(crate) mod window;
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -31,8 +31,6 @@ pub enum DeliverError {
     Tls(String, String),
     #[error("{0}: {1}")]
     Http(String, hyper::Error),
-    #[error("{0}: cannot build the request: {1}")]
-    Request(String, String),
     #[error("{0} answered {1}")]
     Status(String, u16),
     #[error("{0} redirected to {1}; redirects are not followed: set `webhook` to the final URL")]

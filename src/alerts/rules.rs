@@ -134,7 +134,7 @@ mod tests {
         let mut rules = Rules::new(Duration::from_secs(10));
         let t0 = SystemTime::now();
         r.failed(ErrorKind::Auth, "login failed", true);
-        r.connected();
+        r.succeeded(Duration::ZERO);
         assert!(
             rules
                 .step(&board.snapshot(), t0 + Duration::from_secs(60))

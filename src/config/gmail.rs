@@ -3,11 +3,11 @@
 
 /// Gmail refuses a 16th simultaneous IMAP connection of an account (across
 /// every client the user runs); mailfeed takes few of them by default.
-pub const GMAIL_CONNECTION_LIMIT: u32 = 15;
+pub(super) const GMAIL_CONNECTION_LIMIT: u32 = 15;
 pub(super) const GMAIL_DEFAULT_CONNECTIONS: u32 = 3;
 
 /// Google's IMAP hosts (Gmail and Workspace).
-pub fn is_gmail_host(host: &str) -> bool {
+pub(super) fn is_gmail_host(host: &str) -> bool {
     let h = host.trim_end_matches('.').to_ascii_lowercase();
     h == "imap.gmail.com" || h == "imap.googlemail.com"
 }

@@ -32,8 +32,7 @@ use serde::Deserialize;
 
 pub use account::{AccountConfig, Auth};
 pub(crate) use durations::{DurationValue, parse_duration};
-pub use gmail::{GMAIL_CONNECTION_LIMIT, is_gmail_host};
-pub use oauth2::{Grant, OAuth2Client, OAuth2Source, Provider};
+pub use oauth2::{Grant, OAuth2Client, OAuth2Source};
 pub(crate) use paths::resolve_path;
 pub use secrets::{ClientSecret, PasswordSource};
 pub use store::{PostgresStore, StoreConfig};

@@ -19,10 +19,6 @@ impl FolderReport {
         FolderReport { board, key }
     }
 
-    pub fn key(&self) -> &Key {
-        &self.key
-    }
-
     pub fn set_state(&self, state: State) {
         self.board.update(&self.key, |h| {
             h.state = state;
@@ -43,15 +39,6 @@ impl FolderReport {
     /// A connection made after an earlier one was lost or refused.
     pub fn reconnected(&self) {
         self.board.update(&self.key, |h| h.reconnects += 1);
-    }
-
-    /// A connection (or folder listing) worked: no longer failing.
-    pub fn connected(&self) {
-        self.board.update(&self.key, |h| {
-            h.consecutive_failures = 0;
-            h.failing_since = None;
-            h.last_success.get_or_insert_with(SystemTime::now);
-        });
     }
 
     /// A pass finished in `took`.

@@ -137,24 +137,14 @@ impl Link {
         self.timeout
     }
 
-    /// Reads what has arrived, waiting at most the configured timeout.
-    /// Returns 0 when the server closed the connection.
-    pub async fn read(&mut self, buf: &mut [u8]) -> Result<usize, TransportError> {
-        let t = self.timeout;
-        self.read_within(buf, t).await
-    }
-
     /// Starts compressing both directions (after the server accepted
     /// `COMPRESS DEFLATE`).
     pub fn start_deflate(&mut self) {
         self.deflate = Some(Box::new(Deflate::new()));
     }
 
-    pub fn is_compressed(&self) -> bool {
-        self.deflate.is_some()
-    }
-
-    /// Like [`Link::read`] with an explicit limit (IDLE waits longer).
+    /// Reads what has arrived, waiting at most `limit`; 0 when the server
+    /// closed the connection.
     pub async fn read_within(
         &mut self,
         buf: &mut [u8],

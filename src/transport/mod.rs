@@ -15,7 +15,7 @@ mod loopback;
 mod tls;
 pub mod trust;
 
-pub use certificate::{CertificateInfo, Fingerprint};
+pub use certificate::Fingerprint;
 pub use error::TransportError;
 pub use link::Link;
 pub use loopback::{AsyncIo, LoopbackListener};

@@ -1,7 +1,8 @@
 //! Helpers for unit tests that need a server: a loopback listener and a
 //! scripted peer speaking IMAP lines, so session and service behaviour can be
 //! checked under tokio's paused clock (loopback bytes arrive at once, so only
-//! the timers the test sets decide what happens when).
+//! the timers the test sets decide what happens when). Also test mail's
+//! base64 body lines.
 
 use std::time::Duration;
 
@@ -300,4 +301,16 @@ async fn serve(p: &mut Peer, script: &Script, log: &std::sync::Mutex<Vec<String>
             p.send(format!("{tag} OK done\r\n")).await;
         }
     }
+}
+
+/// Base64 in 76-column CRLF lines, as a mail program writes a part body.
+pub fn base64_lines(data: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(data);
+    let mut out = Vec::with_capacity(encoded.len() + encoded.len() / 38);
+    for chunk in encoded.as_bytes().chunks(76) {
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
 }

@@ -29,7 +29,7 @@ fn dovecot() -> Dovecot {
 /// A message with a hostile attachment name, an HTML body and a text body.
 fn named_attachment_message() -> Vec<u8> {
     let data: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let b64 = base64_lines(&data);
+    let b64 = String::from_utf8(corpus::base64_lines(&data)).expect("base64 is ASCII");
     format!(
         "From: Bob <bob@example.org>\r\nTo: alice@example.org\r\nSubject: quarterly figures\r\n\
          Message-ID: <figures@example.org>\r\nDate: Mon, 1 Jun 2026 10:00:00 +0000\r\n\
@@ -40,17 +40,6 @@ fn named_attachment_message() -> Vec<u8> {
          Content-Transfer-Encoding: base64\r\n\r\n{b64}--b1--\r\n"
     )
     .into_bytes()
-}
-
-fn base64_lines(data: &[u8]) -> String {
-    use base64::Engine as _;
-    let text = base64::engine::general_purpose::STANDARD.encode(data);
-    let mut out = String::with_capacity(text.len() + text.len() / 38);
-    for chunk in text.as_bytes().chunks(76) {
-        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
-        out.push_str("\r\n");
-    }
-    out
 }
 
 /// Dovecot with a varied corpus, synced; `serve` on loopback.
@@ -514,7 +503,7 @@ fn a_60_mb_attachment_streams_with_bounded_memory() {
         Content-Disposition: attachment; filename=\"big.bin\"\r\n\
         Content-Transfer-Encoding: base64\r\n\r\n"
         .to_vec();
-    msg.extend_from_slice(base64_lines(&data).as_bytes());
+    msg.extend_from_slice(&corpus::base64_lines(&data));
     msg.extend_from_slice(b"--b--\r\n");
     drop(data);
     let (_dc, setup, served, _lock) = synced_and_served(&[msg]);

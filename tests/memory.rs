@@ -4,11 +4,14 @@
 //! heap is counted by a global allocator; this file holds one test so that
 //! nothing else allocates meanwhile.
 
+mod support;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mailfeed::imap::{Uid, UidValidity};
 use mailfeed::store::{NewMessage, Reader, StoreHandle};
+use support::corpus::base64_lines;
 
 struct Counting;
 
@@ -35,32 +38,6 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOC: Counting = Counting;
 
 const MIB: usize = 1 << 20;
-
-fn base64_lines(data: &[u8]) -> Vec<u8> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::with_capacity(data.len() / 57 * 78 + 80);
-    for line in data.chunks(57) {
-        for c in line.chunks(3) {
-            let n = (u32::from(c[0]) << 16)
-                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-                | u32::from(*c.get(2).unwrap_or(&0));
-            out.push(ALPHABET[(n >> 18) as usize & 63]);
-            out.push(ALPHABET[(n >> 12) as usize & 63]);
-            out.push(if c.len() > 1 {
-                ALPHABET[(n >> 6) as usize & 63]
-            } else {
-                b'='
-            });
-            out.push(if c.len() > 2 {
-                ALPHABET[n as usize & 63]
-            } else {
-                b'='
-            });
-        }
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
 
 #[test]
 fn a_fifty_megabyte_message_is_not_held_raw_and_decoded_at_once() {

@@ -229,6 +229,7 @@ impl Group {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::base64_lines;
 
     fn decoded(encoded: &[u8]) -> Option<Vec<u8>> {
         let mut all = Vec::new();
@@ -381,32 +382,5 @@ mod tests {
         assert_eq!(decoded(&raw[e.range.clone()]).expect("clean"), payload);
         // Smaller messages are parsed whole.
         assert!(plan(&raw[..MIN_MESSAGE - 1]).is_none());
-    }
-
-    pub(crate) fn base64_lines(data: &[u8]) -> Vec<u8> {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = Vec::with_capacity(data.len() / 57 * 78 + 80);
-        for line in data.chunks(57) {
-            for c in line.chunks(3) {
-                let n = (u32::from(c[0]) << 16)
-                    | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-                    | u32::from(*c.get(2).unwrap_or(&0));
-                out.push(ALPHABET[(n >> 18) as usize & 63]);
-                out.push(ALPHABET[(n >> 12) as usize & 63]);
-                out.push(if c.len() > 1 {
-                    ALPHABET[(n >> 6) as usize & 63]
-                } else {
-                    b'='
-                });
-                out.push(if c.len() > 2 {
-                    ALPHABET[n as usize & 63]
-                } else {
-                    b'='
-                });
-            }
-            out.extend_from_slice(b"\r\n");
-        }
-        out
     }
 }

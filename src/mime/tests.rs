@@ -4,6 +4,7 @@ use sha2::{Digest, Sha256};
 
 use super::attachments::hex;
 use super::*;
+use crate::testing::base64_lines;
 
 fn crlf(s: &str) -> Vec<u8> {
     s.replace('\n', "\r\n").into_bytes()
@@ -469,31 +470,4 @@ fn sixty_megabyte_attachment() {
         (w.subject, w.text_body, w.attachments[0].filename.clone()),
         (p.subject, p.text_body, a.filename.clone())
     );
-}
-
-/// Base64 in 76-column CRLF lines, written here so the test needs no extra dependency.
-fn base64_lines(data: &[u8]) -> Vec<u8> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::with_capacity(data.len() / 57 * 78 + 80);
-    for line in data.chunks(57) {
-        for c in line.chunks(3) {
-            let n = (u32::from(c[0]) << 16)
-                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-                | u32::from(*c.get(2).unwrap_or(&0));
-            out.push(ALPHABET[(n >> 18) as usize & 63]);
-            out.push(ALPHABET[(n >> 12) as usize & 63]);
-            out.push(if c.len() > 1 {
-                ALPHABET[(n >> 6) as usize & 63]
-            } else {
-                b'='
-            });
-            out.push(if c.len() > 2 {
-                ALPHABET[n as usize & 63]
-            } else {
-                b'='
-            });
-        }
-        out.extend_from_slice(b"\r\n");
-    }
-    out
 }

@@ -451,7 +451,8 @@ fn filler(rng: &mut Rng, n: usize) -> Vec<u8> {
     out
 }
 
-fn base64_lines(data: &[u8]) -> Vec<u8> {
+/// Base64 in 76-column CRLF lines, as a mail program writes a part body.
+pub fn base64_lines(data: &[u8]) -> Vec<u8> {
     let encoded = base64::engine::general_purpose::STANDARD.encode(data);
     let mut out = Vec::with_capacity(encoded.len() + encoded.len() / 38);
     for chunk in encoded.as_bytes().chunks(76) {

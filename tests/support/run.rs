@@ -65,15 +65,16 @@ impl Drop for Running {
 }
 
 /// Polls `f` until it holds; returns how long that took, or panics naming
-/// `what` after `limit`. Polls often (every 2 ms) so that the time returned
-/// can be reported as a latency.
+/// `what` after `limit`. Polls every 5 ms: often enough that the time
+/// returned can be reported as a latency, seldom enough not to crowd the
+/// process under test on a loaded machine.
 pub fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
     let t0 = Instant::now();
     while t0.elapsed() < limit {
         if f() {
             return t0.elapsed();
         }
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(5));
     }
     panic!("timed out after {limit:?} waiting for {what}");
 }

@@ -118,7 +118,13 @@ pub struct PostgresStore {
     pub url: crate::secret::Secret,
     /// A file holding the password, when the URL has none.
     pub password_file: Option<PathBuf>,
+    /// How long an instance's claim on an account lasts unrenewed
+    /// (`lease_period`): a dead instance's accounts move within it.
+    pub lease_period: Duration,
 }
+
+/// `[store] lease_period` when not set.
+pub const DEFAULT_LEASE_PERIOD: Duration = Duration::from_secs(30);
 
 /// `[sync]`: settings shared by every account.
 #[derive(Debug, Clone, PartialEq)]
@@ -215,6 +221,7 @@ struct RawStore {
     url: Option<String>,
     password_file: Option<String>,
     synchronous: Option<Synchronous>,
+    lease_period: Option<DurationValue>,
 }
 
 #[derive(Deserialize, Default)]
@@ -284,6 +291,23 @@ pub(crate) enum DurationValue {
 enum SizeValue {
     Bytes(u64),
     Text(String),
+}
+
+/// `store.lease_period`: long enough that renewing it (every third of it)
+/// survives a slow database, short enough that a dead instance's accounts
+/// move soon.
+fn lease_period(v: Option<&DurationValue>) -> Result<Duration, String> {
+    let Some(v) = v else {
+        return Ok(DEFAULT_LEASE_PERIOD);
+    };
+    let d = parse_duration("store.lease_period", v)?;
+    if d < Duration::from_secs(3) || d > Duration::from_secs(3600) {
+        return Err(format!(
+            "`store.lease_period` = {:?} is out of range; use 3s to 1h (default \"30s\")",
+            d
+        ));
+    }
+    Ok(d)
 }
 
 pub(crate) fn parse_duration(key: &str, v: &DurationValue) -> Result<Duration, String> {
@@ -506,6 +530,12 @@ impl Config {
                             .into(),
                     );
                 }
+                if rs.lease_period.is_some() {
+                    return Err(
+                        "`store.lease_period` is for PostgreSQL (instances sharing accounts); it needs `store.url`, not `store.path` (one process works a SQLite file)"
+                            .into(),
+                    );
+                }
                 StoreConfig {
                     path: resolve_path(base, path),
                     synchronous: rs.synchronous.unwrap_or_default(),
@@ -530,6 +560,7 @@ impl Config {
                     postgres: Some(PostgresStore {
                         url,
                         password_file: rs.password_file.map(|p| resolve_path(base, &p)),
+                        lease_period: lease_period(rs.lease_period.as_ref())?,
                     }),
                 }
             }
@@ -1217,6 +1248,43 @@ mod tests {
         assert!(
             !crate::secret::scrub("x postgresql://feed:pg-secret-93@db.example/mail")
                 .contains("pg-secret-93")
+        );
+    }
+
+    #[test]
+    fn lease_period_defaults_validates_and_is_postgresql_only() {
+        let pg = |extra: &str| {
+            parse(&MINIMAL.replace(
+                "path = \"mail.db\"",
+                &format!("url = \"postgresql://feed@db.example/mail\"\n{extra}"),
+            ))
+        };
+        let c = pg("").expect("default");
+        assert_eq!(
+            c.store.postgres.expect("pg").lease_period,
+            Duration::from_secs(30)
+        );
+        let c = pg("lease_period = \"1m\"").expect("1m");
+        assert_eq!(
+            c.store.postgres.expect("pg").lease_period,
+            Duration::from_secs(60)
+        );
+        for bad in [
+            "lease_period = \"1s\"",
+            "lease_period = \"2h\"",
+            "lease_period = \"soon\"",
+        ] {
+            let e = pg(bad).expect_err(bad);
+            assert!(e.contains("store.lease_period"), "{e}");
+        }
+        let e = parse(&MINIMAL.replace(
+            "path = \"mail.db\"",
+            "path = \"mail.db\"\nlease_period = \"30s\"",
+        ))
+        .expect_err("sqlite");
+        assert!(
+            e.contains("store.lease_period") && e.contains("store.url"),
+            "{e}"
         );
     }
 

@@ -74,7 +74,24 @@ impl StoreHandle {
             None => Self::start(&store.path, store.synchronous, max_buffered_bytes),
             Some(pg) => {
                 let target = PgTarget::parse(&pg.url, pg.password_file.as_deref())?;
-                Self::start_postgres(&target, max_buffered_bytes)
+                Self::start_postgres(&target, max_buffered_bytes, None)
+            }
+        }
+    }
+
+    /// [`StoreHandle::open`] for an instance sharing a PostgreSQL store
+    /// with others: each commit checks `leases`' fences for the accounts
+    /// it wrote and fails, keeping nothing, when one was taken.
+    pub fn open_leased(
+        store: &StoreConfig,
+        max_buffered_bytes: u64,
+        leases: Arc<super::LeaseBook>,
+    ) -> Result<(StoreHandle, WriterThread), StoreError> {
+        match &store.postgres {
+            None => Self::open(store, max_buffered_bytes),
+            Some(pg) => {
+                let target = PgTarget::parse(&pg.url, pg.password_file.as_deref())?;
+                Self::start_postgres(&target, max_buffered_bytes, Some(leases))
             }
         }
     }
@@ -84,8 +101,10 @@ impl StoreHandle {
     pub(crate) fn start_postgres(
         target: &PgTarget,
         max_buffered_bytes: u64,
+        leases: Option<Arc<super::LeaseBook>>,
     ) -> Result<(StoreHandle, WriterThread), StoreError> {
-        let pg = open_postgres(target)?;
+        let mut pg = open_postgres(target)?;
+        pg.leases = leases;
         Ok(Self::spawn(
             Db::Postgres(Box::new(pg)),
             max_buffered_bytes,

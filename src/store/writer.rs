@@ -144,10 +144,12 @@ impl Writer<'_> {
                 Db::Sqlite(c) => c
                     .execute_batch("BEGIN IMMEDIATE")
                     .doing("starting a transaction")?,
-                Db::Postgres(pg) => pg
-                    .client
-                    .batch_execute("BEGIN")
-                    .pg("starting a transaction")?,
+                Db::Postgres(pg) => {
+                    pg.touched.clear();
+                    pg.client
+                        .batch_execute("BEGIN")
+                        .pg("starting a transaction")?
+                }
             }
             self.in_tx = true;
             self.generations = Generations::default();
@@ -164,6 +166,7 @@ impl Writer<'_> {
             match &mut self.conn {
                 Db::Sqlite(c) => c.execute_batch("COMMIT").doing("committing")?,
                 Db::Postgres(pg) => {
+                    super::postgres::lease::check(pg)?;
                     super::postgres::publish::publish(pg)?;
                     pg.client.batch_execute("COMMIT").pg("committing")?;
                 }

@@ -315,6 +315,17 @@ impl LeaseKeeper {
     }
 }
 
+impl Drop for LeaseKeeper {
+    /// The synchronous client closes by running its own small runtime,
+    /// which must not happen on a thread driving async tasks (the keeper
+    /// may be dropped by one): it closes on a thread of its own.
+    fn drop(&mut self) {
+        if let Some(pg) = self.pg.take() {
+            let _ = std::thread::spawn(move || drop(pg)).join();
+        }
+    }
+}
+
 /// Each live instance's share of `accounts`, rounded up so the shares
 /// cover every account.
 fn share(accounts: i64, live: i64) -> i64 {

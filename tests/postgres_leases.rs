@@ -230,17 +230,45 @@ fn three_instances_share_thirty_accounts_and_take_over_from_a_killed_one() {
     let mut instances: Vec<Instance> = (0..3).map(|n| Instance::spawn(&s, n)).collect();
     let r = Reader::open_store(&store(&url)).expect("reader");
     let pids: BTreeSet<String> = instances.iter().map(Instance::pid).collect();
-    let (_, balanced) = wait_for(
-        "three instances holding 10 accounts each",
-        Duration::from_secs(120),
-        || {
-            let h = holders(&r.leases().expect("leases"));
-            (h.keys().cloned().collect::<BTreeSet<_>>() == pids
-                && h.values().all(|a| a.len() == 10))
+    let balance = || {
+        let h = holders(&r.leases().expect("leases"));
+        (h.keys().cloned().collect::<BTreeSet<_>>() == pids && h.values().all(|a| a.len() == 10))
             .then_some(())
-        },
-    );
+    };
+    let t0 = Instant::now();
+    while balance().is_none() {
+        if t0.elapsed() > Duration::from_secs(120) {
+            for i in &instances {
+                let log = i.log();
+                let lines: Vec<&str> = log
+                    .lines()
+                    .filter(|l| {
+                        l.contains("lease") || l.contains("writer") || l.contains("handing")
+                    })
+                    .collect();
+                let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+                eprintln!("--- instance {} ---\n{tail}", i.pid());
+            }
+            panic!(
+                "not balanced after 120 s: {:?}",
+                r.leases().expect("leases")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let balanced = t0.elapsed();
     eprintln!("balanced 10/10/10 after {balanced:?}");
+    // `status` names the instance holding each account.
+    let out = s.run(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for pid in &pids {
+        let rows = text
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1).map(pid_of) == Some(pid.as_str()))
+            .count();
+        assert_eq!(rows, 10, "status rows held by {pid}:\n{text}");
+    }
     wait_for(
         "the first sync of every account",
         Duration::from_secs(240),

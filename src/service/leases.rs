@@ -1,12 +1,15 @@
 //! `run` beside other instances on one PostgreSQL store: drives the
-//! store's [`LeaseKeeper`] every third of the lease period on a blocking
-//! thread (its client is synchronous) and hands back surplus accounts only
+//! store's [`LeaseKeeper`] every third of the lease period on a thread of
+//! its own (its client is synchronous, and no busy task may delay a
+//! renewal), sends each tick's result to the service's loop, and hands
+//! back surplus accounts only
 //! after their tasks ended and the writer committed, so a hand-over never
 //! cuts a batch. Which accounts to start or stop is the caller's; this
 //! file speaks neither IMAP nor SQL.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::PostgresStore;
 use crate::store::{LeaseBook, LeaseKeeper, LeaseTick, StoreError, StoreHandle};
@@ -74,17 +77,45 @@ impl Shares {
         .map_err(|e| StoreError::Stopped(format!("lease task: {e}")))?
     }
 
-    /// One renewal and claim; `None` (logged) when the database did not
-    /// answer: the leases held stay worked until a later tick says
-    /// otherwise, and the writer's fence check guards every commit.
-    pub(crate) async fn tick(&self) -> Option<LeaseTick> {
-        match self.blocking(|k| k.tick()).await {
-            Ok(t) => Some(t),
-            Err(e) => {
-                tracing::warn!("renewing leases failed (retrying next tick): {e}");
-                None
-            }
+    /// Starts the ticks: one now, then one every interval, each result
+    /// sent to the receiver. A tick the database did not answer is logged
+    /// and skipped: the leases held stay worked until a later tick says
+    /// otherwise, and the writer's fence check guards every commit. The
+    /// thread ends when the receiver is dropped or `stop` is set.
+    pub(crate) fn ticks(
+        &self,
+    ) -> (
+        tokio::sync::mpsc::UnboundedReceiver<LeaseTick>,
+        Arc<AtomicBool>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (keeper, interval, stop2) = (self.keeper.clone(), self.interval, stop.clone());
+        let spawned = std::thread::Builder::new()
+            .name("mailfeed-leases".into())
+            .spawn(move || {
+                while !stop2.load(Ordering::SeqCst) {
+                    let t0 = Instant::now();
+                    let r = keeper.lock().unwrap_or_else(|p| p.into_inner()).tick();
+                    match r {
+                        Ok(t) => {
+                            if tx.send(t).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!("renewing leases failed (retrying next tick): {e}")
+                        }
+                    }
+                    while t0.elapsed() < interval && !stop2.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the lease thread: {e}");
         }
+        (rx, stop)
     }
 
     /// After a reload: the accounts this instance may claim.

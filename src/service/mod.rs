@@ -125,10 +125,23 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<Outcome> {
     let mut current = config.clone();
     // With leases, an account starts once this instance holds its lease.
     let mut held: Option<HashSet<String>> = None;
-    if let Some(s) = &shares {
-        let tick = s.tick().await.unwrap_or_default();
-        held = Some(tick.held.iter().cloned().collect());
-    }
+    let (mut ticks, ticker) = match &shares {
+        Some(s) => {
+            let (mut rx, stop) = s.ticks();
+            let first = tokio::time::timeout(s.interval * 3, rx.recv()).await;
+            held = Some(
+                first
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
+                    .held
+                    .into_iter()
+                    .collect(),
+            );
+            (Some(rx), Some(stop))
+        }
+        None => (None, None),
+    };
     for acc in &current.accounts {
         if held.as_ref().is_some_and(|h| !h.contains(&acc.name)) {
             continue;
@@ -143,13 +156,6 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<Outcome> {
     let watchdog = sd_notify::watchdog_enabled();
     let mut dog_tick =
         tokio::time::interval(watchdog.map(|d| d / 2).unwrap_or(Duration::from_secs(30)));
-    let mut lease_tick = tokio::time::interval(
-        shares
-            .as_ref()
-            .map(|s| s.interval)
-            .unwrap_or(Duration::from_secs(3600)),
-    );
-    lease_tick.tick().await;
     let mut outcome = Outcome::Stopped;
     loop {
         tokio::select! {
@@ -173,14 +179,20 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<Outcome> {
                     notify(&[sd_notify::NotifyState::Ready]);
                 }
             }
-            _ = lease_tick.tick(), if shares.is_some() => {
+            tick = async { ticks.as_mut()?.recv().await }, if ticks.is_some() => {
+                let Some(tick) = tick else {
+                    // The lease thread ended: without renewals the leases
+                    // run out and the others take the accounts over.
+                    tracing::error!("the lease thread stopped; stopping so the service manager can restart mailfeed");
+                    outcome = Outcome::WriterFailed;
+                    break;
+                };
                 if store.has_failed() {
                     tracing::error!("the database writer failed; stopping so the service manager can restart mailfeed");
                     outcome = Outcome::WriterFailed;
                     break;
                 }
                 let Some(s) = &shares else { continue };
-                let Some(tick) = s.tick().await else { continue };
                 for name in &tick.lost {
                     if let Some(r) = running.remove(name) {
                         tracing::warn!(account = %name, "lease lost to another instance; stopping the account");
@@ -231,6 +243,10 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<Outcome> {
     edges.cancel();
     tracker.close();
     let failed = store.has_failed();
+    if let Some(t) = &ticker {
+        t.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    drop(ticks);
     stop(&tracker, &store, writer).await;
     // After a failed writer the leases run out instead: what it had not
     // committed is gone, and the next holder starts from the cursors.

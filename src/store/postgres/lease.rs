@@ -5,7 +5,7 @@
 //! (`ceil(accounts / live instances)`) with `FOR UPDATE SKIP LOCKED`, and
 //! names the surplus to hand back. A claim adds one to the row's fence;
 //! [`check`], run by the writer right before each commit, re-reads the
-//! lease rows of the accounts the transaction wrote (`FOR SHARE`, so no
+//! lease rows of the accounts the transaction wrote (`FOR KEY SHARE`, so no
 //! claim can slip in before the commit) and fails unless this instance's
 //! fence is still on each. Time is the database's `now()` alone: no two
 //! clocks are compared. Knows no IMAP and no tasks.
@@ -23,15 +23,22 @@ use crate::store::StoreError;
 #[derive(Debug)]
 pub struct LeaseBook {
     owner: String,
+    period: Duration,
     fences: Mutex<HashMap<String, i64>>,
 }
 
 impl LeaseBook {
-    fn new(owner: String) -> LeaseBook {
+    fn new(owner: String, period: Duration) -> LeaseBook {
         LeaseBook {
             owner,
+            period,
             fences: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The lease period (`[store] lease_period`).
+    pub fn period(&self) -> Duration {
+        self.period
     }
 
     /// This instance's id as the `leases` and `instances` rows name it.
@@ -79,6 +86,8 @@ pub struct LeaseKeeper {
     period: Duration,
     accounts: Vec<String>,
     releasing: HashSet<String>,
+    /// Set by [`LeaseKeeper::leave`]: no tick claims anything after it.
+    left: bool,
 }
 
 impl LeaseKeeper {
@@ -93,12 +102,14 @@ impl LeaseKeeper {
         let mut keeper = LeaseKeeper {
             target,
             pg: None,
-            book: Arc::new(LeaseBook::new(instance)),
+            book: Arc::new(LeaseBook::new(instance, store.lease_period)),
             period: store.lease_period,
             accounts,
             releasing: HashSet::new(),
+            left: false,
         };
-        keeper.connection()?;
+        let pg = keeper.target.open()?;
+        keeper.pg = Some(keeper.with_timeout(pg)?);
         Ok(keeper)
     }
 
@@ -121,23 +132,31 @@ impl LeaseKeeper {
 
     fn connection(&mut self) -> Result<&mut Pg, StoreError> {
         if self.pg.is_none() {
-            let mut pg = self.target.open()?;
-            // A statement that hangs must not outlast the lease it renews.
-            let ms = (self.period.as_millis() / 3).max(1000);
-            pg.client
-                .batch_execute(&format!("SET statement_timeout = {ms}"))
-                .pg("setting the lease statement timeout")?;
-            self.pg = Some(pg);
+            // The schema is there since the first connection (`open`).
+            let pg = self.target.connect()?;
+            self.pg = Some(self.with_timeout(pg)?);
         }
         self.pg
             .as_mut()
             .ok_or_else(|| StoreError::Stopped("no lease connection".into()))
     }
 
+    /// A statement that hangs must not outlast the lease it renews.
+    fn with_timeout(&self, mut pg: Pg) -> Result<Pg, StoreError> {
+        let ms = (self.period.as_millis() / 2).max(1000);
+        pg.client
+            .batch_execute(&format!("SET statement_timeout = {ms}"))
+            .pg("setting the lease statement timeout")?;
+        Ok(pg)
+    }
+
     /// Renews, claims up to this instance's share and names the surplus.
     /// A failed tick drops the connection (the next one reconnects); the
     /// leases then run out unless a later tick renews them in time.
     pub fn tick(&mut self) -> Result<LeaseTick, StoreError> {
+        if self.left {
+            return Ok(LeaseTick::default());
+        }
         let r = self.tick_on_connection();
         if r.is_err() {
             self.pg = None;
@@ -304,6 +323,7 @@ impl LeaseKeeper {
     /// this instance's row gone, so the others take over at their next
     /// tick instead of after a period.
     pub fn leave(&mut self) -> Result<(), StoreError> {
+        self.left = true;
         let held = self.book.held();
         self.release(&held)?;
         let me = self.book.owner.clone();
@@ -334,9 +354,10 @@ fn share(accounts: i64, live: i64) -> i64 {
 }
 
 /// The writer's check, right before COMMIT: every account the transaction
-/// wrote must still carry this instance's fence. The rows stay share-locked
-/// until the commit, so a claim waits for it (and a claim made before
-/// fails the check).
+/// wrote must still carry this instance's fence. The rows stay locked
+/// `FOR KEY SHARE` until the commit: a claim (`FOR UPDATE`) skips or waits
+/// for them, and a claim made before fails the check; a renewal (an UPDATE
+/// of the expiry alone) does not wait for a commit in progress.
 pub(crate) fn check(pg: &mut Pg) -> Result<(), StoreError> {
     let Some(book) = pg.leases.clone() else {
         return Ok(());
@@ -358,7 +379,7 @@ pub(crate) fn check(pg: &mut Pg) -> Result<(), StoreError> {
         .collect();
     let st = pg.st(
         "SELECT account, owner, fence FROM leases WHERE account = ANY($1)
-         ORDER BY account FOR SHARE",
+         ORDER BY account FOR KEY SHARE",
     )?;
     let rows: HashMap<String, (Option<String>, i64)> = pg
         .client

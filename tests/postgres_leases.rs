@@ -451,8 +451,10 @@ fn a_paused_instance_cannot_commit_for_accounts_taken_from_it() {
         Duration::from_secs(60),
         || {
             let log = a.log();
-            (log.contains("lease lost to another instance") || log.contains("lease of account"))
-                .then_some(())
+            (log.contains("lease lost to another instance")
+                || log.contains("lease of account")
+                || log.contains("database writer stopped"))
+            .then_some(())
         },
     );
     eprintln!("A noticed {noticed:?} after SIGCONT");
@@ -460,10 +462,17 @@ fn a_paused_instance_cannot_commit_for_accounts_taken_from_it() {
     std::thread::sleep(PERIOD);
     let log = a.log();
     let fenced = log.contains("lease of account f");
+    let ended = log.contains("idle-in-transaction");
     eprintln!(
-        "A's own commit was refused by the fence check: {fenced}; A exited: {:?}",
+        "A's own commit refused by the fence check: {fenced}; its stalled transaction ended by the server: {ended}; A exited: {:?}",
         a.child.try_wait().expect("wait")
     );
+    for l in log
+        .lines()
+        .filter(|l| l.contains("lease") || l.contains("writer"))
+    {
+        eprintln!("  A: {}", &l[..l.len().min(240)]);
+    }
     assert!(
         mirrors(&r, &dc, &shared),
         "the shared accounts still equal the server"
@@ -481,13 +490,9 @@ fn a_paused_instance_cannot_commit_for_accounts_taken_from_it() {
     );
     for l in r.leases().expect("leases") {
         if names.contains(&l.account) {
-            assert_eq!(
-                l.owner.as_deref().map(pid_of),
-                Some(b_pid.as_str()),
-                "{} stays with B",
-                l.account
-            );
-            assert_eq!(Some(&l.fence), fences.get(&l.account), "no claim since");
+            // Balancing may give A one back once it runs again, always
+            // through a new claim: fences only rise.
+            assert!(l.fence >= fences[&l.account], "{l:?} after {fences:?}");
         } else {
             // Only A's configuration lists it: B never claims it.
             assert_ne!(l.owner.as_deref().map(pid_of), Some(b_pid.as_str()));

@@ -187,18 +187,18 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<Outcome> {
                     outcome = Outcome::WriterFailed;
                     break;
                 };
-                if store.has_failed() {
-                    tracing::error!("the database writer failed; stopping so the service manager can restart mailfeed");
-                    outcome = Outcome::WriterFailed;
-                    break;
-                }
-                let Some(s) = &shares else { continue };
                 for name in &tick.lost {
                     if let Some(r) = running.remove(name) {
                         tracing::warn!(account = %name, "lease lost to another instance; stopping the account");
                         r.token.cancel();
                     }
                 }
+                if store.has_failed() {
+                    tracing::error!("the database writer failed; stopping so the service manager can restart mailfeed");
+                    outcome = Outcome::WriterFailed;
+                    break;
+                }
+                let Some(s) = &shares else { continue };
                 if !tick.surplus.is_empty() {
                     let mut finished = Vec::new();
                     for name in &tick.surplus {

@@ -8,7 +8,7 @@
 //! a secret.
 //!
 //! Files: `settings.rs` (`[http]`), `listener.rs` (bind, bounded accept,
-//! idle timeout), `auth.rs` (bearer token or the page's cookie; the
+//! idle and request-head timeouts), `auth.rs` (bearer token or the page's cookie; the
 //! DNS-rebinding guard), `routes.rs` (the table of routes), `headers.rs`,
 //! `state.rs` (what the operators' routes read), `metrics.rs`, `health.rs`,
 //! `archive.rs`, `api/`, `web/`.

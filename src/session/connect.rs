@@ -105,6 +105,7 @@ impl Session {
             unasked: Unasked::default(),
             read_write: false,
             idle: None,
+            watching: None,
         };
         let preauth = s.greeting().await?;
         if account.security == Security::Starttls {

@@ -213,6 +213,64 @@ fn many_folders_and_two_accounts_at_once() {
     });
 }
 
+/// Dovecot offers NOTIFY: five folders are watched over ONE connection
+/// (counted by Dovecot itself, not by mailfeed), and new mail in a folder
+/// that is not selected, in the one that is, and a flag change all arrive
+/// within a bounded wait.
+#[test]
+fn notify_watches_all_folders_on_one_connection() {
+    let dc = Dovecot::start_with_users(&[(USER, PASS)]).expect("dovecot");
+    let folders = ["INBOX", "A", "B", "C", "D"];
+    for f in &folders[1..] {
+        dc.create_folder(USER, f).expect("create");
+    }
+    let mut account = Account::plain(&dc, USER, PASS, &folders);
+    // Room for a connection per folder: only NOTIFY keeps it to one.
+    account.extra = "max_connections = 10";
+    let setup = Setup::new(&[account], "");
+    let run = start(&setup);
+    wait_for("initial sync", Duration::from_secs(30), || {
+        folders.iter().all(|m| synced_once(&setup, m))
+    });
+    // Sampled over a second: a watcher per folder would show five.
+    for _ in 0..5 {
+        assert_eq!(dc.connections(USER).expect("doveadm who"), 1);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut client = dc.login(USER).expect("login");
+    // Every folder in turn: four are not selected on mailfeed's connection
+    // (announced by STATUS), one is (announced by EXISTS).
+    for (i, f) in ["C", "INBOX", "D", "A", "B"].iter().enumerate() {
+        let msg = format!("From: a@b\r\nSubject: n{i}\r\nMessage-ID: <n{i}@t>\r\n\r\nhi\r\n");
+        client.append(f, &[], msg.as_bytes()).expect("append");
+        wait_for(
+            &format!("the message in {f}"),
+            Duration::from_secs(10),
+            || setup.feed_count(f) == 1,
+        );
+    }
+    client.select("C").expect("select");
+    client.add_flags(&[1], &["\\Flagged"]).expect("flag");
+    wait_for("the flag change in C", Duration::from_secs(10), || {
+        let Ok(conn) = rusqlite::Connection::open(&setup.db) else {
+            return false;
+        };
+        conn.query_row(
+            "SELECT flags FROM message_feed WHERE mailbox = 'C'",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .is_ok_and(|f| f.contains("\\Flagged"))
+    });
+    client.logout().expect("logout");
+    assert_eq!(dc.connections(USER).expect("doveadm who"), 1);
+    let log = std::fs::read_to_string(&run.1).expect("log");
+    assert!(log.contains("over one connection (NOTIFY)"), "{log}");
+    for f in folders {
+        assert_mirror(&setup, &dc, USER, "test", f);
+    }
+}
+
 #[test]
 fn reconnects_after_server_restart_without_loss() {
     let mut dc = Dovecot::start_with_users(&[(USER, PASS)]).expect("dovecot");

@@ -31,7 +31,7 @@ pub use crate::imap::{MAX_REPORTED_CHANGES, MailboxState, Reported};
 pub use connect::{ConnectOptions, connect_options, connect_options_observed};
 pub use error::SessionError;
 pub use idle::IdleBegun;
-pub use notify::{NotifyBegun, Notified};
+pub use notify::{Notified, NotifyBegun};
 
 /// One line of the conversation, for whoever watches it.
 pub enum TapLine<'a> {

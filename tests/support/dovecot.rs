@@ -240,6 +240,26 @@ impl Dovecot {
         c.logout()
     }
 
+    /// How many IMAP connections `user` has open now, as Dovecot counts
+    /// them (`doveadm who`).
+    pub fn connections(&self, user: &str) -> io::Result<usize> {
+        let out = Command::new("doveadm")
+            .arg("-c")
+            .arg(self.config_path())
+            .args(["who", "-1"])
+            .output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "doveadm who: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.split_whitespace().next() == Some(user))
+            .count())
+    }
+
     /// Appends one message; returns its UID.
     pub fn append(&self, user: &str, folder: &str, message: &[u8]) -> io::Result<u32> {
         let mut c = self.login(user)?;

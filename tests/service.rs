@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use support::corpus;
-use support::dovecot::Dovecot;
+use support::dovecot::{Dovecot, Options, capabilities_without};
 use support::mailfeed::{Account, Setup, assert_mirror};
 
 const USER: &str = "bob";
@@ -182,7 +182,12 @@ fn idle_delivers_new_mail_fast() {
 
 #[test]
 fn many_folders_and_two_accounts_at_once() {
-    let mut dc = Dovecot::start_with_users(&[(USER, PASS)]).expect("dovecot");
+    // Without NOTIFY, so each folder needs a connection of its own.
+    let mut dc = Dovecot::start_with(Options {
+        users: vec![(USER.into(), PASS.into())],
+        extra_config: capabilities_without(&["NOTIFY"]),
+    })
+    .expect("dovecot");
     dc.add_user("carol", "carol-pw").expect("user");
     for f in ["A", "B", "C"] {
         dc.create_folder(USER, f).expect("create");
@@ -211,6 +216,8 @@ fn many_folders_and_two_accounts_at_once() {
             .iter()
             .all(|m| setup.feed_count(m) == 1)
     });
+    // `max_connections` holds: one IDLE watcher and the poller.
+    assert_eq!(dc.connections(USER).expect("doveadm who"), 2);
 }
 
 /// Dovecot offers NOTIFY: five folders are watched over ONE connection

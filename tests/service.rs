@@ -256,6 +256,17 @@ fn notify_watches_all_folders_on_one_connection() {
             || setup.feed_count(f) == 1,
         );
     }
+    // A burst across folders: mailfeed moves from folder to folder while
+    // the server still has changes to announce for the one it leaves.
+    for round in 0..3 {
+        for f in &folders {
+            let msg = format!("Subject: burst {round} {f}\r\n\r\nx\r\n");
+            client.append(f, &[], msg.as_bytes()).expect("append");
+        }
+        wait_for("the burst", Duration::from_secs(10), || {
+            folders.iter().all(|f| setup.feed_count(f) == round + 2)
+        });
+    }
     client.select("C").expect("select");
     client.add_flags(&[1], &["\\Flagged"]).expect("flag");
     wait_for("the flag change in C", Duration::from_secs(10), || {

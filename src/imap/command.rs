@@ -68,6 +68,8 @@ pub enum Command {
         items: FetchItems,
     },
     Idle,
+    /// RFC 3691: closes the selected mailbox without expunging anything.
+    Unselect,
     /// `NOTIFY SET` (RFC 5465): the selected mailbox reports as usual, and
     /// new, expunged and changed messages in `mailboxes` (wire names) are
     /// announced by `STATUS` while they are not selected.
@@ -286,6 +288,7 @@ impl Command {
             Command::UidSearch { .. } => "UID SEARCH",
             Command::Fetch { .. } => "FETCH",
             Command::Idle => "IDLE",
+            Command::Unselect => "UNSELECT",
             Command::NotifySet { .. } => "NOTIFY",
             Command::Select { .. } => "SELECT",
             Command::UidStoreAdd { .. } => "UID STORE",
@@ -341,7 +344,8 @@ impl Command {
             | Command::Noop
             | Command::Logout
             | Command::StartTls
-            | Command::Idle => e.text(self.name().as_bytes()),
+            | Command::Idle
+            | Command::Unselect => e.text(self.name().as_bytes()),
             Command::Compress => e.text(b"COMPRESS DEFLATE"),
             Command::Id => e.text(
                 format!(

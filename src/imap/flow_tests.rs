@@ -377,7 +377,9 @@ fn notify_names_the_watched_mailbox_that_changed() {
     script.extend_from_slice(b"* STATUS A (MESSAGES 1 UIDNEXT 2)\r\na001 OK NOTIFY completed\r\n");
     let mut events = notify_events(&mut flow, &mut tags, &script);
     assert!(flow.is_set());
-    // An explicit STATUS command: its answer is not an announcement.
+    // An explicit STATUS command: its answer is not an announcement, one
+    // about another mailbox meanwhile is; a failed one expects no answer.
+    flow.status_asked("A");
     let status = tags.sent(&Command::Status {
         mailbox: "A".into(),
         items: vec!["UIDNEXT"],
@@ -385,7 +387,20 @@ fn notify_names_the_watched_mailbox_that_changed() {
     events.extend(notify_events(
         &mut flow,
         &mut tags,
-        format!("* STATUS A (UIDNEXT 3)\r\n{status} OK done\r\n").as_bytes(),
+        format!(
+            "* STATUS \"Sent Items\" (UIDNEXT 3)\r\n* STATUS A (UIDNEXT 3)\r\n{status} OK done\r\n"
+        )
+        .as_bytes(),
+    ));
+    flow.status_asked("A");
+    let status = tags.sent(&Command::Status {
+        mailbox: "A".into(),
+        items: vec!["UIDNEXT"],
+    });
+    events.extend(notify_events(
+        &mut flow,
+        &mut tags,
+        format!("{status} NO gone\r\n* STATUS A (UIDNEXT 4)\r\n").as_bytes(),
     ));
     let idle = tags.sent(&Command::Idle);
     events.extend(notify_events(
@@ -403,8 +418,11 @@ fn notify_names_the_watched_mailbox_that_changed() {
         [
             NotifyEvent::Changed("A".into()),
             NotifyEvent::Set,
+            NotifyEvent::Changed("Sent Items".into()),
             NotifyEvent::Ignored,
             NotifyEvent::Ignored,
+            NotifyEvent::Ignored,
+            NotifyEvent::Changed("A".into()),
             NotifyEvent::Ignored,
             NotifyEvent::Changed("Sent Items".into()),
             NotifyEvent::Ignored,
@@ -436,4 +454,42 @@ fn notify_refused_watches_nothing() {
         ]
     );
     assert!(!flow.is_set());
+}
+
+/// A folder moved on since its pass opened it when a STATUS answer differs
+/// in any item asked; items the pass did not see tell nothing.
+#[test]
+fn seen_tells_a_folder_that_moved_on() {
+    let (mut ex, _) = Examine::start("A", false, true, None);
+    for r in responses(
+        b"* 3 EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n* OK [UIDNEXT 10] n\r\n* OK [HIGHESTMODSEQ 50] m\r\n",
+    ) {
+        if let Response::Untagged(u) = r {
+            ex.received(u);
+        }
+    }
+    let seen = Seen::of(&ex.finished());
+    let status = |s: &[u8]| match responses(s).remove(0) {
+        Response::Untagged(Untagged::MailboxStatus { items, .. }) => items,
+        r => panic!("{r:?}"),
+    };
+    let same = status(b"* STATUS A (MESSAGES 3 UIDNEXT 10 UIDVALIDITY 7 HIGHESTMODSEQ 50)\r\n");
+    assert!(!seen.moved_on(&same));
+    for moved in [
+        &b"* STATUS A (MESSAGES 4 UIDNEXT 10 UIDVALIDITY 7 HIGHESTMODSEQ 50)\r\n"[..],
+        b"* STATUS A (MESSAGES 3 UIDNEXT 11 UIDVALIDITY 7 HIGHESTMODSEQ 50)\r\n",
+        b"* STATUS A (MESSAGES 3 UIDNEXT 10 UIDVALIDITY 8 HIGHESTMODSEQ 50)\r\n",
+        b"* STATUS A (MESSAGES 3 UIDNEXT 10 UIDVALIDITY 7 HIGHESTMODSEQ 51)\r\n",
+    ] {
+        assert!(
+            seen.moved_on(&status(moved)),
+            "{}",
+            String::from_utf8_lossy(moved)
+        );
+    }
+    assert_eq!(
+        Seen::status_items(false),
+        ["MESSAGES", "UIDNEXT", "UIDVALIDITY"]
+    );
+    assert!(!seen.moved_on(&status(b"* STATUS A (UNSEEN 2)\r\n")));
 }

@@ -26,7 +26,7 @@ pub use command::{Command, FetchItems, FetchSet, Part, SearchArg};
 pub use examine::{Examine, MAX_REPORTED_CHANGES, MailboxState};
 pub use idle::{Idle, IdleEvent};
 pub use login::{Greeted, Login, LoginEvent, greeting};
-pub use notify::{Notify, NotifyEvent};
+pub use notify::{Notify, NotifyEvent, Seen};
 pub use reader::{DEFAULT_MAX_LINE, Limits, ProtocolError, Received, ResponseReader};
 pub use response::{
     Body, Code, FetchData, ListEntry, Response, Status, StatusText, Untagged, UntaggedStatus,

@@ -9,8 +9,9 @@
 //! decides what to sync and when.
 
 use super::command::Command;
+use super::examine::MailboxState;
 use super::response::{Code, Response, Untagged, UntaggedStatus};
-use super::tags::{Asks, Tags};
+use super::tags::Tags;
 
 /// What one response meant to the watch.
 #[derive(Debug, PartialEq, Eq)]
@@ -42,6 +43,9 @@ enum Phase {
 pub struct Notify {
     mailboxes: Vec<String>,
     phase: Phase,
+    /// Mailboxes a STATUS command asked about, whose next `* STATUS` is
+    /// that command's answer, not an announcement.
+    asked: Vec<String>,
 }
 
 impl Notify {
@@ -54,9 +58,16 @@ impl Notify {
             Notify {
                 mailboxes,
                 phase: Phase::Requested,
+                asked: Vec::new(),
             },
             cmd,
         )
+    }
+
+    /// A `STATUS mailbox` command is being sent: its answer is not an
+    /// announcement.
+    pub fn status_asked(&mut self, mailbox: &str) {
+        self.asked.push(mailbox.to_owned());
     }
 
     /// Whether the server accepted the watch.
@@ -80,14 +91,21 @@ impl Notify {
                 }
             }
             _ if self.phase == Phase::Refused => NotifyEvent::Ignored,
-            // The answer to a STATUS command is not an announcement.
-            Response::Untagged(Untagged::MailboxStatus { mailbox, .. })
-                if !tags.asking(Asks::Status) =>
-            {
+            Response::Untagged(Untagged::MailboxStatus { mailbox, .. }) => {
+                // The answer to a STATUS command is not an announcement.
+                if let Some(i) = self.asked.iter().position(|m| same_mailbox(m, mailbox)) {
+                    self.asked.swap_remove(i);
+                    return NotifyEvent::Ignored;
+                }
                 match self.mailboxes.iter().find(|m| same_mailbox(m, mailbox)) {
                     Some(m) => NotifyEvent::Changed(m.clone()),
                     None => NotifyEvent::Ignored,
                 }
+            }
+            // A STATUS that failed sent no answer to wait for.
+            Response::Tagged { tag, .. } if tags.name(tag) == Some("STATUS") => {
+                self.asked.clear();
+                NotifyEvent::Ignored
             }
             Response::Untagged(Untagged::Status(UntaggedStatus::Ok, text))
             | Response::Tagged { text, .. }
@@ -104,4 +122,48 @@ impl Notify {
 /// (RFC 3501 5.1).
 fn same_mailbox(a: &str, b: &str) -> bool {
     a == b || (a.eq_ignore_ascii_case("INBOX") && b.eq_ignore_ascii_case("INBOX"))
+}
+
+/// What a pass saw of a folder when it opened it, to tell later, from a
+/// STATUS, whether the folder moved on since (a change made while it was
+/// selected that the server never announced because another folder was
+/// selected before it noticed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    uidvalidity: Option<u32>,
+    uidnext: Option<u32>,
+    messages: u32,
+    highest_modseq: Option<u64>,
+}
+
+impl Seen {
+    pub fn of(st: &MailboxState) -> Seen {
+        Seen {
+            uidvalidity: st.uidvalidity.map(|v| v.0),
+            uidnext: st.uidnext,
+            messages: st.exists,
+            highest_modseq: st.highest_modseq.map(|m| m.0),
+        }
+    }
+
+    /// The STATUS items to ask for (HIGHESTMODSEQ only with CONDSTORE).
+    pub fn status_items(condstore: bool) -> Vec<&'static str> {
+        let mut items = vec!["MESSAGES", "UIDNEXT", "UIDVALIDITY"];
+        if condstore {
+            items.push("HIGHESTMODSEQ");
+        }
+        items
+    }
+
+    /// Whether a STATUS answer differs from what was seen (an item not
+    /// seen, or not answered, tells nothing).
+    pub fn moved_on(&self, items: &[(String, u64)]) -> bool {
+        items.iter().any(|(name, v)| match name.as_str() {
+            "MESSAGES" => u64::from(self.messages) != *v,
+            "UIDNEXT" => self.uidnext.is_some_and(|n| u64::from(n) != *v),
+            "UIDVALIDITY" => self.uidvalidity.is_some_and(|n| u64::from(n) != *v),
+            "HIGHESTMODSEQ" => self.highest_modseq.is_some_and(|n| n != *v),
+            _ => false,
+        })
+    }
 }

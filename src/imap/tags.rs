@@ -18,8 +18,6 @@ pub enum Asks {
     Flags,
     /// A UID FETCH of bodies or UIDs: its FETCH responses are answers.
     UidFetch,
-    /// STATUS: its `* STATUS` answers it, and announces no change.
-    Status,
     /// Anything else.
     Other,
 }
@@ -34,7 +32,6 @@ impl Asks {
             }
             Command::Examine { .. } | Command::Select { .. } => Asks::Examine,
             Command::UidFetch { .. } => Asks::UidFetch,
-            Command::Status { .. } => Asks::Status,
             _ => Asks::Other,
         }
     }

@@ -19,7 +19,7 @@ use super::reconnect::{Failure, Watch, connect, logout_quickly, reconnect};
 use super::watchdog::{Registration, fed_by_progress};
 use super::watcher::{Waited, idle_until_change};
 use crate::health::{FolderReport, State};
-use crate::session::{IdleBegun, NotifyBegun, Session};
+use crate::session::{IdleBegun, NotifyBegun, Seen, Session};
 use crate::sync::SyncError;
 
 /// How a watch over one connection ended, short of an error.
@@ -116,11 +116,17 @@ async fn watch_loop(
     }
     let all = || (0..folders.len()).collect::<BTreeSet<usize>>();
     let mut due = all();
-    // The folder the last pass left selected: its changes are announced
-    // as EXISTS, EXPUNGE or FETCH, not STATUS.
+    // What each folder's last pass saw when it opened it.
+    let mut seen: Vec<Option<Seen>> = vec![None; folders.len()];
+    // The folder left selected: its changes are announced as EXISTS,
+    // EXPUNGE or FETCH, not STATUS.
     let mut selected: Option<usize> = None;
     loop {
-        loop {
+        // Folders selected during this round, the one left selected before
+        // it included: a change made while a folder was selected is
+        // announced only while it stays selected, so it is asked after.
+        let mut touched: BTreeSet<usize> = selected.into_iter().collect();
+        while !due.is_empty() {
             if s.take_unsolicited_changes()
                 && let Some(j) = selected
             {
@@ -141,6 +147,11 @@ async fn watch_loop(
                 r = fed_by_progress(reg, &ctx.engine.progress, timeout * 4, rep.pass(ctx.engine.sync_folder(s, account, &folders[i]))) => r,
             };
             selected = Some(i);
+            touched.insert(i);
+            seen[i] = s
+                .opened()
+                .filter(|(f, _)| *f == folders[i])
+                .map(|(_, st)| st);
             if let Err(e) = r {
                 if e.breaks_connection() {
                     return Err(e);
@@ -154,6 +165,26 @@ async fn watch_loop(
                 // Announced during the pass; it may not be in it.
                 due.insert(i);
             }
+            note(s, folders, &mut due);
+            if !due.is_empty() {
+                continue;
+            }
+            // Nothing selected while waiting, so the watch announces every
+            // change; then what changed while selected, unannounced.
+            if s.unselect().await? {
+                selected = None;
+            }
+            for &j in &touched {
+                let moved = match &seen[j] {
+                    Some(st) => s.moved_on(&folders[j], st).await?,
+                    None => false,
+                };
+                if moved {
+                    due.insert(j);
+                }
+            }
+            touched.clear();
+            touched.extend(selected);
             note(s, folders, &mut due);
         }
         reg.set_state(State::Idle);

@@ -106,6 +106,7 @@ impl Session {
             read_write: false,
             idle: None,
             watching: None,
+            opened: None,
         };
         let preauth = s.greeting().await?;
         if account.security == Security::Starttls {

@@ -27,7 +27,7 @@ use crate::imap::{
 };
 use crate::transport::{Link, TransportError};
 
-pub use crate::imap::{MAX_REPORTED_CHANGES, MailboxState, Reported};
+pub use crate::imap::{MAX_REPORTED_CHANGES, MailboxState, Reported, Seen};
 pub use connect::{ConnectOptions, connect_options, connect_options_observed};
 pub use error::SessionError;
 pub use idle::IdleBegun;
@@ -70,6 +70,8 @@ pub struct Session {
     idle: Option<(crate::imap::Idle, String)>,
     /// The NOTIFY watch set on this connection, and what it noted.
     watching: Option<notify::Watching>,
+    /// The mailbox the last EXAMINE or SELECT opened and what it saw.
+    opened: Option<(String, crate::imap::Seen)>,
 }
 
 impl Session {

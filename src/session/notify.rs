@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use super::{Session, SessionError};
-use crate::imap::{Notify, NotifyEvent, Response};
+use crate::imap::{Command, Notify, NotifyEvent, Response, Seen, Untagged};
 
 /// How the server answered `NOTIFY SET`.
 #[derive(Debug, PartialEq, Eq)]
@@ -94,6 +94,40 @@ impl Session {
             .as_mut()
             .map(|w| std::mem::take(&mut w.noted))
             .unwrap_or_default()
+    }
+
+    /// Whether `folder` moved on since a pass saw `seen` (asked with
+    /// STATUS, whose answer the watch does not take for an announcement).
+    pub async fn moved_on(&mut self, folder: &str, seen: &Seen) -> Result<bool, SessionError> {
+        if let Some(w) = self.watching.as_mut() {
+            w.flow.status_asked(folder);
+        }
+        let cmd = Command::Status {
+            mailbox: folder.to_owned(),
+            items: Seen::status_items(self.caps.condstore()),
+        };
+        let answer = self.run(&cmd).await?;
+        Ok(answer.iter().any(|u| {
+            matches!(u, Untagged::MailboxStatus { mailbox, items } if mailbox == folder && seen.moved_on(items))
+        }))
+    }
+
+    /// Closes the selected mailbox without expunging (UNSELECT, when
+    /// offered): every change is then announced by the watch. False when
+    /// the server cannot.
+    pub async fn unselect(&mut self) -> Result<bool, SessionError> {
+        if !self.caps.has("UNSELECT") {
+            return Ok(false);
+        }
+        self.unasked.selecting();
+        self.run(&Command::Unselect).await?;
+        self.opened = None;
+        Ok(true)
+    }
+
+    /// The folder the last EXAMINE or SELECT opened, and what it saw.
+    pub fn opened(&self) -> Option<(&str, Seen)> {
+        self.opened.as_ref().map(|(f, s)| (f.as_str(), *s))
     }
 
     /// Whether a watched folder was reported changed and not yet taken.

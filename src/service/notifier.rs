@@ -1,13 +1,15 @@
 //! All of an account's folders watched over one connection (NOTIFY, RFC
 //! 5465): the watch is set, every folder gets a pass, then the connection
-//! waits in IDLE until the server names a folder that changed (or the
-//! selected one announces a change), and only those get a pass; when the
-//! refresh period ends quietly, all of them do. A server that refuses the
-//! watch or IDLE gets the folders watched separately instead. What the
+//! (no folder selected, where UNSELECT allows) waits in IDLE until the
+//! server names a folder that changed, and only those get a pass, besides
+//! any folder whose last pass is a refresh period (`idle_refresh`) old. A
+//! server that refuses the watch or IDLE gets the folders watched
+//! separately instead. What the
 //! server said is the session's ([`Session::take_notified`]); this decides
 //! only which folder to sync and when.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
@@ -114,10 +116,11 @@ async fn watch_loop(
     if let NotifyBegun::Refused(words) = begun {
         return Ok(Ended::Refused(words));
     }
-    let all = || (0..folders.len()).collect::<BTreeSet<usize>>();
-    let mut due = all();
-    // What each folder's last pass saw when it opened it.
+    let mut due: BTreeSet<usize> = (0..folders.len()).collect();
+    // What each folder's last pass saw when it opened it, and when.
     let mut seen: Vec<Option<Seen>> = vec![None; folders.len()];
+    let refresh = ctx.engine.settings.idle_refresh;
+    let mut passed_at = vec![Instant::now(); folders.len()];
     // The folder left selected: its changes are announced as EXISTS,
     // EXPUNGE or FETCH, not STATUS.
     let mut selected: Option<usize> = None;
@@ -148,6 +151,7 @@ async fn watch_loop(
             };
             selected = Some(i);
             touched.insert(i);
+            passed_at[i] = Instant::now();
             seen[i] = s
                 .opened()
                 .filter(|(f, _)| *f == folders[i])
@@ -203,11 +207,14 @@ async fn watch_loop(
                 rep.set_state(State::Idle);
             }
         }
-        match idle_until_change(ctx, s, reg, backoff).await? {
+        // Every folder gets a pass at least every refresh period, as each
+        // IDLE watcher's does, however busy the others keep the connection.
+        let oldest = passed_at.iter().min().copied().unwrap_or_else(Instant::now);
+        let limit = (oldest + refresh).saturating_duration_since(Instant::now());
+        let limit = limit.max(Duration::from_secs(1));
+        match idle_until_change(ctx, s, reg, backoff, limit).await? {
             Waited::Cancelled => return Ok(Ended::Cancelled),
-            // The refresh: every folder gets a pass, as each IDLE watcher's does.
-            Waited::Quiet => due = all(),
-            Waited::Changed => {
+            Waited::Quiet | Waited::Changed => {
                 if s.take_unsolicited_changes()
                     && let Some(j) = selected
                 {
@@ -216,6 +223,8 @@ async fn watch_loop(
                 note(s, folders, &mut due);
             }
         }
+        let now = Instant::now();
+        due.extend((0..folders.len()).filter(|&i| passed_at[i] + refresh <= now));
         if !due.is_empty() {
             tracing::debug!(account = %account, folders = due.len(), "folders changed; syncing them");
         }

@@ -126,7 +126,8 @@ async fn idle_loop(
             return poll_one(ctx, s, folder, (reg, rep), backoff).await;
         }
         rep.idle_opened();
-        if idle_until_change(ctx, s, reg, backoff).await? == Waited::Cancelled {
+        let refresh = ctx.engine.settings.idle_refresh;
+        if idle_until_change(ctx, s, reg, backoff, refresh).await? == Waited::Cancelled {
             return Ok(());
         }
     }
@@ -144,17 +145,18 @@ pub(super) enum Waited {
 }
 
 /// Waits in the IDLE just begun until the server announces a change or
-/// `idle_refresh` passes, then ends it with DONE. The backoff is reset once
-/// the IDLE proved the connection healthy.
+/// `limit` passes (at most `idle_refresh`), then ends it with DONE. The
+/// backoff is reset once the IDLE proved the connection healthy.
 pub(super) async fn idle_until_change(
     ctx: &AccountCtx,
     s: &mut Session,
     reg: &Registration,
     backoff: &mut Backoff,
+    limit: Duration,
 ) -> Result<Waited, SyncError> {
     let timeout = ctx.engine.opts.timeout;
     let idle_since = Instant::now();
-    let deadline = idle_since + ctx.engine.settings.idle_refresh;
+    let deadline = idle_since + limit.min(ctx.engine.settings.idle_refresh);
     let mut proved_healthy = false;
     reg.expect_by(deadline + timeout * 4);
     let mut changed = false;

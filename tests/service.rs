@@ -289,6 +289,43 @@ fn notify_watches_all_folders_on_one_connection() {
     }
 }
 
+/// A server that announces NOTIFY but refuses `NOTIFY SET` (Dovecot
+/// without its mailbox list index) gets each folder its own IDLE
+/// connection, and new mail still arrives.
+#[test]
+fn notify_refused_falls_back_to_idle_per_folder() {
+    let mut extra = capabilities_without(&[]);
+    extra.push_str("mailbox_list_index = no\n");
+    let dc = Dovecot::start_with(Options {
+        users: vec![(USER.into(), PASS.into())],
+        extra_config: extra,
+    })
+    .expect("dovecot");
+    let folders = ["INBOX", "A", "B"];
+    for f in &folders[1..] {
+        dc.create_folder(USER, f).expect("create");
+    }
+    let mut account = Account::plain(&dc, USER, PASS, &folders);
+    account.extra = "max_connections = 10";
+    let setup = Setup::new(&[account], "");
+    let run = start(&setup);
+    wait_for("initial sync", Duration::from_secs(30), || {
+        folders.iter().all(|m| synced_once(&setup, m))
+    });
+    wait_for(
+        "an IDLE connection per folder",
+        Duration::from_secs(10),
+        || dc.connections(USER).is_ok_and(|n| n == 3),
+    );
+    dc.append(USER, "B", b"Subject: b\r\n\r\nx\r\n")
+        .expect("append");
+    wait_for("the message in B", Duration::from_secs(10), || {
+        setup.feed_count("B") == 1
+    });
+    let log = std::fs::read_to_string(&run.1).expect("log");
+    assert!(log.contains("watching them separately"), "{log}");
+}
+
 #[test]
 fn reconnects_after_server_restart_without_loss() {
     let mut dc = Dovecot::start_with_users(&[(USER, PASS)]).expect("dovecot");

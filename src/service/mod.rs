@@ -1,4 +1,5 @@
 //! The daemon behind `mailfeed run`. One task per account; within it one
+//! NOTIFY watcher for all its folders where the server offers NOTIFY, else one
 //! watcher per IDLE-watched folder (each with its own connection, up to
 //! `max_connections`) and one poller for the rest. Watchers reconnect with
 //! exponential backoff and jitter; credentials errors back off much longer.
@@ -17,7 +18,8 @@
 //! keeps meeting the deadline it announced (a hung loop stops the pings).
 
 //!
-//! `account.rs` an account's task, `watcher.rs` an IDLE watcher,
+//! `account.rs` an account's task, `notifier.rs` the one connection that
+//! watches all of an account's folders with NOTIFY, `watcher.rs` an IDLE watcher,
 //! `poller.rs` the poller, `reconnect.rs` the one connect → back off →
 //! report loop they share, `backoff.rs` the delays, `watchdog.rs` deadlines
 //! and states for systemd, `edges.rs` HTTP and alerts. Speaks no IMAP: it
@@ -38,6 +40,7 @@ mod account;
 mod backoff;
 mod edges;
 mod leases;
+mod notifier;
 mod poller;
 mod reconnect;
 mod watchdog;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use support::corpus;
-use support::dovecot::Dovecot;
+use support::dovecot::{Dovecot, Options, capabilities_without};
 use support::mailfeed::{Account, Setup, assert_mirror};
 use support::run::{Running, SIGHUP, SIGTERM, wait_for};
 
@@ -130,7 +130,12 @@ fn idle_delivers_new_mail_fast() {
 
 #[test]
 fn many_folders_and_two_accounts_at_once() {
-    let mut dc = Dovecot::start_with_users(&[(USER, PASS)]).expect("dovecot");
+    // Without NOTIFY, so each folder needs a connection of its own.
+    let mut dc = Dovecot::start_with(Options {
+        users: vec![(USER.into(), PASS.into())],
+        extra_config: capabilities_without(&["NOTIFY"]),
+    })
+    .expect("dovecot");
     dc.add_user("carol", "carol-pw").expect("user");
     for f in ["A", "B", "C"] {
         dc.create_folder(USER, f).expect("create");
@@ -159,6 +164,114 @@ fn many_folders_and_two_accounts_at_once() {
             .iter()
             .all(|m| setup.feed_count(m) == 1)
     });
+    // `max_connections` holds: one IDLE watcher and the poller.
+    assert_eq!(dc.connections(USER).expect("doveadm who"), 2);
+}
+
+/// Dovecot offers NOTIFY: five folders are watched over ONE connection
+/// (counted by Dovecot itself, not by mailfeed), and new mail in a folder
+/// that is not selected, in the one that is, and a flag change all arrive
+/// within a bounded wait.
+#[test]
+fn notify_watches_all_folders_on_one_connection() {
+    let dc = Dovecot::start_with_users(&[(USER, PASS)]).expect("dovecot");
+    let folders = ["INBOX", "A", "B", "C", "D"];
+    for f in &folders[1..] {
+        dc.create_folder(USER, f).expect("create");
+    }
+    let mut account = Account::plain(&dc, USER, PASS, &folders);
+    // Room for a connection per folder: only NOTIFY keeps it to one.
+    account.extra = "max_connections = 10";
+    let setup = Setup::new(&[account], "");
+    let run = Running::start(&setup, "debug");
+    wait_for("initial sync", Duration::from_secs(30), || {
+        folders.iter().all(|m| synced_once(&setup, m))
+    });
+    // Sampled over a second: a watcher per folder would show five.
+    for _ in 0..5 {
+        assert_eq!(dc.connections(USER).expect("doveadm who"), 1);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut client = dc.login(USER).expect("login");
+    // Every folder in turn: four are not selected on mailfeed's connection
+    // (announced by STATUS), one is (announced by EXISTS).
+    for (i, f) in ["C", "INBOX", "D", "A", "B"].iter().enumerate() {
+        let msg = format!("From: a@b\r\nSubject: n{i}\r\nMessage-ID: <n{i}@t>\r\n\r\nhi\r\n");
+        client.append(f, &[], msg.as_bytes()).expect("append");
+        wait_for(
+            &format!("the message in {f}"),
+            Duration::from_secs(10),
+            || setup.feed_count(f) == 1,
+        );
+    }
+    // A burst across folders: mailfeed moves from folder to folder while
+    // the server still has changes to announce for the one it leaves.
+    for round in 0..3 {
+        for f in &folders {
+            let msg = format!("Subject: burst {round} {f}\r\n\r\nx\r\n");
+            client.append(f, &[], msg.as_bytes()).expect("append");
+        }
+        wait_for("the burst", Duration::from_secs(10), || {
+            folders.iter().all(|f| setup.feed_count(f) == round + 2)
+        });
+    }
+    client.select("C").expect("select");
+    client.add_flags(&[1], &["\\Flagged"]).expect("flag");
+    wait_for("the flag change in C", Duration::from_secs(10), || {
+        let Ok(conn) = rusqlite::Connection::open(&setup.db) else {
+            return false;
+        };
+        conn.query_row(
+            "SELECT flags FROM message_feed WHERE mailbox = 'C'",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .is_ok_and(|f| f.contains("\\Flagged"))
+    });
+    client.logout().expect("logout");
+    assert_eq!(dc.connections(USER).expect("doveadm who"), 1);
+    let log = std::fs::read_to_string(&run.1).expect("log");
+    assert!(log.contains("over one connection (NOTIFY)"), "{log}");
+    for f in folders {
+        assert_mirror(&setup, &dc, USER, "test", f);
+    }
+}
+
+/// A server that announces NOTIFY but refuses `NOTIFY SET` (Dovecot
+/// without its mailbox list index) gets each folder its own IDLE
+/// connection, and new mail still arrives.
+#[test]
+fn notify_refused_falls_back_to_idle_per_folder() {
+    let mut extra = capabilities_without(&[]);
+    extra.push_str("mailbox_list_index = no\n");
+    let dc = Dovecot::start_with(Options {
+        users: vec![(USER.into(), PASS.into())],
+        extra_config: extra,
+    })
+    .expect("dovecot");
+    let folders = ["INBOX", "A", "B"];
+    for f in &folders[1..] {
+        dc.create_folder(USER, f).expect("create");
+    }
+    let mut account = Account::plain(&dc, USER, PASS, &folders);
+    account.extra = "max_connections = 10";
+    let setup = Setup::new(&[account], "");
+    let run = Running::start(&setup, "debug");
+    wait_for("initial sync", Duration::from_secs(30), || {
+        folders.iter().all(|m| synced_once(&setup, m))
+    });
+    wait_for(
+        "an IDLE connection per folder",
+        Duration::from_secs(10),
+        || dc.connections(USER).is_ok_and(|n| n == 3),
+    );
+    dc.append(USER, "B", b"Subject: b\r\n\r\nx\r\n")
+        .expect("append");
+    wait_for("the message in B", Duration::from_secs(10), || {
+        setup.feed_count("B") == 1
+    });
+    let log = std::fs::read_to_string(&run.1).expect("log");
+    assert!(log.contains("watching them separately"), "{log}");
 }
 
 #[test]

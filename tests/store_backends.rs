@@ -20,7 +20,7 @@ use base64::Engine;
 use mailfeed::config::{PostgresStore, StoreConfig, Synchronous};
 use mailfeed::imap::{Uid, UidSet, UidValidity};
 use mailfeed::secret::Secret;
-use mailfeed::store::{ExportFilter, MailboxId, NewMessage, Reader, StoreHandle};
+use mailfeed::store::{ExportFilter, LeaseKeeper, MailboxId, NewMessage, Reader, StoreHandle};
 use sha2::{Digest, Sha256};
 use support::postgres::Postgres;
 
@@ -64,6 +64,7 @@ fn postgres(url: String) -> StoreConfig {
         postgres: Some(PostgresStore {
             url: Secret::new(url),
             password_file: None,
+            lease_period: mailfeed::config::DEFAULT_LEASE_PERIOD,
         }),
     }
 }
@@ -452,6 +453,132 @@ fn postgres_feed_positions_follow_commit_order_under_racing_writers() {
         "the follower missed rows, e.g. {missed:?}"
     );
     assert_eq!(unique, expected);
+}
+
+/// Leases and their fences: an instance whose lease ran out and was
+/// claimed by another can no longer commit for that account (its whole
+/// transaction is refused, cursor and messages), while the new holder
+/// commits; balancing gives each of two instances half of the accounts.
+#[test]
+fn postgres_lease_fence_refuses_a_commit_after_the_lease_was_taken() {
+    let pg = Postgres::start().expect("starting a private PostgreSQL");
+    let mut c = postgres(pg.create_database().expect("database"));
+    let period = Duration::from_secs(3);
+    if let Some(p) = c.postgres.as_mut() {
+        p.lease_period = period;
+    }
+    let pc = c.postgres.clone().expect("pg");
+    let accounts = vec!["acct".to_owned(), "other".to_owned()];
+    let mut a = LeaseKeeper::open(&pc, "instance-a".into(), accounts.clone()).expect("keeper a");
+    let tick = a.tick().expect("tick a");
+    assert_eq!(tick.held, accounts, "alone, A holds every account");
+    assert_eq!(tick.live_instances, 1);
+    let (ha, wa) = StoreHandle::open_leased(&c, 1 << 20, a.book()).expect("writer a");
+    let mb = rt().block_on(async {
+        let (mb, _) = ha.ensure_mailbox("acct", "INBOX").await.expect("mailbox");
+        ha.begin_generation(mb, UidValidity(7)).await.expect("gen");
+        ha.save(msg(mb, 7, 1, mail("a1"))).await.expect("save");
+        ha.advance_cursor(mb, UidValidity(7), 1)
+            .await
+            .expect("cursor");
+        ha.commit()
+            .await
+            .expect("A commits while it holds the lease");
+        mb
+    });
+
+    // B joins: the share is one account each; A names its surplus and
+    // hands it back, B claims it at its next tick.
+    let mut b = LeaseKeeper::open(&pc, "instance-b".into(), accounts.clone()).expect("keeper b");
+    assert!(
+        b.tick().expect("tick b").held.is_empty(),
+        "nothing is free yet"
+    );
+    let t = a.tick().expect("tick a");
+    assert_eq!(
+        (t.live_instances, t.surplus.clone()),
+        (2, vec!["other".to_owned()])
+    );
+    assert_eq!(t.held, vec!["acct".to_owned()]);
+    a.release(&t.surplus).expect("release");
+    assert_eq!(b.tick().expect("tick b").held, vec!["other".to_owned()]);
+
+    // A stops renewing (a long pause): once its lease ran out, B takes
+    // `acct` too, with a new fence.
+    let t0 = Instant::now();
+    let took = loop {
+        let t = b.tick().expect("tick b");
+        if t.held.contains(&"acct".to_owned()) {
+            break t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "B never took the lease"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        took <= period + Duration::from_secs(2),
+        "taken after {took:?}"
+    );
+    let fence_b = b.book().fence("acct").expect("B's fence");
+    assert!(fence_b > 1, "a claim moves the fence: {fence_b}");
+
+    // A, unaware, writes a message and the cursor and commits: refused.
+    let err = rt().block_on(async {
+        ha.save(msg(mb, 7, 2, mail("a2"))).await.expect("queued");
+        ha.advance_cursor(mb, UidValidity(7), 2).await.ok();
+        ha.commit()
+            .await
+            .expect_err("A must not commit after losing the lease")
+    });
+    let text = err.to_string();
+    assert!(
+        text.contains("lease of account acct") && text.contains("instance-b"),
+        "{text}"
+    );
+    drop(ha);
+    wa.join();
+    let r = Reader::open_store(&c).expect("reader");
+    let feed = r.feed_of("acct", "INBOX").expect("feed");
+    assert_eq!(feed.len(), 1, "nothing of A's refused transaction is kept");
+    assert_eq!(
+        r.status().expect("status")[0].last_uid,
+        1,
+        "cursor unchanged"
+    );
+    // A's next tick says it lost the lease.
+    assert_eq!(a.tick().expect("tick a").lost, vec!["acct".to_owned()]);
+
+    // B, the holder, commits the same work.
+    let (hb, wb) = StoreHandle::open_leased(&c, 1 << 20, b.book()).expect("writer b");
+    rt().block_on(async {
+        let (mb, cur) = hb.ensure_mailbox("acct", "INBOX").await.expect("mailbox");
+        assert_eq!(cur.last_uid, 1);
+        hb.save(msg(mb, 7, 2, mail("a2"))).await.expect("save");
+        hb.advance_cursor(mb, UidValidity(7), 2)
+            .await
+            .expect("cursor");
+        hb.commit().await.expect("B commits");
+    });
+    drop(hb);
+    wb.join();
+    assert_eq!(r.feed_of("acct", "INBOX").expect("feed").len(), 2);
+    let leases = r.leases().expect("leases");
+    assert!(
+        leases
+            .iter()
+            .all(|l| l.owner.as_deref() == Some("instance-b") && l.expires_in > 0.0),
+        "{leases:?}"
+    );
+    // A clean stop hands everything back at once.
+    b.leave().expect("leave");
+    assert!(
+        r.leases()
+            .expect("leases")
+            .iter()
+            .all(|l| l.owner.is_none())
+    );
 }
 
 /// A database migrated by a newer mailfeed is refused with both versions

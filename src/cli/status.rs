@@ -63,6 +63,29 @@ fn status_table(config: &Config, json: bool, out: &mut impl Write) -> Result<()>
     } else {
         writeln!(out, "search index: {}", search_behind(&lag))?;
     }
+    let leases = reader.leases()?;
+    if !leases.is_empty() {
+        writeln!(
+            out,
+            "\n{:<24} {:<40} {:>6} EXPIRES",
+            "ACCOUNT", "INSTANCE", "FENCE"
+        )?;
+        for l in &leases {
+            let expires = match (&l.owner, l.expires_in) {
+                (None, _) => "free".to_owned(),
+                (Some(_), s) if s < 0.0 => "expired".to_owned(),
+                (Some(_), s) => format!("in {s:.0} s"),
+            };
+            writeln!(
+                out,
+                "{:<24} {:<40} {:>6} {}",
+                l.account,
+                l.owner.as_deref().unwrap_or("-"),
+                l.fence,
+                expires
+            )?;
+        }
+    }
     Ok(())
 }
 

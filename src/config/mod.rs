@@ -35,7 +35,7 @@ pub(crate) use durations::{DurationValue, parse_duration};
 pub use oauth2::{Grant, OAuth2Client, OAuth2Source};
 pub(crate) use paths::resolve_path;
 pub use secrets::{ClientSecret, PasswordSource};
-pub use store::{PostgresStore, StoreConfig};
+pub use store::{DEFAULT_LEASE_PERIOD, PostgresStore, StoreConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

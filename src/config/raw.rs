@@ -26,6 +26,7 @@ pub(crate) struct RawStore {
     pub(super) url: Option<String>,
     pub(super) password_file: Option<String>,
     pub(super) synchronous: Option<Synchronous>,
+    pub(super) lease_period: Option<DurationValue>,
 }
 
 #[derive(Deserialize, Default)]

@@ -1,9 +1,12 @@
 //! `[store]`: the SQLite file (`path`), or a PostgreSQL database (`url`,
-//! with an optional `password_file`); exactly one of them.
+//! with an optional `password_file` and the `lease_period` of instances
+//! sharing it); exactly one of them.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::Synchronous;
+use super::durations::{DurationValue, parse_duration};
 use super::paths::resolve_path;
 use super::raw::RawStore;
 
@@ -24,6 +27,29 @@ pub struct PostgresStore {
     pub url: crate::secret::Secret,
     /// A file holding the password, when the URL has none.
     pub password_file: Option<PathBuf>,
+    /// How long an instance's claim on an account lasts unrenewed
+    /// (`lease_period`): a dead instance's accounts move within it.
+    pub lease_period: Duration,
+}
+
+/// `[store] lease_period` when not set.
+pub const DEFAULT_LEASE_PERIOD: Duration = Duration::from_secs(30);
+
+/// `store.lease_period`: long enough that renewing it (every third of it)
+/// survives a slow database, short enough that a dead instance's accounts
+/// move soon.
+fn lease_period(v: Option<&DurationValue>) -> Result<Duration, String> {
+    let Some(v) = v else {
+        return Ok(DEFAULT_LEASE_PERIOD);
+    };
+    let d = parse_duration("store.lease_period", v)?;
+    if d < Duration::from_secs(3) || d > Duration::from_secs(3600) {
+        return Err(format!(
+            "`store.lease_period` = {:?} is out of range; use 3s to 1h (default \"30s\")",
+            d
+        ));
+    }
+    Ok(d)
 }
 
 impl StoreConfig {
@@ -45,6 +71,12 @@ impl StoreConfig {
                 if rs.password_file.is_some() {
                     return Err(
                         "`store.password_file` is for PostgreSQL; it needs `store.url`, not `store.path`"
+                            .into(),
+                    );
+                }
+                if rs.lease_period.is_some() {
+                    return Err(
+                        "`store.lease_period` is for PostgreSQL (instances sharing accounts); it needs `store.url`, not `store.path` (one process works a SQLite file)"
                             .into(),
                     );
                 }
@@ -72,6 +104,7 @@ impl StoreConfig {
                     postgres: Some(PostgresStore {
                         url,
                         password_file: rs.password_file.map(|p| resolve_path(base, &p)),
+                        lease_period: lease_period(rs.lease_period.as_ref())?,
                     }),
                 }
             }

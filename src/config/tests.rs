@@ -105,6 +105,43 @@ fn store_url_selects_postgresql() {
 }
 
 #[test]
+fn lease_period_defaults_validates_and_is_postgresql_only() {
+    let pg = |extra: &str| {
+        parse(&MINIMAL.replace(
+            "path = \"mail.db\"",
+            &format!("url = \"postgresql://feed@db.example/mail\"\n{extra}"),
+        ))
+    };
+    let c = pg("").expect("default");
+    assert_eq!(
+        c.store.postgres.expect("pg").lease_period,
+        Duration::from_secs(30)
+    );
+    let c = pg("lease_period = \"1m\"").expect("1m");
+    assert_eq!(
+        c.store.postgres.expect("pg").lease_period,
+        Duration::from_secs(60)
+    );
+    for bad in [
+        "lease_period = \"1s\"",
+        "lease_period = \"2h\"",
+        "lease_period = \"soon\"",
+    ] {
+        let e = pg(bad).expect_err(bad);
+        assert!(e.contains("store.lease_period"), "{e}");
+    }
+    let e = parse(&MINIMAL.replace(
+        "path = \"mail.db\"",
+        "path = \"mail.db\"\nlease_period = \"30s\"",
+    ))
+    .expect_err("sqlite");
+    assert!(
+        e.contains("store.lease_period") && e.contains("store.url"),
+        "{e}"
+    );
+}
+
+#[test]
 fn mistakes_name_the_key_and_the_fix() {
     let cases = [
         (MINIMAL.replace("host =", "hots ="), "hots"),

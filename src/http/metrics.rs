@@ -113,6 +113,12 @@ pub fn render(
         "Size of the database file (without its WAL)",
     );
     let writer_up = gauge("writer_up", "1 while the database writer is alive");
+    let leases = (!totals.leases.is_empty()).then(|| {
+        gauge(
+            "lease_held",
+            "1 per account for the instance whose lease on it has not run out (PostgreSQL)",
+        )
+    });
     let lag = totals.search_index_lag.map(|_| {
         gauge(
             "search_index_lag_messages",
@@ -209,6 +215,17 @@ pub fn render(
     writer_up
         .get_or_create(&Vec::new())
         .set(i64::from(!ops.store.has_failed()));
+    if let Some(g) = leases {
+        for l in &totals.leases {
+            if let Some(owner) = l.owner.as_ref().filter(|_| l.expires_in > 0.0) {
+                g.get_or_create(&vec![
+                    ("account", l.account.clone()),
+                    ("instance", owner.clone()),
+                ])
+                .set(1);
+            }
+        }
+    }
     if let (Some(g), Some(v)) = (lag, totals.search_index_lag) {
         g.get_or_create(&Vec::new())
             .set(i64::try_from(v).unwrap_or(i64::MAX));

@@ -44,6 +44,8 @@ pub struct DbTotals {
     pub mailboxes: Vec<MailboxTotals>,
     pub database_bytes: u64,
     pub search_index_lag: Option<u64>,
+    /// Which instance holds each account (PostgreSQL; empty on SQLite).
+    pub leases: Vec<crate::store::LeaseStatus>,
 }
 
 impl Ops {
@@ -77,6 +79,7 @@ impl Ops {
                 mailboxes: reader.totals()?,
                 database_bytes: reader.database_bytes()?,
                 search_index_lag: Some(u64::try_from(reader.search_lag()?.messages).unwrap_or(0)),
+                leases: reader.leases()?,
             })
         })
         .await

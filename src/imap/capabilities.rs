@@ -35,6 +35,11 @@ impl Capabilities {
         self.has("IDLE")
     }
 
+    /// RFC 5465: one connection can watch many mailboxes.
+    pub fn notify(&self) -> bool {
+        self.has("NOTIFY")
+    }
+
     pub fn qresync(&self) -> bool {
         self.has("QRESYNC") && self.has("ENABLE")
     }

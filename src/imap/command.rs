@@ -68,6 +68,14 @@ pub enum Command {
         items: FetchItems,
     },
     Idle,
+    /// RFC 3691: closes the selected mailbox without expunging anything.
+    Unselect,
+    /// `NOTIFY SET` (RFC 5465): the selected mailbox reports as usual, and
+    /// new, expunged and changed messages in `mailboxes` (wire names) are
+    /// announced by `STATUS` while they are not selected.
+    NotifySet {
+        mailboxes: Vec<String>,
+    },
     /// Read-write select, for a folder mailfeed is configured to change
     /// (`after_store`, `delete_after`); otherwise EXAMINE.
     Select {
@@ -280,6 +288,8 @@ impl Command {
             Command::UidSearch { .. } => "UID SEARCH",
             Command::Fetch { .. } => "FETCH",
             Command::Idle => "IDLE",
+            Command::Unselect => "UNSELECT",
+            Command::NotifySet { .. } => "NOTIFY",
             Command::Select { .. } => "SELECT",
             Command::UidStoreAdd { .. } => "UID STORE",
             Command::UidCopy { .. } => "UID COPY",
@@ -334,7 +344,8 @@ impl Command {
             | Command::Noop
             | Command::Logout
             | Command::StartTls
-            | Command::Idle => e.text(self.name().as_bytes()),
+            | Command::Idle
+            | Command::Unselect => e.text(self.name().as_bytes()),
             Command::Compress => e.text(b"COMPRESS DEFLATE"),
             Command::Id => e.text(
                 format!(
@@ -410,6 +421,21 @@ impl Command {
                 } else if *condstore {
                     e.text(b" (CONDSTORE)");
                 }
+            }
+            Command::NotifySet { mailboxes } => {
+                const EVENTS: &[u8] = b"(MessageNew MessageExpunge FlagChange)";
+                e.text(b"NOTIFY SET (selected ");
+                e.text(EVENTS);
+                e.text(b") (mailboxes (");
+                for (i, m) in mailboxes.iter().enumerate() {
+                    if i > 0 {
+                        e.text(b" ");
+                    }
+                    astring(m, lp, &mut e);
+                }
+                e.text(b") ");
+                e.text(EVENTS);
+                e.text(b")");
             }
             Command::Status { mailbox, items } => {
                 e.text(b"STATUS ");

@@ -330,3 +330,166 @@ fn too_many_unasked_changes_become_a_rescan() {
     let r = u.take_reported().expect("reported");
     assert!(r.overflowed && r.vanished.is_empty());
 }
+
+/// Feeds `script` to a NOTIFY flow the way a session does: every response,
+/// the tag table closing each command after its reply was seen.
+fn notify_events(flow: &mut Notify, tags: &mut Tags, script: &[u8]) -> Vec<NotifyEvent> {
+    responses(script)
+        .iter()
+        .map(|r| {
+            let e = flow.received(r, tags);
+            if let Response::Tagged { tag, .. } = r {
+                tags.completed(tag);
+            }
+            e
+        })
+        .collect()
+}
+
+#[test]
+fn notify_set_encodes_the_watched_mailboxes() {
+    let (_, cmd) = Notify::start(vec!["INBOX".into(), "Sent Items".into(), "&AOQ-b".into()]);
+    assert_eq!(cmd.name(), "NOTIFY");
+    let wire: Vec<u8> = cmd
+        .encode("a7", false)
+        .into_iter()
+        .flat_map(|p| match p {
+            Part::Text(t) => t,
+            Part::Literal { data, .. } => data,
+        })
+        .collect();
+    assert_eq!(
+        String::from_utf8(wire).expect("ascii"),
+        "a7 NOTIFY SET (selected (MessageNew MessageExpunge FlagChange)) \
+         (mailboxes (INBOX \"Sent Items\" &AOQ-b) (MessageNew MessageExpunge FlagChange))\r\n"
+    );
+}
+
+/// What Dovecot 2.3 sends around `NOTIFY SET` and IDLE, with an explicit
+/// STATUS, an unwatched mailbox, INBOX in lower case and an overflow mixed in.
+#[test]
+fn notify_names_the_watched_mailbox_that_changed() {
+    let mut tags = Tags::default();
+    let (mut flow, cmd) = Notify::start(vec!["INBOX".into(), "A".into(), "Sent Items".into()]);
+    let set = tags.sent(&cmd);
+    assert_eq!(set, "a001");
+    let mut script = Vec::new();
+    script.extend_from_slice(b"* STATUS A (MESSAGES 1 UIDNEXT 2)\r\na001 OK NOTIFY completed\r\n");
+    let mut events = notify_events(&mut flow, &mut tags, &script);
+    assert!(flow.is_set());
+    // An explicit STATUS command: its answer is not an announcement, one
+    // about another mailbox meanwhile is; a failed one expects no answer.
+    flow.status_asked("A");
+    let status = tags.sent(&Command::Status {
+        mailbox: "A".into(),
+        items: vec!["UIDNEXT"],
+    });
+    events.extend(notify_events(
+        &mut flow,
+        &mut tags,
+        format!(
+            "* STATUS \"Sent Items\" (UIDNEXT 3)\r\n* STATUS A (UIDNEXT 3)\r\n{status} OK done\r\n"
+        )
+        .as_bytes(),
+    ));
+    flow.status_asked("A");
+    let status = tags.sent(&Command::Status {
+        mailbox: "A".into(),
+        items: vec!["UIDNEXT"],
+    });
+    events.extend(notify_events(
+        &mut flow,
+        &mut tags,
+        format!("{status} NO gone\r\n* STATUS A (UIDNEXT 4)\r\n").as_bytes(),
+    ));
+    let idle = tags.sent(&Command::Idle);
+    events.extend(notify_events(
+        &mut flow,
+        &mut tags,
+        format!(
+            "+ idling\r\n* STATUS \"Sent Items\" (MESSAGES 2 UIDNEXT 3 UNSEEN 2)\r\n\
+             * STATUS Other (MESSAGES 9)\r\n* STATUS inbox (MESSAGES 0)\r\n* 4 EXISTS\r\n\
+             * OK [NOTIFICATIONOVERFLOW] too many\r\n{idle} OK Idle completed\r\n"
+        )
+        .as_bytes(),
+    ));
+    assert_eq!(
+        events,
+        [
+            NotifyEvent::Changed("A".into()),
+            NotifyEvent::Set,
+            NotifyEvent::Changed("Sent Items".into()),
+            NotifyEvent::Ignored,
+            NotifyEvent::Ignored,
+            NotifyEvent::Ignored,
+            NotifyEvent::Changed("A".into()),
+            NotifyEvent::Ignored,
+            NotifyEvent::Changed("Sent Items".into()),
+            NotifyEvent::Ignored,
+            NotifyEvent::Changed("INBOX".into()),
+            NotifyEvent::Ignored,
+            NotifyEvent::Overflowed,
+            NotifyEvent::Ignored,
+        ]
+    );
+    assert_eq!(tags.open(), 0);
+}
+
+#[test]
+fn notify_refused_watches_nothing() {
+    let mut tags = Tags::default();
+    let (mut flow, cmd) = Notify::start(vec!["A".into()]);
+    tags.sent(&cmd);
+    let events = notify_events(
+        &mut flow,
+        &mut tags,
+        b"a001 NO [BADEVENT (MessageNew MessageExpunge)] not for these\r\n\
+          * STATUS A (MESSAGES 1)\r\n",
+    );
+    assert_eq!(
+        events,
+        [
+            NotifyEvent::Refused("NO [BADEVENT] not for these".into()),
+            NotifyEvent::Ignored
+        ]
+    );
+    assert!(!flow.is_set());
+}
+
+/// A folder moved on since its pass opened it when a STATUS answer differs
+/// in any item asked; items the pass did not see tell nothing.
+#[test]
+fn seen_tells_a_folder_that_moved_on() {
+    let (mut ex, _) = Examine::start("A", false, true, None);
+    for r in responses(
+        b"* 3 EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n* OK [UIDNEXT 10] n\r\n* OK [HIGHESTMODSEQ 50] m\r\n",
+    ) {
+        if let Response::Untagged(u) = r {
+            ex.received(u);
+        }
+    }
+    let seen = Seen::of(&ex.finished());
+    let status = |s: &[u8]| match responses(s).remove(0) {
+        Response::Untagged(Untagged::MailboxStatus { items, .. }) => items,
+        r => panic!("{r:?}"),
+    };
+    let same = status(b"* STATUS A (MESSAGES 3 UIDNEXT 10 UIDVALIDITY 7 HIGHESTMODSEQ 50)\r\n");
+    assert!(!seen.moved_on(&same));
+    for moved in [
+        &b"* STATUS A (MESSAGES 4 UIDNEXT 10 UIDVALIDITY 7 HIGHESTMODSEQ 50)\r\n"[..],
+        b"* STATUS A (MESSAGES 3 UIDNEXT 11 UIDVALIDITY 7 HIGHESTMODSEQ 50)\r\n",
+        b"* STATUS A (MESSAGES 3 UIDNEXT 10 UIDVALIDITY 8 HIGHESTMODSEQ 50)\r\n",
+        b"* STATUS A (MESSAGES 3 UIDNEXT 10 UIDVALIDITY 7 HIGHESTMODSEQ 51)\r\n",
+    ] {
+        assert!(
+            seen.moved_on(&status(moved)),
+            "{}",
+            String::from_utf8_lossy(moved)
+        );
+    }
+    assert_eq!(
+        Seen::status_items(false),
+        ["MESSAGES", "UIDNEXT", "UIDVALIDITY"]
+    );
+    assert!(!seen.moved_on(&status(b"* STATUS A (UNSEEN 2)\r\n")));
+}

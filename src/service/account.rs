@@ -1,15 +1,17 @@
 //! One account's task: connect and resolve its folders (retrying as any
-//! task does), then hand the folders to IDLE watchers, up to
-//! `max_connections`, and the rest to one poller.
+//! task does), then watch them all on that connection with NOTIFY where the
+//! server offers it, or hand them to IDLE watchers, up to `max_connections`,
+//! and the rest to one poller.
 
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::task::TaskTracker;
 
 use super::AccountCtx;
+use super::notifier::notify_watcher;
 use super::poller::poller;
 use super::reconnect::{Watch, connect, logout_quickly, reconnect};
 use super::watcher::idle_watcher;
-use crate::session::SessionError;
+use crate::session::{Session, SessionError};
 use crate::sync::resolve_folders;
 
 /// Resolves the account's folders, then starts its watchers. `first` is
@@ -59,6 +61,25 @@ pub(super) async fn account_task(
     if folders.is_empty() {
         tracing::warn!(account = %name, "the configured folders match no folder on the server");
     }
+    let caps = session.capabilities();
+    if ctx.account.idle && folders.len() > 1 && caps.idle() && session.notify_offered() {
+        // One connection watches them all.
+        let t = tracker.clone();
+        tracker.spawn(async move { notify_watcher(ctx, folders, session, t).await });
+        return;
+    }
+    watch_separately(ctx, &tracker, folders, session).await;
+}
+
+/// Watches each folder on its own IDLE connection, up to `max_connections`,
+/// and polls the rest over one; `session` serves the first of them.
+pub(super) async fn watch_separately(
+    ctx: AccountCtx,
+    tracker: &TaskTracker,
+    folders: Vec<String>,
+    session: Session,
+) {
+    let name = &ctx.account.name;
     let use_idle = ctx.account.idle && session.capabilities().idle();
     let max = ctx.account.max_connections as usize;
     let (idle_folders, poll_folders): (Vec<String>, Vec<String>) = if !use_idle {

@@ -1,4 +1,5 @@
 //! The daemon behind `mailfeed run`. One task per account; within it one
+//! NOTIFY watcher for all its folders where the server offers NOTIFY, else one
 //! watcher per IDLE-watched folder (each with its own connection, up to
 //! `max_connections`) and one poller for the rest. Watchers reconnect with
 //! exponential backoff and jitter; credentials errors back off much longer.
@@ -17,13 +18,14 @@
 //! keeps meeting the deadline it announced (a hung loop stops the pings).
 
 //!
-//! `account.rs` an account's task, `watcher.rs` an IDLE watcher,
+//! `account.rs` an account's task, `notifier.rs` the one connection that
+//! watches all of an account's folders with NOTIFY, `watcher.rs` an IDLE watcher,
 //! `poller.rs` the poller, `reconnect.rs` the one connect → back off →
 //! report loop they share, `backoff.rs` the delays, `watchdog.rs` deadlines
 //! and states for systemd, `edges.rs` HTTP and alerts. Speaks no IMAP: it
 //! asks the session to wait for a change and the engine to sync.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +39,8 @@ use tokio_util::task::TaskTracker;
 mod account;
 mod backoff;
 mod edges;
+mod leases;
+mod notifier;
 mod poller;
 mod reconnect;
 mod watchdog;
@@ -95,28 +99,60 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<Outcome> {
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGHUP,
     ])?;
-    // One writer per SQLite file; on PostgreSQL one instance per
-    // configuration is the rule for now (see README).
+    // One writer per SQLite file; on PostgreSQL instances share the
+    // accounts through leases, and each commit checks their fences.
     let _lock = match config.store.postgres {
         None => Some(crate::store::lock::DatabaseLock::acquire(
             &config.store.path,
         )?),
         Some(_) => None,
     };
-    let (store, writer) = StoreHandle::open(&config.store, config.sync.max_buffered_bytes)?;
+    let shares = match &config.store.postgres {
+        None => None,
+        Some(pg) => Some(leases::Shares::open(pg, account_names(&config)).await?),
+    };
+    let (store, writer) = match &shares {
+        None => StoreHandle::open(&config.store, config.sync.max_buffered_bytes)?,
+        Some(s) => StoreHandle::open_leased(
+            &config.store,
+            config.sync.max_buffered_bytes,
+            s.book.clone(),
+        )?,
+    };
     let health = Arc::new(Health::default());
     let tracker = TaskTracker::new();
     let edges = CancellationToken::new();
     edges::start(&config, &health.board, &store, &edges, &tracker).await?;
     let (first_tx, mut first_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let mut running: HashMap<String, (AccountConfig, CancellationToken)> = HashMap::new();
+    let mut running: HashMap<String, Running> = HashMap::new();
     let mut current = config.clone();
+    // With leases, an account starts once this instance holds its lease.
+    let mut held: Option<HashSet<String>> = None;
+    let (mut ticks, ticker) = match &shares {
+        Some(s) => {
+            let (mut rx, stop) = s.ticks();
+            let first = tokio::time::timeout(s.interval * 3, rx.recv()).await;
+            held = Some(
+                first
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
+                    .held
+                    .into_iter()
+                    .collect(),
+            );
+            (Some(rx), Some(stop))
+        }
+        None => (None, None),
+    };
     for acc in &current.accounts {
-        let token = start_account(&current, acc, &store, &health, &tracker, first_tx.clone())?;
-        running.insert(acc.name.clone(), (acc.clone(), token));
+        if held.as_ref().is_some_and(|h| !h.contains(&acc.name)) {
+            continue;
+        }
+        let started = start_account(&current, acc, &store, &health, &tracker, first_tx.clone())?;
+        running.insert(acc.name.clone(), started);
     }
-    let mut waiting_first: std::collections::HashSet<String> =
-        current.accounts.iter().map(|a| a.name.clone()).collect();
+    let mut waiting_first: HashSet<String> = running.keys().cloned().collect();
     if waiting_first.is_empty() {
         notify(&[sd_notify::NotifyState::Ready]);
     }
@@ -128,7 +164,10 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<Outcome> {
         tokio::select! {
             sig = signals.next() => match sig {
                 Some(signal_hook::consts::SIGHUP) => {
-                    reload(&path, &mut current, &mut running, &store, &health, &tracker, &first_tx);
+                    reload(&path, &mut current, &mut running, held.as_ref(), &store, &health, &tracker, &first_tx);
+                    if let Some(s) = &shares {
+                        s.set_accounts(account_names(&current)).await;
+                    }
                 }
                 Some(_) | None => {
                     tracing::info!("stopping: finishing the current batch and logging out");
@@ -142,6 +181,50 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<Outcome> {
                     tracing::info!("every account has made its first connection attempt");
                     notify(&[sd_notify::NotifyState::Ready]);
                 }
+            }
+            tick = async { ticks.as_mut()?.recv().await }, if ticks.is_some() => {
+                let Some(tick) = tick else {
+                    // The lease thread ended: without renewals the leases
+                    // run out and the others take the accounts over.
+                    tracing::error!("the lease thread stopped; stopping so the service manager can restart mailfeed");
+                    outcome = Outcome::WriterFailed;
+                    break;
+                };
+                for name in &tick.lost {
+                    if let Some(r) = running.remove(name) {
+                        tracing::warn!(account = %name, "lease lost to another instance; stopping the account");
+                        r.token.cancel();
+                    }
+                }
+                if store.has_failed() {
+                    tracing::error!("the database writer failed; stopping so the service manager can restart mailfeed");
+                    outcome = Outcome::WriterFailed;
+                    break;
+                }
+                let Some(s) = &shares else { continue };
+                if !tick.surplus.is_empty() {
+                    let mut finished = Vec::new();
+                    for name in &tick.surplus {
+                        if let Some(r) = running.remove(name) {
+                            r.token.cancel();
+                            finished.push(r.finished);
+                        }
+                    }
+                    tracing::info!(accounts = ?tick.surplus, live_instances = tick.live_instances, "handing accounts over to balance the instances");
+                    let (s, names, st) = (s.clone(), tick.surplus.clone(), store.clone());
+                    tracker.spawn(async move { s.hand_over(names, finished, st).await });
+                }
+                for acc in &current.accounts {
+                    if tick.held.contains(&acc.name) && !running.contains_key(&acc.name) {
+                        match start_account(&current, acc, &store, &health, &tracker, first_tx.clone()) {
+                            Ok(r) => {
+                                running.insert(acc.name.clone(), r);
+                            }
+                            Err(e) => tracing::error!(account = %acc.name, "cannot start account: {e:#}"),
+                        }
+                    }
+                }
+                held = Some(tick.held.into_iter().collect());
             }
             _ = dog_tick.tick() => {
                 if store.has_failed() {
@@ -157,12 +240,24 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<Outcome> {
             }
         }
     }
-    for (_, (_, token)) in running.drain() {
-        token.cancel();
+    for (_, r) in running.drain() {
+        r.token.cancel();
     }
     edges.cancel();
     tracker.close();
+    let failed = store.has_failed();
+    if let Some(t) = &ticker {
+        t.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    drop(ticks);
     stop(&tracker, &store, writer).await;
+    // After a failed writer the leases run out instead: what it had not
+    // committed is gone, and the next holder starts from the cursors.
+    if let Some(s) = &shares
+        && !failed
+    {
+        s.leave().await;
+    }
     Ok(outcome)
 }
 
@@ -197,6 +292,20 @@ async fn stop(tracker: &TaskTracker, store: &StoreHandle, writer: crate::store::
     }
 }
 
+/// The configured account names (the leases an instance may claim).
+fn account_names(config: &Config) -> Vec<String> {
+    config.accounts.iter().map(|a| a.name.clone()).collect()
+}
+
+/// An account being worked.
+struct Running {
+    config: AccountConfig,
+    /// Cancels its tasks.
+    token: CancellationToken,
+    /// Cancelled once its task and every connection it started ended.
+    finished: CancellationToken,
+}
+
 fn start_account(
     config: &Config,
     acc: &AccountConfig,
@@ -204,7 +313,7 @@ fn start_account(
     health: &Arc<Health>,
     tracker: &TaskTracker,
     first: tokio::sync::mpsc::UnboundedSender<String>,
-) -> Result<CancellationToken> {
+) -> Result<Running> {
     let token = CancellationToken::new();
     let ctx = AccountCtx {
         account: Arc::new(acc.clone()),
@@ -223,15 +332,30 @@ fn start_account(
     if acc.security == crate::config::Security::Plain {
         tracing::warn!(account = %acc.name, "security = \"plain\": the password and all mail travel unencrypted");
     }
-    let tracker2 = tracker.clone();
-    tracker.spawn(async move { account::account_task(ctx, tracker2, first).await });
-    Ok(token)
+    // Its connections run on a tracker of its own, so a hand-over can
+    // wait for all of them; the outer tracker waits for this task.
+    let own = TaskTracker::new();
+    let finished = CancellationToken::new();
+    let done = finished.clone();
+    tracker.spawn(async move {
+        account::account_task(ctx, own.clone(), first).await;
+        own.close();
+        own.wait().await;
+        done.cancel();
+    });
+    Ok(Running {
+        config: acc.clone(),
+        token,
+        finished,
+    })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn reload(
     path: &std::path::Path,
     current: &mut Arc<Config>,
-    running: &mut HashMap<String, (AccountConfig, CancellationToken)>,
+    running: &mut HashMap<String, Running>,
+    held: Option<&HashSet<String>>,
     store: &StoreHandle,
     health: &Arc<Health>,
     tracker: &TaskTracker,
@@ -255,23 +379,25 @@ fn reload(
     let settings_changed = new.sync != current.sync;
     let mut started = 0;
     let mut stopped = 0;
-    running.retain(|name, (old, token)| {
-        let keep = !settings_changed && new.accounts.iter().any(|a| a == old);
+    running.retain(|name, r| {
+        let keep = !settings_changed && new.accounts.contains(&r.config);
         if !keep {
             // Its tasks remove their own health entries as they end.
             tracing::debug!(account = %name, "stopping");
-            token.cancel();
+            r.token.cancel();
             stopped += 1;
         }
         keep
     });
     for acc in &new.accounts {
-        if running.contains_key(&acc.name) {
+        // With leases, only accounts this instance holds; the others
+        // start when a lease tick claims them.
+        if running.contains_key(&acc.name) || held.is_some_and(|h| !h.contains(&acc.name)) {
             continue;
         }
         match start_account(&new, acc, store, health, tracker, first.clone()) {
-            Ok(token) => {
-                running.insert(acc.name.clone(), (acc.clone(), token));
+            Ok(r) => {
+                running.insert(acc.name.clone(), r);
                 started += 1;
             }
             Err(e) => tracing::error!(account = %acc.name, "SIGHUP: cannot start account: {e:#}"),

@@ -94,7 +94,6 @@ async fn idle_loop(
     idle_refused: &mut bool,
 ) -> Result<(), SyncError> {
     let timeout = ctx.engine.opts.timeout;
-    let refresh = ctx.engine.settings.idle_refresh;
     loop {
         // The pass looks at the folder afresh: what was noted before is in it.
         s.take_unsolicited_changes();
@@ -127,49 +126,82 @@ async fn idle_loop(
             return poll_one(ctx, s, folder, (reg, rep), backoff).await;
         }
         rep.idle_opened();
-        let idle_since = Instant::now();
-        let deadline = idle_since + refresh;
-        let mut proved_healthy = false;
-        reg.expect_by(deadline + timeout * 4);
-        let mut cancelled = false;
-        loop {
-            let now = Instant::now();
-            let left = deadline.saturating_duration_since(now);
-            if left.is_zero() {
-                break;
-            }
-            let mut wait = left;
-            if !proved_healthy {
-                let to_healthy = (idle_since + HEALTHY_IDLE).saturating_duration_since(now);
-                if to_healthy.is_zero() {
-                    proved_healthy = true;
-                    backoff.reset();
-                    continue;
-                }
-                wait = wait.min(to_healthy);
-            }
-            let changed = tokio::select! {
-                _ = ctx.cancel.cancelled() => { cancelled = true; break; }
-                r = s.wait_in_idle(wait) => r?,
-            };
-            if changed {
-                break;
-            }
-        }
-        if cancelled {
-            // Stopping: end IDLE politely if the server answers at once.
-            let _ = tokio::time::timeout(STOP_GRACE, s.end_idle()).await;
+        let refresh = ctx.engine.settings.idle_refresh;
+        if idle_until_change(ctx, s, reg, backoff, refresh).await? == Waited::Cancelled {
             return Ok(());
         }
-        // DONE must be answered within the normal timeout: a silent peer here
-        // is a dead connection (a NAT that dropped it, a blackholed link).
-        tokio::select! {
-            _ = ctx.cancel.cancelled() => return Ok(()),
-            r = s.end_idle() => r?,
-        }
-        // A whole IDLE cycle: this connection works.
-        backoff.reset();
     }
+}
+
+/// How an IDLE wait ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Waited {
+    /// The server announced a change; IDLE was ended.
+    Changed,
+    /// The refresh period passed quietly; IDLE was ended.
+    Quiet,
+    /// The task was stopped.
+    Cancelled,
+}
+
+/// Waits in the IDLE just begun until the server announces a change or
+/// `limit` passes (at most `idle_refresh`), then ends it with DONE. The
+/// backoff is reset once the IDLE proved the connection healthy.
+pub(super) async fn idle_until_change(
+    ctx: &AccountCtx,
+    s: &mut Session,
+    reg: &Registration,
+    backoff: &mut Backoff,
+    limit: Duration,
+) -> Result<Waited, SyncError> {
+    let timeout = ctx.engine.opts.timeout;
+    let idle_since = Instant::now();
+    let deadline = idle_since + limit.min(ctx.engine.settings.idle_refresh);
+    let mut proved_healthy = false;
+    reg.expect_by(deadline + timeout * 4);
+    let mut changed = false;
+    loop {
+        let now = Instant::now();
+        let left = deadline.saturating_duration_since(now);
+        if left.is_zero() {
+            break;
+        }
+        let mut wait = left;
+        if !proved_healthy {
+            let to_healthy = (idle_since + HEALTHY_IDLE).saturating_duration_since(now);
+            if to_healthy.is_zero() {
+                proved_healthy = true;
+                backoff.reset();
+                continue;
+            }
+            wait = wait.min(to_healthy);
+        }
+        let announced = tokio::select! {
+            _ = ctx.cancel.cancelled() => {
+                // Stopping: end IDLE politely if the server answers at once.
+                let _ = tokio::time::timeout(STOP_GRACE, s.end_idle()).await;
+                return Ok(Waited::Cancelled);
+            }
+            r = s.wait_in_idle(wait) => r?,
+        };
+        if announced {
+            changed = true;
+            break;
+        }
+    }
+    // DONE must be answered within the normal timeout: a silent peer here
+    // is a dead connection (a NAT that dropped it, a blackholed link).
+    tokio::select! {
+        _ = ctx.cancel.cancelled() => return Ok(Waited::Cancelled),
+        r = s.end_idle() => r?,
+    }
+    // A whole IDLE cycle: this connection works.
+    backoff.reset();
+    Ok(if changed {
+        Waited::Changed
+    } else {
+        Waited::Quiet
+    })
 }
 
 /// Polls one folder on its watcher's connection (the server refused IDLE):

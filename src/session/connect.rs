@@ -105,6 +105,8 @@ impl Session {
             unasked: Unasked::default(),
             read_write: false,
             idle: None,
+            watching: None,
+            opened: None,
         };
         let preauth = s.greeting().await?;
         if account.security == Security::Starttls {

@@ -36,11 +36,16 @@ impl Session {
         }
     }
 
-    /// Waits in IDLE up to `limit`: true when the server announced a change,
-    /// false when the time passed quietly. A BYE is an error.
+    /// Waits in IDLE up to `limit`: true when the server announced a change
+    /// (to the selected mailbox, or to one a NOTIFY watch names), false when
+    /// the time passed quietly. A BYE is an error.
     pub async fn wait_in_idle(&mut self, limit: Duration) -> Result<bool, SessionError> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
+            // A change noted while IDLE was being started counts too.
+            if self.has_notified() {
+                return Ok(true);
+            }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
                 return Ok(false);

@@ -51,10 +51,12 @@ impl Session {
         // whoever wants them takes them before examining another
         // ([`Session::take_reported`]); they cannot be told apart after.
         self.unasked.selecting();
+        self.opened = None;
         let tag = self.send(&cmd).await?;
         self.collect_with(&tag, cmd.name(), |u| flow.received(u))
             .await?;
         let st = flow.finished();
+        self.opened = Some((mailbox_wire.to_owned(), crate::imap::Seen::of(&st)));
         self.unasked
             .selected(st.uidvalidity.map(|v| (mailbox_wire.to_owned(), v)));
         Ok(st)

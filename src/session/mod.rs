@@ -7,13 +7,15 @@
 //! `connect.rs` the way in (TLS, STARTTLS, greeting, login, ID, COMPRESS)
 //! and the connect options; `login.rs` password and OAuth2 login;
 //! `mailbox.rs` EXAMINE, LIST, QRESYNC and the changes reported unasked;
-//! `idle.rs` waiting for a change; `error.rs` the error and its policy.
+//! `idle.rs` waiting for a change; `notify.rs` watching many folders
+//! on one connection (NOTIFY); `error.rs` the error and its policy.
 
 mod connect;
 mod error;
 mod idle;
 mod login;
 mod mailbox;
+mod notify;
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -25,10 +27,11 @@ use crate::imap::{
 };
 use crate::transport::{Link, TransportError};
 
-pub use crate::imap::{MAX_REPORTED_CHANGES, MailboxState, Reported};
+pub use crate::imap::{MAX_REPORTED_CHANGES, MailboxState, Reported, Seen};
 pub use connect::{ConnectOptions, connect_options, connect_options_observed};
 pub use error::SessionError;
 pub use idle::IdleBegun;
+pub use notify::{Notified, NotifyBegun};
 
 /// One line of the conversation, for whoever watches it.
 pub enum TapLine<'a> {
@@ -65,6 +68,10 @@ pub struct Session {
     read_write: bool,
     /// The IDLE running on this connection, with its tag.
     idle: Option<(crate::imap::Idle, String)>,
+    /// The NOTIFY watch set on this connection, and what it noted.
+    watching: Option<notify::Watching>,
+    /// The mailbox the last EXAMINE or SELECT opened and what it saw.
+    opened: Option<(String, crate::imap::Seen)>,
 }
 
 impl Session {
@@ -238,6 +245,9 @@ impl Session {
             _ => None,
         };
         self.unasked.received(&r.response, &self.tags);
+        if let Some(w) = self.watching.as_mut() {
+            w.received(&r.response, &self.tags);
+        }
         if let Response::Tagged { tag, .. } = &r.response {
             self.tags.completed(tag);
         }

@@ -333,3 +333,71 @@ async fn tags_are_forgotten_over_many_idle_cycles() {
     assert_eq!(s.tags.open(), 0);
     drop(server.await);
 }
+
+/// A NOTIFY watch notes the folders named by unasked STATUS responses in
+/// any command's replies and in IDLE (even one before IDLE's `+`), and
+/// ends the IDLE wait; a refused watch notes nothing.
+#[tokio::test]
+async fn notify_notes_changed_folders_and_ends_the_idle_wait() {
+    let (listener, port) = listen().await;
+    let server = tokio::spawn(async move {
+        let mut p = Peer::accept(&listener).await;
+        let tag = p.expect("NOTIFY SET (selected").await;
+        p.send(format!("{tag} OK NOTIFY completed\r\n")).await;
+        let tag = p.expect("NOOP").await;
+        p.send(format!(
+            "* STATUS B (MESSAGES 1 UIDNEXT 2)\r\n* STATUS Z (MESSAGES 1)\r\n{tag} OK done\r\n"
+        ))
+        .await;
+        let tag = p.expect("IDLE").await;
+        p.send("* STATUS A (MESSAGES 4)\r\n+ idling\r\n".to_string())
+            .await;
+        p.expect("DONE").await;
+        p.send(format!("{tag} OK Idle completed\r\n")).await;
+        let tag = p.expect("IDLE").await;
+        p.send("+ idling\r\n".to_string()).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        p.send("* OK [NOTIFICATIONOVERFLOW] lost count\r\n".to_string())
+            .await;
+        p.expect("DONE").await;
+        p.send(format!("{tag} OK Idle completed\r\n")).await;
+        let tag = p.expect("NOTIFY SET").await;
+        p.send(format!("{tag} NO [BADEVENT (FlagChange)] no\r\n"))
+            .await;
+        let tag = p.expect("NOOP").await;
+        p.send(format!("* STATUS A (MESSAGES 5)\r\n{tag} OK done\r\n"))
+            .await;
+        p
+    });
+    let mut s = session_on(port, Duration::from_secs(5)).await;
+    let folders = vec!["A".to_string(), "B".to_string()];
+    assert_eq!(
+        s.notify_set(&folders).await.expect("set"),
+        NotifyBegun::Accepted
+    );
+    s.run(&Command::Noop).await.expect("noop");
+    let n = s.take_notified();
+    assert_eq!(n.folders.into_iter().collect::<Vec<_>>(), ["B"]);
+    assert!(!n.all);
+    assert!(s.take_notified().is_empty());
+    assert_eq!(s.begin_idle().await.expect("idle"), IdleBegun::Accepted);
+    let t0 = Instant::now();
+    assert!(s.wait_in_idle(Duration::from_secs(5)).await.expect("wait"));
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    s.end_idle().await.expect("done");
+    assert_eq!(
+        s.take_notified().folders.into_iter().collect::<Vec<_>>(),
+        ["A"]
+    );
+    assert_eq!(s.begin_idle().await.expect("idle"), IdleBegun::Accepted);
+    assert!(s.wait_in_idle(Duration::from_secs(5)).await.expect("wait"));
+    s.end_idle().await.expect("done");
+    assert!(s.take_notified().all);
+    assert_eq!(
+        s.notify_set(&folders).await.expect("answered"),
+        NotifyBegun::Refused("NO [BADEVENT] no".into())
+    );
+    s.run(&Command::Noop).await.expect("noop");
+    assert!(s.take_notified().is_empty());
+    drop(server.await);
+}

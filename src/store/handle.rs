@@ -74,7 +74,24 @@ impl StoreHandle {
             None => Self::start(&store.path, store.synchronous, max_buffered_bytes),
             Some(pg) => {
                 let target = PgTarget::parse(&pg.url, pg.password_file.as_deref())?;
-                Self::start_postgres(&target, max_buffered_bytes)
+                Self::start_postgres(&target, max_buffered_bytes, None)
+            }
+        }
+    }
+
+    /// [`StoreHandle::open`] for an instance sharing a PostgreSQL store
+    /// with others: each commit checks `leases`' fences for the accounts
+    /// it wrote and fails, keeping nothing, when one was taken.
+    pub fn open_leased(
+        store: &StoreConfig,
+        max_buffered_bytes: u64,
+        leases: Arc<super::LeaseBook>,
+    ) -> Result<(StoreHandle, WriterThread), StoreError> {
+        match &store.postgres {
+            None => Self::open(store, max_buffered_bytes),
+            Some(pg) => {
+                let target = PgTarget::parse(&pg.url, pg.password_file.as_deref())?;
+                Self::start_postgres(&target, max_buffered_bytes, Some(leases))
             }
         }
     }
@@ -84,8 +101,11 @@ impl StoreHandle {
     pub(crate) fn start_postgres(
         target: &PgTarget,
         max_buffered_bytes: u64,
+        leases: Option<Arc<super::LeaseBook>>,
     ) -> Result<(StoreHandle, WriterThread), StoreError> {
-        let pg = open_postgres(target)?;
+        let stall = leases.as_ref().map(|b| b.period());
+        let mut pg = open_postgres(target, stall)?;
+        pg.leases = leases;
         Ok(Self::spawn(
             Db::Postgres(Box::new(pg)),
             max_buffered_bytes,
@@ -483,11 +503,27 @@ impl StoreHandle {
 /// Connects and migrates on a thread of its own: the synchronous client
 /// runs a small runtime that must not be entered from async code, and
 /// `open` is called from it.
-fn open_postgres(target: &PgTarget) -> Result<Pg, StoreError> {
+///
+/// `stall`: with leases, a transaction left open that long (its process
+/// paused or cut off) is ended by the server, so its row locks cannot hold
+/// up the instance that took its accounts over.
+fn open_postgres(target: &PgTarget, stall: Option<std::time::Duration>) -> Result<Pg, StoreError> {
     std::thread::scope(|s| {
-        s.spawn(|| target.open())
-            .join()
-            .unwrap_or_else(|_| Err(StoreError::Stopped("opening PostgreSQL panicked".into())))
+        s.spawn(|| {
+            let mut pg = target.open()?;
+            if let Some(d) = stall {
+                use super::postgres::PgContext;
+                pg.client
+                    .batch_execute(&format!(
+                        "SET idle_in_transaction_session_timeout = {}",
+                        d.as_millis().max(1000)
+                    ))
+                    .pg("setting the idle transaction timeout")?;
+            }
+            Ok(pg)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(StoreError::Stopped("opening PostgreSQL panicked".into())))
     })
 }
 

@@ -44,6 +44,7 @@ pub use consumer::{ExportFilter, ExportMessage, FeedEntry};
 pub use gmail::{GmailIds, Sighting};
 pub use handle::{StoreHandle, WriterThread};
 pub use messages::NewMessage;
+pub use postgres::lease::{LeaseBook, LeaseKeeper, LeaseStatus, LeaseTick};
 pub use read::{MailboxStatus, StoredMessage};
 pub use reader::Reader;
 pub use search::SearchLag;
@@ -102,6 +103,14 @@ pub enum StoreError {
     Postgres {
         doing: &'static str,
         source: ::postgres::Error,
+    },
+    #[error(
+        "the lease of account {account} is held by {holder} now, not by this instance ({instance}); nothing of this transaction was kept"
+    )]
+    LeaseLost {
+        account: String,
+        holder: String,
+        instance: String,
     },
     #[error("{0} is not supported on PostgreSQL yet")]
     Unsupported(&'static str),

@@ -104,6 +104,12 @@ impl Reader {
         on!(self, c => super::consumer::entries_after(c, after, limit), pg => super::postgres::read::entries_after(pg, after, limit))
     }
 
+    /// Which instance holds each account's lease (PostgreSQL; none on
+    /// SQLite, where one process works every account).
+    pub fn leases(&self) -> Result<Vec<super::LeaseStatus>, StoreError> {
+        on!(self, _c => Ok(Vec::new()), pg => super::postgres::lease::status(pg))
+    }
+
     /// The id just below the last `n` feed messages.
     pub fn id_before_last(&self, n: u32) -> Result<i64, StoreError> {
         on!(self, c => super::consumer::id_before_last(c, n), pg => super::postgres::read::id_before_last(pg, n))

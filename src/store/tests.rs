@@ -408,3 +408,57 @@ fn changes_reach_the_visible_row_across_generations() {
     let st = read::status(&conn).expect("status");
     assert_eq!((st[0].stored, st[0].expunged), (6, 5), "counts of the feed");
 }
+
+/// Flags applied in a dense run (a rescan's chunk, read with one range
+/// query) and a sparse one (one query per UID) change exactly the stored
+/// messages whose flags differ, whatever UIDs the server names that are not
+/// stored.
+#[test]
+fn flags_apply_in_dense_and_sparse_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.db");
+    rt().block_on(async {
+        let (h, t) = StoreHandle::start(&path, Synchronous::Normal, 1 << 20).expect("start");
+        let (mb, _) = h.ensure_mailbox("acct", "INBOX").await.expect("mailbox");
+        h.begin_generation(mb, UidValidity(1)).await.expect("gen");
+        save_through(&h, mb, 1, 300).await;
+        let seen = || vec!["\\Seen".to_string()];
+        let flagged = || vec!["\\Flagged".to_string(), "\\Seen".to_string()];
+        // Dense: 1..=300 and 301..=310 (not stored); every 7th flagged.
+        let dense: Vec<(u32, Vec<String>)> = (1..=310)
+            .map(|u| (u, if u % 7 == 0 { flagged() } else { seen() }))
+            .collect();
+        let n = h
+            .apply_flags(mb, UidValidity(1), dense)
+            .await
+            .expect("dense");
+        assert_eq!(n, 42);
+        // Sparse: far apart, one not stored.
+        let sparse = vec![(1, flagged()), (299, flagged()), (1_000_000, flagged())];
+        let n = h
+            .apply_flags(mb, UidValidity(1), sparse)
+            .await
+            .expect("sparse");
+        assert_eq!(n, 2);
+        h.commit().await.expect("commit");
+        drop(h);
+        t.join();
+    });
+    let conn = open_read_only(&path).expect("ro");
+    let flagged: Vec<u32> = conn
+        .prepare("SELECT uid FROM message_feed WHERE flags LIKE '%Flagged%' ORDER BY uid")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .expect("query");
+    let mut want: Vec<u32> = (1..=300).filter(|u| u % 7 == 0).collect();
+    want.extend([1, 299]);
+    want.sort();
+    assert_eq!(flagged, want);
+    let events: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM message_events WHERE kind = 'flags'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("events");
+    assert_eq!(events, 44);
+}

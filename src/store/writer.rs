@@ -144,10 +144,12 @@ impl Writer<'_> {
                 Db::Sqlite(c) => c
                     .execute_batch("BEGIN IMMEDIATE")
                     .doing("starting a transaction")?,
-                Db::Postgres(pg) => pg
-                    .client
-                    .batch_execute("BEGIN")
-                    .pg("starting a transaction")?,
+                Db::Postgres(pg) => {
+                    pg.touched.clear();
+                    pg.client
+                        .batch_execute("BEGIN")
+                        .pg("starting a transaction")?
+                }
             }
             self.in_tx = true;
             self.generations = Generations::default();
@@ -164,6 +166,7 @@ impl Writer<'_> {
             match &mut self.conn {
                 Db::Sqlite(c) => c.execute_batch("COMMIT").doing("committing")?,
                 Db::Postgres(pg) => {
+                    super::postgres::lease::check(pg)?;
                     super::postgres::publish::publish(pg)?;
                     pg.client.batch_execute("COMMIT").pg("committing")?;
                 }
@@ -296,6 +299,15 @@ fn linger(
 /// The writer thread's body: applies jobs until shutdown, until every
 /// handle is gone (then it completes the search index first), or until the
 /// first error.
+/// Keeps the first failure's message for the handles.
+fn record(failure: &Mutex<Option<String>>, e: &StoreError) {
+    if let Ok(mut f) = failure.lock()
+        && f.is_none()
+    {
+        *f = Some(e.to_string());
+    }
+}
+
 pub(crate) fn run(
     conn: Db,
     rx: Receiver<Job<Parsed>>,
@@ -346,12 +358,15 @@ pub(crate) fn run(
             };
             match job {
                 Job::Shutdown => return w.commit(),
+                // The failure is recorded before `done` is dropped: the
+                // caller then reads why, not just that the writer is gone.
                 Job::Commit(done) => {
-                    w.commit()?;
+                    w.commit().inspect_err(|e| record(&failure, e))?;
                     let _ = done.send(());
                 }
                 Job::SearchCaughtUp(done) => {
-                    w.catch_up_search(true)?;
+                    w.catch_up_search(true)
+                        .inspect_err(|e| record(&failure, e))?;
                     let _ = done.send(());
                 }
                 job => w.apply(job)?,

@@ -31,6 +31,24 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 static INSTANCE_COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// The capabilities Dovecot 2.3 announces after login.
+const CAPABILITIES: &str = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY \
+    THREAD=REFERENCES THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT \
+    CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES \
+    WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW STATUS=SIZE \
+    SAVEDATE LITERAL+ NOTIFY";
+
+/// Configuration that hides `hidden` from the capabilities announced after
+/// login (for [`Options::extra_config`]): Dovecot then stands in for a
+/// server without NOTIFY, or without CONDSTORE and QRESYNC.
+pub fn capabilities_without(hidden: &[&str]) -> String {
+    let kept: Vec<&str> = CAPABILITIES
+        .split_whitespace()
+        .filter(|c| !hidden.iter().any(|h| h.eq_ignore_ascii_case(c)))
+        .collect();
+    format!("imap_capability = {}\n", kept.join(" "))
+}
+
 /// Extra knobs for [`Dovecot::start_with`].
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -238,6 +256,26 @@ impl Dovecot {
         let mut c = self.login(user)?;
         c.delete(folder)?;
         c.logout()
+    }
+
+    /// How many IMAP connections `user` has open now, as Dovecot counts
+    /// them (`doveadm who`).
+    pub fn connections(&self, user: &str) -> io::Result<usize> {
+        let out = Command::new("doveadm")
+            .arg("-c")
+            .arg(self.config_path())
+            .args(["who", "-1"])
+            .output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "doveadm who: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.split_whitespace().next() == Some(user))
+            .count())
     }
 
     /// Appends one message; returns its UID.

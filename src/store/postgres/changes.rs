@@ -67,6 +67,7 @@ pub(crate) fn apply_flags(
     uidvalidity: u32,
     changes: &[(u32, Vec<String>)],
 ) -> Result<u64, StoreError> {
+    pg.touch(mailbox);
     let st = pg.st(
         "SELECT m.id, m.uid, v.id, v.flags, v.expunged_at IS NULL, m.flags
          FROM messages m JOIN messages v ON v.id = coalesce(m.supersedes, m.id)
@@ -95,6 +96,7 @@ pub(crate) fn mark_expunged(
     uidvalidity: u32,
     uids: &UidSet,
 ) -> Result<u64, StoreError> {
+    pg.touch(mailbox);
     let st = pg.st(
         "SELECT m.id, m.uid, v.id, v.flags, v.expunged_at IS NULL, m.flags
          FROM messages m JOIN messages v ON v.id = coalesce(m.supersedes, m.id)
@@ -214,6 +216,7 @@ pub(crate) fn reconcile_existing(
     (after, up_to): (u32, u32),
     existing: &UidSet,
 ) -> Result<u64, StoreError> {
+    pg.touch(mailbox);
     let st = pg.st(
         "SELECT uid FROM messages WHERE mailbox_id = $1 AND uidvalidity = $2
          AND uid > $3 AND uid <= $4 AND expunged_at IS NULL",
@@ -255,6 +258,7 @@ pub(crate) fn set_highest_modseq(
     uidvalidity: u32,
     modseq: Option<u64>,
 ) -> Result<(), StoreError> {
+    pg.touch(mailbox);
     let st =
         pg.st("UPDATE mailboxes SET highest_modseq = $3 WHERE id = $1 AND uidvalidity = $2")?;
     pg.client

@@ -57,6 +57,7 @@ pub(crate) fn begin_generation(
     mailbox: MailboxId,
     uv: UidValidity,
 ) -> Result<(), StoreError> {
+    pg.touch(mailbox);
     let st = pg.st("SELECT uidvalidity FROM mailboxes WHERE id = $1 FOR UPDATE")?;
     let old: Option<i64> = pg
         .client
@@ -89,6 +90,7 @@ pub(crate) fn advance(
     uv: UidValidity,
     last_uid: u32,
 ) -> Result<(), StoreError> {
+    pg.touch(mailbox);
     let st = pg.st("UPDATE mailboxes SET last_uid = greatest(last_uid, $3)
          WHERE id = $1 AND uidvalidity = $2")?;
     pg.client
@@ -102,6 +104,7 @@ pub(crate) fn record_outcome(
     mailbox: MailboxId,
     error: Option<&str>,
 ) -> Result<(), StoreError> {
+    pg.touch(mailbox);
     match error {
         None => {
             let st = pg.st(

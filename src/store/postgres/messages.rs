@@ -8,6 +8,7 @@ use crate::store::StoreError;
 use crate::store::messages::{Derived, NewMessage};
 
 pub(crate) fn insert(pg: &mut Pg, m: &NewMessage, d: &Derived) -> Result<(), StoreError> {
+    pg.touch(m.mailbox);
     super::limits::count(pg, m.mailbox, m.raw.len() as u64)?;
     let p = &d.parsed;
     let st = pg

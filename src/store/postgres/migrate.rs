@@ -19,6 +19,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_download_days",
         include_str!("../../../migrations/postgres/0003_download_days.sql"),
     ),
+    (
+        "0004_leases",
+        include_str!("../../../migrations/postgres/0004_leases.sql"),
+    ),
 ];
 
 /// Any constant key, the same in every instance.

@@ -8,6 +8,7 @@
 
 pub(crate) mod changes;
 pub(crate) mod connect;
+pub(crate) mod lease;
 pub(crate) mod limits;
 pub(crate) mod mailboxes;
 pub(crate) mod messages;
@@ -29,6 +30,11 @@ pub(crate) use connect::PgTarget;
 pub(crate) struct Pg {
     pub(crate) client: Client,
     statements: HashMap<&'static str, Statement>,
+    /// The writer's leases, when instances share the store: each commit
+    /// checks the fences of the accounts it wrote (`lease::check`).
+    pub(crate) leases: Option<std::sync::Arc<lease::LeaseBook>>,
+    /// Mailboxes the open transaction wrote to.
+    pub(crate) touched: std::collections::HashSet<i64>,
 }
 
 impl Pg {
@@ -36,7 +42,14 @@ impl Pg {
         Pg {
             client,
             statements: HashMap::new(),
+            leases: None,
+            touched: Default::default(),
         }
+    }
+
+    /// Notes that the open transaction writes to `mailbox`.
+    pub(crate) fn touch(&mut self, mailbox: crate::store::MailboxId) {
+        self.touched.insert(mailbox.0);
     }
 
     /// The statement for `sql`, prepared once per connection.

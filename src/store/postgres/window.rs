@@ -15,6 +15,7 @@ pub(crate) fn recorded(pg: &mut Pg, mailbox: MailboxId) -> Result<Option<String>
 }
 
 pub(crate) fn set(pg: &mut Pg, mailbox: MailboxId, key: &str) -> Result<(), StoreError> {
+    pg.touch(mailbox);
     let st = pg.st(
         "INSERT INTO mailbox_windows (mailbox_id, \"window\") VALUES ($1, $2)
          ON CONFLICT (mailbox_id) DO UPDATE SET \"window\" = excluded.\"window\"",

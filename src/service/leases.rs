@@ -1,0 +1,160 @@
+//! `run` beside other instances on one PostgreSQL store: drives the
+//! store's [`LeaseKeeper`] every third of the lease period on a thread of
+//! its own (its client is synchronous, and no busy task may delay a
+//! renewal), sends each tick's result to the service's loop, and hands
+//! back surplus accounts only
+//! after their tasks ended and the writer committed, so a hand-over never
+//! cuts a batch. Which accounts to start or stop is the caller's; this
+//! file speaks neither IMAP nor SQL.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::config::PostgresStore;
+use crate::store::{LeaseBook, LeaseKeeper, LeaseTick, StoreError, StoreHandle};
+use tokio_util::sync::CancellationToken;
+
+/// How long a surplus account's tasks may take to end before its lease is
+/// handed back anyway (a late write then fails its fence check).
+const HAND_OVER_WAIT: Duration = Duration::from_secs(30);
+
+/// The keeper, shared by the loop and the hand-over tasks.
+#[derive(Clone)]
+pub(crate) struct Shares {
+    keeper: Arc<Mutex<LeaseKeeper>>,
+    pub(crate) book: Arc<LeaseBook>,
+    pub(crate) interval: Duration,
+}
+
+/// This process as the lease rows name it: host, pid and start time (a
+/// restarted process with the same pid is another instance).
+fn instance_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("{host}/{}/{started}", std::process::id())
+}
+
+impl Shares {
+    /// Connects the keeper for the configured `accounts`.
+    pub(crate) async fn open(
+        store: &PostgresStore,
+        accounts: Vec<String>,
+    ) -> Result<Shares, StoreError> {
+        let store = store.clone();
+        let keeper =
+            tokio::task::spawn_blocking(move || LeaseKeeper::open(&store, instance_id(), accounts))
+                .await
+                .map_err(|e| StoreError::Stopped(format!("opening the lease connection: {e}")))??;
+        tracing::info!(
+            instance = keeper.book().owner(),
+            "sharing accounts through leases"
+        );
+        Ok(Shares {
+            book: keeper.book(),
+            interval: keeper.interval(),
+            keeper: Arc::new(Mutex::new(keeper)),
+        })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut LeaseKeeper) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let keeper = self.keeper.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut k = keeper.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut k)
+        })
+        .await
+        .map_err(|e| StoreError::Stopped(format!("lease task: {e}")))?
+    }
+
+    /// Starts the ticks: one now, then one every interval, each result
+    /// sent to the receiver. A tick the database did not answer is logged
+    /// and skipped: the leases held stay worked until a later tick says
+    /// otherwise, and the writer's fence check guards every commit. The
+    /// thread ends when the receiver is dropped or `stop` is set.
+    pub(crate) fn ticks(
+        &self,
+    ) -> (
+        tokio::sync::mpsc::UnboundedReceiver<LeaseTick>,
+        Arc<AtomicBool>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (keeper, interval, stop2) = (self.keeper.clone(), self.interval, stop.clone());
+        let spawned = std::thread::Builder::new()
+            .name("mailfeed-leases".into())
+            .spawn(move || {
+                while !stop2.load(Ordering::SeqCst) {
+                    let t0 = Instant::now();
+                    let r = keeper.lock().unwrap_or_else(|p| p.into_inner()).tick();
+                    match r {
+                        Ok(t) => {
+                            if tx.send(t).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!("renewing leases failed (retrying next tick): {e}")
+                        }
+                    }
+                    while t0.elapsed() < interval && !stop2.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the lease thread: {e}");
+        }
+        (rx, stop)
+    }
+
+    /// After a reload: the accounts this instance may claim.
+    pub(crate) async fn set_accounts(&self, accounts: Vec<String>) {
+        let _ = self
+            .blocking(move |k| {
+                k.set_accounts(accounts);
+                Ok(())
+            })
+            .await;
+    }
+
+    /// Waits for the accounts' tasks (`finished`) to end, commits, then
+    /// hands their leases back.
+    pub(crate) async fn hand_over(
+        &self,
+        accounts: Vec<String>,
+        finished: Vec<CancellationToken>,
+        store: StoreHandle,
+    ) {
+        for f in finished {
+            let _ = tokio::time::timeout(HAND_OVER_WAIT, f.cancelled()).await;
+        }
+        if let Err(e) = store.commit().await {
+            tracing::error!("not handing leases back, the commit failed: {e}");
+            return;
+        }
+        if let Err(e) = self.blocking(move |k| k.release(&accounts)).await {
+            tracing::warn!("handing leases back failed (they run out instead): {e}");
+        }
+    }
+
+    /// On a clean stop, after the writer closed.
+    pub(crate) async fn leave(&self) {
+        let left = tokio::time::timeout(Duration::from_secs(3), self.blocking(|k| k.leave())).await;
+        match left {
+            Ok(Ok(())) => tracing::info!("leases handed back"),
+            Ok(Err(e)) => tracing::warn!("handing leases back failed (they run out instead): {e}"),
+            Err(_) => tracing::warn!("handing leases back timed out (they run out instead)"),
+        }
+    }
+}

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::plan::{self, Batch};
 use super::{ActionError, Actions};
-use crate::imap::{Code, Command, SearchArg, UidSet, UidValidity, Untagged};
+use crate::imap::{Code, Command, Folder, SearchArg, UidSet, UidValidity, Untagged};
 use crate::session::{Session, SessionError};
 use crate::store::actions::{ActionKind, Ledger, Outcome};
 use crate::store::{MailboxId, StoreHandle};
@@ -35,16 +35,16 @@ impl Actions {
         session: &mut Session,
         mailbox: MailboxId,
         uidvalidity: UidValidity,
-        wire_name: &str,
+        folder: &Folder,
     ) -> Result<ActionStats, ActionError> {
         let caps = session.capabilities().clone();
-        if !self.selects(wire_name, &caps) {
+        if !self.selects(folder, &caps) {
             // Refused on this server (said once at the folder's first pass).
             return Ok(ActionStats::default());
         }
         let ledger = self.ledger(store).await?;
-        let keep = self.mailbox_action(wire_name, &caps);
-        let retention = self.for_wire(wire_name).delete_after_days;
+        let keep = self.mailbox_action(folder, &caps);
+        let retention = self.for_folder(folder).delete_after_days;
         // Actions the configuration no longer asks for are ended, not run.
         ledger
             .cancel_stale(mailbox, keep, retention.is_some())
@@ -53,7 +53,6 @@ impl Actions {
             queue_expired(ledger, session, mailbox, uidvalidity, days).await?;
         }
         ledger.mark_durable(mailbox).await?;
-        let folder = crate::imap::mutf7::decode(wire_name);
         let mut stats = ActionStats::default();
         loop {
             let open = ledger.open_actions(mailbox, uidvalidity, PAGE).await?;
@@ -92,10 +91,10 @@ impl Actions {
                 .collect();
             for b in &p.batches {
                 let (done, failed) = if b.verify {
-                    self.run_verified(ledger, session, mailbox, wire_name, b, &message_ids)
+                    self.run_verified(ledger, session, mailbox, folder, b, &message_ids)
                         .await?
                 } else {
-                    self.run_batch(ledger, session, mailbox, wire_name, b, 0)
+                    self.run_batch(ledger, session, mailbox, folder, b, 0)
                         .await?
                 };
                 stats.done += done;
@@ -121,7 +120,7 @@ impl Actions {
         ledger: &Ledger,
         session: &mut Session,
         mailbox: MailboxId,
-        wire_name: &str,
+        folder: &Folder,
         b: &Batch,
         message_ids: &std::collections::HashMap<i64, Option<String>>,
     ) -> Result<(u64, u64), ActionError> {
@@ -152,8 +151,8 @@ impl Actions {
             Err(SessionError::CommandFailed { .. }) => not_found = b.actions.clone(),
             Err(e) => return Err(e.into()),
         }
-        session.select(wire_name, None).await?;
-        tracing::info!(folder = %crate::imap::mutf7::decode(wire_name), already_copied = found.len(),
+        session.select(folder.wire(), None).await?;
+        tracing::info!(folder = %folder, already_copied = found.len(),
             to_copy = not_found.len(), "moves cut off during their copy: looked in the destination");
         let (mut done, mut failed) = (0, 0);
         if !found.is_empty() {
@@ -164,7 +163,7 @@ impl Actions {
                 ..b.clone()
             };
             let (d, f) = self
-                .run_batch(ledger, session, mailbox, wire_name, &part, 1)
+                .run_batch(ledger, session, mailbox, folder, &part, 1)
                 .await?;
             done += d;
             failed += f;
@@ -175,7 +174,7 @@ impl Actions {
                 ..b.clone()
             };
             let (d, f) = self
-                .run_batch(ledger, session, mailbox, wire_name, &part, 0)
+                .run_batch(ledger, session, mailbox, folder, &part, 0)
                 .await?;
             done += d;
             failed += f;
@@ -190,7 +189,7 @@ impl Actions {
         ledger: &Ledger,
         session: &mut Session,
         mailbox: MailboxId,
-        wire_name: &str,
+        folder: &Folder,
         b: &Batch,
         from: usize,
     ) -> Result<(u64, u64), ActionError> {
@@ -200,7 +199,7 @@ impl Actions {
                 let copying = b.actions.iter().map(|(id, _)| (*id, Outcome::Copying));
                 ledger.record(mailbox, copying.collect()).await?;
             }
-            match self.run_op(session, wire_name, op, &set).await {
+            match self.run_op(session, folder, op, &set).await {
                 Ok(()) => {
                     if b.copied_after == Some(i) {
                         let copied = b.actions.iter().map(|(id, _)| (*id, Outcome::Copied));
@@ -211,7 +210,7 @@ impl Actions {
                     if b.actions.len() > 1 =>
                 {
                     return self
-                        .run_singly(ledger, session, mailbox, wire_name, b, i)
+                        .run_singly(ledger, session, mailbox, folder, b, i)
                         .await;
                 }
                 Err(ActionError::Session(SessionError::CommandFailed { text, .. })) => {
@@ -237,7 +236,7 @@ impl Actions {
         ledger: &Ledger,
         session: &mut Session,
         mailbox: MailboxId,
-        wire_name: &str,
+        folder: &Folder,
         b: &Batch,
         from: usize,
     ) -> Result<(u64, u64), ActionError> {
@@ -249,7 +248,7 @@ impl Actions {
                 if b.copying_before == Some(i) {
                     ledger.record(mailbox, vec![(id, Outcome::Copying)]).await?;
                 }
-                match self.run_op(session, wire_name, op, &one).await {
+                match self.run_op(session, folder, op, &one).await {
                     Ok(()) if b.copied_after == Some(i) => {
                         ledger.record(mailbox, vec![(id, Outcome::Copied)]).await?;
                     }
@@ -275,7 +274,7 @@ impl Actions {
     async fn run_op(
         &self,
         session: &mut Session,
-        wire_name: &str,
+        folder: &Folder,
         op: &plan::Op,
         set: &UidSet,
     ) -> Result<(), ActionError> {
@@ -287,11 +286,11 @@ impl Actions {
                 ..
             }) if c.eq_ignore_ascii_case("TRYCREATE") => {
                 let dest = op.destination().unwrap_or_default().to_owned();
-                let folder = crate::imap::mutf7::decode(&dest);
-                if !self.for_wire(wire_name).create_destination {
-                    return Err(ActionError::NoDestination { folder });
+                let dest_name = crate::imap::mutf7::decode(&dest);
+                if !self.for_folder(folder).create_destination {
+                    return Err(ActionError::NoDestination { folder: dest_name });
                 }
-                tracing::info!(folder = %folder, "creating the destination folder");
+                tracing::info!(folder = %dest_name, "creating the destination folder");
                 session
                     .run(&Command::Create {
                         mailbox: dest.clone(),
@@ -472,7 +471,13 @@ mod scripted {
         });
         let mut session = session_on(port, Duration::from_secs(10)).await;
         let stats = actions
-            .run(&store, &mut session, mb, UidValidity(9), "INBOX")
+            .run(
+                &store,
+                &mut session,
+                mb,
+                UidValidity(9),
+                &crate::imap::Folder::from_wire("INBOX"),
+            )
             .await
             .expect("run");
         assert_eq!((stats.done, stats.failed), (2, 1));

@@ -24,7 +24,7 @@ use std::sync::Mutex;
 
 pub use settings::{AccountActions, AfterStore, FolderActions};
 
-use crate::imap::{Capabilities, mutf7};
+use crate::imap::{Capabilities, Folder, mutf7};
 use crate::session::SessionError;
 use crate::store::StoreError;
 use crate::store::actions::{ActionKind, Ledger, MailboxAction};
@@ -68,14 +68,14 @@ impl Actions {
         }
     }
 
-    /// The folder's actions by wire name.
-    pub fn for_wire(&self, wire_name: &str) -> &FolderActions {
-        self.config.for_folder(&mutf7::decode(wire_name))
+    /// The folder's actions, by its readable name.
+    pub fn for_folder(&self, folder: &Folder) -> &FolderActions {
+        self.config.for_folder(folder.name())
     }
 
     /// What this server will not let mailfeed do in the folder, if anything.
-    pub fn refused(&self, wire_name: &str, caps: &Capabilities) -> Option<String> {
-        let f = self.for_wire(wire_name);
+    pub fn refused(&self, folder: &Folder, caps: &Capabilities) -> Option<String> {
+        let f = self.for_folder(folder);
         let after = match &f.after_store {
             AfterStore::None => None,
             AfterStore::Seen => plan::refusal(ActionKind::Seen, false, caps),
@@ -96,18 +96,18 @@ impl Actions {
 
     /// Whether mailfeed will change the folder on this server (then it is
     /// SELECTed; otherwise EXAMINEd). A refused folder is not acted on.
-    pub fn selects(&self, wire_name: &str, caps: &Capabilities) -> bool {
-        self.for_wire(wire_name).changes_server() && self.refused(wire_name, caps).is_none()
+    pub fn selects(&self, folder: &Folder, caps: &Capabilities) -> bool {
+        self.for_folder(folder).changes_server() && self.refused(folder, caps).is_none()
     }
 
     /// The `after_store` action recorded with each message of the folder
     /// (none when refused on this server), with a destination's wire name.
-    pub fn mailbox_action(&self, wire_name: &str, caps: &Capabilities) -> MailboxAction {
-        if self.refused(wire_name, caps).is_some() {
-            self.warn_once(wire_name, caps);
+    pub fn mailbox_action(&self, folder: &Folder, caps: &Capabilities) -> MailboxAction {
+        if self.refused(folder, caps).is_some() {
+            self.warn_once(folder, caps);
             return None;
         }
-        match &self.for_wire(wire_name).after_store {
+        match &self.for_folder(folder).after_store {
             AfterStore::None => None,
             AfterStore::Seen => Some((ActionKind::Seen, None)),
             AfterStore::Move(dest) => Some((ActionKind::Move, Some(mutf7::encode(dest)))),
@@ -115,14 +115,14 @@ impl Actions {
         }
     }
 
-    fn warn_once(&self, wire_name: &str, caps: &Capabilities) {
+    fn warn_once(&self, folder: &Folder, caps: &Capabilities) {
         let first = self
             .warned
             .lock()
-            .map(|mut w| w.insert(wire_name.to_owned()))
+            .map(|mut w| w.insert(folder.wire().to_owned()))
             .unwrap_or(false);
-        if first && let Some(why) = self.refused(wire_name, caps) {
-            tracing::warn!(folder = %mutf7::decode(wire_name), "{why}; this folder is not acted on (read-only)");
+        if first && let Some(why) = self.refused(folder, caps) {
+            tracing::warn!(folder = %folder, "{why}; this folder is not acted on (read-only)");
         }
     }
 
@@ -143,13 +143,12 @@ impl Actions {
     }
 
     /// The `check` line for a folder on a server with `caps`.
-    pub fn check_line(&self, wire_name: &str, caps: &Capabilities) -> String {
-        let name = mutf7::decode(wire_name);
-        let f = self.for_wire(wire_name);
-        match self.refused(wire_name, caps) {
-            Some(why) => format!("REFUSED {name}: {why}; mailfeed will only read this folder"),
-            None if f.changes_server() => format!("changes {name}: {}", f.describe()),
-            None => format!("reads   {name}: {}", f.describe()),
+    pub fn check_line(&self, folder: &Folder, caps: &Capabilities) -> String {
+        let f = self.for_folder(folder);
+        match self.refused(folder, caps) {
+            Some(why) => format!("REFUSED {folder}: {why}; mailfeed will only read this folder"),
+            None if f.changes_server() => format!("changes {folder}: {}", f.describe()),
+            None => format!("reads   {folder}: {}", f.describe()),
         }
     }
 

@@ -80,8 +80,8 @@ pub(crate) async fn cmd_check(config: &Config, account: &Option<String>) -> Resu
         }
         let mut verdicts = Vec::new();
         for f in &folders {
-            let name = crate::imap::mutf7::decode(f);
-            match session.examine(f, None).await {
+            let name = f;
+            match session.examine(f.wire(), None).await {
                 Ok(st) => verdicts.push(format!(
                     "ok      {name}: {} messages, UIDVALIDITY {}, next UID {}",
                     st.exists,

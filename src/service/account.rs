@@ -11,6 +11,7 @@ use super::notifier::notify_watcher;
 use super::poller::poller;
 use super::reconnect::{Watch, connect, logout_quickly, reconnect};
 use super::watcher::idle_watcher;
+use crate::imap::Folder;
 use crate::session::{Session, SessionError};
 use crate::sync::resolve_folders;
 
@@ -76,13 +77,13 @@ pub(super) async fn account_task(
 pub(super) async fn watch_separately(
     ctx: AccountCtx,
     tracker: &TaskTracker,
-    folders: Vec<String>,
+    folders: Vec<Folder>,
     session: Session,
 ) {
     let name = &ctx.account.name;
     let use_idle = ctx.account.idle && session.capabilities().idle();
     let max = ctx.account.max_connections as usize;
-    let (idle_folders, poll_folders): (Vec<String>, Vec<String>) = if !use_idle {
+    let (idle_folders, poll_folders): (Vec<Folder>, Vec<Folder>) = if !use_idle {
         (Vec::new(), folders)
     } else if folders.len() <= max {
         (folders, Vec::new())

@@ -21,6 +21,7 @@ use super::reconnect::{Failure, Watch, connect, logout_quickly, reconnect};
 use super::watchdog::{Registration, fed_by_progress};
 use super::watcher::{Waited, idle_until_change};
 use crate::health::{FolderReport, State};
+use crate::imap::Folder;
 use crate::session::{IdleBegun, NotifyBegun, Seen, Session};
 use crate::sync::SyncError;
 
@@ -35,7 +36,7 @@ enum Ended {
 /// Watches `folders` over one connection until the task is stopped.
 pub(super) async fn notify_watcher(
     ctx: AccountCtx,
-    folders: Vec<String>,
+    folders: Vec<Folder>,
     session: Session,
     tracker: TaskTracker,
 ) {
@@ -47,10 +48,9 @@ pub(super) async fn notify_watcher(
     let reps: Vec<FolderReport> = folders
         .iter()
         .map(|f| {
-            let shown = crate::imap::mutf7::decode(f);
             ctx.health.board.report(
                 &name,
-                Some(&shown),
+                Some(f.name()),
                 ctx.engine.settings.idle_refresh + timeout * 4,
             )
         })
@@ -101,7 +101,7 @@ pub(super) async fn notify_watcher(
 async fn watch_loop(
     ctx: &AccountCtx,
     s: &mut Session,
-    folders: &[String],
+    folders: &[Folder],
     (reg, reps): (&Registration, &[FolderReport]),
     backoff: &mut Backoff,
 ) -> Result<Ended, SyncError> {
@@ -109,9 +109,10 @@ async fn watch_loop(
     let account = &ctx.account.name;
     // Set before the first pass: whatever arrives during the passes is
     // noted, so nothing falls between a folder's pass and the wait.
+    let wires: Vec<String> = folders.iter().map(|f| f.wire().to_owned()).collect();
     let begun = tokio::select! {
         _ = ctx.cancel.cancelled() => return Ok(Ended::Cancelled),
-        r = s.notify_set(folders) => r?,
+        r = s.notify_set(&wires) => r?,
     };
     if let NotifyBegun::Refused(words) = begun {
         return Ok(Ended::Refused(words));
@@ -154,7 +155,7 @@ async fn watch_loop(
             passed_at[i] = Instant::now();
             seen[i] = s
                 .opened()
-                .filter(|(f, _)| *f == folders[i])
+                .filter(|(f, _)| *f == folders[i].wire())
                 .map(|(_, st)| st);
             if let Err(e) = r {
                 if e.breaks_connection() {
@@ -162,8 +163,7 @@ async fn watch_loop(
                 }
                 // Tried again at the next refresh, or when it changes.
                 rep.sync_failed(&e);
-                let shown = crate::imap::mutf7::decode(&folders[i]);
-                tracing::warn!(account = %account, folder = %shown, "sync failed: {e}");
+                tracing::warn!(account = %account, folder = %folders[i], "sync failed: {e}");
             }
             if s.take_unsolicited_changes() {
                 // Announced during the pass; it may not be in it.
@@ -180,7 +180,7 @@ async fn watch_loop(
             }
             for &j in &touched {
                 let moved = match &seen[j] {
-                    Some(st) => s.moved_on(&folders[j], st).await?,
+                    Some(st) => s.moved_on(folders[j].wire(), st).await?,
                     None => false,
                 };
                 if moved {
@@ -232,14 +232,14 @@ async fn watch_loop(
 }
 
 /// Adds the folders the server named since last asked to `due`.
-fn note(s: &mut Session, folders: &[String], due: &mut BTreeSet<usize>) {
+fn note(s: &mut Session, folders: &[Folder], due: &mut BTreeSet<usize>) {
     let n = s.take_notified();
     if n.all {
         due.extend(0..folders.len());
         return;
     }
     for f in &n.folders {
-        if let Some(i) = folders.iter().position(|x| x == f) {
+        if let Some(i) = folders.iter().position(|x| x.wire() == f) {
             due.insert(i);
         }
     }

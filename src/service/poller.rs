@@ -7,10 +7,11 @@ use super::AccountCtx;
 use super::reconnect::{Failure, Watch, connect, logout_quickly, reconnect, sleep_or_cancel};
 use super::watchdog::fed_by_progress;
 use crate::health::{FolderReport, State};
+use crate::imap::Folder;
 use crate::session::Session;
 
 /// Polls `folders` until the task is stopped.
-pub(super) async fn poller(ctx: AccountCtx, folders: Vec<String>, mut session: Option<Session>) {
+pub(super) async fn poller(ctx: AccountCtx, folders: Vec<Folder>, mut session: Option<Session>) {
     let mut ctx = ctx;
     ctx.engine = ctx.engine.with_own_progress();
     let name = ctx.account.name.clone();
@@ -21,10 +22,9 @@ pub(super) async fn poller(ctx: AccountCtx, folders: Vec<String>, mut session: O
     let reps: Vec<FolderReport> = folders
         .iter()
         .map(|f| {
-            let shown = crate::imap::mutf7::decode(f);
             ctx.health
                 .board
-                .report(&name, Some(&shown), interval + timeout * 6)
+                .report(&name, Some(f.name()), interval + timeout * 6)
         })
         .collect();
     let watch = Watch {
@@ -58,8 +58,7 @@ pub(super) async fn poller(ctx: AccountCtx, folders: Vec<String>, mut session: O
             ok[i] = r.is_ok();
             if let Err(e) = r {
                 rep.sync_failed(&e);
-                let shown = crate::imap::mutf7::decode(folder);
-                tracing::warn!(account = %name, folder = %shown, "sync failed: {e}");
+                tracing::warn!(account = %name, folder = %folder, "sync failed: {e}");
                 if e.breaks_connection() {
                     broken = true;
                     break;

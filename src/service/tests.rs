@@ -53,7 +53,11 @@ async fn a_long_first_sync_that_progresses_keeps_the_watchdog_fed() {
     let server = MiniServer::start(script).await;
     let f = fixture(&server, timeout);
     let health = f.ctx.health.clone();
-    let watcher = tokio::spawn(idle_watcher(f.ctx.clone(), "INBOX".into(), None));
+    let watcher = tokio::spawn(idle_watcher(
+        f.ctx.clone(),
+        crate::imap::Folder::from_wire("INBOX"),
+        None,
+    ));
     let t0 = Instant::now();
     while server.count("IDLE") == 0 {
         assert!(
@@ -85,7 +89,11 @@ async fn a_long_first_sync_that_progresses_keeps_the_watchdog_fed() {
 async fn a_server_that_drops_every_idle_is_retried_ever_more_slowly() {
     let server = MiniServer::start(Script::new(vec![1, 2], IdleReply::Bye)).await;
     let f = fixture(&server, Duration::from_millis(500));
-    let watcher = tokio::spawn(idle_watcher(f.ctx.clone(), "INBOX".into(), None));
+    let watcher = tokio::spawn(idle_watcher(
+        f.ctx.clone(),
+        crate::imap::Folder::from_wire("INBOX"),
+        None,
+    ));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let connects = server.count("connect");
     f.ctx.cancel.cancel();
@@ -106,7 +114,11 @@ async fn a_server_that_refuses_idle_is_polled_instead() {
     let mut account = (*f.ctx.account).clone();
     account.poll_interval = Duration::from_millis(200);
     f.ctx.account = Arc::new(account);
-    let watcher = tokio::spawn(idle_watcher(f.ctx.clone(), "INBOX".into(), None));
+    let watcher = tokio::spawn(idle_watcher(
+        f.ctx.clone(),
+        crate::imap::Folder::from_wire("INBOX"),
+        None,
+    ));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let events = server.events();
     f.ctx.cancel.cancel();
@@ -138,7 +150,11 @@ async fn a_change_during_the_sync_is_synced_before_idle() {
     script.after_first_listing = Some("* 3 EXISTS\r\n");
     let server = MiniServer::start(script).await;
     let f = fixture(&server, Duration::from_millis(500));
-    let watcher = tokio::spawn(idle_watcher(f.ctx.clone(), "INBOX".into(), None));
+    let watcher = tokio::spawn(idle_watcher(
+        f.ctx.clone(),
+        crate::imap::Folder::from_wire("INBOX"),
+        None,
+    ));
     wait_for_idle(&server).await;
     let events = server.events();
     f.ctx.cancel.cancel();
@@ -155,7 +171,11 @@ async fn a_change_during_the_sync_is_synced_before_idle() {
 async fn a_watcher_on_a_dead_link_stops_quickly() {
     let server = MiniServer::start(Script::new(vec![1], IdleReply::Deaf)).await;
     let f = fixture(&server, Duration::from_secs(5));
-    let watcher = tokio::spawn(idle_watcher(f.ctx.clone(), "INBOX".into(), None));
+    let watcher = tokio::spawn(idle_watcher(
+        f.ctx.clone(),
+        crate::imap::Folder::from_wire("INBOX"),
+        None,
+    ));
     wait_for_idle(&server).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let t0 = Instant::now();

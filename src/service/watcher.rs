@@ -15,25 +15,26 @@ use super::reconnect::{
 };
 use super::watchdog::{Registration, fed_by_progress};
 use crate::health::{FolderReport, State};
+use crate::imap::Folder;
 use crate::session::{IdleBegun, Session};
 use crate::sync::SyncError;
 
 /// Keeps one folder in sync over its own connection, waiting in IDLE.
-pub(super) async fn idle_watcher(ctx: AccountCtx, folder: String, mut session: Option<Session>) {
+pub(super) async fn idle_watcher(ctx: AccountCtx, folder: Folder, mut session: Option<Session>) {
     let mut ctx = ctx;
     ctx.engine = ctx.engine.with_own_progress();
     let name = ctx.account.name.clone();
-    let shown = crate::imap::mutf7::decode(&folder);
+    let shown = folder.name();
     let reg = ctx.health.register(&format!("{name}/{shown}"));
     let timeout = ctx.engine.opts.timeout;
     let reports = [ctx.health.board.report(
         &name,
-        Some(&shown),
+        Some(shown),
         ctx.engine.settings.idle_refresh + timeout * 4,
     )];
     let watch = Watch {
         ctx: &ctx,
-        label: &shown,
+        label: shown,
         reg: &reg,
         reports: &reports,
     };
@@ -88,7 +89,7 @@ const HEALTHY_IDLE: Duration = Duration::from_secs(60);
 async fn idle_loop(
     ctx: &AccountCtx,
     s: &mut Session,
-    folder: &str,
+    folder: &Folder,
     (reg, rep): (&Registration, &FolderReport),
     backoff: &mut Backoff,
     idle_refused: &mut bool,
@@ -118,7 +119,7 @@ async fn idle_loop(
         if let IdleBegun::Refused(words) = begun {
             tracing::warn!(
                 account = %ctx.account.name,
-                folder = %crate::imap::mutf7::decode(folder),
+                folder = %folder,
                 "the server refused IDLE ({words}); polling this folder every {:?} instead",
                 ctx.account.poll_interval
             );
@@ -209,7 +210,7 @@ pub(super) async fn idle_until_change(
 async fn poll_one(
     ctx: &AccountCtx,
     s: &mut Session,
-    folder: &str,
+    folder: &Folder,
     (reg, rep): (&Registration, &FolderReport),
     backoff: &mut Backoff,
 ) -> Result<(), SyncError> {

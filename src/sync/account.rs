@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use super::{Engine, FolderOutcome, FolderStats, SyncError};
 use crate::config::AccountConfig;
-use crate::imap::mutf7;
+use crate::imap::{Folder, mutf7};
 use crate::session::{Session, SessionError, Tap};
 
 /// `INBOX` is case-insensitive (RFC 3501 5.1): `inbox`, `Inbox` and `INBOX`
@@ -21,11 +21,12 @@ fn canonical_inbox(wire: String) -> String {
 }
 
 /// Resolves the configured folder list (exact names and LIST patterns) to
-/// wire names, in configuration order without repeats.
+/// folders, in configuration order without repeats; each wire name is
+/// decoded here, once.
 pub async fn resolve_folders(
     session: &mut Session,
     folders: &[String],
-) -> Result<Vec<String>, SessionError> {
+) -> Result<Vec<Folder>, SessionError> {
     let mut out: Vec<String> = Vec::new();
     for f in folders {
         if f.contains('*') || f.contains('%') {
@@ -43,7 +44,7 @@ pub async fn resolve_folders(
             }
         }
     }
-    Ok(out)
+    Ok(out.into_iter().map(Folder::from_wire).collect())
 }
 
 /// One pass over an account: resolve folders, then sync them over up to
@@ -113,7 +114,7 @@ pub async fn sync_account(
     out.sort_by_key(|o: &FolderOutcome| {
         folders
             .iter()
-            .position(|f| mutf7::decode(f) == o.folder)
+            .position(|f| f.name() == o.folder)
             .unwrap_or(usize::MAX)
     });
     out
@@ -122,13 +123,13 @@ pub async fn sync_account(
 fn push(
     results: &Mutex<Vec<FolderOutcome>>,
     account: &AccountConfig,
-    wire: &str,
+    folder: &Folder,
     result: Result<FolderStats, SyncError>,
 ) {
     if let Ok(mut r) = results.lock() {
         r.push(FolderOutcome {
             account: account.name.clone(),
-            folder: mutf7::decode(wire),
+            folder: folder.name().to_owned(),
             result,
         });
     }

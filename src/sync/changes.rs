@@ -4,7 +4,7 @@
 
 use super::listing::scan_flags;
 use super::{Engine, FetchCtx, SyncError};
-use crate::imap::{Command, FetchItems, FetchSet, ModSeq, UidSet, Untagged, mutf7};
+use crate::imap::{Command, FetchItems, FetchSet, Folder, ModSeq, UidSet, Untagged};
 use crate::session::{MailboxState, Session};
 use crate::store::{MailboxCursor, MailboxId};
 
@@ -164,7 +164,7 @@ impl Engine {
             m.insert(mailbox);
         }
         if changed > 0 || gone > 0 {
-            tracing::info!(account, folder = %mutf7::decode(&wire), flags_changed = changed,
+            tracing::info!(account, folder = %Folder::from_wire(wire.as_str()), flags_changed = changed,
                 expunged = gone, "changes the server reported unasked recorded");
         }
         Ok(())

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::progress::ProgressEvent;
 use super::{Engine, FolderStats, Plan, SyncError, batches, listing::list_uids, plan};
-use crate::imap::{ModSeq, UidSet, UidValidity, Untagged, mutf7};
+use crate::imap::{Folder, ModSeq, UidSet, UidValidity, Untagged};
 use crate::session::Session;
 use crate::store::{MailboxCursor, MailboxId};
 
@@ -15,17 +15,15 @@ impl Engine {
         &self,
         session: &mut Session,
         account: &str,
-        wire_name: &str,
+        folder: &Folder,
     ) -> Result<FolderStats, SyncError> {
         let started = Instant::now();
-        let (mailbox, cursor) = self.store.ensure_mailbox(account, wire_name).await?;
-        let action = self
-            .actions
-            .mailbox_action(wire_name, session.capabilities());
+        let (mailbox, cursor) = self.store.ensure_mailbox(account, folder.wire()).await?;
+        let action = self.actions.mailbox_action(folder, session.capabilities());
         self.store.set_mailbox_action(mailbox, action).await?;
         let marks = self.store.marks().await?;
         let mut result = self
-            .sync_mailbox(session, account, wire_name, mailbox, cursor)
+            .sync_mailbox(session, account, folder, mailbox, cursor)
             .await;
         if let Ok(stats) = &mut result {
             // Counted in the store, after the writer has applied the pass:
@@ -42,7 +40,7 @@ impl Engine {
         // Recording the outcome must not hide the sync's own error.
         self.tell(ProgressEvent::FolderFinished {
             account,
-            folder: &mutf7::decode(wire_name),
+            folder: folder.name(),
             ok: outcome.is_none(),
         });
         let recorded = self.store.record_outcome(mailbox, outcome).await;
@@ -51,10 +49,10 @@ impl Engine {
         recorded?;
         committed?;
         // Only now, after the commit (the ledger syncs it to disk first).
-        if self.actions.for_wire(wire_name).changes_server()
+        if self.actions.for_folder(folder).changes_server()
             && let Some(uv) = self.store.cursor(mailbox).await?.uidvalidity
             && let Err(e) = (self.actions)
-                .run(&self.store, session, mailbox, uv, wire_name)
+                .run(&self.store, session, mailbox, uv, folder)
                 .await
         {
             let _ = self
@@ -66,7 +64,7 @@ impl Engine {
         }
         tracing::debug!(
             account,
-            folder = %mutf7::decode(wire_name),
+            folder = %folder,
             fetched = stats.fetched,
             new = stats.new,
             refound = stats.refound,
@@ -80,7 +78,7 @@ impl Engine {
         &self,
         session: &mut Session,
         account: &str,
-        wire_name: &str,
+        folder: &Folder,
         mailbox: MailboxId,
         cursor: MailboxCursor,
     ) -> Result<FolderStats, SyncError> {
@@ -97,13 +95,12 @@ impl Engine {
             (Some(v), Some(m)) if qresync => Some((v, ModSeq(m))),
             _ => None,
         };
-        let state = if self.actions.selects(wire_name, session.capabilities()) {
-            session.select(wire_name, known).await?
+        let state = if self.actions.selects(folder, session.capabilities()) {
+            session.select(folder.wire(), known).await?
         } else {
-            session.examine(wire_name, known).await?
+            session.examine(folder.wire(), known).await?
         };
         let mut stats = FolderStats::default();
-        let folder = mutf7::decode(wire_name);
         let (uv, fetch_after) = match plan(&cursor, &state)? {
             Plan::UpToDate { uidvalidity } => (uidvalidity, None),
             Plan::Fetch {
@@ -129,14 +126,14 @@ impl Engine {
         };
         let ctx = FetchCtx {
             account,
-            folder,
+            folder: folder.name().to_owned(),
             mailbox,
             uidvalidity: uv,
             gmail: session.capabilities().has("X-GM-EXT-1") && self.store.keeps_gmail_ids(),
             budget,
         };
         if let Some(after) = fetch_after {
-            let window = &self.actions.for_wire(wire_name).window;
+            let window = &self.actions.for_folder(folder).window;
             let (listed, to_fetch, bytes) = if window.filters() {
                 // A window's UID SEARCH gives no sizes: its byte total is unknown.
                 let listed = crate::window::search_above(session, after, window).await?;

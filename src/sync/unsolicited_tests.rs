@@ -110,12 +110,12 @@ async fn changes_reported_unasked_are_recorded_wherever_they_arrive() {
     let engine = Engine::new(h.clone(), options(Duration::from_secs(10)), settings());
     let mut s = session_on(port, Duration::from_secs(10)).await;
     let first = engine
-        .sync_folder(&mut s, "t", "INBOX")
+        .sync_folder(&mut s, "t", &crate::imap::Folder::from_wire("INBOX"))
         .await
         .expect("pass 1");
     assert_eq!((first.fetched, first.new), (3, 3));
     let second = engine
-        .sync_folder(&mut s, "t", "INBOX")
+        .sync_folder(&mut s, "t", &crate::imap::Folder::from_wire("INBOX"))
         .await
         .expect("pass 2");
     assert_eq!(second.new, 1);
@@ -133,7 +133,7 @@ async fn changes_reported_unasked_are_recorded_wherever_they_arrive() {
     s.send_done().await.expect("done");
     s.collect(&tag, "IDLE").await.expect("idle ends");
     engine
-        .sync_folder(&mut s, "t", "INBOX")
+        .sync_folder(&mut s, "t", &crate::imap::Folder::from_wire("INBOX"))
         .await
         .expect("pass 3");
     h.commit().await.expect("commit");

@@ -5,14 +5,26 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::health::Board;
-use crate::http::{Configured, Ops};
-use crate::store::StoreHandle;
+use crate::http::{Configured, HttpError, Ops};
+use crate::store::{StoreError, StoreHandle};
+use crate::transport::TransportError;
+
+/// Why an edge could not start; `mailfeed run` stops before READY.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgesError {
+    #[error("opening the database for the HTTP API")]
+    Archive(#[source] StoreError),
+    /// Says itself what failed (`http.listen` in use, say).
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error("starting alerts")]
+    Alerts(#[source] TransportError),
+}
 
 /// Starts the configured edges on `tracker`; they end when `cancel` fires.
 pub async fn start(
@@ -21,7 +33,7 @@ pub async fn start(
     store: &StoreHandle,
     cancel: &CancellationToken,
     tracker: &TaskTracker,
-) -> Result<()> {
+) -> Result<(), EdgesError> {
     if let Some(http) = &config.http {
         let configured = config
             .accounts
@@ -45,7 +57,7 @@ pub async fn start(
         // Installed before any account starts, so every connection feeds it.
         let conversation = crate::conversation::install(crate::conversation::Conversation::new());
         let archive = match config.store.postgres {
-            None => crate::http::Archive::open(&config.store.path)?,
+            None => crate::http::Archive::open(&config.store.path).map_err(EdgesError::Archive)?,
             Some(_) => crate::http::Archive::unsupported(),
         };
         let mut api = crate::http::ApiState::new(archive, Some(conversation));
@@ -53,6 +65,6 @@ pub async fn start(
         crate::http::start(http, Some(ops), api, tracker).await?;
     }
     crate::alerts::start(&config.alerts, board.clone(), cancel.clone(), tracker)
-        .context("starting alerts")?;
+        .map_err(EdgesError::Alerts)?;
     Ok(())
 }

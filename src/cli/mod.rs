@@ -96,7 +96,8 @@ pub fn run(cli: Cli) -> i32 {
                 .map(|outcome| match outcome {
                     crate::service::Outcome::Stopped => 0,
                     crate::service::Outcome::WriterFailed => EXIT_FAILED,
-                }),
+                })
+                .map_err(anyhow::Error::from),
             Cmd::Check { account } => check::cmd_check(&config, account).await,
             Cmd::Status { json, watch } => status::cmd_status(&config, *json, *watch),
             Cmd::Auth { account } => auth::cmd_auth(&config, account).await,

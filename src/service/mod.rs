@@ -22,7 +22,8 @@
 //! watches all of an account's folders with NOTIFY, `watcher.rs` an IDLE watcher,
 //! `poller.rs` the poller, `reconnect.rs` the one connect → back off →
 //! report loop they share, `backoff.rs` the delays, `watchdog.rs` deadlines
-//! and states for systemd, `edges.rs` HTTP and alerts. Speaks no IMAP: it
+//! and states for systemd, `edges.rs` HTTP and alerts, `error.rs` why it
+//! could not start. Speaks no IMAP: it
 //! asks the session to wait for a change and the engine to sync.
 
 use std::collections::{HashMap, HashSet};
@@ -30,7 +31,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
 use futures_util::StreamExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +39,7 @@ use tokio_util::task::TaskTracker;
 mod account;
 mod backoff;
 mod edges;
+mod error;
 mod leases;
 mod notifier;
 mod poller;
@@ -47,6 +48,7 @@ mod watchdog;
 mod watcher;
 
 pub use backoff::Backoff;
+pub use error::ServiceError;
 
 use crate::config::{AccountConfig, Config};
 use crate::store::StoreHandle;
@@ -86,7 +88,7 @@ pub enum Outcome {
 }
 
 /// Runs until SIGTERM/SIGINT or a failed writer.
-pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<Outcome> {
+pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<Outcome, ServiceError> {
     if let Some(limit) = crate::fd_limit::raise_soft_limit() {
         let planned = crate::fd_limit::planned_connections(&config);
         match crate::fd_limit::headroom_warning(planned, limit) {
@@ -98,7 +100,8 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<Outcome> {
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGHUP,
-    ])?;
+    ])
+    .map_err(ServiceError::Signals)?;
     // One writer per SQLite file; on PostgreSQL instances share the
     // accounts through leases, and each commit checks their fences.
     let _lock = match config.store.postgres {
@@ -313,7 +316,7 @@ fn start_account(
     health: &Arc<Health>,
     tracker: &TaskTracker,
     first: tokio::sync::mpsc::UnboundedSender<String>,
-) -> Result<Running> {
+) -> Result<Running, ServiceError> {
     let token = CancellationToken::new();
     let ctx = AccountCtx {
         account: Arc::new(acc.clone()),

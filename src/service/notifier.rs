@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use super::AccountCtx;
 use super::account::watch_separately;
 use super::backoff::Backoff;
-use super::reconnect::{Failure, Watch, connect, logout_quickly, reconnect};
+use super::reconnect::{Failure, Watch, logout_quickly, session_or_reconnect};
 use super::watchdog::{Registration, fed_by_progress};
 use super::watcher::{Waited, idle_until_change};
 use crate::health::{FolderReport, State};
@@ -67,15 +67,10 @@ pub(super) async fn notify_watcher(
     let mut backoff = ctx.backoff();
     let (s, words) = loop {
         reg.expect_by(Instant::now() + timeout * 4);
-        let mut s = match session.take() {
-            Some(s) => s,
-            None => {
-                let attempt = || connect(&ctx);
-                match reconnect(&watch, &mut backoff, Some(&mut connected_before), attempt).await {
-                    Some(s) => s,
-                    None => return,
-                }
-            }
+        let Some(mut s) =
+            session_or_reconnect(&mut session, &watch, &mut backoff, &mut connected_before).await
+        else {
+            return;
         };
         match watch_loop(&ctx, &mut s, &folders, (&reg, &reps), &mut backoff).await {
             Ok(Ended::Cancelled) => {

@@ -4,7 +4,7 @@
 use tokio::time::Instant;
 
 use super::AccountCtx;
-use super::reconnect::{Failure, Watch, connect, logout_quickly, reconnect, sleep_or_cancel};
+use super::reconnect::{Failure, Watch, logout_quickly, session_or_reconnect, sleep_or_cancel};
 use super::watchdog::fed_by_progress;
 use crate::health::{FolderReport, State};
 use crate::imap::Folder;
@@ -35,15 +35,10 @@ pub(super) async fn poller(ctx: AccountCtx, folders: Vec<Folder>, mut session: O
     };
     let mut connected_before = session.is_some();
     loop {
-        let mut s = match session.take() {
-            Some(s) => s,
-            None => {
-                let attempt = || connect(&ctx);
-                match reconnect(&watch, &mut backoff, Some(&mut connected_before), attempt).await {
-                    Some(s) => s,
-                    None => return,
-                }
-            }
+        let Some(mut s) =
+            session_or_reconnect(&mut session, &watch, &mut backoff, &mut connected_before).await
+        else {
+            return;
         };
         let mut broken = false;
         let mut ok = vec![false; folders.len()];

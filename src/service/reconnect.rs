@@ -122,6 +122,24 @@ where
     }
 }
 
+/// The session a task already holds, or else a new one through
+/// [`reconnect`] (backing off and reporting as every task does); `None`
+/// when the task was cancelled while waiting.
+pub(super) async fn session_or_reconnect(
+    session: &mut Option<Session>,
+    watch: &Watch<'_>,
+    backoff: &mut Backoff,
+    connected_before: &mut bool,
+) -> Option<Session> {
+    match session.take() {
+        Some(s) => Some(s),
+        None => {
+            let attempt = || connect(watch.ctx);
+            reconnect(watch, backoff, Some(connected_before), attempt).await
+        }
+    }
+}
+
 /// A connection and login for the account, as every task makes them.
 pub(super) async fn connect(ctx: &AccountCtx) -> Result<Session, SessionError> {
     Session::connect(&ctx.account, &ctx.engine.opts, None).await

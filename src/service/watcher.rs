@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::AccountCtx;
 use super::backoff::Backoff;
 use super::reconnect::{
-    Failure, STOP_GRACE, Watch, connect, logout_quickly, reconnect, sleep_or_cancel,
+    Failure, STOP_GRACE, Watch, logout_quickly, session_or_reconnect, sleep_or_cancel,
 };
 use super::watchdog::{Registration, fed_by_progress};
 use crate::health::{FolderReport, State};
@@ -43,15 +43,10 @@ pub(super) async fn idle_watcher(ctx: AccountCtx, folder: Folder, mut session: O
     let mut idle_refused = false;
     loop {
         reg.expect_by(Instant::now() + timeout * 4);
-        let mut s = match session.take() {
-            Some(s) => s,
-            None => {
-                let attempt = || connect(&ctx);
-                match reconnect(&watch, &mut backoff, Some(&mut connected_before), attempt).await {
-                    Some(s) => s,
-                    None => return,
-                }
-            }
+        let Some(mut s) =
+            session_or_reconnect(&mut session, &watch, &mut backoff, &mut connected_before).await
+        else {
+            return;
         };
         let looped = idle_loop(
             &ctx,

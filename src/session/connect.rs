@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{READ_CHUNK, Session, SessionError, Tap, TapLine};
+use super::{READ_START, Session, SessionError, Tap, TapLine};
 use crate::config::{AccountConfig, Auth, Config, Security};
 use crate::imap::{
     Capabilities, Command, Greeted, Limits, ResponseReader, Tags, Unasked, Untagged, greeting,
@@ -93,7 +93,7 @@ impl Session {
         let mut s = Session {
             link,
             reader: ResponseReader::new(opts.limits),
-            buf: vec![0; READ_CHUNK],
+            buf: vec![0; READ_START],
             pending: VecDeque::new(),
             caps: Capabilities::default(),
             tap,

@@ -45,7 +45,16 @@ pub enum TapLine<'a> {
 
 pub type Tap = Box<dyn FnMut(TapLine<'_>) + Send>;
 
+/// The most one read takes from the link: enough to keep a fetch of large
+/// literals at a few system calls per megabyte.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// Where the read buffer starts, and what it goes back to when the session
+/// waits (IDLE, NOTIFY): a process watching thousands of folders holds
+/// thousands of waiting sessions, and a fetch-sized buffer in each would be
+/// most of its memory. A read that fills the buffer doubles it, up to
+/// [`READ_CHUNK`].
+const READ_START: usize = 4 * 1024;
 
 pub struct Session {
     link: Link,
@@ -205,6 +214,9 @@ impl Session {
     /// response still arriving then stays in the reader for the next read.
     async fn read_one_within(&mut self, limit: Duration) -> Result<Option<Received>, SessionError> {
         let deadline = tokio::time::Instant::now() + limit;
+        if self.buf.len() > READ_START {
+            self.buf = vec![0; READ_START];
+        }
         loop {
             if let Some(r) = self.reader.pop() {
                 self.observe(&r);
@@ -234,6 +246,9 @@ impl Session {
             });
         }
         self.reader.feed(&self.buf[..n])?;
+        if n == self.buf.len() && n < READ_CHUNK {
+            self.buf.resize((n * 2).min(READ_CHUNK), 0);
+        }
         Ok(true)
     }
 

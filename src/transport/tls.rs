@@ -1,8 +1,10 @@
 //! The TLS client configuration: the system's roots, a `ca_file`, a pinned
 //! certificate, and the handle on the certificate the server presents.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::SystemTime;
 
 use rustls::pki_types::{CertificateDer, pem::PemObject};
 
@@ -25,12 +27,81 @@ pub fn tls_setup(
         path: "(TLS setup)".into(),
         message,
     };
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for cert in native.certs {
-        // A broken system certificate must not stop the others from working.
-        let _ = roots.add(cert);
+    let base = trust_base(ca_file)?;
+    let provider = base.provider.clone();
+    let webpki = base.webpki.clone();
+    let anchors = base.anchors.clone();
+    let presented = Presented::default();
+    let verifier = trust::Verifier::new(
+        webpki,
+        provider.signature_verification_algorithms,
+        anchors,
+        pin,
+        presented.clone(),
+    );
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| setup_error(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Ok((Arc::new(config), presented))
+}
+
+/// What every account naming the same `ca_file` (or none) trusts: built once
+/// and shared. The system's roots parse into some 70 KiB, and a process that
+/// watches two thousand accounts would otherwise hold two copies per account
+/// (the IMAP server's and the token endpoint's).
+struct TrustBase {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    webpki: Option<Arc<rustls::client::WebPkiServerVerifier>>,
+    /// The `ca_file`'s certificates, also trusted as themselves.
+    anchors: Vec<CertificateDer<'static>>,
+}
+
+/// A `ca_file` as last read: a reload after the file changed reads it again.
+type FileStamp = Option<(SystemTime, u64)>;
+
+fn stamp(path: &Path) -> FileStamp {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// The system's trust anchors, read once per process (as a daemon reads
+/// them at start; a CA bundle update takes a restart).
+fn system_roots() -> &'static rustls::RootCertStore {
+    static ROOTS: OnceLock<rustls::RootCertStore> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_native_certs::load_native_certs().certs {
+            // A broken system certificate must not stop the others from working.
+            let _ = roots.add(cert);
+        }
+        roots
+    })
+}
+
+fn trust_base(ca_file: Option<&Path>) -> Result<Arc<TrustBase>, TransportError> {
+    static BASES: OnceLock<Mutex<HashMap<Option<PathBuf>, (FileStamp, Arc<TrustBase>)>>> =
+        OnceLock::new();
+    let key = ca_file.map(Path::to_path_buf);
+    let now = ca_file.and_then(stamp);
+    let bases = BASES.get_or_init(Mutex::default);
+    if let Some((seen, base)) = bases.lock().unwrap_or_else(|p| p.into_inner()).get(&key)
+        && *seen == now
+    {
+        return Ok(base.clone());
     }
+    let base = Arc::new(build_trust_base(ca_file)?);
+    bases
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, (now, base.clone()));
+    Ok(base)
+}
+
+fn build_trust_base(ca_file: Option<&Path>) -> Result<TrustBase, TransportError> {
+    let mut roots = system_roots().clone();
     let mut anchors = Vec::new();
     if let Some(path) = ca_file {
         let shown = path.display().to_string();
@@ -67,22 +138,58 @@ pub fn tls_setup(
                 provider.clone(),
             )
             .build()
-            .map_err(|e| setup_error(e.to_string()))?,
+            .map_err(|e| TransportError::CaFile {
+                path: "(TLS setup)".into(),
+                message: e.to_string(),
+            })?,
         )
     };
-    let presented = Presented::default();
-    let verifier = trust::Verifier::new(
+    Ok(TrustBase {
+        provider,
         webpki,
-        provider.signature_verification_algorithms,
         anchors,
-        pin,
-        presented.clone(),
-    );
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| setup_error(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    Ok((Arc::new(config), presented))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn self_signed(dir: &Path, name: &str) -> PathBuf {
+        let out = dir.join(name);
+        let status = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj"])
+            .arg(format!("/CN={name}"))
+            .arg("-keyout")
+            .arg(dir.join(format!("{name}.key")))
+            .arg("-out")
+            .arg(&out)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(status.success());
+        out
+    }
+
+    #[test]
+    fn accounts_naming_the_same_trust_share_it_until_the_file_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = self_signed(dir.path(), "one");
+        let a = trust_base(Some(&ca)).expect("first");
+        let b = trust_base(Some(&ca)).expect("second");
+        assert!(Arc::ptr_eq(&a, &b), "one trust base per ca_file");
+        assert!(Arc::ptr_eq(
+            &trust_base(None).expect("system"),
+            &trust_base(None).expect("system again")
+        ));
+
+        // A reload after the CA file was replaced reads the new one.
+        let other = self_signed(dir.path(), "other-and-longer");
+        std::fs::copy(&other, &ca).expect("replace");
+        let c = trust_base(Some(&ca)).expect("after the change");
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(c.anchors.len(), 1);
+        assert_ne!(a.anchors[0], c.anchors[0]);
+    }
 }

@@ -82,8 +82,8 @@ fn system_roots() -> &'static rustls::RootCertStore {
 }
 
 fn trust_base(ca_file: Option<&Path>) -> Result<Arc<TrustBase>, TransportError> {
-    static BASES: OnceLock<Mutex<HashMap<Option<PathBuf>, (FileStamp, Arc<TrustBase>)>>> =
-        OnceLock::new();
+    type Bases = HashMap<Option<PathBuf>, (FileStamp, Arc<TrustBase>)>;
+    static BASES: OnceLock<Mutex<Bases>> = OnceLock::new();
     let key = ca_file.map(Path::to_path_buf);
     let now = ca_file.and_then(stamp);
     let bases = BASES.get_or_init(Mutex::default);

@@ -1,7 +1,8 @@
 //! Storing one fetched message on PostgreSQL: its row, raw bytes (`bytea`,
 //! exact), parsed parts, search document and `new` event, in the writer's
 //! open transaction (with the cursor that covers it). The same rules as
-//! `store/messages.rs`, including the link to an earlier generation's row.
+//! `store/messages.rs`, including the link to an earlier generation's row
+//! and Gmail's one row per X-GM-MSGID (`gmail.rs`).
 
 use super::{Pg, PgContext, big, text};
 use crate::store::StoreError;
@@ -10,14 +11,24 @@ use crate::store::messages::{Derived, NewMessage};
 pub(crate) fn insert(pg: &mut Pg, m: &NewMessage, d: &Derived) -> Result<(), StoreError> {
     pg.touch(m.mailbox);
     super::limits::count(pg, m.mailbox, m.raw.len() as u64)?;
+    // A Gmail message the account stores already (fetched from another
+    // folder) gets a membership, not a second row.
+    if let Some(gm) = &m.gmail
+        && super::gmail::link_if_stored(pg, m.mailbox, m.uidvalidity, m.uid.0, gm)?
+    {
+        return Ok(());
+    }
     let p = &d.parsed;
-    let st = pg
-        .st("SELECT EXISTS (SELECT 1 FROM messages WHERE mailbox_id = $1 AND uidvalidity <> $2)")?;
-    let others: bool = pg
-        .client
-        .query_one(&st, &[&m.mailbox.0, &big(m.uidvalidity.0)])
-        .pg("looking for earlier generations of the mailbox")?
-        .get(0);
+    // Gmail's messages are one row per X-GM-MSGID, never linked by bytes.
+    let others = m.gmail.is_none() && {
+        let st = pg.st(
+            "SELECT EXISTS (SELECT 1 FROM messages WHERE mailbox_id = $1 AND uidvalidity <> $2)",
+        )?;
+        pg.client
+            .query_one(&st, &[&m.mailbox.0, &big(m.uidvalidity.0)])
+            .pg("looking for earlier generations of the mailbox")?
+            .get(0)
+    };
     let supersedes: Option<i64> = if others {
         let st = pg.st("SELECT o.id FROM messages o
              WHERE o.mailbox_id = $1 AND o.sha256 = $2 AND o.uidvalidity <> $3
@@ -93,6 +104,9 @@ pub(crate) fn insert(pg: &mut Pg, m: &NewMessage, d: &Derived) -> Result<(), Sto
         .execute(&st, &[&id, &m.raw.as_slice()])
         .pg("storing the raw message")?;
     write_parsed(pg, id, d)?;
+    if let Some(gm) = &m.gmail {
+        super::gmail::record_new(pg, m.mailbox, m.uidvalidity, m.uid.0, id, gm)?;
+    }
     match supersedes {
         None => {
             let st =

@@ -8,6 +8,7 @@
 
 pub(crate) mod changes;
 pub(crate) mod connect;
+pub(crate) mod gmail;
 pub(crate) mod lease;
 pub(crate) mod limits;
 pub(crate) mod mailboxes;

@@ -103,7 +103,7 @@ pub(crate) fn insert(pg: &mut Pg, m: &NewMessage, d: &Derived) -> Result<(), Sto
     pg.client
         .execute(&st, &[&id, &m.raw.as_slice()])
         .pg("storing the raw message")?;
-    write_parsed(pg, id, d)?;
+    write_parsed(pg, id, d, &m.raw)?;
     if let Some(gm) = &m.gmail {
         super::gmail::record_new(pg, m.mailbox, m.uidvalidity, m.uid.0, id, gm)?;
     }
@@ -123,8 +123,8 @@ pub(crate) fn insert(pg: &mut Pg, m: &NewMessage, d: &Derived) -> Result<(), Sto
 }
 
 /// Addresses, bodies, attachments (contents once per SHA-256) and the
-/// search document of message row `id`.
-fn write_parsed(pg: &mut Pg, id: i64, d: &Derived) -> Result<(), StoreError> {
+/// search document of message row `id`, parsed from `raw`.
+fn write_parsed(pg: &mut Pg, id: i64, d: &Derived, raw: &[u8]) -> Result<(), StoreError> {
     let p = &d.parsed;
     let st = pg.st(
         "INSERT INTO addresses (message_id, role, position, name, address)
@@ -174,8 +174,9 @@ fn write_parsed(pg: &mut Pg, id: i64, d: &Derived) -> Result<(), StoreError> {
             .pg("looking up attachment contents")?
             .is_some();
         if !have {
+            let data = contents(a, raw)?;
             pg.client
-                .execute(&blob, &[&a.sha256, &(a.size as i64), &a.data.as_slice()])
+                .execute(&blob, &[&a.sha256, &(a.size as i64), &&*data])
                 .pg("storing attachment contents")?;
         }
         pg.client
@@ -247,4 +248,32 @@ fn write_parsed(pg: &mut Pg, id: i64, d: &Derived) -> Result<(), StoreError> {
         )
         .pg("indexing the message for search")?;
     Ok(())
+}
+
+/// An attachment's decoded bytes: those the parse stage kept, or, for a
+/// large base64 part it left in the raw message, decoded from there now.
+/// A `bytea` parameter is one value, so the decoded copy is held whole for
+/// the insert; the queue's byte budget counts a decoded copy beside each
+/// raw message, so this stays within it.
+fn contents<'a>(
+    a: &'a crate::mime::Attachment,
+    raw: &[u8],
+) -> Result<std::borrow::Cow<'a, [u8]>, StoreError> {
+    let Some(range) = a.in_raw.clone() else {
+        return Ok(std::borrow::Cow::Borrowed(&a.data));
+    };
+    let mismatch = || StoreError::AttachmentMismatch;
+    let encoded = raw.get(range).ok_or_else(mismatch)?;
+    let mut out = Vec::with_capacity(usize::try_from(a.size).map_err(|_| mismatch())?);
+    let written = crate::mime::decode_base64(encoded, |piece| {
+        if (out.len() + piece.len()) as u64 > a.size {
+            return Err(mismatch());
+        }
+        out.extend_from_slice(piece);
+        Ok(())
+    })?;
+    if written != Some(a.size) {
+        return Err(mismatch());
+    }
+    Ok(std::borrow::Cow::Owned(out))
 }

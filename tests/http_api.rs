@@ -662,6 +662,48 @@ fn serve_reads_a_database_while_sync_writes_it(store: Store) {
     );
 }
 
+/// PostgreSQL restarted under `serve`: the reads that find their pooled
+/// connection cut fail (a 5xx saying so), the connections are dropped, and
+/// the API answers again without a restart of mailfeed.
+#[test]
+fn the_api_answers_again_after_postgresql_restarts() {
+    let store = Store::postgres();
+    let (_dc, _setup, served, _lock) = synced_and_served(&store, &[]);
+    // Several connections in the pool: a stream and pages at once.
+    let served = &served;
+    let pages = |n: usize| {
+        std::thread::scope(|s| {
+            let hs: Vec<_> = (0..n)
+                .map(|i| s.spawn(move || served.get(&format!("/api/v1/messages?after_id={i}"))))
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().expect("request").status)
+                .collect::<Vec<_>>()
+        })
+    };
+    assert!(pages(6).iter().all(|s| *s == 200));
+    let Store::Postgres(pg) = &store else {
+        unreachable!()
+    };
+    pg.restart().expect("restart PostgreSQL");
+    let mut failed = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let a = served.get("/api/v1/messages?limit=5");
+        if a.status == 200 {
+            let v: Value = serde_json::from_slice(&a.body).expect("json");
+            assert_eq!(v["messages"].as_array().map(Vec::len), Some(5));
+            break;
+        }
+        assert_eq!(a.status, 500, "{}", a.text());
+        failed += 1;
+        assert!(Instant::now() < deadline, "never answered again");
+    }
+    // At most one failure per pooled connection (2 readers + 8 streams).
+    assert!(failed <= 10, "{failed} failures before answering again");
+    assert!(pages(6).iter().all(|s| *s == 200));
+}
+
 #[test]
 fn event_streams_are_bounded_and_the_api_still_answers() {
     use std::net::TcpStream;

@@ -45,7 +45,13 @@ impl Inner {
         }
     }
 
+    /// Keeps `conn` for the next read, unless the pool is full or the
+    /// connection is gone (a restarted database server): the next read
+    /// then opens a new one.
     fn put(&self, conn: Connection) {
+        if conn.is_closed() {
+            return;
+        }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < READERS + STREAMS {
             idle.push(conn);

@@ -113,6 +113,15 @@ impl ArchiveReader {
             })
     }
 
+    /// Whether the connection is gone for good (PostgreSQL: the server
+    /// closed it or went away), so a pool should drop it, not keep it.
+    pub fn is_closed(&self) -> bool {
+        match &self.conn {
+            Backend::Sqlite(_) => false,
+            Backend::Postgres(r) => r.run(|p| Ok(p.client.is_closed())).unwrap_or(true),
+        }
+    }
+
     /// One line per mailbox, as `mailfeed status` shows them.
     pub fn status(&self) -> Result<Vec<super::MailboxStatus>, StoreError> {
         on!(self, c => super::read::status(c), p => super::postgres::read::status(p))

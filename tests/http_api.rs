@@ -2,7 +2,9 @@
 //! its answers equal the consumer views for the same cursor ranges, bad
 //! input is a 4xx (never a 5xx), tokens are required beyond loopback, a
 //! 60 MB attachment streams with bounded memory, and `serve` reads a
-//! database while `sync` writes it.
+//! database while `sync` writes it. The cases about the archive's answers
+//! are written once and run on both store backends (`…_on_sqlite`,
+//! `…_on_postgres`).
 
 mod support;
 
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use support::backend::{Arg, FeedDb, Store};
 use support::corpus;
 use support::dovecot::{Dovecot, reserve_port};
 use support::http::{Served, add_http, request};
@@ -42,8 +45,22 @@ fn named_attachment_message() -> Vec<u8> {
     .into_bytes()
 }
 
-/// Dovecot with a varied corpus, synced; `serve` on loopback.
-fn synced_and_served(extra: &[Vec<u8>]) -> (Dovecot, Setup, Served, std::fs::File) {
+/// `$case(Store)` as two tests, one per backend.
+macro_rules! on_both {
+    ($case:ident, $sqlite:ident, $postgres:ident) => {
+        #[test]
+        fn $sqlite() {
+            $case(Store::sqlite());
+        }
+        #[test]
+        fn $postgres() {
+            $case(Store::postgres());
+        }
+    };
+}
+
+/// Dovecot with a varied corpus, synced into `store`; `serve` on loopback.
+fn synced_and_served(store: &Store, extra: &[Vec<u8>]) -> (Dovecot, Setup, Served, std::fs::File) {
     let dc = dovecot();
     dc.append_many(USER, "INBOX", &corpus::varied(45, 11))
         .expect("append corpus");
@@ -52,7 +69,8 @@ fn synced_and_served(extra: &[Vec<u8>]) -> (Dovecot, Setup, Served, std::fs::Fil
     for m in extra {
         dc.append(USER, "INBOX", m).expect("append");
     }
-    let setup = Setup::new(&[Account::plain(&dc, USER, PASS, &["INBOX"])], "");
+    let mut setup = Setup::new(&[Account::plain(&dc, USER, PASS, &["INBOX"])], "");
+    store.apply(&mut setup);
     setup.sync_ok();
     let (port, lock) = reserve_port().expect("port");
     add_http(&setup, &format!("127.0.0.1:{port}"), None);
@@ -60,36 +78,20 @@ fn synced_and_served(extra: &[Vec<u8>]) -> (Dovecot, Setup, Served, std::fs::Fil
     (dc, setup, served, lock)
 }
 
-/// A SQL value as the API's JSON shows it.
-fn sql_json(v: rusqlite::types::Value) -> Value {
-    use rusqlite::types::Value as V;
-    match v {
-        V::Null => Value::Null,
-        V::Integer(i) => json!(i),
-        V::Real(f) => json!(f),
-        V::Text(s) => json!(s),
-        V::Blob(b) => json!(b),
-    }
-}
-
-/// Rows of a SQL query as JSON objects, booleans as the API gives them.
-fn sql_rows(conn: &rusqlite::Connection, sql: &str, params: &[&dyn rusqlite::ToSql]) -> Vec<Value> {
-    let mut st = conn.prepare(sql).expect("prepare");
-    let names: Vec<String> = st.column_names().map(|s| s.to_string()).collect();
-    let rows = st
-        .query_map(params, |r| {
-            let mut o = serde_json::Map::new();
-            for (i, n) in names.iter().enumerate() {
-                let mut v = sql_json(r.get::<_, rusqlite::types::Value>(i)?);
-                if matches!(n.as_str(), "truncated" | "has_attachments") {
-                    v = json!(v.as_i64() == Some(1));
+/// Rows of a query on the consumer views as JSON objects, booleans as
+/// the API gives them.
+fn sql_rows(db: &mut FeedDb, sql: &str, args: &[Arg<'_>]) -> Vec<Value> {
+    db.rows(sql, args)
+        .into_iter()
+        .map(|mut o| {
+            for n in ["truncated", "has_attachments"] {
+                if let Some(v) = o.get_mut(n) {
+                    *v = json!(v.as_i64() == Some(1));
                 }
-                o.insert(n.clone(), v);
             }
-            Ok(Value::Object(o))
+            Value::Object(o)
         })
-        .expect("query");
-    rows.collect::<Result<Vec<_>, _>>().expect("rows")
+        .collect()
 }
 
 const FEED_COLUMNS: &str = "id, account, mailbox, uidvalidity, uid, internal_date, size, flags,
@@ -104,10 +106,14 @@ fn assert_nosniff(a: &support::http::Answer, what: &str) {
     );
 }
 
-#[test]
-fn api_answers_equal_the_sql_views() {
-    let (_dc, setup, served, _lock) = synced_and_served(&[]);
-    let conn = setup.db();
+on_both!(
+    api_answers_equal_the_sql_views,
+    api_answers_equal_the_sql_views_on_sqlite,
+    api_answers_equal_the_sql_views_on_postgres
+);
+fn api_answers_equal_the_sql_views(store: Store) {
+    let (_dc, setup, served, _lock) = synced_and_served(&store, &[]);
+    let mut conn = setup.feed_db();
 
     // The feed, walked with a small page so cursors matter.
     let mut after = 0i64;
@@ -115,9 +121,9 @@ fn api_answers_equal_the_sql_views() {
     loop {
         let got = served.json(&format!("/api/v1/messages?after_id={after}&limit=7"));
         let want = sql_rows(
-            &conn,
-            &format!("SELECT {FEED_COLUMNS} FROM message_feed WHERE id > ?1 ORDER BY id LIMIT 7"),
-            &[&after],
+            &mut conn,
+            &format!("SELECT {FEED_COLUMNS} FROM message_feed WHERE id > $1 ORDER BY id LIMIT 7"),
+            &[Arg::Int(after)],
         );
         assert_eq!(
             got["messages"],
@@ -133,9 +139,7 @@ fn api_answers_equal_the_sql_views() {
         assert_eq!(got["next_after_id"], json!(after));
         pages += 1;
     }
-    let total: i64 = conn
-        .query_row("SELECT count(*) FROM message_feed", [], |r| r.get(0))
-        .expect("count");
+    let total = conn.int("SELECT count(*) FROM message_feed", &[]);
     assert_eq!(total, 46);
     assert_eq!(pages, 7);
 
@@ -144,10 +148,10 @@ fn api_answers_equal_the_sql_views() {
     loop {
         let got = served.json(&format!("/api/v1/events?after_seq={after}&limit=10"));
         let want = sql_rows(
-            &conn,
+            &mut conn,
             "SELECT seq, kind, feed_id, account, mailbox, uid, at, detail FROM message_events
-             WHERE seq > ?1 ORDER BY seq LIMIT 10",
-            &[&after],
+             WHERE seq > $1 ORDER BY seq LIMIT 10",
+            &[Arg::Int(after)],
         );
         assert_eq!(
             got["events"],
@@ -159,39 +163,36 @@ fn api_answers_equal_the_sql_views() {
     }
 
     // Every message: parsed form, raw bytes, attachments.
-    let ids: Vec<i64> = conn
-        .prepare("SELECT id FROM message_feed ORDER BY id")
-        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-        .expect("ids");
+    let ids = conn.ints("SELECT id FROM message_feed ORDER BY id", &[]);
     let mut hashes = BTreeSet::new();
     for id in &ids {
         let m = served.json(&format!("/api/v1/messages/{id}"));
         let row = &sql_rows(
-            &conn,
-            &format!("SELECT {FEED_COLUMNS} FROM message_feed WHERE id = ?1"),
-            &[id],
+            &mut conn,
+            &format!("SELECT {FEED_COLUMNS} FROM message_feed WHERE id = $1"),
+            &[Arg::Int(*id)],
         )[0];
         for (k, v) in row.as_object().expect("row") {
             assert_eq!(&m[k], v, "message {id} column {k}");
         }
         let atts = sql_rows(
-            &conn,
+            &mut conn,
             "SELECT position, filename, content_type, content_id, disposition, size, sha256
-             FROM message_attachments WHERE feed_id = ?1 ORDER BY position",
-            &[id],
+             FROM message_attachments WHERE feed_id = $1 ORDER BY position",
+            &[Arg::Int(*id)],
         );
         assert_eq!(m["attachments"], Value::Array(atts.clone()), "message {id}");
         let addrs = sql_rows(
-            &conn,
+            &mut conn,
             "SELECT role, position, name, address FROM message_addresses
-             WHERE feed_id = ?1 ORDER BY role, position",
-            &[id],
+             WHERE feed_id = $1 ORDER BY role, position",
+            &[Arg::Int(*id)],
         );
         assert_eq!(m["addresses"], Value::Array(addrs), "message {id}");
         let bodies = sql_rows(
-            &conn,
-            "SELECT text, html FROM message_bodies WHERE feed_id = ?1",
-            &[id],
+            &mut conn,
+            "SELECT text, html FROM message_bodies WHERE feed_id = $1",
+            &[Arg::Int(*id)],
         );
         let (text, html) = bodies
             .first()
@@ -205,11 +206,10 @@ fn api_answers_equal_the_sql_views() {
             "message {id} headers"
         );
 
-        let raw: Vec<u8> = conn
-            .query_row("SELECT raw FROM message_feed WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .expect("raw");
+        let raw = conn.bytes(
+            "SELECT raw FROM message_feed WHERE id = $1",
+            &[Arg::Int(*id)],
+        );
         let a = served.get(&format!("/api/v1/messages/{id}/raw"));
         assert_eq!(a.status, 200);
         assert_eq!(a.body, raw, "raw bytes of {id}");
@@ -228,13 +228,10 @@ fn api_answers_equal_the_sql_views() {
     }
     assert!(hashes.len() >= 3, "the corpus has attachments");
     for sha in &hashes {
-        let data: Vec<u8> = conn
-            .query_row(
-                "SELECT data FROM attachment_data WHERE sha256 = ?1",
-                [sha],
-                |r| r.get(0),
-            )
-            .expect("data");
+        let data = conn.bytes(
+            "SELECT data FROM attachment_data WHERE sha256 = $1",
+            &[Arg::Text(sha)],
+        );
         let a = served.get(&format!("/api/v1/attachments/{sha}"));
         assert_eq!(a.status, 200);
         assert_eq!(a.body, data, "attachment {sha}");
@@ -244,13 +241,14 @@ fn api_answers_equal_the_sql_views() {
         assert_eq!(a.header("etag"), Some(format!("\"{sha}\"").as_str()));
     }
     // The hostile file name is cut to its last component, quotes gone.
-    let hostile: String = conn
-        .query_row(
-            "SELECT sha256 FROM message_attachments WHERE filename LIKE '%evil%'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("the hostile attachment");
+    let hostile = sql_rows(
+        &mut conn,
+        "SELECT sha256 FROM message_attachments WHERE filename LIKE '%evil%'",
+        &[],
+    )[0]["sha256"]
+        .as_str()
+        .expect("the hostile attachment")
+        .to_owned();
     let a = served.get(&format!("/api/v1/attachments/{hostile}"));
     let cd = a.header("content-disposition").expect("disposition");
     assert!(
@@ -260,15 +258,22 @@ fn api_answers_equal_the_sql_views() {
     );
     assert!(!cd.contains(".."), "{cd}");
 
-    // Search: the same ids, in the same order, as the FTS5 query.
+    // Search: the same ids, in the same order, as the query of
+    // docs/consumer-contract.md on each backend.
     let got = served.json("/api/v1/search?q=message&limit=500");
-    let want: Vec<i64> = conn
-        .prepare(
+    let want = conn.ints(
+        if conn.is_postgres() {
+            "SELECT f.id FROM message_search s JOIN messages m ON m.id = s.message_id
+             JOIN message_feed f ON f.id = m.position
+             WHERE s.document @@ websearch_to_tsquery('simple', 'message')
+             ORDER BY ts_rank(s.document, websearch_to_tsquery('simple', 'message')) DESC, f.id
+             LIMIT 500"
+        } else {
             "SELECT f.id FROM message_search s JOIN message_feed f ON f.id = s.rowid
-             WHERE message_search MATCH 'message' ORDER BY s.rank LIMIT 500",
-        )
-        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-        .expect("search");
+             WHERE message_search MATCH 'message' ORDER BY s.rank LIMIT 500"
+        },
+        &[],
+    );
     let got_ids: Vec<i64> = got["messages"]
         .as_array()
         .expect("messages")
@@ -277,6 +282,20 @@ fn api_answers_equal_the_sql_views() {
         .collect();
     assert!(!want.is_empty());
     assert_eq!(got_ids, want);
+    // A word of the bodies: snippets mark it.
+    let got = served.json("/api/v1/search?q=meeting&limit=500");
+    let snippets: Vec<&str> = got["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["snippet"].as_str())
+        .collect();
+    assert!(
+        snippets
+            .iter()
+            .any(|s| s.to_lowercase().contains("[meeting]")),
+        "a snippet marks the match in a body: {snippets:?}"
+    );
 
     // Status: what `status --json` prints.
     let out = setup.run(&["status", "--json"]);
@@ -310,14 +329,16 @@ fn api_answers_equal_the_sql_views() {
     assert_eq!(served.get("/api/v1/conversation/live").status, 404);
 }
 
-#[test]
-fn bad_input_is_a_clear_4xx_never_a_5xx() {
-    let (_dc, setup, served, _lock) = synced_and_served(&[]);
-    let conn = setup.db();
-    let max_id: i64 = conn
-        .query_row("SELECT max(id) FROM message_feed", [], |r| r.get(0))
-        .expect("max");
-    let cases: Vec<(String, u16, &str)> = vec![
+on_both!(
+    bad_input_is_a_clear_4xx_never_a_5xx,
+    bad_input_is_a_clear_4xx_never_a_5xx_on_sqlite,
+    bad_input_is_a_clear_4xx_never_a_5xx_on_postgres
+);
+fn bad_input_is_a_clear_4xx_never_a_5xx(store: Store) {
+    let (_dc, setup, served, _lock) = synced_and_served(&store, &[]);
+    let mut conn = setup.feed_db();
+    let max_id = conn.int("SELECT max(id) FROM message_feed", &[]);
+    let mut cases: Vec<(String, u16, &str)> = vec![
         (
             "/api/v1/messages/..%2F..%2F..%2Fetc%2Fpasswd".into(),
             404,
@@ -362,14 +383,6 @@ fn bad_input_is_a_clear_4xx_never_a_5xx() {
         ("/api/v1/messages?after_id=abc".into(), 400, "after_id"),
         ("/api/v1/events?after_seq=1.5".into(), 400, "after_seq"),
         ("/api/v1/search".into(), 400, "`q` is missing"),
-        ("/api/v1/search?q=%22unbalanced".into(), 400, "FTS5"),
-        (
-            "/api/v1/search?q=nosuchcolumn%3Afoo".into(),
-            400,
-            "no such column",
-        ),
-        ("/api/v1/search?q=AND".into(), 400, "syntax error"),
-        ("/api/v1/search?q=(a".into(), 400, "FTS5"),
         (
             format!("/api/v1/search?q={}", "a".repeat(2000)),
             400,
@@ -377,6 +390,24 @@ fn bad_input_is_a_clear_4xx_never_a_5xx() {
         ),
         ("/api/v1/nowhere".into(), 404, "no such page"),
     ];
+    if let Store::Sqlite = store {
+        // FTS5's syntax; PostgreSQL's websearch_to_tsquery takes any text.
+        cases.extend([
+            ("/api/v1/search?q=%22unbalanced".into(), 400, "FTS5"),
+            (
+                "/api/v1/search?q=nosuchcolumn%3Afoo".into(),
+                400,
+                "no such column",
+            ),
+            ("/api/v1/search?q=AND".into(), 400, "syntax error"),
+            ("/api/v1/search?q=(a".into(), 400, "FTS5"),
+        ]);
+    } else {
+        for q in ["%22unbalanced", "nosuchcolumn%3Afoo", "AND", "(a", "%00%ff"] {
+            let a = served.get(&format!("/api/v1/search?q={q}"));
+            assert_eq!(a.status, 200, "search {q}: {}", a.text());
+        }
+    }
     for (path, status, says) in &cases {
         let a = served.get(path);
         assert_eq!(a.status, *status, "GET {path}: {}", a.text());
@@ -490,8 +521,12 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .expect("VmHWM")
 }
 
-#[test]
-fn a_60_mb_attachment_streams_with_bounded_memory() {
+on_both!(
+    a_60_mb_attachment_streams_with_bounded_memory,
+    a_60_mb_attachment_streams_with_bounded_memory_on_sqlite,
+    a_60_mb_attachment_streams_with_bounded_memory_on_postgres
+);
+fn a_60_mb_attachment_streams_with_bounded_memory(store: Store) {
     const SIZE: usize = 60 * 1024 * 1024;
     let mut rng = support::rng::Rng::new(60);
     let data = rng.bytes(SIZE);
@@ -506,7 +541,7 @@ fn a_60_mb_attachment_streams_with_bounded_memory() {
     msg.extend_from_slice(&corpus::base64_lines(&data));
     msg.extend_from_slice(b"--b--\r\n");
     drop(data);
-    let (_dc, setup, served, _lock) = synced_and_served(&[msg]);
+    let (_dc, setup, served, _lock) = synced_and_served(&store, &[msg]);
     let sha = hex(&want);
     let before = peak_rss_kib(served.pid());
 
@@ -538,22 +573,19 @@ fn a_60_mb_attachment_streams_with_bounded_memory() {
     assert_eq!(hasher.finalize(), want, "the downloaded bytes");
 
     // The raw message (about 81 MB) too.
-    let raw_len: i64 = setup
-        .db()
-        .query_row(
-            "SELECT length(raw) FROM message_feed WHERE subject = 'the big one'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("raw length");
-    let id: i64 = setup
-        .db()
-        .query_row(
-            "SELECT id FROM message_feed WHERE subject = 'the big one'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("id");
+    let mut db = setup.feed_db();
+    let raw_len = db.int(
+        if db.is_postgres() {
+            "SELECT octet_length(raw) FROM message_feed WHERE subject = 'the big one'"
+        } else {
+            "SELECT length(raw) FROM message_feed WHERE subject = 'the big one'"
+        },
+        &[],
+    );
+    let id = db.int(
+        "SELECT id FROM message_feed WHERE subject = 'the big one'",
+        &[],
+    );
     let mut res = agent
         .get(&format!("{}/api/v1/messages/{id}/raw", served.base))
         .call()
@@ -579,9 +611,13 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-#[test]
-fn serve_reads_a_database_while_sync_writes_it() {
-    let (dc, setup, served, _lock) = synced_and_served(&[]);
+on_both!(
+    serve_reads_a_database_while_sync_writes_it,
+    serve_reads_a_database_while_sync_writes_it_on_sqlite,
+    serve_reads_a_database_while_sync_writes_it_on_postgres
+);
+fn serve_reads_a_database_while_sync_writes_it(store: Store) {
+    let (dc, setup, served, _lock) = synced_and_served(&store, &[]);
     dc.append_many(USER, "INBOX", &corpus::sized(600, 5, 2_000, 20_000))
         .expect("append more");
     let mut sync = setup
@@ -612,11 +648,9 @@ fn serve_reads_a_database_while_sync_writes_it() {
     }
     assert!(sync.wait().expect("sync").success());
     while walk(&mut after, &mut seen) > 0 {}
-    let want: Vec<i64> = setup
-        .db()
-        .prepare("SELECT id FROM message_feed ORDER BY id")
-        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-        .expect("ids");
+    let want = setup
+        .feed_db()
+        .ints("SELECT id FROM message_feed ORDER BY id", &[]);
     assert_eq!(want.len(), 646);
     assert_eq!(
         seen, want,
@@ -628,10 +662,52 @@ fn serve_reads_a_database_while_sync_writes_it() {
     );
 }
 
+/// PostgreSQL restarted under `serve`: the reads that find their pooled
+/// connection cut fail (a 5xx saying so), the connections are dropped, and
+/// the API answers again without a restart of mailfeed.
+#[test]
+fn the_api_answers_again_after_postgresql_restarts() {
+    let store = Store::postgres();
+    let (_dc, _setup, served, _lock) = synced_and_served(&store, &[]);
+    // Several connections in the pool: a stream and pages at once.
+    let served = &served;
+    let pages = |n: usize| {
+        std::thread::scope(|s| {
+            let hs: Vec<_> = (0..n)
+                .map(|i| s.spawn(move || served.get(&format!("/api/v1/messages?after_id={i}"))))
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().expect("request").status)
+                .collect::<Vec<_>>()
+        })
+    };
+    assert!(pages(6).iter().all(|s| *s == 200));
+    let Store::Postgres(pg) = &store else {
+        unreachable!()
+    };
+    pg.restart().expect("restart PostgreSQL");
+    let mut failed = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let a = served.get("/api/v1/messages?limit=5");
+        if a.status == 200 {
+            let v: Value = serde_json::from_slice(&a.body).expect("json");
+            assert_eq!(v["messages"].as_array().map(Vec::len), Some(5));
+            break;
+        }
+        assert_eq!(a.status, 500, "{}", a.text());
+        failed += 1;
+        assert!(Instant::now() < deadline, "never answered again");
+    }
+    // At most one failure per pooled connection (2 readers + 8 streams).
+    assert!(failed <= 10, "{failed} failures before answering again");
+    assert!(pages(6).iter().all(|s| *s == 200));
+}
+
 #[test]
 fn event_streams_are_bounded_and_the_api_still_answers() {
     use std::net::TcpStream;
-    let (_dc, _setup, served, _lock) = synced_and_served(&[]);
+    let (_dc, _setup, served, _lock) = synced_and_served(&Store::sqlite(), &[]);
     let addr = served.base.trim_start_matches("http://").to_owned();
     let open = |path: &str| {
         let mut s = TcpStream::connect(&addr).expect("connect");
@@ -694,7 +770,7 @@ fn run_with_a_port_in_use_fails_at_start_with_a_clear_error() {
 #[test]
 fn open_connections_are_bounded() {
     use std::net::TcpStream;
-    let (_dc, _setup, served, _lock) = synced_and_served(&[]);
+    let (_dc, _setup, served, _lock) = synced_and_served(&Store::sqlite(), &[]);
     let addr = served.base.trim_start_matches("http://").to_owned();
     // 256 clients that connect and say nothing hold every slot...
     let idle: Vec<TcpStream> = (0..256)

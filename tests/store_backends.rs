@@ -20,7 +20,9 @@ use base64::Engine;
 use mailfeed::config::{PostgresStore, StoreConfig, Synchronous};
 use mailfeed::imap::{Uid, UidSet, UidValidity};
 use mailfeed::secret::Secret;
-use mailfeed::store::{ExportFilter, LeaseKeeper, MailboxId, NewMessage, Reader, StoreHandle};
+use mailfeed::store::{
+    ExportFilter, GmailIds, LeaseKeeper, MailboxId, NewMessage, Reader, Sighting, StoreHandle,
+};
 use sha2::{Digest, Sha256};
 use support::postgres::Postgres;
 
@@ -579,6 +581,124 @@ fn postgres_lease_fence_refuses_a_commit_after_the_lease_was_taken() {
             .iter()
             .all(|l| l.owner.is_none())
     );
+}
+
+/// The fence covers Gmail's writes too: after its lease was taken, an
+/// instance can commit neither a folder membership with the cursor behind
+/// it (`link_gmail`) nor a label change (`apply_labels`); nothing of either
+/// is kept.
+#[test]
+fn postgres_lease_fence_covers_gmail_memberships_and_labels() {
+    let pg = Postgres::start().expect("starting a private PostgreSQL");
+    let url = pg.create_database().expect("database");
+    let mut c = postgres(url.clone());
+    let period = Duration::from_secs(3);
+    if let Some(p) = c.postgres.as_mut() {
+        p.lease_period = period;
+    }
+    let pc = c.postgres.clone().expect("pg");
+    let accounts = vec!["gm".to_owned()];
+    let mut a = LeaseKeeper::open(&pc, "instance-a".into(), accounts.clone()).expect("keeper a");
+    assert_eq!(a.tick().expect("tick a").held, accounts);
+    let (ha, wa) = StoreHandle::open_leased(&c, 1 << 20, a.book()).expect("writer a");
+    let labels = |l: &[&str]| Some(l.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    let (all, inbox) = rt().block_on(async {
+        let (all, _) = ha
+            .ensure_mailbox("gm", "[Gmail]/All Mail")
+            .await
+            .expect("mailbox");
+        let (inbox, _) = ha.ensure_mailbox("gm", "INBOX").await.expect("mailbox");
+        let mut m = msg(all, 7, 1, mail("g1"));
+        m.gmail = Some(GmailIds {
+            msgid: 42,
+            thrid: Some(9),
+            labels: labels(&["\\Inbox"]),
+        });
+        ha.save(m).await.expect("save");
+        ha.advance_cursor(all, UidValidity(7), 1)
+            .await
+            .expect("cursor");
+        ha.commit()
+            .await
+            .expect("A commits while it holds the lease");
+        (all, inbox)
+    });
+
+    // B takes the account once A's lease ran out (A stopped renewing).
+    let mut b = LeaseKeeper::open(&pc, "instance-b".into(), accounts.clone()).expect("keeper b");
+    let t0 = Instant::now();
+    while !b.tick().expect("tick b").held.contains(&"gm".to_owned()) {
+        assert!(t0.elapsed() < Duration::from_secs(60), "B never took it");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A, unaware: the INBOX listing links UID 5 to the stored message and
+    // moves INBOX's cursor past it. Refused.
+    let err = rt().block_on(async {
+        let unstored = ha
+            .link_gmail(
+                inbox,
+                UidValidity(8),
+                vec![Sighting {
+                    uid: 5,
+                    msgid: 42,
+                    labels: labels(&["\\Inbox", "Work"]),
+                }],
+            )
+            .await
+            .expect("linked");
+        assert!(unstored.is_empty(), "the message is stored: {unstored:?}");
+        ha.advance_cursor(inbox, UidValidity(8), 5).await.ok();
+        ha.commit()
+            .await
+            .expect_err("a membership after losing the lease")
+    });
+    assert!(err.to_string().contains("lease of account gm"), "{err}");
+    drop(ha);
+    wa.join();
+    // A label report alone, on a new writer with A's stale book: refused.
+    let (ha, wa) = StoreHandle::open_leased(&c, 1 << 20, a.book()).expect("writer a");
+    let err = rt().block_on(async {
+        ha.apply_labels(all, vec![(42, vec!["Travel".to_owned()])])
+            .await
+            .expect("applied");
+        ha.commit()
+            .await
+            .expect_err("a label change after losing the lease")
+    });
+    assert!(err.to_string().contains("lease of account gm"), "{err}");
+    drop(ha);
+    wa.join();
+
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    let count = |db: &mut postgres::Client, sql: &str| -> i64 {
+        db.query_one(sql, &[]).expect("count").get(0)
+    };
+    assert_eq!(count(&mut db, "SELECT count(*) FROM message_feed"), 1);
+    assert_eq!(
+        count(&mut db, "SELECT count(*) FROM message_folders"),
+        1,
+        "only the membership A committed while holding the lease"
+    );
+    let kept: Vec<String> = db
+        .query("SELECT label FROM message_labels ORDER BY label", &[])
+        .expect("labels")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(kept, vec!["\\Inbox".to_owned()], "labels unchanged");
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) FROM message_events WHERE kind = 'labels'"
+        ),
+        0
+    );
+    let inbox_cursor: i64 = db
+        .query_one("SELECT last_uid FROM mailboxes WHERE name = 'INBOX'", &[])
+        .expect("cursor")
+        .get(0);
+    assert_eq!(inbox_cursor, 0, "INBOX's cursor did not move");
 }
 
 /// A database migrated by a newer mailfeed is refused with both versions

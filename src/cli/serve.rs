@@ -14,13 +14,24 @@ pub(crate) async fn cmd_serve(
     listen: Option<std::net::SocketAddr>,
     db: Option<&Path>,
 ) -> Result<i32> {
-    if db.is_none() && config.store.postgres.is_some() {
-        bail!(
-            "`mailfeed serve` is not supported with [store] url yet; give `--db` with a SQLite database, or use `[http]` of `mailfeed run` for /metrics and /status"
-        );
-    }
-    let path = db.unwrap_or(&config.store.path);
-    if !path.exists() {
+    // `--db` names a SQLite file; without it, the store `[store]` names.
+    let (source, shown) = match db {
+        Some(path) => (
+            crate::store::archive_read::ArchiveSource::sqlite(path),
+            Some(path),
+        ),
+        None => (
+            crate::store::archive_read::ArchiveSource::of(&config.store)?,
+            config
+                .store
+                .postgres
+                .is_none()
+                .then_some(config.store.path.as_path()),
+        ),
+    };
+    if let Some(path) = shown
+        && !path.exists()
+    {
         bail!(
             "no database at {}; give `--db` or run `mailfeed sync` first",
             path.display()
@@ -34,16 +45,17 @@ pub(crate) async fn cmd_serve(
         .unwrap_or(default);
     let token = config.http.as_ref().and_then(|h| h.token.clone());
     let http = crate::http::settings::check(addr, token).map_err(anyhow::Error::msg)?;
-    let archive = crate::http::Archive::open(path)?;
+    let archive = crate::http::Archive::open(source)?;
     let api = crate::http::ApiState::new(archive, None);
     let cancel = api.cancel.clone();
     let tracker = tokio_util::task::TaskTracker::new();
     let addr = crate::http::start(&http, None, api, &tracker).await?;
     tracker.close();
-    println!(
-        "serving {} read-only on http://{addr}/ (Ctrl-C stops)",
-        path.display(),
-    );
+    let what = match shown {
+        Some(path) => path.display().to_string(),
+        None => "the PostgreSQL store".to_owned(),
+    };
+    println!("serving {what} read-only on http://{addr}/ (Ctrl-C stops)");
     use tokio::signal::unix::{SignalKind, signal};
     let mut sigterm = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("listening for SIGINT")?;

@@ -3,10 +3,10 @@
 //! functions on tokio's blocking threads, with a bound on how many run at
 //! once, so a crowd of clients neither starves the sync of CPU nor opens a
 //! connection each. Blob streams have their own bound: a slow download
-//! holds a connection for as long as it lasts.
+//! holds a connection for as long as it lasts. The same on SQLite and
+//! PostgreSQL: the store's [`ArchiveSource`] opens whichever it is.
 
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
@@ -14,7 +14,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::HttpError;
 use crate::store::StoreError;
-use crate::store::archive_read::{self, ArchiveReader as Connection};
+use crate::store::archive_read::{self, ArchiveReader as Connection, ArchiveSource};
 
 /// Queries that may run at once: on a small machine the sync's writer
 /// needs a core, so readers get at most the other one (and wait in turn).
@@ -30,8 +30,7 @@ pub struct Archive {
 }
 
 struct Inner {
-    /// `None` on PostgreSQL: the archive's reads exist for SQLite alone yet.
-    path: Option<PathBuf>,
+    source: ArchiveSource,
     idle: Mutex<Vec<Connection>>,
     readers: Arc<Semaphore>,
     streams: Arc<Semaphore>,
@@ -42,16 +41,17 @@ impl Inner {
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match pooled {
             Some(c) => Ok(c),
-            None => match &self.path {
-                Some(path) => Connection::open(path),
-                None => Err(StoreError::Unsupported(
-                    "the HTTP API's message reads (`[store] url`)",
-                )),
-            },
+            None => self.source.open(),
         }
     }
 
+    /// Keeps `conn` for the next read, unless the pool is full or the
+    /// connection is gone (a restarted database server): the next read
+    /// then opens a new one.
     fn put(&self, conn: Connection) {
+        if conn.is_closed() {
+            return;
+        }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < READERS + STREAMS {
             idle.push(conn);
@@ -60,30 +60,18 @@ impl Inner {
 }
 
 impl Archive {
-    /// Opens the database read-only once to check that it is there.
-    pub fn open(path: &Path) -> Result<Archive, StoreError> {
-        let first = Connection::open(path)?;
+    /// Opens one read-only connection to check that the store is there
+    /// (SQLite: the file; PostgreSQL: the server, with its schema).
+    pub fn open(source: ArchiveSource) -> Result<Archive, StoreError> {
+        let first = source.open()?;
         Ok(Archive {
             inner: Arc::new(Inner {
-                path: Some(path.to_owned()),
+                source,
                 idle: Mutex::new(vec![first]),
                 readers: Arc::new(Semaphore::new(READERS)),
                 streams: Arc::new(Semaphore::new(STREAMS)),
             }),
         })
-    }
-
-    /// The archive of a store on PostgreSQL: every read answers that it is
-    /// not supported there yet, while the operators' routes keep working.
-    pub fn unsupported() -> Archive {
-        Archive {
-            inner: Arc::new(Inner {
-                path: None,
-                idle: Mutex::new(Vec::new()),
-                readers: Arc::new(Semaphore::new(READERS)),
-                streams: Arc::new(Semaphore::new(STREAMS)),
-            }),
-        }
     }
 
     /// Runs `f` with a read-only connection on a blocking thread.
@@ -111,9 +99,9 @@ impl Archive {
         .map_err(|e| HttpError::Task(e.to_string()))?
     }
 
-    /// A blob's description and a body that streams its bytes, read with
-    /// incremental BLOB I/O a chunk at a time as the client takes them;
-    /// `None` when no feed message has it.
+    /// A blob's description and a body that streams its bytes, read a
+    /// chunk at a time as the client takes them (SQLite's incremental BLOB
+    /// I/O, PostgreSQL's `substring`); `None` when no feed message has it.
     pub async fn stream(
         &self,
         blob: archive_read::Blob,

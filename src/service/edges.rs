@@ -56,10 +56,9 @@ pub async fn start(
         );
         // Installed before any account starts, so every connection feeds it.
         let conversation = crate::conversation::install(crate::conversation::Conversation::new());
-        let archive = match config.store.postgres {
-            None => crate::http::Archive::open(&config.store.path).map_err(EdgesError::Archive)?,
-            Some(_) => crate::http::Archive::unsupported(),
-        };
+        let archive = crate::store::archive_read::ArchiveSource::of(&config.store)
+            .and_then(crate::http::Archive::open)
+            .map_err(EdgesError::Archive)?;
         let mut api = crate::http::ApiState::new(archive, Some(conversation));
         api.cancel = cancel.child_token();
         crate::http::start(http, Some(ops), api, tracker).await?;

@@ -5,24 +5,95 @@
 //! (never a whole blob in memory). Reads the consumer views of
 //! docs/consumer-contract.md, plus the two blob tables the contract names
 //! for streaming. Must not write: every connection here is read-only.
-//! The edges see only [`ArchiveReader`], a sibling of [`super::Reader`]
-//! whose connection never leaves the store.
+//! The edges see only [`ArchiveSource`] and [`ArchiveReader`], a sibling of
+//! [`super::Reader`] whose connection never leaves the store; on
+//! PostgreSQL the same reads are `postgres/archive_read.rs`.
 
 use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, MAIN_DB, OptionalExtension, params};
 
+use super::postgres::PgTarget;
+use super::postgres::archive_read as pg;
+use super::postgres::reader::PgReader;
 use super::{Context, StoreError};
+use crate::config::StoreConfig;
+
+/// Where the HTTP API's connections come from: the store the
+/// configuration names. Opening one is cheap to repeat; the caller pools.
+#[derive(Clone)]
+pub struct ArchiveSource(Source);
+
+#[derive(Clone)]
+enum Source {
+    Sqlite(PathBuf),
+    Postgres(Box<PgTarget>),
+}
+
+impl ArchiveSource {
+    /// The store `[store]` names, SQLite or PostgreSQL.
+    pub fn of(store: &StoreConfig) -> Result<ArchiveSource, StoreError> {
+        Ok(ArchiveSource(match &store.postgres {
+            None => Source::Sqlite(store.path.clone()),
+            Some(p) => Source::Postgres(Box::new(PgTarget::parse(
+                &p.url,
+                p.password_file.as_deref(),
+            )?)),
+        }))
+    }
+
+    /// A SQLite file (`mailfeed serve --db`).
+    pub fn sqlite(path: &Path) -> ArchiveSource {
+        ArchiveSource(Source::Sqlite(path.to_owned()))
+    }
+
+    /// Opens one read-only connection. On PostgreSQL it lives on a thread
+    /// of its own (the synchronous client must not run or be dropped
+    /// inside async code), so this may be called from anywhere.
+    pub fn open(&self) -> Result<ArchiveReader, StoreError> {
+        match &self.0 {
+            Source::Sqlite(path) => ArchiveReader::open(path),
+            Source::Postgres(target) => {
+                let r = PgReader::open(target)?;
+                r.run(|p| {
+                    use super::postgres::PgContext;
+                    p.client
+                        .batch_execute("SET default_transaction_read_only = on")
+                        .pg("making the connection read-only")
+                })?;
+                Ok(ArchiveReader {
+                    conn: Backend::Postgres(r),
+                })
+            }
+        }
+    }
+}
 
 /// One read-only connection for the HTTP API's reads (pooled by the
 /// caller, used on one blocking thread at a time).
 pub struct ArchiveReader {
-    conn: Connection,
+    conn: Backend,
+}
+
+enum Backend {
+    Sqlite(Connection),
+    Postgres(PgReader),
+}
+
+/// Runs a read on whichever backend the reader has.
+macro_rules! on {
+    ($self:ident, $c:ident => $sqlite:expr, $pg:ident => $postgres:expr) => {
+        match &$self.conn {
+            Backend::Sqlite($c) => $sqlite,
+            Backend::Postgres(r) => r.run(move |$pg| $postgres),
+        }
+    };
 }
 
 impl ArchiveReader {
     /// Opens an existing database for reading only.
-    pub fn open(path: &std::path::Path) -> Result<ArchiveReader, StoreError> {
+    pub fn open(path: &Path) -> Result<ArchiveReader, StoreError> {
         let open = || -> rusqlite::Result<Connection> {
             let conn = Connection::open_with_flags(
                 path,
@@ -33,60 +104,98 @@ impl ArchiveReader {
             Ok(conn)
         };
         open()
-            .map(|conn| ArchiveReader { conn })
+            .map(|conn| ArchiveReader {
+                conn: Backend::Sqlite(conn),
+            })
             .map_err(|source| StoreError::Open {
                 path: path.to_owned(),
                 source,
             })
     }
 
+    /// Whether the connection is gone for good (PostgreSQL: the server
+    /// closed it or went away), so a pool should drop it, not keep it.
+    pub fn is_closed(&self) -> bool {
+        match &self.conn {
+            Backend::Sqlite(_) => false,
+            Backend::Postgres(r) => r.run(|p| Ok(p.client.is_closed())).unwrap_or(true),
+        }
+    }
+
     /// One line per mailbox, as `mailfeed status` shows them.
     pub fn status(&self) -> Result<Vec<super::MailboxStatus>, StoreError> {
-        super::read::status(&self.conn)
+        on!(self, c => super::read::status(c), p => super::postgres::read::status(p))
     }
 
     /// How far the search index is behind the feed.
     pub fn search_lag(&self) -> Result<super::SearchLag, StoreError> {
-        super::search::lag(&self.conn)
+        on!(self, c => super::search::lag(c), p => super::postgres::read::search_lag(p))
     }
 
     /// See [`feed_page`].
     pub fn feed_page(&self, after_id: i64, limit: u32) -> Result<Vec<FeedRow>, StoreError> {
-        feed_page(&self.conn, after_id, limit)
+        on!(self, c => feed_page(c, after_id, limit), p => pg::feed_page(p, after_id, limit))
     }
 
     /// See [`message`].
     pub fn message(&self, id: i64) -> Result<Option<MessageDetail>, StoreError> {
-        message(&self.conn, id)
+        on!(self, c => message(c, id), p => pg::message(p, id))
     }
 
     /// See [`html_body`].
     pub fn html_body(&self, id: i64) -> Result<Option<Option<String>>, StoreError> {
-        html_body(&self.conn, id)
+        on!(self, c => html_body(c, id), p => pg::html_body(p, id))
     }
 
     /// See [`events_page`].
     pub fn events_page(&self, after_seq: i64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
-        events_page(&self.conn, after_seq, limit)
+        on!(self, c => events_page(c, after_seq, limit), p => pg::events_page(p, after_seq, limit))
     }
 
-    /// See [`search`].
+    /// See [`search`]; on PostgreSQL a `websearch_to_tsquery` query, which
+    /// any text is (so never [`SearchError::Malformed`]).
     pub fn search(&self, query: &str, limit: u32) -> Result<Vec<SearchHit>, SearchError> {
-        search(&self.conn, query, limit)
+        match &self.conn {
+            Backend::Sqlite(c) => search(c, query, limit),
+            Backend::Postgres(r) => {
+                let query = query.to_owned();
+                Ok(r.run(move |p| pg::search(p, &query, limit))?)
+            }
+        }
     }
 
     /// See [`blob_info`].
     pub fn blob_info(&self, blob: &Blob) -> Result<Option<BlobInfo>, StoreError> {
-        blob_info(&self.conn, blob)
+        let blob = blob.clone();
+        on!(self, c => blob_info(c, &blob), p => Ok(pg::blob_info(p, &blob)?.map(|(info, _)| info)))
     }
 
-    /// See [`copy_blob`].
+    /// See [`copy_blob`]. On PostgreSQL each chunk is one `substring`
+    /// query; stored bytes never change, so the pieces fit together.
     pub fn copy_blob(
         &self,
         blob: &Blob,
         each: &mut dyn FnMut(&[u8]) -> ControlFlow<()>,
     ) -> Result<bool, StoreError> {
-        copy_blob(&self.conn, blob, each)
+        let r = match &self.conn {
+            Backend::Sqlite(c) => return copy_blob(c, blob, each),
+            Backend::Postgres(r) => r,
+        };
+        let b = blob.clone();
+        let Some(key) = r.run(move |p| Ok(pg::blob_info(p, &b)?.map(|(_, key)| key)))? else {
+            return Ok(false);
+        };
+        let mut at = 0u64;
+        loop {
+            let chunk = r.run(move |p| pg::blob_chunk(p, key, at, CHUNK))?;
+            if chunk.is_empty() {
+                return Ok(true);
+            }
+            at += chunk.len() as u64;
+            if each(&chunk).is_break() {
+                return Ok(true);
+            }
+        }
     }
 }
 

@@ -31,8 +31,6 @@ pub struct StoreHandle {
     failure: Arc<Mutex<Option<String>>>,
     /// Set by [`StoreHandle::shutdown`]; the writer checks it between jobs.
     stop: Arc<AtomicBool>,
-    /// The backend keeps Gmail's ids (X-GM-EXT-1 dedupe): SQLite alone yet.
-    gmail_ids: bool,
 }
 
 /// Joins the writer thread; dropping every [`StoreHandle`] lets it finish.
@@ -169,7 +167,6 @@ impl StoreHandle {
                 }),
             Db::Postgres(_) => None,
         };
-        let gmail_ids = matches!(conn, Db::Sqlite(_));
         let stop3 = stop.clone();
         let wake = tx.downgrade();
         let thread = std::thread::Builder::new()
@@ -208,7 +205,6 @@ impl StoreHandle {
                 byte_budget: budget,
                 failure,
                 stop,
-                gmail_ids,
             },
             thread,
         )
@@ -529,13 +525,6 @@ fn open_postgres(target: &PgTarget, stall: Option<std::time::Duration>) -> Resul
 
 /// Gmail (X-GM-EXT-1): one stored message per account and X-GM-MSGID.
 impl StoreHandle {
-    /// Whether the store keeps Gmail's ids, so a message in several
-    /// Gmail folders is stored once. On PostgreSQL not yet: there each
-    /// folder's copy is its own row, as on any other server.
-    pub fn keeps_gmail_ids(&self) -> bool {
-        self.gmail_ids
-    }
-
     /// Records the memberships (and labels) of listed UIDs whose message
     /// the account stores already, queued before any cursor that passes
     /// them; returns the UIDs whose message must be fetched.
@@ -545,8 +534,13 @@ impl StoreHandle {
         uidvalidity: UidValidity,
         sightings: Vec<super::Sighting>,
     ) -> Result<Vec<u32>, StoreError> {
-        self.call(move |c| super::gmail::link_sightings(c, mailbox, uidvalidity, &sightings))
-            .await
+        self.call_db(move |db| match db {
+            Db::Sqlite(c) => super::gmail::link_sightings(c, mailbox, uidvalidity, &sightings),
+            Db::Postgres(pg) => {
+                super::postgres::gmail::link_sightings(pg, mailbox, uidvalidity, &sightings)
+            }
+        })
+        .await
     }
 
     /// Applies label reports `(X-GM-MSGID, labels)` of stored messages;
@@ -556,8 +550,11 @@ impl StoreHandle {
         mailbox: MailboxId,
         reports: Vec<(u64, Vec<String>)>,
     ) -> Result<u64, StoreError> {
-        self.call(move |c| super::gmail::apply_labels(c, mailbox, &reports))
-            .await
+        self.call_db(move |db| match db {
+            Db::Sqlite(c) => super::gmail::apply_labels(c, mailbox, &reports),
+            Db::Postgres(pg) => super::postgres::gmail::apply_labels(pg, mailbox, &reports),
+        })
+        .await
     }
 
     /// Bytes of mail the account downloaded today (UTC), including what is

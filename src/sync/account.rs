@@ -74,7 +74,7 @@ pub async fn sync_account(
     // Gmail's folders overlap (a message is in INBOX, its labels and All
     // Mail): taken one after another, each body is fetched once, by the
     // first folder that lists it; the others only record memberships.
-    let gmail = first.capabilities().has("X-GM-EXT-1") && engine.store.keeps_gmail_ids();
+    let gmail = first.capabilities().has("X-GM-EXT-1");
     let parallel = if gmail { 1 } else { account.max_connections };
     let workers = (parallel as usize).min(folders.len()).max(1);
     let mut sessions = vec![Some(first)];

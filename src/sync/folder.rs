@@ -129,7 +129,7 @@ impl Engine {
             folder: folder.name().to_owned(),
             mailbox,
             uidvalidity: uv,
-            gmail: session.capabilities().has("X-GM-EXT-1") && self.store.keeps_gmail_ids(),
+            gmail: session.capabilities().has("X-GM-EXT-1"),
             budget,
         };
         if let Some(after) = fetch_after {

@@ -200,6 +200,11 @@ impl Gmail {
         self.with(|s| s.relabel_during_fetch = Some((msgid, label.to_owned())));
     }
 
+    /// How many UIDs a folder holds now.
+    pub fn folder_len(&self, folder: &str) -> usize {
+        self.with(|s| s.folders.get(folder).map_or(0, |f| f.uids.len()))
+    }
+
     pub fn set_per_message_delay(&self, d: Duration) {
         self.with(|s| s.per_message_delay = d);
     }

@@ -20,6 +20,9 @@ pub struct Setup {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub db: PathBuf,
+    /// The PostgreSQL database `[store] url` names instead of `db`
+    /// ([`Setup::use_postgres`]).
+    pub pg_url: Option<String>,
 }
 
 /// One `[[accounts]]` entry's essentials.
@@ -134,7 +137,27 @@ impl Setup {
         }
         let config = dir.path().join("mailfeed.toml");
         std::fs::write(&config, text).expect("config");
-        Setup { dir, config, db }
+        Setup {
+            dir,
+            config,
+            db,
+            pg_url: None,
+        }
+    }
+
+    /// Moves `[store]` from the SQLite file to the PostgreSQL database at
+    /// `url` (password in the URL).
+    pub fn use_postgres(&mut self, url: &str) {
+        let text = std::fs::read_to_string(&self.config).expect("config");
+        let store = format!("url = \"{url}\"");
+        std::fs::write(&self.config, text.replacen("path = \"mail.db\"", &store, 1))
+            .expect("config");
+        self.pg_url = Some(url.to_owned());
+    }
+
+    /// The consumer views of whichever store the setup uses.
+    pub fn feed_db(&self) -> super::backend::FeedDb {
+        super::backend::FeedDb::open(self)
     }
 
     pub fn command(&self, args: &[&str]) -> Command {

@@ -3,7 +3,8 @@
 //! compared with (`imap_truth`), deterministic test mail (`corpus`), private
 //! Cyrus and Courier servers for the interop tests (`cyrus`, `courier`), and
 //! what every private server offers the tests (`server::TestServer`), and a
-//! private PostgreSQL for the second store backend (`postgres`).
+//! private PostgreSQL for the second store backend (`postgres`), and one
+//! test run on either backend (`backend`).
 //!
 //! Each integration test file does `mod support;`. Not every test file uses
 //! every helper, hence the `dead_code` allowance. Typical use:
@@ -21,6 +22,7 @@
 //! instance is alive; `dc.print_log()` prints it on demand.
 #![allow(dead_code)]
 
+pub mod backend;
 pub mod corpus;
 pub mod courier;
 pub mod cyrus;

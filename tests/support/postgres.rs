@@ -86,27 +86,42 @@ impl Postgres {
                 "--no-sync".as_ref(),
             ],
         )?;
+        pg.pg_ctl("start")?;
+        Ok(pg)
+    }
+
+    /// `pg_ctl start|restart` with this instance's settings, waiting
+    /// until it accepts connections.
+    fn pg_ctl(&self, action: &str) -> io::Result<Output> {
         let opts = format!(
             "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories={} -c fsync=off -c max_connections=60",
-            pg.port,
-            pg.dir.path().display()
+            self.port,
+            self.dir.path().display()
         );
-        pg.run(
+        let data = self.data_dir();
+        self.run(
             "pg_ctl",
             &[
                 "-D".as_ref(),
                 data.as_os_str(),
                 "-l".as_ref(),
-                pg.log_path().as_os_str(),
+                self.log_path().as_os_str(),
                 "-o".as_ref(),
                 opts.as_ref(),
+                "-m".as_ref(),
+                "fast".as_ref(),
                 "-w".as_ref(),
                 "-t".as_ref(),
                 "120".as_ref(),
-                "start".as_ref(),
+                action.as_ref(),
             ],
-        )?;
-        Ok(pg)
+        )
+    }
+
+    /// Restarts the server: every open connection is cut; new ones work
+    /// once this returns.
+    pub fn restart(&self) -> io::Result<()> {
+        self.pg_ctl("restart").map(drop)
     }
 
     fn data_dir(&self) -> PathBuf {

@@ -1,6 +1,7 @@
-//! `GET /api/v1/search?q=&limit=`: full-text search in SQLite's FTS5 query
-//! syntax, best match first. A query FTS5 cannot parse is the caller's
-//! mistake: 400 with SQLite's reason, never 500.
+//! `GET /api/v1/search?q=&limit=`: full-text search, best match first, in
+//! the store's query form: SQLite's FTS5 syntax, or PostgreSQL's
+//! `websearch_to_tsquery` (docs/consumer-contract.md). A query FTS5 cannot
+//! parse is the caller's mistake: 400 with SQLite's reason, never 500.
 
 use axum::Json;
 use axum::extract::{Query, State};

@@ -1,7 +1,8 @@
 //! Storing one fetched message on PostgreSQL: its row, raw bytes (`bytea`,
 //! exact), parsed parts, search document and `new` event, in the writer's
 //! open transaction (with the cursor that covers it). The same rules as
-//! `store/messages.rs`, including the link to an earlier generation's row.
+//! `store/messages.rs`, including the link to an earlier generation's row
+//! and Gmail's one row per X-GM-MSGID (`gmail.rs`).
 
 use super::{Pg, PgContext, big, text};
 use crate::store::StoreError;
@@ -10,14 +11,24 @@ use crate::store::messages::{Derived, NewMessage};
 pub(crate) fn insert(pg: &mut Pg, m: &NewMessage, d: &Derived) -> Result<(), StoreError> {
     pg.touch(m.mailbox);
     super::limits::count(pg, m.mailbox, m.raw.len() as u64)?;
+    // A Gmail message the account stores already (fetched from another
+    // folder) gets a membership, not a second row.
+    if let Some(gm) = &m.gmail
+        && super::gmail::link_if_stored(pg, m.mailbox, m.uidvalidity, m.uid.0, gm)?
+    {
+        return Ok(());
+    }
     let p = &d.parsed;
-    let st = pg
-        .st("SELECT EXISTS (SELECT 1 FROM messages WHERE mailbox_id = $1 AND uidvalidity <> $2)")?;
-    let others: bool = pg
-        .client
-        .query_one(&st, &[&m.mailbox.0, &big(m.uidvalidity.0)])
-        .pg("looking for earlier generations of the mailbox")?
-        .get(0);
+    // Gmail's messages are one row per X-GM-MSGID, never linked by bytes.
+    let others = m.gmail.is_none() && {
+        let st = pg.st(
+            "SELECT EXISTS (SELECT 1 FROM messages WHERE mailbox_id = $1 AND uidvalidity <> $2)",
+        )?;
+        pg.client
+            .query_one(&st, &[&m.mailbox.0, &big(m.uidvalidity.0)])
+            .pg("looking for earlier generations of the mailbox")?
+            .get(0)
+    };
     let supersedes: Option<i64> = if others {
         let st = pg.st("SELECT o.id FROM messages o
              WHERE o.mailbox_id = $1 AND o.sha256 = $2 AND o.uidvalidity <> $3
@@ -92,7 +103,10 @@ pub(crate) fn insert(pg: &mut Pg, m: &NewMessage, d: &Derived) -> Result<(), Sto
     pg.client
         .execute(&st, &[&id, &m.raw.as_slice()])
         .pg("storing the raw message")?;
-    write_parsed(pg, id, d)?;
+    write_parsed(pg, id, d, &m.raw)?;
+    if let Some(gm) = &m.gmail {
+        super::gmail::record_new(pg, m.mailbox, m.uidvalidity, m.uid.0, id, gm)?;
+    }
     match supersedes {
         None => {
             let st =
@@ -109,8 +123,8 @@ pub(crate) fn insert(pg: &mut Pg, m: &NewMessage, d: &Derived) -> Result<(), Sto
 }
 
 /// Addresses, bodies, attachments (contents once per SHA-256) and the
-/// search document of message row `id`.
-fn write_parsed(pg: &mut Pg, id: i64, d: &Derived) -> Result<(), StoreError> {
+/// search document of message row `id`, parsed from `raw`.
+fn write_parsed(pg: &mut Pg, id: i64, d: &Derived, raw: &[u8]) -> Result<(), StoreError> {
     let p = &d.parsed;
     let st = pg.st(
         "INSERT INTO addresses (message_id, role, position, name, address)
@@ -160,8 +174,9 @@ fn write_parsed(pg: &mut Pg, id: i64, d: &Derived) -> Result<(), StoreError> {
             .pg("looking up attachment contents")?
             .is_some();
         if !have {
+            let data = contents(a, raw)?;
             pg.client
-                .execute(&blob, &[&a.sha256, &(a.size as i64), &a.data.as_slice()])
+                .execute(&blob, &[&a.sha256, &(a.size as i64), &&*data])
                 .pg("storing attachment contents")?;
         }
         pg.client
@@ -233,4 +248,32 @@ fn write_parsed(pg: &mut Pg, id: i64, d: &Derived) -> Result<(), StoreError> {
         )
         .pg("indexing the message for search")?;
     Ok(())
+}
+
+/// An attachment's decoded bytes: those the parse stage kept, or, for a
+/// large base64 part it left in the raw message, decoded from there now.
+/// A `bytea` parameter is one value, so the decoded copy is held whole for
+/// the insert; the queue's byte budget counts a decoded copy beside each
+/// raw message, so this stays within it.
+fn contents<'a>(
+    a: &'a crate::mime::Attachment,
+    raw: &[u8],
+) -> Result<std::borrow::Cow<'a, [u8]>, StoreError> {
+    let Some(range) = a.in_raw.clone() else {
+        return Ok(std::borrow::Cow::Borrowed(&a.data));
+    };
+    let mismatch = || StoreError::AttachmentMismatch;
+    let encoded = raw.get(range).ok_or_else(mismatch)?;
+    let mut out = Vec::with_capacity(usize::try_from(a.size).map_err(|_| mismatch())?);
+    let written = crate::mime::decode_base64(encoded, |piece| {
+        if (out.len() + piece.len()) as u64 > a.size {
+            return Err(mismatch());
+        }
+        out.extend_from_slice(piece);
+        Ok(())
+    })?;
+    if written != Some(a.size) {
+        return Err(mismatch());
+    }
+    Ok(std::borrow::Cow::Owned(out))
 }

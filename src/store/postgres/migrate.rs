@@ -23,6 +23,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_leases",
         include_str!("../../../migrations/postgres/0004_leases.sql"),
     ),
+    (
+        "0005_gmail",
+        include_str!("../../../migrations/postgres/0005_gmail.sql"),
+    ),
 ];
 
 /// Any constant key, the same in every instance.

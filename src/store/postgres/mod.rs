@@ -6,8 +6,10 @@
 //! `writer.rs` drives it exactly as it drives SQLite). Feed positions are
 //! commit-ordered (`publish.rs`).
 
+pub(crate) mod archive_read;
 pub(crate) mod changes;
 pub(crate) mod connect;
+pub(crate) mod gmail;
 pub(crate) mod lease;
 pub(crate) mod limits;
 pub(crate) mod mailboxes;

@@ -1,5 +1,7 @@
-//! The PostgreSQL side of [`crate::store::Reader`]: a thread that owns the
-//! connection and runs the read queries (`read.rs`) it is sent. The
+//! The PostgreSQL side of [`crate::store::Reader`] and of
+//! [`crate::store::archive_read::ArchiveReader`]: a thread that owns the
+//! connection and runs the read queries (`read.rs`, `archive_read.rs`) it
+//! is sent. The
 //! synchronous client runs a small runtime of its own, which must not be
 //! entered from async code (`mailfeed tail` reads from a tokio task); on a
 //! thread of its own it never is, whoever calls.

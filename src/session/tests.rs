@@ -44,6 +44,42 @@ async fn a_large_message_on_a_slow_link_arrives_whole() {
     drop(server.await);
 }
 
+/// A fetch of a large message grows the read buffer to the read size; a
+/// wait in IDLE gives it back, so thousands of waiting connections hold
+/// a few KiB each.
+#[tokio::test]
+async fn the_read_buffer_grows_for_a_fetch_and_shrinks_while_idling() {
+    let (listener, port) = listen().await;
+    let server = tokio::spawn(async move {
+        let mut p = Peer::accept(&listener).await;
+        let tag = p.expect("NOOP").await;
+        let body = vec![b'x'; 1 << 20];
+        let mut reply = format!("* 1 FETCH (UID 1 BODY[] {{{}}}\r\n", body.len()).into_bytes();
+        reply.extend_from_slice(&body);
+        reply.extend_from_slice(format!(")\r\n{tag} OK done\r\n").as_bytes());
+        p.send_bytes(&reply).await;
+        let tag = p.expect("IDLE").await;
+        p.send("+ idling\r\n* 4 EXISTS\r\n".into()).await;
+        p.expect("DONE").await;
+        p.send(format!("{tag} OK done\r\n")).await;
+        p
+    });
+    let mut s = session_on(port, Duration::from_secs(5)).await;
+    assert_eq!(s.buf.len(), super::READ_START);
+    let untagged = s.run(&Command::Noop).await.expect("the fetch");
+    assert!(matches!(&untagged[..], [Untagged::Fetch(..)]));
+    assert!(
+        s.buf.len() > super::READ_START && s.buf.len() <= super::READ_CHUNK,
+        "{}",
+        s.buf.len()
+    );
+    assert_eq!(s.begin_idle().await.expect("idle"), IdleBegun::Accepted);
+    assert!(s.wait_in_idle(Duration::from_secs(5)).await.expect("wait"));
+    s.end_idle().await.expect("done");
+    assert_eq!(s.buf.len(), super::READ_START);
+    drop(server.await);
+}
+
 /// Changes nobody asked for are noted; EXAMINE's own EXISTS and the
 /// FETCH responses of our FETCH are not.
 #[tokio::test]

@@ -40,6 +40,7 @@ fn store(url: &str) -> StoreConfig {
         postgres: Some(PostgresStore {
             url: Secret::new(url),
             password_file: None,
+            ca_file: None,
             lease_period: mailfeed::config::DEFAULT_LEASE_PERIOD,
         }),
     }

@@ -73,7 +73,7 @@ impl StoreHandle {
         match &store.postgres {
             None => Self::start(&store.path, store.synchronous, max_buffered_bytes),
             Some(pg) => {
-                let target = PgTarget::parse(&pg.url, pg.password_file.as_deref())?;
+                let target = PgTarget::parse(pg)?;
                 Self::start_postgres(&target, max_buffered_bytes, None)
             }
         }
@@ -90,7 +90,7 @@ impl StoreHandle {
         match &store.postgres {
             None => Self::open(store, max_buffered_bytes),
             Some(pg) => {
-                let target = PgTarget::parse(&pg.url, pg.password_file.as_deref())?;
+                let target = PgTarget::parse(pg)?;
                 Self::start_postgres(&target, max_buffered_bytes, Some(leases))
             }
         }

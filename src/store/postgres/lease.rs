@@ -98,7 +98,7 @@ impl LeaseKeeper {
         instance: String,
         accounts: Vec<String>,
     ) -> Result<LeaseKeeper, StoreError> {
-        let target = PgTarget::parse(&store.url, store.password_file.as_deref())?;
+        let target = PgTarget::parse(store)?;
         let mut keeper = LeaseKeeper {
             target,
             pg: None,

@@ -4,9 +4,10 @@
 //! two within a lease period and a tick, and the feed ends exactly equal to
 //! the server, while a consumer following `id` sees every row once. An
 //! instance paused (SIGSTOP) past its leases while fetching over a slow
-//! link cannot commit for the accounts taken from it once it resumes, and
-//! an account only one instance's configuration lists is never claimed by
-//! another.
+//! link cannot commit for the accounts taken from it once it resumes, yet
+//! keeps running and works the account it still holds (the feed ends equal
+//! to the server, nothing twice), and an account only one instance's
+//! configuration lists is never claimed by another.
 
 mod support;
 
@@ -364,7 +365,7 @@ fn three_instances_share_thirty_accounts_and_take_over_from_a_killed_one() {
 }
 
 #[test]
-fn a_paused_instance_cannot_commit_for_accounts_taken_from_it() {
+fn a_paused_instance_cannot_commit_for_accounts_taken_from_it_and_works_the_rest() {
     const PERIOD: Duration = Duration::from_secs(4);
     let shared = users("f", 4);
     let mut a_accounts = shared.clone();
@@ -499,6 +500,48 @@ fn a_paused_instance_cannot_commit_for_accounts_taken_from_it() {
             assert_ne!(l.owner.as_deref().map(pid_of), Some(b_pid.as_str()));
         }
     }
+    // A lost the shared accounts, not itself: it keeps running and works
+    // the account it still holds (and whatever balancing gives it back),
+    // new mail included.
+    assert!(
+        a.child.try_wait().expect("wait").is_none(),
+        "A exited after losing leases:\n{}",
+        a.log()
+    );
+    for (k, m) in corpus::varied(10, 77).into_iter().enumerate() {
+        let (u, _) = if k % 2 == 0 {
+            &a_accounts[4]
+        } else {
+            &a_accounts[k % 4]
+        };
+        dc.append(u, "INBOX", &m).expect("append");
+    }
+    let (_, caught_up) = wait_for(
+        "every account equal to the server, solo worked by the resumed A",
+        Duration::from_secs(240),
+        || mirrors(&r, &dc, &a_accounts).then_some(()),
+    );
+    eprintln!("all five accounts equal to the server {caught_up:?} after new mail");
+    let solo = r
+        .leases()
+        .expect("leases")
+        .into_iter()
+        .find(|l| l.account == "solo")
+        .expect("solo's lease");
+    assert_eq!(solo.owner.as_deref().map(pid_of), Some(a_pid.as_str()));
+    assert!(
+        a.child.try_wait().expect("wait").is_none(),
+        "A exited:\n{}",
+        a.log()
+    );
+    let total: i64 = r.status().expect("status").iter().map(|s| s.stored).sum();
+    let truth: i64 = a_accounts
+        .iter()
+        .map(|(u, _)| dc.fetch_all(u, "INBOX").expect("truth").len() as i64)
+        .sum();
+    assert_eq!(total, truth, "no message stored twice");
+    let st = a.stop();
+    assert!(st.success(), "A: {}", a.log());
     let st = b.stop();
     assert!(st.success(), "B: {}", b.log());
 }

@@ -139,9 +139,12 @@ impl Shares {
         for f in finished {
             let _ = tokio::time::timeout(HAND_OVER_WAIT, f.cancelled()).await;
         }
+        // A failed commit lost their uncommitted work with everyone's; the
+        // leases go back all the same (the fences are dropped first, so no
+        // later commit of this instance can write for them), and the next
+        // holder starts from the committed cursors.
         if let Err(e) = store.commit().await {
-            tracing::error!("not handing leases back, the commit failed: {e}");
-            return;
+            tracing::warn!("handing leases back after a failed commit: {e}");
         }
         if let Err(e) = self.blocking(move |k| k.release(&accounts)).await {
             tracing::warn!("handing leases back failed (they run out instead): {e}");

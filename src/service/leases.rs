@@ -4,8 +4,9 @@
 //! renewal), sends each tick's result to the service's loop, and hands
 //! back surplus accounts only
 //! after their tasks ended and the writer committed, so a hand-over never
-//! cuts a batch. Which accounts to start or stop is the caller's; this
-//! file speaks neither IMAP nor SQL.
+//! cuts a batch; and [`PassLeases`], the leases of one `mailfeed sync`.
+//! Which accounts to start or stop is the caller's; this file speaks
+//! neither IMAP nor SQL.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -159,5 +160,100 @@ impl Shares {
             Ok(Err(e)) => tracing::warn!("handing leases back failed (they run out instead): {e}"),
             Err(_) => tracing::warn!("handing leases back timed out (they run out instead)"),
         }
+    }
+}
+
+/// `mailfeed sync` on a PostgreSQL store: the leases of the accounts one
+/// pass syncs, so it never works an account beside a running instance.
+/// Claimed at the start (those a live instance holds are named and
+/// skipped), renewed every third of the period on a thread of its own,
+/// handed back at the end.
+pub(crate) struct PassLeases {
+    keeper: Arc<Mutex<LeaseKeeper>>,
+    pub(crate) book: Arc<LeaseBook>,
+    stop: Arc<AtomicBool>,
+    renewer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PassLeases {
+    /// Claims the leases of `accounts`; returns the leases and the
+    /// accounts held by another instance, with their holder.
+    pub(crate) async fn claim(
+        store: &PostgresStore,
+        accounts: Vec<String>,
+    ) -> Result<(PassLeases, Vec<(String, String)>), StoreError> {
+        let store = store.clone();
+        let (keeper, others) = tokio::task::spawn_blocking(move || {
+            let id = format!("{}/sync", instance_id());
+            let mut keeper = LeaseKeeper::open(&store, id, accounts)?;
+            let others = keeper.claim_for_pass()?;
+            Ok::<_, StoreError>((keeper, others))
+        })
+        .await
+        .map_err(|e| StoreError::Stopped(format!("claiming leases: {e}")))??;
+        let (book, interval) = (keeper.book(), keeper.interval());
+        let keeper = Arc::new(Mutex::new(keeper));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (k, stop2) = (keeper.clone(), stop.clone());
+        let renewer = std::thread::Builder::new()
+            .name("mailfeed-leases".into())
+            .spawn(move || {
+                loop {
+                    let t0 = Instant::now();
+                    while t0.elapsed() < interval {
+                        if stop2.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    let r = k.lock().unwrap_or_else(|p| p.into_inner()).renew();
+                    match r {
+                        Ok(lost) => {
+                            for account in lost {
+                                tracing::error!(%account, "lease lost to a running instance; this pass's writes for it are refused");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!("renewing leases failed (retrying next tick): {e}")
+                        }
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Stopped(format!("cannot start the lease thread: {e}")))?;
+        Ok((
+            PassLeases {
+                keeper,
+                book,
+                stop,
+                renewer: Some(renewer),
+            },
+            others,
+        ))
+    }
+
+    /// After the writer closed: stops renewing and hands every lease back.
+    pub(crate) async fn release(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let (keeper, renewer) = (self.keeper.clone(), self.renewer.take());
+        let released = tokio::task::spawn_blocking(move || {
+            if let Some(r) = renewer {
+                let _ = r.join();
+            }
+            let mut k = keeper.lock().unwrap_or_else(|p| p.into_inner());
+            let held = k.held();
+            k.release(&held)
+        })
+        .await;
+        match released {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("handing leases back failed (they run out instead): {e}"),
+            Err(e) => tracing::warn!("handing leases back failed (they run out instead): {e}"),
+        }
+    }
+}
+
+impl Drop for PassLeases {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
     }
 }

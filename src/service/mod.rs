@@ -41,7 +41,7 @@ mod account;
 mod backoff;
 mod edges;
 mod error;
-mod leases;
+pub(crate) mod leases;
 mod notifier;
 mod poller;
 mod reconnect;

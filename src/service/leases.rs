@@ -42,6 +42,25 @@ fn hostname() -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
+/// Whether the process a lease row names (`host/pid/...`) is certainly
+/// gone: on this host, and no process has its pid. A pid reused since is
+/// taken as alive (the lease then runs out instead).
+fn holder_gone(owner: &str) -> bool {
+    let mut parts = owner.split('/');
+    let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<libc::pid_t>() else {
+        return false;
+    };
+    if pid <= 0 || hostname().as_deref() != Some(host) {
+        return false;
+    }
+    // SAFETY: signal 0 sends nothing; it only checks that the pid exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
 /// This process as the lease rows name it: host, pid and start time (a
 /// restarted process with the same pid is another instance).
 fn instance_id() -> String {
@@ -196,7 +215,7 @@ impl PassLeases {
         let (keeper, others) = tokio::task::spawn_blocking(move || {
             let id = format!("{}/sync", instance_id());
             let mut keeper = LeaseKeeper::open(&store, id, accounts)?;
-            let others = keeper.claim_for_pass()?;
+            let others = keeper.claim_for_pass(&holder_gone)?;
             Ok::<_, StoreError>((keeper, others))
         })
         .await
@@ -265,5 +284,26 @@ impl PassLeases {
 impl Drop for PassLeases {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{holder_gone, hostname};
+
+    #[test]
+    fn only_a_holder_on_this_host_without_a_process_is_gone() {
+        let host = hostname().expect("host name");
+        let me = std::process::id();
+        assert!(!holder_gone(&format!("{host}/{me}/1")), "this process");
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let dead = child.id();
+        child.wait().expect("wait");
+        assert!(holder_gone(&format!("{host}/{dead}/1/sync")), "reaped");
+        assert!(!holder_gone(&format!("elsewhere.example/{dead}/1")));
+        assert!(!holder_gone("garbage"));
+        assert!(!holder_gone(&format!("{host}/0/1")));
     }
 }

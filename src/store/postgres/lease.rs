@@ -312,15 +312,26 @@ impl LeaseKeeper {
     /// `instances` row: a pass is not an instance taking a share, so the
     /// running instances' shares stay as they are, and they claim what the
     /// pass holds only after it hands it back (or it runs out).
-    pub fn claim_for_pass(&mut self) -> Result<Vec<(String, String)>, StoreError> {
-        let r = self.claim_for_pass_on_connection();
+    ///
+    /// `gone` says of a holder (`host/pid/start`) that it certainly no
+    /// longer runs (a killed `sync` or `run` on this host): its leases are
+    /// claimed at once instead of after they run out. A holder wrongly
+    /// called gone only loses its fence: its commits are refused.
+    pub fn claim_for_pass(
+        &mut self,
+        gone: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let r = self.claim_for_pass_on_connection(gone);
         if r.is_err() {
             self.pg = None;
         }
         r
     }
 
-    fn claim_for_pass_on_connection(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+    fn claim_for_pass_on_connection(
+        &mut self,
+        gone: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<(String, String)>, StoreError> {
         let period = self.period.as_secs_f64();
         let me = self.book.owner.clone();
         let accounts = self.accounts.clone();
@@ -330,6 +341,16 @@ impl LeaseKeeper {
         pg.client
             .execute(&st, &[&accounts])
             .pg("adding lease rows for the configured accounts")?;
+        let st = pg.st("SELECT DISTINCT owner FROM leases
+             WHERE account = ANY($1) AND owner IS NOT NULL AND owner <> $2")?;
+        let dead: Vec<String> = pg
+            .client
+            .query(&st, &[&accounts, &me])
+            .pg("reading the holders of the leases")?
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .filter(|o| gone(o))
+            .collect();
         let mut tx = pg.client.transaction().pg("starting a lease claim")?;
         // Rows another claim has locked right now are skipped: that claim
         // is a live instance's, so they count as held below.
@@ -340,10 +361,11 @@ impl LeaseKeeper {
                  WHERE account IN (
                      SELECT account FROM leases
                      WHERE account = ANY($2)
-                       AND (owner IS NULL OR owner = $1 OR expires_at <= now())
+                       AND (owner IS NULL OR owner = $1 OR expires_at <= now()
+                            OR owner = ANY($4))
                      FOR UPDATE SKIP LOCKED)
                  RETURNING account, fence",
-                &[&me, &accounts, &period],
+                &[&me, &accounts, &period, &dead],
             )
             .pg("claiming leases")?
             .iter()

@@ -46,6 +46,7 @@ fn reader(url: &str) -> Reader {
         postgres: Some(PostgresStore {
             url: Secret::new(url),
             password_file: None,
+            ca_file: None,
             lease_period: mailfeed::config::DEFAULT_LEASE_PERIOD,
         }),
     })

@@ -4,9 +4,10 @@
 //! two within a lease period and a tick, and the feed ends exactly equal to
 //! the server, while a consumer following `id` sees every row once. An
 //! instance paused (SIGSTOP) past its leases while fetching over a slow
-//! link cannot commit for the accounts taken from it once it resumes, and
-//! an account only one instance's configuration lists is never claimed by
-//! another.
+//! link cannot commit for the accounts taken from it once it resumes, yet
+//! keeps running and works the account it still holds (the feed ends equal
+//! to the server, nothing twice), and an account only one instance's
+//! configuration lists is never claimed by another.
 
 mod support;
 
@@ -40,6 +41,7 @@ fn store(url: &str) -> StoreConfig {
         postgres: Some(PostgresStore {
             url: Secret::new(url),
             password_file: None,
+            ca_file: None,
             lease_period: mailfeed::config::DEFAULT_LEASE_PERIOD,
         }),
     }
@@ -363,7 +365,7 @@ fn three_instances_share_thirty_accounts_and_take_over_from_a_killed_one() {
 }
 
 #[test]
-fn a_paused_instance_cannot_commit_for_accounts_taken_from_it() {
+fn a_paused_instance_cannot_commit_for_accounts_taken_from_it_and_works_the_rest() {
     const PERIOD: Duration = Duration::from_secs(4);
     let shared = users("f", 4);
     let mut a_accounts = shared.clone();
@@ -498,6 +500,172 @@ fn a_paused_instance_cannot_commit_for_accounts_taken_from_it() {
             assert_ne!(l.owner.as_deref().map(pid_of), Some(b_pid.as_str()));
         }
     }
+    // A lost the shared accounts, not itself: it keeps running and works
+    // the account it still holds (and whatever balancing gives it back),
+    // new mail included.
+    assert!(
+        a.child.try_wait().expect("wait").is_none(),
+        "A exited after losing leases:\n{}",
+        a.log()
+    );
+    for (k, m) in corpus::varied(10, 77).into_iter().enumerate() {
+        let (u, _) = if k % 2 == 0 {
+            &a_accounts[4]
+        } else {
+            &a_accounts[k % 4]
+        };
+        dc.append(u, "INBOX", &m).expect("append");
+    }
+    let (_, caught_up) = wait_for(
+        "every account equal to the server, solo worked by the resumed A",
+        Duration::from_secs(240),
+        || mirrors(&r, &dc, &a_accounts).then_some(()),
+    );
+    eprintln!("all five accounts equal to the server {caught_up:?} after new mail");
+    let solo = r
+        .leases()
+        .expect("leases")
+        .into_iter()
+        .find(|l| l.account == "solo")
+        .expect("solo's lease");
+    assert_eq!(solo.owner.as_deref().map(pid_of), Some(a_pid.as_str()));
+    assert!(
+        a.child.try_wait().expect("wait").is_none(),
+        "A exited:\n{}",
+        a.log()
+    );
+    let total: i64 = r.status().expect("status").iter().map(|s| s.stored).sum();
+    let truth: i64 = a_accounts
+        .iter()
+        .map(|(u, _)| dc.fetch_all(u, "INBOX").expect("truth").len() as i64)
+        .sum();
+    assert_eq!(total, truth, "no message stored twice");
+    let st = a.stop();
+    assert!(st.success(), "A: {}", a.log());
     let st = b.stop();
     assert!(st.success(), "B: {}", b.log());
+}
+
+#[test]
+fn sync_takes_the_leases_of_its_accounts_and_skips_those_a_running_instance_holds() {
+    const PERIOD: Duration = Duration::from_secs(4);
+    let accounts = users("p", 3);
+    let refs: Vec<(&str, &str)> = accounts
+        .iter()
+        .map(|(u, p)| (u.as_str(), p.as_str()))
+        .collect();
+    let dc = Dovecot::start_with_users(&refs).expect("dovecot");
+    for (i, (u, _)) in accounts.iter().enumerate() {
+        dc.append_many(u, "INBOX", &corpus::sized(12, i as u64, 60_000, 120_000))
+            .expect("append");
+    }
+    // The pass fetches over a slow link, so it is still running when the
+    // instance starts.
+    let slow = FaultProxy::start(dc.plain_port(), |_| Fault::Drip {
+        bytes: u64::MAX,
+        max_piece: 4 * 1024,
+        delay: Duration::from_millis(15),
+    });
+    let pg = Postgres::start().expect("postgres");
+    let url = pg.create_database().expect("database");
+    let pass = setup(&pg, &url, slow.port(), &accounts, "4s");
+    let direct = setup(&pg, &url, dc.plain_port(), &accounts, "4s");
+    let r = Reader::open_store(&store(&url)).expect("reader");
+    let names: BTreeSet<String> = accounts.iter().map(|(u, _)| u.clone()).collect();
+
+    let log = pass.dir.path().join("sync.log");
+    let mut sync = pass
+        .command(&["sync", "--quiet"])
+        .stdout(Stdio::piped())
+        .stderr(File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn sync");
+    let sync_pid = sync.id().to_string();
+    wait_for(
+        "the pass holding the three leases",
+        Duration::from_secs(60),
+        || {
+            let h = holders(&r.leases().expect("leases"));
+            (h.get(&sync_pid) == Some(&names)).then_some(())
+        },
+    );
+    let sync_owner = r
+        .leases()
+        .expect("leases")
+        .into_iter()
+        .find_map(|l| l.owner)
+        .expect("owner");
+    assert!(sync_owner.ends_with("/sync"), "{sync_owner}");
+    let mut a = Instance::spawn(&direct, 0);
+    let a_pid = a.pid();
+    // While the pass runs, the instance works none of its accounts.
+    let status = loop {
+        for l in r.leases().expect("leases") {
+            assert_ne!(
+                l.owner.as_deref().map(pid_of),
+                Some(a_pid.as_str()),
+                "the instance claimed {} while the pass held it",
+                l.account
+            );
+        }
+        if let Some(st) = sync.try_wait().expect("wait") {
+            break st;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut out = String::new();
+    use std::io::Read;
+    sync.stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read");
+    assert!(
+        status.success(),
+        "{status}: {out}\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(mirrors(&r, &dc, &accounts), "the pass stored everything");
+    // Handed back at its end: the instance takes them within a tick.
+    let (_, took) = wait_for(
+        "the instance holding the three accounts after the pass",
+        PERIOD * 3,
+        || {
+            let h = holders(&r.leases().expect("leases"));
+            (h.get(&a_pid) == Some(&names)).then_some(())
+        },
+    );
+    eprintln!("the instance took the accounts {took:?} after the pass ended");
+
+    // A pass beside the instance: every account skipped, named, exit 75.
+    let out = direct.run(&["sync", "--quiet"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(75), "{text}");
+    for (u, _) in &accounts {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("SKIPPED {u}:")))
+            .unwrap_or_else(|| panic!("no SKIPPED line for {u}: {text}"));
+        assert!(line.contains(&format!("/{a_pid}/")), "{line}");
+    }
+    let h = holders(&r.leases().expect("leases"));
+    assert_eq!(h.get(&a_pid), Some(&names), "the instance kept its leases");
+
+    // The instance goes on; the feed equals the server, nothing twice.
+    for (k, m) in corpus::varied(6, 5).into_iter().enumerate() {
+        dc.append(&accounts[k % 3].0, "INBOX", &m).expect("append");
+    }
+    wait_for(
+        "the feed equal to the server",
+        Duration::from_secs(120),
+        || mirrors(&r, &dc, &accounts).then_some(()),
+    );
+    let total: i64 = r.status().expect("status").iter().map(|s| s.stored).sum();
+    let truth: i64 = accounts
+        .iter()
+        .map(|(u, _)| dc.fetch_all(u, "INBOX").expect("truth").len() as i64)
+        .sum();
+    assert_eq!(total, truth, "no message stored twice");
+    let st = a.stop();
+    assert!(st.success(), "A: {}", a.log());
 }

@@ -490,7 +490,7 @@ fn blackholed_idle_connection_is_detected() {
 }
 
 #[test]
-fn systemd_unit_verifies() {
+fn systemd_units_verify() {
     if std::process::Command::new("systemd-analyze")
         .arg("--version")
         .output()
@@ -499,31 +499,46 @@ fn systemd_unit_verifies() {
         eprintln!("systemd-analyze not installed; skipping");
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let unit = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/systemd/mailfeed.service"
-    ))
-    .expect("unit");
-    // Verify against the binary just built instead of the install path.
-    let unit = unit.replace("/usr/local/bin/mailfeed", env!("CARGO_BIN_EXE_mailfeed"));
-    let path = dir.path().join("mailfeed.service");
-    std::fs::write(&path, unit).expect("write");
-    let out = std::process::Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&path)
-        .output()
-        .expect("systemd-analyze");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let relevant: Vec<&str> = stderr
-        .lines()
-        // Messages about the host's own units are not about ours.
-        .filter(|l| l.contains("mailfeed"))
-        .collect();
-    assert!(
-        out.status.success() && relevant.is_empty(),
-        "systemd-analyze verify: {stderr}"
-    );
+    // The single SQLite unit, and the template for N instances on
+    // PostgreSQL verified as two of its instances.
+    for (file, verified) in [
+        ("mailfeed.service", &["mailfeed.service"][..]),
+        (
+            "mailfeed@.service",
+            &["mailfeed@1.service", "mailfeed@2.service"][..],
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let unit = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("systemd")
+                .join(file),
+        )
+        .expect("unit");
+        if file.contains('@') {
+            // `store.path` from the environment beside `store.url` is a
+            // configuration error: the template must not set it.
+            assert!(!unit.contains("MAILFEED__STORE__PATH"), "{file}");
+        }
+        // Verify against the binary just built instead of the install path.
+        let unit = unit.replace("/usr/local/bin/mailfeed", env!("CARGO_BIN_EXE_mailfeed"));
+        std::fs::write(dir.path().join(file), unit).expect("write");
+        let out = std::process::Command::new("systemd-analyze")
+            .arg("verify")
+            .args(verified.iter().map(|v| dir.path().join(v)))
+            .output()
+            .expect("systemd-analyze");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let relevant: Vec<&str> = stderr
+            .lines()
+            // Messages about the host's own units are not about ours.
+            .filter(|l| l.contains("mailfeed"))
+            .collect();
+        assert!(
+            out.status.success() && relevant.is_empty(),
+            "systemd-analyze verify {file}: {stderr}"
+        );
+    }
 }
 
 #[test]

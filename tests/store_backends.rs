@@ -66,6 +66,7 @@ fn postgres(url: String) -> StoreConfig {
         postgres: Some(PostgresStore {
             url: Secret::new(url),
             password_file: None,
+            ca_file: None,
             lease_period: mailfeed::config::DEFAULT_LEASE_PERIOD,
         }),
     }

@@ -27,9 +27,12 @@ use crate::store;
 pub use args::{Cli, Cmd};
 pub use logging::init_logging;
 
-/// Exit codes: 0 success, 1 some work failed, 2 configuration or usage error.
+/// Exit codes: 0 success, 1 some work failed, 2 configuration or usage
+/// error, 75 (`EX_TEMPFAIL`) `sync` skipped accounts a running instance
+/// holds on PostgreSQL and nothing failed.
 pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_CONFIG: i32 = 2;
+pub const EXIT_BUSY: i32 = 75;
 
 pub fn load_config(path: &Path) -> Result<Config> {
     Config::load(path).map_err(anyhow::Error::from)

@@ -1,5 +1,8 @@
 //! `mailfeed sync`: one pass over the selected accounts, then a summary and
-//! the exit code.
+//! the exit code. On PostgreSQL the pass takes the accounts' leases first:
+//! an account a running instance holds is skipped (`SKIPPED` line, exit
+//! code [`EXIT_BUSY`] when nothing failed), and the leases go back at the
+//! end.
 
 use std::io::Write;
 
@@ -7,11 +10,12 @@ use anyhow::Result;
 
 use crate::config::Config;
 use crate::secret::scrub;
+use crate::service::leases::PassLeases;
 use crate::store::{self, StoreHandle};
 use crate::sync::{Engine, FolderOutcome};
 
 use super::connect::warn_plaintext;
-use super::{EXIT_FAILED, progress, selected};
+use super::{EXIT_BUSY, EXIT_FAILED, progress, selected};
 
 /// `mailfeed sync`
 pub(crate) async fn cmd_sync(
@@ -19,15 +23,39 @@ pub(crate) async fn cmd_sync(
     account: &Option<String>,
     quiet: bool,
 ) -> Result<i32> {
-    let accounts = selected(config, account)?;
+    let mut accounts = selected(config, account)?;
     let _lock = match config.store.postgres {
         None => Some(store::lock::DatabaseLock::acquire(&config.store.path)?),
         Some(_) => None,
     };
+    // Beside `run` instances, only the accounts none of them holds.
+    let mut skipped = Vec::new();
+    let leases = match &config.store.postgres {
+        None => None,
+        Some(pg) => {
+            let names = accounts.iter().map(|a| a.name.clone()).collect();
+            let (leases, held) = PassLeases::claim(pg, names).await?;
+            for (name, holder) in held {
+                println!(
+                    "SKIPPED {name}: its lease is held by {holder}, a running `mailfeed run` that syncs it; nothing done for it here"
+                );
+                skipped.push(name);
+            }
+            accounts.retain(|a| !skipped.contains(&a.name));
+            Some(leases)
+        }
+    };
     let bars = progress::Bars::start(quiet);
     // Not `start_first_sync` (a rollback journal into an empty database):
     // measured slower so far (benches/README.md).
-    let (store, writer) = StoreHandle::open(&config.store, config.sync.max_buffered_bytes)?;
+    let (store, writer) = match &leases {
+        None => StoreHandle::open(&config.store, config.sync.max_buffered_bytes)?,
+        Some(l) => StoreHandle::open_leased(
+            &config.store,
+            config.sync.max_buffered_bytes,
+            l.book.clone(),
+        )?,
+    };
     let mut jobs = Vec::new();
     for acc in &accounts {
         warn_plaintext(acc);
@@ -57,10 +85,16 @@ pub(crate) async fn cmd_sync(
     let indexed = store.catch_up_search().await;
     drop(store);
     writer.join();
+    if let Some(l) = leases {
+        l.release().await;
+    }
     let code = report(&outcomes);
     if let Err(e) = indexed {
         eprintln!("the search index is incomplete: {e}; the next start completes it");
         return Ok(EXIT_FAILED);
+    }
+    if code == 0 && !skipped.is_empty() {
+        return Ok(EXIT_BUSY);
     }
     Ok(code)
 }

@@ -25,6 +25,7 @@ pub(crate) struct RawStore {
     pub(super) path: Option<String>,
     pub(super) url: Option<String>,
     pub(super) password_file: Option<String>,
+    pub(super) ca_file: Option<String>,
     pub(super) synchronous: Option<Synchronous>,
     pub(super) lease_period: Option<DurationValue>,
 }

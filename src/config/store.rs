@@ -1,6 +1,7 @@
 //! `[store]`: the SQLite file (`path`), or a PostgreSQL database (`url`,
-//! with an optional `password_file` and the `lease_period` of instances
-//! sharing it); exactly one of them.
+//! with an optional `password_file`, the `ca_file` that trusts its TLS
+//! certificate, and the `lease_period` of instances sharing it); exactly
+//! one of them.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,6 +28,10 @@ pub struct PostgresStore {
     pub url: crate::secret::Secret,
     /// A file holding the password, when the URL has none.
     pub password_file: Option<PathBuf>,
+    /// PEM certificates trusted for the server's TLS certificate besides
+    /// the system's roots (`ca_file`, as for an IMAP account): a CA, or
+    /// the server's own self-signed certificate.
+    pub ca_file: Option<PathBuf>,
     /// How long an instance's claim on an account lasts unrenewed
     /// (`lease_period`): a dead instance's accounts move within it.
     pub lease_period: Duration,
@@ -74,6 +79,12 @@ impl StoreConfig {
                             .into(),
                     );
                 }
+                if rs.ca_file.is_some() {
+                    return Err(
+                        "`store.ca_file` is for TLS to PostgreSQL; it needs `store.url`, not `store.path`"
+                            .into(),
+                    );
+                }
                 if rs.lease_period.is_some() {
                     return Err(
                         "`store.lease_period` is for PostgreSQL (instances sharing accounts); it needs `store.url`, not `store.path` (one process works a SQLite file)"
@@ -104,6 +115,7 @@ impl StoreConfig {
                     postgres: Some(PostgresStore {
                         url,
                         password_file: rs.password_file.map(|p| resolve_path(base, &p)),
+                        ca_file: rs.ca_file.map(|p| resolve_path(base, &p)),
                         lease_period: lease_period(rs.lease_period.as_ref())?,
                     }),
                 }

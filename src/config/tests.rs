@@ -142,6 +142,26 @@ fn lease_period_defaults_validates_and_is_postgresql_only() {
 }
 
 #[test]
+fn store_ca_file_is_resolved_and_postgresql_only() {
+    let c = parse(&MINIMAL.replace(
+        "path = \"mail.db\"",
+        "url = \"postgresql://feed@db.example/mail\"\nca_file = \"db-ca.pem\"",
+    ))
+    .expect("ca_file");
+    let ca = c.store.postgres.expect("pg").ca_file.expect("ca_file");
+    assert!(ca.is_absolute() && ca.ends_with("db-ca.pem"), "{ca:?}");
+    let e = parse(&MINIMAL.replace(
+        "path = \"mail.db\"",
+        "path = \"mail.db\"\nca_file = \"db-ca.pem\"",
+    ))
+    .expect_err("sqlite");
+    assert!(
+        e.contains("store.ca_file") && e.contains("store.url"),
+        "{e}"
+    );
+}
+
+#[test]
 fn mistakes_name_the_key_and_the_fix() {
     let cases = [
         (MINIMAL.replace("host =", "hots ="), "hots"),

@@ -23,7 +23,8 @@
 //! `poller.rs` the poller, `reconnect.rs` the one connect → back off →
 //! report loop they share, `backoff.rs` the delays, `watchdog.rs` deadlines
 //! and states for systemd, `edges.rs` HTTP and alerts, `error.rs` why it
-//! could not start. Speaks no IMAP: it
+//! could not start, `leases.rs` the lease ticks and hand-overs, `restart.rs`
+//! a new writer after the old one failed on a leased store. Speaks no IMAP: it
 //! asks the session to wait for a change and the engine to sync.
 
 use std::collections::{HashMap, HashSet};
@@ -40,10 +41,11 @@ mod account;
 mod backoff;
 mod edges;
 mod error;
-mod leases;
+pub(crate) mod leases;
 mod notifier;
 mod poller;
 mod reconnect;
+mod restart;
 mod watchdog;
 mod watcher;
 
@@ -82,8 +84,9 @@ impl AccountCtx {
 pub enum Outcome {
     /// Stopped by SIGTERM or SIGINT.
     Stopped,
-    /// The database writer failed: stopped so the service manager can
-    /// restart mailfeed.
+    /// The SQLite writer failed, or the lease thread stopped: stopped so
+    /// the service manager can restart mailfeed. (A PostgreSQL writer that
+    /// failed is restarted in place, `restart.rs`.)
     WriterFailed,
 }
 
@@ -114,7 +117,7 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<Outcome, ServiceE
         None => None,
         Some(pg) => Some(leases::Shares::open(pg, account_names(&config)).await?),
     };
-    let (store, writer) = match &shares {
+    let (mut store, mut writer) = match &shares {
         None => StoreHandle::open(&config.store, config.sync.max_buffered_bytes)?,
         Some(s) => StoreHandle::open_leased(
             &config.store,
@@ -163,6 +166,7 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<Outcome, ServiceE
     let mut dog_tick =
         tokio::time::interval(watchdog.map(|d| d / 2).unwrap_or(Duration::from_secs(30)));
     let mut outcome = Outcome::Stopped;
+    let mut restarts = restart::Restarts::new();
     loop {
         tokio::select! {
             sig = signals.next() => match sig {
@@ -199,11 +203,6 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<Outcome, ServiceE
                         r.token.cancel();
                     }
                 }
-                if store.has_failed() {
-                    tracing::error!("the database writer failed; stopping so the service manager can restart mailfeed");
-                    outcome = Outcome::WriterFailed;
-                    break;
-                }
                 let Some(s) = &shares else { continue };
                 if !tick.surplus.is_empty() {
                     let mut finished = Vec::new();
@@ -218,7 +217,8 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<Outcome, ServiceE
                     tracker.spawn(async move { s.hand_over(names, finished, st).await });
                 }
                 for acc in &current.accounts {
-                    if tick.held.contains(&acc.name) && !running.contains_key(&acc.name) {
+                    // After a writer failure the restart below starts them.
+                    if tick.held.contains(&acc.name) && !running.contains_key(&acc.name) && !store.has_failed() {
                         match start_account(&current, acc, &store, &health, &tracker, first_tx.clone()) {
                             Ok(r) => {
                                 running.insert(acc.name.clone(), r);
@@ -228,12 +228,30 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<Outcome, ServiceE
                     }
                 }
                 held = Some(tick.held.into_iter().collect());
+                if store.has_failed() {
+                    // Only this instance's uncommitted work is lost; the
+                    // accounts it still holds start again on a new writer.
+                    let book = s.book.clone();
+                    restarts.recover(restart::Loop {
+                        started: &config, current: &current, running: &mut running,
+                        held: held.as_ref(), store: &mut store, writer: &mut writer,
+                        health: &health, tracker: &tracker, first: &first_tx,
+                    }, book).await;
+                }
             }
             _ = dog_tick.tick() => {
                 if store.has_failed() {
-                    tracing::error!("the database writer failed; stopping so the service manager can restart mailfeed");
-                    outcome = Outcome::WriterFailed;
-                    break;
+                    let Some(s) = &shares else {
+                        tracing::error!("the database writer failed; stopping so the service manager can restart mailfeed");
+                        outcome = Outcome::WriterFailed;
+                        break;
+                    };
+                    let book = s.book.clone();
+                    restarts.recover(restart::Loop {
+                        started: &config, current: &current, running: &mut running,
+                        held: held.as_ref(), store: &mut store, writer: &mut writer,
+                        health: &health, tracker: &tracker, first: &first_tx,
+                    }, book).await;
                 }
                 let line = health.status_line();
                 notify(&[sd_notify::NotifyState::Status(&line)]);

@@ -36,10 +36,7 @@ impl ArchiveSource {
     pub fn of(store: &StoreConfig) -> Result<ArchiveSource, StoreError> {
         Ok(ArchiveSource(match &store.postgres {
             None => Source::Sqlite(store.path.clone()),
-            Some(p) => Source::Postgres(Box::new(PgTarget::parse(
-                &p.url,
-                p.password_file.as_deref(),
-            )?)),
+            Some(p) => Source::Postgres(Box::new(PgTarget::parse(p)?)),
         }))
     }
 

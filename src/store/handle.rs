@@ -23,14 +23,46 @@ use crate::imap::{UidSet, UidValidity};
 const QUEUE_JOBS: usize = 1024;
 
 /// A cloneable handle to the writer thread.
+///
+/// On a PostgreSQL store shared through leases the service may replace a
+/// failed writer by a new one ([`StoreHandle::restart_leased`]). Each
+/// handle belongs to the writer current when it was cloned: once that
+/// writer is replaced, the handle's writes fail, so work begun before the
+/// failure (messages whose transaction was rolled back) can never be
+/// followed by a cursor committed through the new writer. Only handles
+/// taken after the restart write through it; health and metrics always
+/// look at the current writer.
 #[derive(Clone)]
 pub struct StoreHandle {
+    current: Arc<Mutex<Current>>,
+    /// Which writer this handle writes to (`Current::epoch` when cloned).
+    epoch: u64,
+}
+
+/// The writer in use, and how many were replaced before it.
+struct Current {
+    epoch: u64,
+    channel: Channel,
+}
+
+/// One writer thread's queue and state.
+#[derive(Clone)]
+struct Channel {
     tx: mpsc::Sender<Job<Queued>>,
     bytes: Arc<Semaphore>,
     byte_budget: u32,
     failure: Arc<Mutex<Option<String>>>,
     /// Set by [`StoreHandle::shutdown`]; the writer checks it between jobs.
     stop: Arc<AtomicBool>,
+}
+
+impl Channel {
+    fn gone(&self) -> StoreError {
+        match self.failure.lock().ok().and_then(|f| f.clone()) {
+            Some(msg) => StoreError::Stopped(msg),
+            None => StoreError::WriterGone,
+        }
+    }
 }
 
 /// Joins the writer thread; dropping every [`StoreHandle`] lets it finish.
@@ -71,7 +103,7 @@ impl StoreHandle {
         match &store.postgres {
             None => Self::start(&store.path, store.synchronous, max_buffered_bytes),
             Some(pg) => {
-                let target = PgTarget::parse(&pg.url, pg.password_file.as_deref())?;
+                let target = PgTarget::parse(pg)?;
                 Self::start_postgres(&target, max_buffered_bytes, None)
             }
         }
@@ -88,7 +120,7 @@ impl StoreHandle {
         match &store.postgres {
             None => Self::open(store, max_buffered_bytes),
             Some(pg) => {
-                let target = PgTarget::parse(&pg.url, pg.password_file.as_deref())?;
+                let target = PgTarget::parse(pg)?;
                 Self::start_postgres(&target, max_buffered_bytes, Some(leases))
             }
         }
@@ -198,23 +230,57 @@ impl StoreHandle {
                 WriterThread(std::thread::spawn(|| {}))
             }
         };
+        let channel = Channel {
+            tx,
+            bytes: Arc::new(Semaphore::new(budget as usize)),
+            byte_budget: budget,
+            failure,
+            stop,
+        };
         (
             StoreHandle {
-                tx,
-                bytes: Arc::new(Semaphore::new(budget as usize)),
-                byte_budget: budget,
-                failure,
-                stop,
+                current: Arc::new(Mutex::new(Current { epoch: 0, channel })),
+                epoch: 0,
             },
             thread,
         )
     }
 
-    fn gone(&self) -> StoreError {
-        match self.failure.lock().ok().and_then(|f| f.clone()) {
-            Some(msg) => StoreError::Stopped(msg),
-            None => StoreError::WriterGone,
+    fn current(&self) -> std::sync::MutexGuard<'_, Current> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The queue of this handle's writer; an error once it was replaced.
+    fn channel(&self) -> Result<Channel, StoreError> {
+        let current = self.current();
+        if current.epoch != self.epoch {
+            return Err(StoreError::Stopped(
+                "the database writer was restarted after an error; this work was rolled back and starts again from the committed cursors".into(),
+            ));
         }
+        Ok(current.channel.clone())
+    }
+
+    /// Replaces the failed writer of a leased PostgreSQL store by a new
+    /// one on a new connection, and makes this handle write to it. Every
+    /// other handle taken before keeps pointing at the failed writer and
+    /// fails. Blocking: call it off the async runtime.
+    pub fn restart_leased(
+        &mut self,
+        store: &StoreConfig,
+        max_buffered_bytes: u64,
+        leases: Arc<super::LeaseBook>,
+    ) -> Result<WriterThread, StoreError> {
+        let (fresh, thread) = Self::open_leased(store, max_buffered_bytes, leases)?;
+        let channel = fresh.current().channel.clone();
+        let epoch = {
+            let mut current = self.current();
+            current.epoch += 1;
+            current.channel = channel;
+            current.epoch
+        };
+        self.epoch = epoch;
+        Ok(thread)
     }
 
     /// Queues a message for the parse stage and then the writer; waits
@@ -222,24 +288,25 @@ impl StoreHandle {
     /// sending anything else, so the order of jobs (messages before their
     /// cursor) holds: both stages keep the order they were given.
     pub async fn save(&self, m: NewMessage) -> Result<(), StoreError> {
+        let ch = self.channel()?;
         // The decoded form (bodies, attachments) is about as large as the
         // raw bytes, and both wait in the queue.
         let want = u32::try_from(m.raw.len().saturating_mul(2))
             .unwrap_or(u32::MAX)
-            .clamp(1, self.byte_budget);
-        let permit = self
+            .clamp(1, ch.byte_budget);
+        let permit = ch
             .bytes
             .clone()
             .acquire_many_owned(want)
             .await
-            .map_err(|_| self.gone())?;
-        self.tx
+            .map_err(|_| ch.gone())?;
+        ch.tx
             .send(Job::Message(Box::new(Queued {
                 message: m,
                 _permit: permit,
             })))
             .await
-            .map_err(|_| self.gone())
+            .map_err(|_| ch.gone())
     }
 
     /// Runs `f` on the writer thread's SQLite connection, inside the
@@ -275,13 +342,11 @@ impl StoreHandle {
                 Err(copy)
             }
         });
-        self.tx
-            .send(Job::Work(work))
-            .await
-            .map_err(|_| self.gone())?;
+        let ch = self.channel()?;
+        ch.tx.send(Job::Work(work)).await.map_err(|_| ch.gone())?;
         match rx.await {
             Ok(r) => r,
-            Err(_) => Err(self.gone()),
+            Err(_) => Err(ch.gone()),
         }
     }
 
@@ -291,11 +356,12 @@ impl StoreHandle {
         &self,
         job: impl FnOnce(oneshot::Sender<()>) -> Job<Queued>,
     ) -> Result<(), StoreError> {
+        let ch = self.channel()?;
         let (tx, rx) = oneshot::channel();
-        self.tx.send(job(tx)).await.map_err(|_| self.gone())?;
-        rx.await.map_err(|_| self.gone())?;
+        ch.tx.send(job(tx)).await.map_err(|_| ch.gone())?;
+        rx.await.map_err(|_| ch.gone())?;
         // A failure after our jobs but before the commit also loses them.
-        match self.failure.lock().ok().and_then(|f| f.clone()) {
+        match ch.failure.lock().ok().and_then(|f| f.clone()) {
             Some(msg) => Err(StoreError::Stopped(msg)),
             None => Ok(()),
         }
@@ -317,21 +383,24 @@ impl StoreHandle {
     /// queued are dropped; they were sent after everything committed, so no
     /// cursor outlives its messages. Every later call fails.
     pub fn shutdown(&self) {
-        self.stop.store(true, Ordering::SeqCst);
+        let ch = self.current().channel.clone();
+        ch.stop.store(true, Ordering::SeqCst);
         // Wakes a writer waiting for work; a full queue means it is busy and
         // sees the flag before its next job.
-        let _ = self.tx.try_send(Job::Shutdown);
+        let _ = ch.tx.try_send(Job::Shutdown);
     }
 
     /// Bytes of mail waiting for the parse stage and the writer (the
     /// decoded copy counted too, as the budget counts it).
     pub fn queued_bytes(&self) -> u64 {
-        u64::from(self.byte_budget).saturating_sub(self.bytes.available_permits() as u64)
+        let ch = self.current().channel.clone();
+        u64::from(ch.byte_budget).saturating_sub(ch.bytes.available_permits() as u64)
     }
 
-    /// Whether the writer has stopped after an error.
+    /// Whether the current writer has stopped after an error.
     pub fn has_failed(&self) -> bool {
-        self.failure.lock().map(|f| f.is_some()).unwrap_or(true) || self.tx.is_closed()
+        let ch = self.current().channel.clone();
+        ch.failure.lock().map(|f| f.is_some()).unwrap_or(true) || ch.tx.is_closed()
     }
 
     /// Finds or creates the mailbox row; returns its id and cursor.

@@ -91,6 +91,13 @@ pub enum StoreError {
         target: String,
         source: ::postgres::Error,
     },
+    /// TLS to the database failed or was refused, with the fix.
+    #[error("connecting to {target}: {message}")]
+    PgTls {
+        /// The URL without its password.
+        target: String,
+        message: String,
+    },
     #[error(
         "applying PostgreSQL migration {name}: {}",
         postgres::error_text(source)

@@ -44,7 +44,7 @@ impl Reader {
         match &store.postgres {
             None => Self::open(&store.path),
             Some(pg) => {
-                let target = PgTarget::parse(&pg.url, pg.password_file.as_deref())?;
+                let target = PgTarget::parse(pg)?;
                 Ok(Reader {
                     conn: Backend::Postgres(PgReader::open(&target)?),
                 })

@@ -151,6 +151,39 @@ fn build_trust_base(ca_file: Option<&Path>) -> Result<TrustBase, TransportError>
     })
 }
 
+/// A TLS client stream over any byte stream, as [`handshake`] returns it.
+pub type ClientTls<S> = tokio_rustls::client::TlsStream<S>;
+
+/// The client handshake over an already connected byte stream (the
+/// database's connection after its own TLS request), with `config`'s trust
+/// rules and `host` checked against the certificate, within `timeout`.
+/// `addr` names the server in errors.
+pub async fn handshake<S>(
+    config: Arc<rustls::ClientConfig>,
+    host: &str,
+    addr: String,
+    stream: S,
+    timeout: std::time::Duration,
+) -> Result<ClientTls<S>, TransportError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|_| {
+        TransportError::ServerName {
+            host: host.to_owned(),
+        }
+    })?;
+    let connector = tokio_rustls::TlsConnector::from(config);
+    match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(source)) => Err(TransportError::from_handshake(addr, source)),
+        Err(_) => Err(TransportError::ConnectTimeout {
+            addr,
+            after: timeout,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,8 @@ pub struct Postgres {
     bin: PathBuf,
     port: u16,
     _port_lock: File,
+    /// Started with `ssl = on` (and restarted so).
+    tls: bool,
 }
 
 fn bin_dir() -> io::Result<PathBuf> {
@@ -42,9 +44,27 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// TLS for a private instance: the server's certificate and key (PEM),
+/// and whether TCP logins without TLS are refused (`hostssl` alone in
+/// pg_hba.conf).
+pub struct ServerTls<'a> {
+    pub cert: &'a Path,
+    pub key: &'a Path,
+    pub tls_only: bool,
+}
+
 impl Postgres {
     /// Starts a fresh instance.
     pub fn start() -> io::Result<Postgres> {
+        Postgres::start_with(None)
+    }
+
+    /// Starts a fresh instance with `ssl = on` and the given certificate.
+    pub fn start_tls(tls: &ServerTls<'_>) -> io::Result<Postgres> {
+        Postgres::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<&ServerTls<'_>>) -> io::Result<Postgres> {
         let bin = bin_dir()?;
         let dir = tempfile::Builder::new().prefix("mailfeed-pg-").tempdir()?;
         if is_root() {
@@ -60,11 +80,12 @@ impl Postgres {
         let pwfile = dir.path().join("pw");
         fs::write(&pwfile, PASSWORD)?;
         let (port, lock) = reserve_port()?;
-        let pg = Postgres {
+        let mut pg = Postgres {
             dir,
             bin,
             port,
             _port_lock: lock,
+            tls: false,
         };
         if is_root() {
             Command::new("chown")
@@ -86,6 +107,35 @@ impl Postgres {
                 "--no-sync".as_ref(),
             ],
         )?;
+        if let Some(tls) = tls {
+            // The server reads its key only when the postgres user alone
+            // may: copies in the data directory, owned by it, mode 0600.
+            let (cert, key) = (data.join("server.crt"), data.join("server.key"));
+            fs::copy(tls.cert, &cert)?;
+            fs::copy(tls.key, &key)?;
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&key, fs::Permissions::from_mode(0o600))?;
+            if is_root() {
+                Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(&cert)
+                    .arg(&key)
+                    .status()?;
+            }
+            if tls.tls_only {
+                let hba = data.join("pg_hba.conf");
+                let text = fs::read_to_string(&hba)?;
+                let only: String = text
+                    .lines()
+                    .map(|l| match l.strip_prefix("host ") {
+                        Some(rest) => format!("hostssl {rest}\n"),
+                        None => format!("{l}\n"),
+                    })
+                    .collect();
+                fs::write(&hba, only)?;
+            }
+            pg.tls = true;
+        }
         pg.pg_ctl("start")?;
         Ok(pg)
     }
@@ -93,11 +143,14 @@ impl Postgres {
     /// `pg_ctl start|restart` with this instance's settings, waiting
     /// until it accepts connections.
     fn pg_ctl(&self, action: &str) -> io::Result<Output> {
-        let opts = format!(
+        let mut opts = format!(
             "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories={} -c fsync=off -c max_connections=60",
             self.port,
             self.dir.path().display()
         );
+        if self.tls {
+            opts.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+        }
         let data = self.data_dir();
         self.run(
             "pg_ctl",

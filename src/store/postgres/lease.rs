@@ -98,7 +98,7 @@ impl LeaseKeeper {
         instance: String,
         accounts: Vec<String>,
     ) -> Result<LeaseKeeper, StoreError> {
-        let target = PgTarget::parse(&store.url, store.password_file.as_deref())?;
+        let target = PgTarget::parse(store)?;
         let mut keeper = LeaseKeeper {
             target,
             pg: None,
@@ -181,33 +181,7 @@ impl LeaseKeeper {
         pg.client
             .execute(&st, &[&accounts])
             .pg("adding lease rows for the configured accounts")?;
-        // Renewed while the row still names this instance: nobody claimed
-        // it since, so the fence is still ours even if it ran out meanwhile.
-        let st = pg.st(
-            "UPDATE leases SET expires_at = now() + $3 * interval '1 second'
-             WHERE owner = $1 AND account = ANY($2) RETURNING account, fence",
-        )?;
-        let renewed: HashMap<String, i64> = pg
-            .client
-            .query(&st, &[&me, &held, &period])
-            .pg("renewing leases")?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        let mut lost = Vec::new();
-        {
-            let mut fences = self.book.fences();
-            fences.retain(|account, fence| {
-                let kept = renewed.get(account) == Some(fence);
-                if !kept {
-                    lost.push(account.clone());
-                }
-                kept
-            });
-        }
-        for account in &lost {
-            self.releasing.remove(account);
-        }
+        let lost = self.renew_held(held)?;
         let pg = self.connection()?;
         let st = pg.st("SELECT count(*) FROM instances WHERE expires_at > now()")?;
         let live: i64 = pg
@@ -294,6 +268,144 @@ impl LeaseKeeper {
             surplus,
             live_instances: live,
         })
+    }
+
+    /// Renews the leases in `held`; returns those that are no longer
+    /// this instance's (and forgets their fences).
+    fn renew_held(&mut self, held: Vec<String>) -> Result<Vec<String>, StoreError> {
+        let period = self.period.as_secs_f64();
+        let me = self.book.owner.clone();
+        let pg = self.connection()?;
+        // Renewed while the row still names this instance: nobody claimed
+        // it since, so the fence is still ours even if it ran out meanwhile.
+        let st = pg.st(
+            "UPDATE leases SET expires_at = now() + $3 * interval '1 second'
+             WHERE owner = $1 AND account = ANY($2) RETURNING account, fence",
+        )?;
+        let renewed: HashMap<String, i64> = pg
+            .client
+            .query(&st, &[&me, &held, &period])
+            .pg("renewing leases")?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let mut lost = Vec::new();
+        {
+            let mut fences = self.book.fences();
+            fences.retain(|account, fence| {
+                let kept = renewed.get(account) == Some(fence);
+                if !kept {
+                    lost.push(account.clone());
+                }
+                kept
+            });
+        }
+        for account in &lost {
+            self.releasing.remove(account);
+        }
+        Ok(lost)
+    }
+
+    /// For one pass (`mailfeed sync`): claims every configured account
+    /// whose lease is free, run out, or this process's, whatever the
+    /// shares; returns the others with the instance holding each. Adds no
+    /// `instances` row: a pass is not an instance taking a share, so the
+    /// running instances' shares stay as they are, and they claim what the
+    /// pass holds only after it hands it back (or it runs out).
+    ///
+    /// `gone` says of a holder (`host/pid/start`) that it certainly no
+    /// longer runs (a killed `sync` or `run` on this host): its leases are
+    /// claimed at once instead of after they run out. A holder wrongly
+    /// called gone only loses its fence: its commits are refused.
+    pub fn claim_for_pass(
+        &mut self,
+        gone: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let r = self.claim_for_pass_on_connection(gone);
+        if r.is_err() {
+            self.pg = None;
+        }
+        r
+    }
+
+    fn claim_for_pass_on_connection(
+        &mut self,
+        gone: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let period = self.period.as_secs_f64();
+        let me = self.book.owner.clone();
+        let accounts = self.accounts.clone();
+        let pg = self.connection()?;
+        let st = pg.st("INSERT INTO leases (account) SELECT unnest($1::text[])
+             ON CONFLICT (account) DO NOTHING")?;
+        pg.client
+            .execute(&st, &[&accounts])
+            .pg("adding lease rows for the configured accounts")?;
+        let st = pg.st("SELECT DISTINCT owner FROM leases
+             WHERE account = ANY($1) AND owner IS NOT NULL AND owner <> $2")?;
+        let dead: Vec<String> = pg
+            .client
+            .query(&st, &[&accounts, &me])
+            .pg("reading the holders of the leases")?
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .filter(|o| gone(o))
+            .collect();
+        let mut tx = pg.client.transaction().pg("starting a lease claim")?;
+        // Rows another claim has locked right now are skipped: that claim
+        // is a live instance's, so they count as held below.
+        let claimed: Vec<(String, i64)> = tx
+            .query(
+                "UPDATE leases SET owner = $1, fence = fence + 1,
+                        expires_at = now() + $3 * interval '1 second'
+                 WHERE account IN (
+                     SELECT account FROM leases
+                     WHERE account = ANY($2)
+                       AND (owner IS NULL OR owner = $1 OR expires_at <= now()
+                            OR owner = ANY($4))
+                     FOR UPDATE SKIP LOCKED)
+                 RETURNING account, fence",
+                &[&me, &accounts, &period, &dead],
+            )
+            .pg("claiming leases")?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let held: Vec<(String, String)> = tx
+            .query(
+                "SELECT account, coalesce(owner, 'another claim') FROM leases
+                 WHERE account = ANY($1) AND owner IS DISTINCT FROM $2
+                 ORDER BY account",
+                &[&accounts, &me],
+            )
+            .pg("reading the leases held by others")?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        tx.commit().pg("committing a lease claim")?;
+        let mut fences = self.book.fences();
+        for (account, fence) in claimed {
+            tracing::info!(%account, fence, "lease claimed for this pass");
+            fences.insert(account, fence);
+        }
+        Ok(held)
+    }
+
+    /// Renews the leases this process holds, without claiming any or
+    /// renewing an `instances` row (a pass's renewal); returns the
+    /// accounts lost meanwhile. A failure drops the connection.
+    pub fn renew(&mut self) -> Result<Vec<String>, StoreError> {
+        let held = self.book.held();
+        let r = self.renew_held(held);
+        if r.is_err() {
+            self.pg = None;
+        }
+        r
+    }
+
+    /// The accounts whose lease this process holds.
+    pub fn held(&self) -> Vec<String> {
+        self.book.held()
     }
 
     /// Hands leases back (their accounts stopped and committed): they are

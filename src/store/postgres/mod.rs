@@ -4,7 +4,7 @@
 //! (`connect.rs`), its migrations (`migrate.rs`, migrations/postgres/) and
 //! its SQL; knows nothing of queues or threads (the writer thread in
 //! `writer.rs` drives it exactly as it drives SQLite). Feed positions are
-//! commit-ordered (`publish.rs`).
+//! commit-ordered (`publish.rs`); TLS to the server is `tls.rs`.
 
 pub(crate) mod archive_read;
 pub(crate) mod changes;
@@ -18,6 +18,7 @@ pub(crate) mod migrate;
 pub(crate) mod publish;
 pub(crate) mod read;
 pub(crate) mod reader;
+mod tls;
 pub(crate) mod window;
 
 use std::collections::HashMap;

@@ -112,6 +112,11 @@ pub enum StoreError {
         holder: String,
         instance: String,
     },
+    /// `sync` (no leases) on an account a running instance works.
+    #[error(
+        "account {account} is worked by the mailfeed instance {holder} (it holds the account's lease); this process does not act on its server meanwhile"
+    )]
+    LeaseHeld { account: String, holder: String },
     #[error("{0} is not supported on PostgreSQL yet")]
     Unsupported(&'static str),
     /// The raw bytes of a large attachment did not decode to the length the

@@ -23,6 +23,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_leases",
         include_str!("../../../migrations/postgres/0004_leases.sql"),
     ),
+    (
+        "0006_actions",
+        include_str!("../../../migrations/postgres/0006_actions.sql"),
+    ),
 ];
 
 /// Any constant key, the same in every instance.

@@ -6,6 +6,7 @@
 //! `writer.rs` drives it exactly as it drives SQLite). Feed positions are
 //! commit-ordered (`publish.rs`).
 
+pub(crate) mod actions;
 pub(crate) mod changes;
 pub(crate) mod connect;
 pub(crate) mod lease;

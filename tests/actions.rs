@@ -936,8 +936,9 @@ fn a_missing_destination_is_created_when_asked(backend: Backend) {
 }
 
 /// PostgreSQL with leases, through the store's own API: the instance
-/// holding an account's lease may act and record; once its lease has run
-/// out and another instance has claimed it, the first may neither act (the
+/// holding an account's lease may act and record; when its renewals stop,
+/// it holds back once less than a third of the period is left; once the
+/// lease has run out and another instance has claimed it, it may neither act (the
 /// confirmation before each batch of commands names the holder) nor
 /// record an outcome (the fence check of the writer's commit refuses it,
 /// and nothing of that transaction is kept); and a `sync` without leases
@@ -1013,8 +1014,17 @@ fn only_the_lease_holder_acts_on_postgres() {
         (mb, ledger, open)
     });
 
-    // Instance a stops renewing (a long pause); b claims the lease once
-    // it has run out.
+    // Instance a stops renewing (a long pause): with less than a third of
+    // the period left, it sends nothing more ...
+    support::run::wait_for(
+        "instance a to hold back as its lease runs out",
+        Duration::from_secs(30),
+        || {
+            rt.block_on(ledger.confirm(mb))
+                .is_err_and(|e| matches!(e, StoreError::LeaseRunningOut { .. }))
+        },
+    );
+    // ... and b claims the lease once it has run out.
     let mut b = LeaseKeeper::open(&pg, "instance-b".into(), account.clone()).expect("keeper b");
     support::run::wait_for(
         "instance b to claim the lease",

@@ -237,9 +237,11 @@ impl Ledger {
         store
             .call_db(move |db| match db {
                 Db::Postgres(pg) => match pgsql::confirm(pg, mailbox) {
-                    Err(e @ (StoreError::LeaseLost { .. } | StoreError::LeaseHeld { .. })) => {
-                        Ok(Err(e))
-                    }
+                    Err(
+                        e @ (StoreError::LeaseLost { .. }
+                        | StoreError::LeaseRunningOut { .. }
+                        | StoreError::LeaseHeld { .. }),
+                    ) => Ok(Err(e)),
                     other => other.map(Ok),
                 },
                 Db::Sqlite(_) => Ok(Ok(())),

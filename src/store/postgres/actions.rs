@@ -269,17 +269,17 @@ pub(crate) fn confirm(pg: &mut Pg, mailbox: MailboxId) -> Result<(), StoreError>
         (row.get(0), row.get(1), row.get(2), row.get(3));
     match &pg.leases {
         Some(book) => {
-            let ours = holder.as_deref() == Some(book.owner())
-                && book.fence(&account) == Some(fence)
-                && live;
-            if ours {
-                return Ok(());
+            let ours =
+                holder.as_deref() == Some(book.owner()) && book.fence(&account) == Some(fence);
+            match (ours, live) {
+                (true, true) => Ok(()),
+                (true, false) => Err(StoreError::LeaseRunningOut { account }),
+                (false, _) => Err(StoreError::LeaseLost {
+                    account,
+                    holder: holder.unwrap_or_else(|| "nobody".into()),
+                    instance: book.owner().to_owned(),
+                }),
             }
-            Err(StoreError::LeaseLost {
-                account,
-                holder: holder.unwrap_or_else(|| "nobody".into()),
-                instance: book.owner().to_owned(),
-            })
         }
         None => match holder {
             Some(holder) if live => Err(StoreError::LeaseHeld { account, holder }),

@@ -1088,3 +1088,171 @@ fn only_the_lease_holder_acts_on_postgres() {
     writer.join();
     drop(a);
 }
+
+/// Two `mailfeed run` instances share six accounts of the private Dovecot
+/// on one PostgreSQL, each account with `after_store = "move:Processed"`:
+/// each acts only for the accounts it holds. With the destination gone
+/// for a while, new mail is stored and its moves stay pending; one
+/// instance is killed (SIGKILL) with its moves pending, and the other takes
+/// its accounts over and finishes them once the destination is back. Every stored message ends in Processed exactly once, none
+/// is left in INBOX, and each action is done once with one event.
+#[test]
+fn two_instances_move_each_message_once_across_a_kill_on_postgres() {
+    use support::run::Running;
+    let users: Vec<(String, String)> = (0..6)
+        .map(|i| (format!("share{i}"), format!("share{i}-pw-Kx")))
+        .collect();
+    let refs: Vec<(&str, &str)> = users
+        .iter()
+        .map(|(u, p)| (u.as_str(), p.as_str()))
+        .collect();
+    let dc = Dovecot::start_with_users(&refs).expect("start dovecot");
+    let accounts: Vec<Account<'_>> = users
+        .iter()
+        .map(|(u, p)| Account {
+            name: u,
+            port: dc.plain_port(),
+            mode: Mode::Plain,
+            ca_file: None,
+            user: u,
+            password: p,
+            folders: &["INBOX"],
+            extra: "after_store = \"move:Processed\"",
+        })
+        .collect();
+    for (i, (u, _)) in users.iter().enumerate() {
+        dc.create_folder(u, "Processed").expect("create");
+        dc.append_many(u, "INBOX", &corpus::varied(5, 500 + i as u64))
+            .expect("append");
+    }
+    let s = Setup::new(&accounts, "");
+    let db = FeedDb::attach(&s, Backend::Postgres);
+    let text = std::fs::read_to_string(&s.config).expect("config");
+    std::fs::write(
+        &s.config,
+        text.replacen("\n\n[sync]", "\nlease_period = \"3s\"\n\n[sync]", 1),
+    )
+    .expect("config");
+    let a = Running::start(&s, "info");
+    let b = {
+        let path = s.dir.path().join("run-b.log");
+        let log = std::fs::File::create(&path).expect("run-b.log");
+        let child = s
+            .command(&["run"])
+            .env("RUST_LOG", "mailfeed=info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn");
+        Running(child, path)
+    };
+    let moved = |u: &str| server_of(&dc, u, "Processed");
+    // Each look logs in to every mailbox: not more often than this.
+    let all_moved = |n: usize| {
+        std::thread::sleep(Duration::from_millis(200));
+        users
+            .iter()
+            .all(|(u, _)| server_of(&dc, u, "INBOX").is_empty() && moved(u).len() == n)
+    };
+    wait_for(
+        "both instances to move the first mail",
+        Duration::from_secs(120),
+        || all_moved(5),
+    );
+    // The first to start may hold every account at first; the shares
+    // even out within a few lease ticks.
+    let holders = || {
+        db.rows::<(String, i64)>(
+            "SELECT owner, count(*) FROM leases WHERE owner IS NOT NULL AND expires_at > now()
+             GROUP BY owner",
+            &[],
+        )
+    };
+    wait_for(
+        "the instances to share the accounts",
+        Duration::from_secs(60),
+        || {
+            let h = holders();
+            h.len() == 2 && h.iter().all(|(_, n)| *n == 3)
+        },
+    );
+    // The destination goes away (renamed): the next moves fail and stay
+    // pending, durably marked. New mail is stored by both instances; then
+    // instance a is killed with its moves pending, the destination comes
+    // back, and instance b must finish a's moves once it has a's leases.
+    let rename = |from: &str, to: &str| {
+        for (u, _) in &users {
+            let mut c = dc.login(u).expect("login");
+            c.run(&format!("RENAME {from} {to}")).expect("rename");
+            c.logout().expect("logout");
+        }
+    };
+    rename("Processed", "Held");
+    for (i, (u, _)) in users.iter().enumerate() {
+        dc.append_many(u, "INBOX", &corpus::varied(5, 600 + i as u64))
+            .expect("append");
+    }
+    let of_a = format!("%/{}/%", a.0.id());
+    let pending_of = |like: &str| {
+        db.count(
+            "SELECT count(*) FROM actions x JOIN messages m ON m.id = x.message_id
+             JOIN mailboxes b ON b.id = m.mailbox_id JOIN accounts c ON c.id = b.account_id
+             JOIN leases l ON l.account = c.name
+             WHERE l.owner LIKE $1 AND x.state = 'pending' AND x.durable_at IS NOT NULL",
+            &[P::T(like)],
+        )
+    };
+    wait_for(
+        "both instances to store the new mail, moves pending",
+        Duration::from_secs(120),
+        || pending_of("%") == 30,
+    );
+    assert_eq!(pending_of(&of_a), 15, "a's three accounts");
+    drop(a);
+    rename("Held", "Processed");
+    wait_for(
+        "the survivor to finish every account",
+        Duration::from_secs(180),
+        || all_moved(10),
+    );
+    let survivor = format!("/{}/", b.0.id());
+    let h = holders();
+    assert!(
+        h.len() == 1 && h[0].0.contains(&survivor) && h[0].1 == 6,
+        "the survivor holds every account: {h:?}"
+    );
+    drop(b);
+    for (u, _) in &users {
+        let mut got = moved(u);
+        got.sort();
+        let mut stored: Vec<Vec<u8>> = db
+            .stored(u, "INBOX")
+            .into_iter()
+            .map(|(_, _, b)| b)
+            .collect();
+        stored.sort();
+        assert_eq!(got, stored, "{u}: each stored message moved exactly once");
+        let (actions, events) = (
+            db.count(
+                "SELECT count(*) FROM actions a JOIN messages m ON m.id = a.message_id
+                 JOIN mailboxes b ON b.id = m.mailbox_id JOIN accounts c ON c.id = b.account_id
+                 WHERE c.name = $1 AND a.kind = 'move' AND a.state = 'done'",
+                &[P::T(u)],
+            ),
+            db.count(
+                "SELECT count(*) FROM message_events WHERE account = $1 AND kind = 'action'",
+                &[P::T(u)],
+            ),
+        );
+        assert_eq!((actions, events), (10, 10), "{u}");
+    }
+}
+
+/// BODY[] of every message in a user's folder.
+fn server_of(dc: &Dovecot, user: &str, folder: &str) -> Vec<Vec<u8>> {
+    let mut c = dc.login(user).expect("login");
+    c.examine(folder).expect("examine");
+    let bodies = c.fetch_all().expect("bodies");
+    c.logout().expect("logout");
+    bodies.into_iter().map(|(_, b)| b).collect()
+}

@@ -212,8 +212,9 @@ impl Ledger {
                 let v = store
                     .call_db(move |db| match db {
                         Db::Postgres(pg) => f(Conn::Postgres(pg)),
-                        Db::Sqlite(_) => Err(StoreError::Unsupported(
-                            "a PostgreSQL ledger on a SQLite store",
+                        // A ledger belongs to the store that made it.
+                        Db::Sqlite(_) => Err(StoreError::Stopped(
+                            "the action ledger of a PostgreSQL store found SQLite".into(),
                         )),
                     })
                     .await?;

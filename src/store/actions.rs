@@ -193,9 +193,11 @@ impl Ledger {
     /// thread, where every write is an IMMEDIATE transaction (it waits,
     /// busy timeout, for the writer's lock up front instead of failing
     /// with a stale snapshot when the writer commits between a read and a
-    /// write). PostgreSQL: on the writer, then its commit.
+    /// write). PostgreSQL: on the writer, then its commit unless `f` only
+    /// reads (`writes` false).
     async fn with<T: Send + 'static>(
         &self,
+        writes: bool,
         f: impl FnOnce(Conn<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         match &self.0 {
@@ -218,7 +220,9 @@ impl Ledger {
                         )),
                     })
                     .await?;
-                store.commit().await?;
+                if writes {
+                    store.commit().await?;
+                }
                 Ok(v)
             }
         }
@@ -254,7 +258,7 @@ impl Ledger {
     /// pending actions whose message and covering cursor are committed, in
     /// a synchronous=FULL commit. Returns how many were marked.
     pub async fn mark_durable(&self, mailbox: MailboxId) -> Result<usize, StoreError> {
-        self.with(move |conn| {
+        self.with(true, move |conn| {
             let c = match conn {
                 Conn::Sqlite(c) => c,
                 Conn::Postgres(pg) => return pgsql::mark_durable(pg, mailbox),
@@ -289,7 +293,7 @@ impl Ledger {
         keep: MailboxAction,
         delete_after: bool,
     ) -> Result<usize, StoreError> {
-        self.with(move |conn| {
+        self.with(true, move |conn| {
             let c = match conn {
                 Conn::Sqlite(c) => c,
                 Conn::Postgres(pg) => return pgsql::cancel_stale(pg, mailbox, keep, delete_after),
@@ -335,7 +339,7 @@ impl Ledger {
         uidvalidity: UidValidity,
         limit: u32,
     ) -> Result<Vec<OpenAction>, StoreError> {
-        self.with(move |conn| {
+        self.with(false, move |conn| {
             let c = match conn {
                 Conn::Sqlite(c) => c,
                 Conn::Postgres(pg) => return pgsql::open_actions(pg, mailbox, uidvalidity, limit),
@@ -398,7 +402,7 @@ impl Ledger {
         if outcomes.is_empty() {
             return Ok(());
         }
-        self.with(move |conn| {
+        self.with(true, move |conn| {
             let c = match conn {
                 Conn::Sqlite(c) => c,
                 Conn::Postgres(pg) => return pgsql::record(pg, mailbox, &outcomes),
@@ -426,7 +430,7 @@ impl Ledger {
         uids: UidSet,
         before: String,
     ) -> Result<usize, StoreError> {
-        self.with(move |conn| {
+        self.with(true, move |conn| {
             let c = match conn {
                 Conn::Sqlite(c) => c,
                 Conn::Postgres(pg) => {

@@ -42,6 +42,9 @@ const CASES: &[(&str, Case)] = &[
     ("search_export_and_attachments", |c| {
         Box::pin(search_export_and_attachments(c))
     }),
+    ("action_ledger_journal", |c| {
+        Box::pin(action_ledger_journal(c))
+    }),
 ];
 
 fn rt() -> tokio::runtime::Runtime {
@@ -760,4 +763,133 @@ fn postgres_refuses_newer_schema_and_keeps_the_password_out_of_errors() {
         e.contains("version 99") && e.contains("newer than this mailfeed ("),
         "{e}"
     );
+}
+
+/// The action ledger: a pending action commits with its message (none for
+/// a message stored before the action was configured), only actions whose
+/// message the cursor covers are marked durable and handed out, ended ones
+/// are not handed out again, `delete_after` queues only stored, covered,
+/// old messages, and a configuration that no longer asks ends them.
+async fn action_ledger_journal(c: StoreConfig) {
+    use mailfeed::store::actions::{ActionKind, Outcome};
+    let (h, w) = open(&c);
+    let (mb, _) = h.ensure_mailbox("acct", "INBOX").await.expect("mailbox");
+    h.begin_generation(mb, UidValidity(7)).await.expect("gen");
+    let dated = |uid: u32, date: &str| {
+        let mut m = msg(mb, 7, uid, mail(&format!("a{uid}")));
+        m.internal_date = Some(date.into());
+        m
+    };
+    h.save(dated(1, "2020-01-01T00:00:00Z"))
+        .await
+        .expect("save");
+    h.set_mailbox_action(mb, Some((ActionKind::Seen, None)))
+        .await
+        .expect("action");
+    for uid in 2..=4 {
+        h.save(dated(uid, "2020-01-01T00:00:00Z"))
+            .await
+            .expect("save");
+    }
+    // The cursor covers 2 and 3 only; 4 is stored but not covered.
+    h.advance_cursor(mb, UidValidity(7), 3)
+        .await
+        .expect("cursor");
+    h.commit().await.expect("commit");
+    let ledger = h.ledger().await.expect("ledger").expect("a ledger");
+    let open = |l: mailfeed::store::actions::Ledger| async move {
+        l.open_actions(mb, UidValidity(7), 100)
+            .await
+            .expect("open")
+            .into_iter()
+            .map(|a| (a.uid, a.kind.as_str(), a.id))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        open(ledger.clone()).await.is_empty(),
+        "nothing runs before the durable barrier"
+    );
+    assert_eq!(ledger.mark_durable(mb).await.expect("barrier"), 2);
+    ledger.confirm(mb).await.expect("no lease in the way");
+    let first = open(ledger.clone()).await;
+    assert_eq!(
+        first.iter().map(|(u, k, _)| (*u, *k)).collect::<Vec<_>>(),
+        [(2, "seen"), (3, "seen")]
+    );
+    ledger
+        .record(
+            mb,
+            vec![
+                (first[0].2, Outcome::Done("flagged".into())),
+                (first[1].2, Outcome::Failed("NO gone".into())),
+            ],
+        )
+        .await
+        .expect("record");
+    // An ended action stays ended.
+    ledger
+        .record(mb, vec![(first[0].2, Outcome::Copying)])
+        .await
+        .expect("record again");
+    assert!(open(ledger.clone()).await.is_empty());
+    h.advance_cursor(mb, UidValidity(7), 4)
+        .await
+        .expect("cursor");
+    h.commit().await.expect("commit");
+    assert_eq!(ledger.mark_durable(mb).await.expect("barrier"), 1);
+    let uids = |v: Vec<(u32, &'static str, i64)>| {
+        v.into_iter().map(|(u, k, _)| (u, k)).collect::<Vec<_>>()
+    };
+    assert_eq!(uids(open(ledger.clone()).await), [(4, "seen")]);
+    // delete_after: only stored, covered, old enough messages.
+    h.save(dated(5, "2030-01-01T00:00:00Z"))
+        .await
+        .expect("save");
+    h.advance_cursor(mb, UidValidity(7), 5)
+        .await
+        .expect("cursor");
+    h.commit().await.expect("commit");
+    let queued = ledger
+        .queue_expiry(
+            mb,
+            UidValidity(7),
+            UidSet::from_ranges(vec![(1, 9)]),
+            "2025-01-01T00:00:00Z".into(),
+        )
+        .await
+        .expect("expiry");
+    assert_eq!(
+        queued, 4,
+        "UIDs 1-4 are old and stored; 5 is new, 6-9 unknown"
+    );
+    assert_eq!(ledger.mark_durable(mb).await.expect("barrier"), 5);
+    assert_eq!(
+        uids(open(ledger.clone()).await),
+        [
+            (1, "delete"),
+            (2, "delete"),
+            (3, "delete"),
+            (4, "seen"),
+            (4, "delete"),
+            (5, "seen")
+        ]
+    );
+    // A configuration that no longer asks for `seen` ends its actions;
+    // one without `delete_after` ends the deletions.
+    assert_eq!(
+        ledger.cancel_stale(mb, None, true).await.expect("cancel"),
+        2
+    );
+    assert_eq!(
+        uids(open(ledger.clone()).await),
+        [(1, "delete"), (2, "delete"), (3, "delete"), (4, "delete")]
+    );
+    assert_eq!(
+        ledger.cancel_stale(mb, None, false).await.expect("cancel"),
+        4
+    );
+    assert!(open(ledger.clone()).await.is_empty());
+    drop(ledger);
+    drop(h);
+    w.join();
 }

@@ -3,8 +3,10 @@
 //! batch's commands, and the outcome of every action into the ledger. A NO
 //! for a set is retried message by message, so one message the server
 //! refuses (e.g. already gone) fails alone. A cut connection leaves the
-//! actions open; the next pass does them (every step is idempotent). Must
-//! not: build SQL, or touch a UID the ledger did not hand out.
+//! actions open; the next pass does them (every step is idempotent). Each
+//! batch's commands go out only after the ledger confirmed this process
+//! may act for the account (its lease, on PostgreSQL). Must not: build
+//! SQL, or touch a UID the ledger did not hand out.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -194,6 +196,7 @@ impl Actions {
         from: usize,
     ) -> Result<(u64, u64), ActionError> {
         let set = b.uids();
+        ledger.confirm(mailbox).await?;
         for (i, op) in b.ops.iter().enumerate().skip(from) {
             if b.copying_before == Some(i) {
                 let copying = b.actions.iter().map(|(id, _)| (*id, Outcome::Copying));
@@ -244,6 +247,7 @@ impl Actions {
         for &(id, uid) in &b.actions {
             let one = UidSet::from_uids([uid]);
             let mut outcome = Outcome::Done(b.done.clone());
+            ledger.confirm(mailbox).await?;
             for (i, op) in b.ops.iter().enumerate().skip(from) {
                 if b.copying_before == Some(i) {
                     ledger.record(mailbox, vec![(id, Outcome::Copying)]).await?;

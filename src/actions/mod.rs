@@ -8,7 +8,9 @@
 //!
 //! The guarantee: an action runs only after the message row and its cursor
 //! are committed and synced to disk (a synchronous=FULL commit, whatever
-//! `store.synchronous` says), and the pending action is recorded in the same
+//! `store.synchronous` says; on PostgreSQL a commit with
+//! `synchronous_commit = on`), and on PostgreSQL only while this instance
+//! holds the account's lease (checked before each batch of commands), and the pending action is recorded in the same
 //! transaction as the message row, so a crash anywhere leaves either
 //! neither or a pending action that the next pass performs. Every action is
 //! idempotent on the server (flags, UID MOVE, UID EXPUNGE of given UIDs),
@@ -154,13 +156,7 @@ impl Actions {
 
     async fn ledger(&self, store: &crate::store::StoreHandle) -> Result<&Ledger, ActionError> {
         self.ledger
-            .get_or_try_init(|| async {
-                let path = store
-                    .database_path()
-                    .await?
-                    .ok_or(ActionError::NoDatabaseFile)?;
-                Ok(Ledger::open(&path)?)
-            })
+            .get_or_try_init(|| async { store.ledger().await?.ok_or(ActionError::NoDatabaseFile) })
             .await
     }
 }

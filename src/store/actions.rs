@@ -3,13 +3,17 @@
 //! the `actions` and `mailbox_actions` tables and the `action` events.
 //!
 //! The durable barrier lives here: an action may run only once its message
-//! row and the cursor covering it are committed *and synced to disk*. The
-//! writer commits with the configured `synchronous` (NORMAL by default: a
-//! power cut may lose the last commits), so [`Ledger::mark_durable`] commits
-//! on a connection of its own with `synchronous=FULL`; in WAL mode that
-//! fsyncs the log holding every earlier commit (older ones are in the
-//! database file, which each checkpoint syncs). Only actions marked by such
-//! a commit are handed out. Must not: talk IMAP, or decide what to do.
+//! row and the cursor covering it are committed *and synced to disk*. On
+//! SQLite the writer commits with the configured `synchronous` (NORMAL by
+//! default: a power cut may lose the last commits), so
+//! [`Ledger::mark_durable`] commits on a connection of its own with
+//! `synchronous=FULL`; in WAL mode that fsyncs the log holding every earlier
+//! commit (older ones are in the database file, which each checkpoint
+//! syncs). On PostgreSQL the ledger writes through the writer, in its
+//! transaction, and commits with `synchronous_commit = on`, which flushes
+//! the WAL of every earlier commit too; each such commit checks the
+//! account's lease fence (`postgres/actions.rs`). Only actions marked by
+//! such a commit are handed out. Must not: talk IMAP, or decide what to do.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -17,6 +21,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
+use super::postgres::Pg;
+use super::postgres::actions as pgsql;
 use super::writer::Db;
 use super::{Context, MailboxId, StoreError, StoreHandle};
 use crate::imap::{UidSet, UidValidity};
@@ -38,7 +44,7 @@ impl ActionKind {
         }
     }
 
-    fn parse(s: &str) -> Option<ActionKind> {
+    pub(crate) fn parse(s: &str) -> Option<ActionKind> {
         match s {
             "seen" => Some(ActionKind::Seen),
             "move" => Some(ActionKind::Move),
@@ -94,18 +100,25 @@ impl StoreHandle {
     ) -> Result<(), StoreError> {
         self.call_db(move |db| match db {
             Db::Sqlite(c) => set_mailbox_action(c, mailbox, action),
-            // Nothing to record without an action; actions themselves are
-            // SQLite's alone for now.
-            Db::Postgres(_) if action.is_none() => Ok(()),
-            Db::Postgres(_) => Err(StoreError::Unsupported("`after_store` actions")),
+            Db::Postgres(pg) => pgsql::set_mailbox_action(pg, mailbox, action),
         })
         .await
     }
 
-    /// The database file, for connections of one's own (none in memory).
-    pub async fn database_path(&self) -> Result<Option<PathBuf>, StoreError> {
-        self.call(|c| Ok(c.path().filter(|p| !p.is_empty()).map(PathBuf::from)))
-            .await
+    /// The action ledger of this store; `None` for an in-memory SQLite
+    /// database (there is no second connection to it).
+    pub async fn ledger(&self) -> Result<Option<Ledger>, StoreError> {
+        let path = self
+            .call_db(|db| match db {
+                Db::Sqlite(c) => Ok(Some(c.path().map(PathBuf::from))),
+                Db::Postgres(_) => Ok(None),
+            })
+            .await?;
+        match path {
+            None => Ok(Some(Ledger::on_postgres(self.clone()))),
+            Some(Some(p)) if !p.as_os_str().is_empty() => Ok(Some(Ledger::open(&p)?)),
+            Some(_) => Ok(None),
+        }
     }
 }
 
@@ -132,15 +145,27 @@ fn set_mailbox_action(
     Ok(())
 }
 
-/// The ledger's own connection (synchronous=FULL), shared by one account's
-/// tasks; every call runs on a blocking thread.
+/// The ledger of one store: on SQLite a connection of its own
+/// (synchronous=FULL), shared by one account's tasks, every call on a
+/// blocking thread; on PostgreSQL the store's writer, each call one
+/// committed transaction.
 #[derive(Clone)]
-pub struct Ledger {
-    conn: Arc<Mutex<Connection>>,
+pub struct Ledger(On);
+
+#[derive(Clone)]
+enum On {
+    Sqlite(Arc<Mutex<Connection>>),
+    Postgres(StoreHandle),
+}
+
+/// The connection a ledger call runs on.
+enum Conn<'a> {
+    Sqlite(&'a mut Connection),
+    Postgres(&'a mut Pg),
 }
 
 impl Ledger {
-    /// Opens the ledger on the database the writer uses.
+    /// Opens the ledger on the SQLite database the writer uses.
     pub fn open(path: &Path) -> Result<Ledger, StoreError> {
         let err = |source| StoreError::Open {
             path: path.to_owned(),
@@ -156,33 +181,88 @@ impl Ledger {
             .map_err(err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(err)?;
-        Ok(Ledger {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(Ledger(On::Sqlite(Arc::new(Mutex::new(conn)))))
     }
 
-    /// Runs `f` on a blocking thread. Every write here is an IMMEDIATE
-    /// transaction: it waits (busy timeout) for the writer's lock up front,
-    /// instead of failing with a stale snapshot when the writer commits
-    /// between a read and a write.
+    /// The ledger of a PostgreSQL store: its writer.
+    fn on_postgres(store: StoreHandle) -> Ledger {
+        Ledger(On::Postgres(store))
+    }
+
+    /// Runs `f` and makes what it wrote durable. SQLite: on a blocking
+    /// thread, where every write is an IMMEDIATE transaction (it waits,
+    /// busy timeout, for the writer's lock up front instead of failing
+    /// with a stale snapshot when the writer commits between a read and a
+    /// write). PostgreSQL: on the writer, then its commit unless `f` only
+    /// reads (`writes` false).
     async fn with<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        writes: bool,
+        f: impl FnOnce(Conn<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut c)
-        })
-        .await
-        .map_err(|e| StoreError::Stopped(format!("action ledger task: {e}")))?
+        match &self.0 {
+            On::Sqlite(conn) => {
+                let conn = conn.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
+                    f(Conn::Sqlite(&mut c))
+                })
+                .await
+                .map_err(|e| StoreError::Stopped(format!("action ledger task: {e}")))?
+            }
+            On::Postgres(store) => {
+                let v = store
+                    .call_db(move |db| match db {
+                        Db::Postgres(pg) => f(Conn::Postgres(pg)),
+                        // A ledger belongs to the store that made it.
+                        Db::Sqlite(_) => Err(StoreError::Stopped(
+                            "the action ledger of a PostgreSQL store found SQLite".into(),
+                        )),
+                    })
+                    .await?;
+                if writes {
+                    store.commit().await?;
+                }
+                Ok(v)
+            }
+        }
+    }
+
+    /// Whether this process may send commands for the mailbox's account
+    /// now: always on SQLite (one process per file, by its lock); on
+    /// PostgreSQL when it holds the account's lease (see
+    /// `postgres::actions::confirm`). Asked right before each batch of
+    /// commands.
+    pub async fn confirm(&self, mailbox: MailboxId) -> Result<(), StoreError> {
+        let On::Postgres(store) = &self.0 else {
+            return Ok(());
+        };
+        // A lease held elsewhere is an answer, not a failure of the writer
+        // (which stops at its first error): it comes back outside.
+        store
+            .call_db(move |db| match db {
+                Db::Postgres(pg) => match pgsql::confirm(pg, mailbox) {
+                    Err(
+                        e @ (StoreError::LeaseLost { .. }
+                        | StoreError::LeaseRunningOut { .. }
+                        | StoreError::LeaseHeld { .. }),
+                    ) => Ok(Err(e)),
+                    other => other.map(Ok),
+                },
+                Db::Sqlite(_) => Ok(Ok(())),
+            })
+            .await?
     }
 
     /// The durable barrier (see the module's doc): marks the mailbox's
     /// pending actions whose message and covering cursor are committed, in
     /// a synchronous=FULL commit. Returns how many were marked.
     pub async fn mark_durable(&self, mailbox: MailboxId) -> Result<usize, StoreError> {
-        self.with(move |c| {
+        self.with(true, move |conn| {
+            let c = match conn {
+                Conn::Sqlite(c) => c,
+                Conn::Postgres(pg) => return pgsql::mark_durable(pg, mailbox),
+            };
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .doing("starting the durable barrier")?;
@@ -213,7 +293,11 @@ impl Ledger {
         keep: MailboxAction,
         delete_after: bool,
     ) -> Result<usize, StoreError> {
-        self.with(move |c| {
+        self.with(true, move |conn| {
+            let c = match conn {
+                Conn::Sqlite(c) => c,
+                Conn::Postgres(pg) => return pgsql::cancel_stale(pg, mailbox, keep, delete_after),
+            };
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).doing("starting to cancel actions")?;
             let stale: Vec<(i64, i64, String)> = {
                 let mut s = tx
@@ -255,7 +339,11 @@ impl Ledger {
         uidvalidity: UidValidity,
         limit: u32,
     ) -> Result<Vec<OpenAction>, StoreError> {
-        self.with(move |c| {
+        self.with(false, move |conn| {
+            let c = match conn {
+                Conn::Sqlite(c) => c,
+                Conn::Postgres(pg) => return pgsql::open_actions(pg, mailbox, uidvalidity, limit),
+            };
             let mut s = c
                 .prepare_cached(
                     "SELECT a.id, m.uid, a.kind, a.target, a.reason, a.state = 'copied',
@@ -314,7 +402,11 @@ impl Ledger {
         if outcomes.is_empty() {
             return Ok(());
         }
-        self.with(move |c| {
+        self.with(true, move |conn| {
+            let c = match conn {
+                Conn::Sqlite(c) => c,
+                Conn::Postgres(pg) => return pgsql::record(pg, mailbox, &outcomes),
+            };
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .doing("starting to record actions")?;
@@ -338,7 +430,13 @@ impl Ledger {
         uids: UidSet,
         before: String,
     ) -> Result<usize, StoreError> {
-        self.with(move |c| {
+        self.with(true, move |conn| {
+            let c = match conn {
+                Conn::Sqlite(c) => c,
+                Conn::Postgres(pg) => {
+                    return pgsql::queue_expiry(pg, mailbox, uidvalidity, &uids, &before);
+                }
+            };
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .doing("starting to queue expiry")?;

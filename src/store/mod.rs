@@ -119,6 +119,18 @@ pub enum StoreError {
         holder: String,
         instance: String,
     },
+    /// This instance's lease on the account has less than a third of its
+    /// period left: renewals are failing, and another instance may claim it
+    /// soon.
+    #[error(
+        "the lease of account {account} runs out in less than a third of its period (renewals are not getting through); no command goes to its server until it is renewed"
+    )]
+    LeaseRunningOut { account: String },
+    /// `sync` (no leases) on an account a running instance works.
+    #[error(
+        "account {account} is worked by the mailfeed instance {holder} (it holds the account's lease); this process does not act on its server meanwhile"
+    )]
+    LeaseHeld { account: String, holder: String },
     #[error("{0} is not supported on PostgreSQL yet")]
     Unsupported(&'static str),
     /// The raw bytes of a large attachment did not decode to the length the

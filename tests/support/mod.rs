@@ -2,9 +2,10 @@
 //! (`dovecot`), a tiny blocking IMAP client that is the "truth" the database is
 //! compared with (`imap_truth`), deterministic test mail (`corpus`), private
 //! Cyrus and Courier servers for the interop tests (`cyrus`, `courier`), and
-//! what every private server offers the tests (`server::TestServer`), and a
-//! private PostgreSQL for the second store backend (`postgres`), and one
-//! test run on either backend (`backend`).
+//! what every private server offers the tests (`server::TestServer`), a
+//! private PostgreSQL for the second store backend (`postgres`), one test
+//! run on either backend (`backend`), and the feed database of a setup read
+//! the same way on either backend (`feed_db`).
 //!
 //! Each integration test file does `mod support;`. Not every test file uses
 //! every helper, hence the `dead_code` allowance. Typical use:
@@ -29,6 +30,7 @@ pub mod cyrus;
 pub mod dovecot;
 pub mod fake_server;
 pub mod fault_proxy;
+pub mod feed_db;
 pub mod generations;
 pub mod gmail;
 pub mod http;

@@ -27,6 +27,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0005_gmail",
         include_str!("../../../migrations/postgres/0005_gmail.sql"),
     ),
+    (
+        "0006_actions",
+        include_str!("../../../migrations/postgres/0006_actions.sql"),
+    ),
 ];
 
 /// Any constant key, the same in every instance.
@@ -37,17 +41,22 @@ pub(crate) fn known() -> i64 {
 }
 
 pub(crate) fn apply(pg: &mut Pg) -> Result<(), StoreError> {
-    let c = &mut pg.client;
-    c.batch_execute(
-        "CREATE TABLE IF NOT EXISTS mailfeed_schema (
-             version    integer PRIMARY KEY,
-             name       text NOT NULL,
-             applied_at timestamptz NOT NULL DEFAULT now())",
-    )
-    .pg("creating the schema version table")?;
-    c.execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
+    // The lock first: CREATE TABLE IF NOT EXISTS is not safe against
+    // another session creating the same table at the same moment (two
+    // instances started together on a new database).
+    pg.client
+        .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
         .pg("waiting for other instances' migrations")?;
-    let result = apply_locked(pg);
+    let result = pg
+        .client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS mailfeed_schema (
+                 version    integer PRIMARY KEY,
+                 name       text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .pg("creating the schema version table")
+        .and_then(|()| apply_locked(pg));
     let _ = pg
         .client
         .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY]);

@@ -6,6 +6,7 @@
 //! `writer.rs` drives it exactly as it drives SQLite). Feed positions are
 //! commit-ordered (`publish.rs`); TLS to the server is `tls.rs`.
 
+pub(crate) mod actions;
 pub(crate) mod archive_read;
 pub(crate) mod changes;
 pub(crate) mod connect;

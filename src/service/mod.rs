@@ -83,11 +83,23 @@ pub enum Outcome {
     /// Stopped by SIGTERM or SIGINT.
     Stopped,
     /// The database writer failed: stopped so the service manager can
-    /// restart mailfeed.
+    /// restart mailfeed (SQLite; on PostgreSQL `run` starts again itself).
     WriterFailed,
 }
 
-/// Runs until SIGTERM/SIGINT or a failed writer.
+/// Delays between starts after PostgreSQL went away: the first and the
+/// longest.
+const STORE_RETRY: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
+
+/// Runs until SIGTERM/SIGINT or, on SQLite, a failed writer.
+///
+/// On PostgreSQL a failed writer is most often the server going away (a
+/// restart, a failover): the accounts are stopped, the writer with them
+/// (its open transaction is lost, and with it no cursor: they commit
+/// together), and everything starts again in this process, with backoff
+/// until the server answers, from the committed cursors — through the
+/// leases, as any instance takes accounts over. An error at the very first
+/// start ends `run` (one line; the configuration is likely wrong).
 pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<Outcome, ServiceError> {
     if let Some(limit) = crate::fd_limit::raise_soft_limit() {
         let planned = crate::fd_limit::planned_connections(&config);
@@ -102,6 +114,50 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<Outcome, ServiceE
         signal_hook::consts::SIGHUP,
     ])
     .map_err(ServiceError::Signals)?;
+    let mut config = config;
+    let mut backoff = Backoff::new(STORE_RETRY.0, STORE_RETRY.1);
+    let mut restarting = false;
+    loop {
+        let started = Instant::now();
+        let why = match run_once(config.clone(), &path, &mut signals).await {
+            Ok((Outcome::WriterFailed, current)) if current.store.postgres.is_some() => {
+                config = current;
+                "the database writer stopped after an error".to_owned()
+            }
+            Err(ServiceError::Store(e)) if restarting => e.to_string(),
+            other => return other.map(|(outcome, _)| outcome),
+        };
+        restarting = true;
+        if started.elapsed() > STORE_RETRY.1 * 2 {
+            backoff.reset();
+        }
+        let delay = backoff.next_delay(Duration::ZERO);
+        tracing::warn!("{why}; starting the accounts again in {delay:.1?}");
+        let until = Instant::now() + delay;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => break,
+                sig = signals.next() => match sig {
+                    Some(signal_hook::consts::SIGHUP) => match Config::load(&path) {
+                        Ok(c) => config = Arc::new(c),
+                        Err(e) => tracing::error!(
+                            "SIGHUP: keeping the running configuration; the new one is invalid: {e}"
+                        ),
+                    },
+                    Some(_) | None => return Ok(Outcome::Stopped),
+                },
+            }
+        }
+    }
+}
+
+/// One start of the service: until a signal stops it or the writer fails.
+/// Returns the configuration it ended with (SIGHUP may have changed it).
+async fn run_once(
+    config: Arc<Config>,
+    path: &std::path::Path,
+    signals: &mut signal_hook_tokio::Signals,
+) -> Result<(Outcome, Arc<Config>), ServiceError> {
     // One writer per SQLite file; on PostgreSQL instances share the
     // accounts through leases, and each commit checks their fences.
     let _lock = match config.store.postgres {
@@ -167,7 +223,7 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<Outcome, ServiceE
         tokio::select! {
             sig = signals.next() => match sig {
                 Some(signal_hook::consts::SIGHUP) => {
-                    reload(&path, &mut current, &mut running, held.as_ref(), &store, &health, &tracker, &first_tx);
+                    reload(path, &mut current, &mut running, held.as_ref(), &store, &health, &tracker, &first_tx);
                     if let Some(s) = &shares {
                         s.set_accounts(account_names(&current)).await;
                     }
@@ -200,7 +256,7 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<Outcome, ServiceE
                     }
                 }
                 if store.has_failed() {
-                    tracing::error!("the database writer failed; stopping so the service manager can restart mailfeed");
+                    writer_failed(&config);
                     outcome = Outcome::WriterFailed;
                     break;
                 }
@@ -231,7 +287,7 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<Outcome, ServiceE
             }
             _ = dog_tick.tick() => {
                 if store.has_failed() {
-                    tracing::error!("the database writer failed; stopping so the service manager can restart mailfeed");
+                    writer_failed(&config);
                     outcome = Outcome::WriterFailed;
                     break;
                 }
@@ -261,7 +317,17 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<Outcome, ServiceE
     {
         s.leave().await;
     }
-    Ok(outcome)
+    Ok((outcome, current))
+}
+
+/// Says why `run` stops its accounts: on SQLite it then exits for the
+/// service manager to restart it; on PostgreSQL [`run`] starts them again.
+fn writer_failed(config: &Config) {
+    if config.store.postgres.is_none() {
+        tracing::error!(
+            "the database writer failed; stopping so the service manager can restart mailfeed"
+        );
+    }
 }
 
 /// How long stopping may take at most: the watchers' own bound (two

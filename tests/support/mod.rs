@@ -3,7 +3,8 @@
 //! compared with (`imap_truth`), deterministic test mail (`corpus`), private
 //! Cyrus and Courier servers for the interop tests (`cyrus`, `courier`), and
 //! what every private server offers the tests (`server::TestServer`), and a
-//! private PostgreSQL for the second store backend (`postgres`).
+//! private PostgreSQL for the second store backend (`postgres`), and
+//! what a test database holds, read alike on both backends (`held`).
 //!
 //! Each integration test file does `mod support;`. Not every test file uses
 //! every helper, hence the `dead_code` allowance. Typical use:
@@ -29,6 +30,7 @@ pub mod fake_server;
 pub mod fault_proxy;
 pub mod generations;
 pub mod gmail;
+pub mod held;
 pub mod http;
 pub mod http_probe;
 pub mod imap_truth;

@@ -86,18 +86,24 @@ impl Postgres {
                 "--no-sync".as_ref(),
             ],
         )?;
+        pg.pg_ctl_start()?;
+        Ok(pg)
+    }
+
+    fn pg_ctl_start(&self) -> io::Result<()> {
+        let data = self.data_dir();
         let opts = format!(
             "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories={} -c fsync=off -c max_connections=60",
-            pg.port,
-            pg.dir.path().display()
+            self.port,
+            self.dir.path().display()
         );
-        pg.run(
+        self.run(
             "pg_ctl",
             &[
                 "-D".as_ref(),
                 data.as_os_str(),
                 "-l".as_ref(),
-                pg.log_path().as_os_str(),
+                self.log_path().as_os_str(),
                 "-o".as_ref(),
                 opts.as_ref(),
                 "-w".as_ref(),
@@ -106,7 +112,35 @@ impl Postgres {
                 "start".as_ref(),
             ],
         )?;
-        Ok(pg)
+        Ok(())
+    }
+
+    /// Stops the server the hard way (`pg_ctl stop -m immediate`: every
+    /// connection cut, no shutdown checkpoint, like a crash); [`start_again`]
+    /// brings it back with crash recovery.
+    ///
+    /// [`start_again`]: Postgres::start_again
+    pub fn stop_immediate(&self) -> io::Result<()> {
+        let data = self.data_dir();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-m".as_ref(),
+                "immediate".as_ref(),
+                "-w".as_ref(),
+                "-t".as_ref(),
+                "120".as_ref(),
+                "stop".as_ref(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Starts a stopped server again on the same port and data.
+    pub fn start_again(&self) -> io::Result<()> {
+        self.pg_ctl_start()
     }
 
     fn data_dir(&self) -> PathBuf {

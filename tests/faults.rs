@@ -676,64 +676,72 @@ fn postgres_stopped_mid_sync_fails_the_pass_and_loses_nothing() {
 }
 
 /// `mailfeed run` on PostgreSQL outlives a restart of the server: stopped
-/// (`-m immediate`) while `run` waits for mail, the pass that meets it
-/// fails with a clear line, `run` keeps reconnecting with backoff, and
-/// once the server is back it stores what arrived meanwhile — exactly,
-/// nothing lost or doubled — and still stops cleanly on SIGTERM.
+/// (`-m immediate`) while `run` is storing its first, throttled sync, the
+/// pass fails with a clear line; `run` keeps going, starts again with
+/// backoff, and once the server is back it completes the feed and stores
+/// the mail that arrived meanwhile — exactly, nothing lost or doubled —
+/// and still stops cleanly on SIGTERM.
 #[test]
 fn run_reconnects_to_postgres_after_a_restart() {
-    let dc = Dovecot::start_with_users(&[(USER, PASS)]).expect("start dovecot");
-    dc.create_folder(USER, "Archive").expect("create");
-    dc.append_many(USER, "INBOX", &corpus::varied(40, 41))
-        .expect("append");
+    let (dc, _) = loaded_dovecot(43);
     let backend = Backend::postgres();
     let pg = backend.server().expect("postgres");
-    let setup = setup_for(dc.plain_port(), "poll_interval = \"2s\"");
+    let throttle = |_| support::fault_proxy::Fault::Drip {
+        bytes: u64::MAX,
+        max_piece: 8 * 1024,
+        delay: Duration::from_millis(2),
+    };
+    let proxy = FaultProxy::start(dc.plain_port(), throttle);
+    let setup = setup_for(proxy.port(), "batch_size = 30\npoll_interval = \"2s\"");
     let held = backend.attach(&setup);
+    let log_path = setup.dir.path().join("run.log");
+    let log = std::fs::File::create(&log_path).expect("log");
     let mut run = setup
         .command(&["run"])
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(log)
         .spawn()
         .expect("run");
-    let inbox = |held: &Held| held.feed("test", "INBOX").len();
-    wait_until("the first sync", Duration::from_secs(120), || {
-        held.exists() && inbox(&held) == 40
+    wait_until("a first committed range", Duration::from_secs(120), || {
+        held.stored_bytes() > 0
     });
-
     pg.stop_immediate().expect("stopping PostgreSQL");
-    dc.append_many(USER, "INBOX", &corpus::varied(15, 42))
+    dc.append_many(USER, "INBOX", &corpus::varied(15, 44))
         .expect("append");
-    dc.append_many(USER, "Archive", &corpus::varied(5, 43))
+    dc.append_many(USER, "Archive", &corpus::varied(5, 45))
         .expect("append");
-    // Long enough for the new mail to be seen and its pass to fail.
-    std::thread::sleep(Duration::from_secs(8));
+    let truth = Truth::read(&dc);
+    // Long enough for passes to fail and `run` to notice its writer gone.
+    std::thread::sleep(Duration::from_secs(15));
     assert!(
         run.try_wait().expect("try_wait").is_none(),
-        "run exited while the database was down"
+        "run exited while the database was down:\n{}",
+        std::fs::read_to_string(&log_path).unwrap_or_default()
     );
     pg.start_again().expect("starting PostgreSQL again");
-    let truth = Truth::read(&dc);
+    let complete = |held: &Held| {
+        truth
+            .0
+            .iter()
+            .all(|(f, (_, msgs))| held.feed("test", f).len() == msgs.len())
+    };
     wait_until(
-        "the mail that arrived while the database was down",
-        Duration::from_secs(180),
+        "the feed complete after the restart",
+        Duration::from_secs(240),
         || {
             assert!(
                 run.try_wait().expect("try_wait").is_none(),
-                "run exited after the database came back"
+                "run exited after the database came back:\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
             );
-            held.feed("test", "INBOX").len() == 55 && held.feed("test", "Archive").len() == 5
+            complete(&held)
         },
     );
     // SAFETY: kill() on our own child's pid.
     unsafe { libc::kill(run.id() as i32, libc::SIGTERM) };
-    let out = run.wait_with_output().expect("run");
-    let stderr = text(&out.stderr);
-    assert!(
-        out.status.success(),
-        "run after SIGTERM: {}\n{stderr}",
-        out.status
-    );
+    let status = run.wait().expect("run");
+    let stderr = std::fs::read_to_string(&log_path).expect("log");
+    assert!(status.success(), "run after SIGTERM: {status}\n{stderr}");
     assert!(!stderr.contains(support::postgres::PASSWORD), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_exact(&held, &truth, "run across a PostgreSQL restart");

@@ -89,7 +89,7 @@ pub enum Held {
         url: String,
         /// Kept between calls; dropped and opened again after an error (the
         /// server may have been restarted under it).
-        client: RefCell<Option<postgres::Client>>,
+        client: RefCell<Option<Box<postgres::Client>>>,
     },
 }
 
@@ -129,7 +129,7 @@ impl Held {
             .as_mut()
             .is_none_or(|c| c.is_valid(Duration::from_secs(10)).is_err())
         {
-            *slot = Some(postgres::Client::connect(url, postgres::NoTls)?);
+            *slot = Some(Box::new(postgres::Client::connect(url, postgres::NoTls)?));
         }
         let result = f(slot.as_mut().expect("connected"));
         if result.is_err() {
@@ -323,6 +323,56 @@ impl Held {
                     0,
                     "{context}: search watermark"
                 );
+            }
+        }
+    }
+}
+
+/// A consumer's read transaction, held open: its first read fixes what it
+/// sees until [`Snapshot::end`].
+pub enum Snapshot {
+    Sqlite(rusqlite::Connection),
+    Postgres(Box<postgres::Client>),
+}
+
+impl Snapshot {
+    /// One number, read inside the transaction.
+    pub fn count(&mut self, sql: &str) -> i64 {
+        match self {
+            Snapshot::Sqlite(c) => c
+                .query_row(sql, [], |r| r.get(0))
+                .unwrap_or_else(|e| panic!("{sql}: {e}")),
+            Snapshot::Postgres(c) => c
+                .query_one(sql, &[])
+                .map(|r| r.get::<_, i64>(0))
+                .unwrap_or_else(|e| panic!("{sql}: {e:?}")),
+        }
+    }
+
+    /// Ends the transaction; later reads see the latest commit.
+    pub fn end(&mut self) {
+        match self {
+            Snapshot::Sqlite(c) => c.execute_batch("COMMIT").expect("commit"),
+            Snapshot::Postgres(c) => c.batch_execute("COMMIT").expect("commit"),
+        }
+    }
+}
+
+impl Held {
+    /// Opens a read transaction on a connection of its own (on
+    /// PostgreSQL, REPEATABLE READ: one snapshot for the whole of it).
+    pub fn snapshot(&self) -> Snapshot {
+        match self {
+            Held::Sqlite(path) => {
+                let c = rusqlite::Connection::open(path).expect("open db");
+                c.execute_batch("BEGIN").expect("begin");
+                Snapshot::Sqlite(c)
+            }
+            Held::Postgres { url, .. } => {
+                let mut c = postgres::Client::connect(url, postgres::NoTls).expect("connect");
+                c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+                    .expect("begin");
+                Snapshot::Postgres(Box::new(c))
             }
         }
     }

@@ -23,7 +23,8 @@
 //! * The database itself failing (PostgreSQL): stopped under `sync`, down
 //!   or refusing the password at start, restarted under `run`.
 //!
-//! Seeds and kills default to 50 each on both backends;
+//! Seeds and kills default to 50 each (20 seeds on PostgreSQL, see
+//! `PG_SEEDS`);
 //! `MAILFEED_FAULT_SEEDS`, `MAILFEED_PG_FAULT_SEEDS`,
 //! `MAILFEED_FAULT_FIRST_SEED`, `MAILFEED_KILLS` and `MAILFEED_PG_KILLS`
 //! change that (a failing seed is named in the failure message, so it can
@@ -46,8 +47,11 @@ const USER: &str = "faults";
 const PASS: &str = "faults-pw-3k";
 const FOLDERS: [&str; 2] = ["INBOX", "Archive"];
 
-/// PostgreSQL's defaults: the same attack as SQLite's.
-const PG_SEEDS: u64 = 50;
+/// PostgreSQL's defaults. The same kills as SQLite; fewer proxy seeds,
+/// which cost about 5 s each on PostgreSQL (10 s on a loaded machine), so
+/// the suite's PostgreSQL time stays within a few minutes.
+/// `MAILFEED_PG_FAULT_SEEDS=50` runs SQLite's full set (it passes).
+const PG_SEEDS: u64 = 20;
 const PG_KILLS: u64 = 50;
 
 fn env_u64(name: &str, default: u64) -> u64 {

@@ -57,6 +57,16 @@ fn lease_period(v: Option<&DurationValue>) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// The password part of `postgresql://user:PASSWORD@host/db`, as written
+/// (percent-encoded, if it is; the store registers the decoded form when it
+/// reads the URL).
+fn url_password(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let userinfo = authority.rsplit_once('@')?.0;
+    userinfo.split_once(':').map(|(_, pw)| pw)
+}
+
 impl StoreConfig {
     pub(super) fn from_raw(rs: RawStore, base: &Path) -> Result<StoreConfig, String> {
         Ok(match (rs.path.as_deref(), rs.url) {
@@ -107,8 +117,11 @@ impl StoreConfig {
                             .into(),
                     );
                 }
-                // A password in the URL is scrubbed from every log line.
-                url.register();
+                // A password in the URL is scrubbed from every log line;
+                // the rest of the URL is not secret (errors name it).
+                if let Some(pw) = url_password(url.expose()) {
+                    crate::secret::Secret::new(pw).register();
+                }
                 StoreConfig {
                     path: PathBuf::new(),
                     synchronous: rs.synchronous.unwrap_or_default(),

@@ -104,6 +104,18 @@ fn store_url_selects_postgresql() {
     );
 }
 
+/// Only the password of a store URL is secret: a URL without one stays
+/// readable in errors, which name the server they could not reach.
+#[test]
+fn store_url_without_a_password_is_not_masked() {
+    let url = "postgresql://feed-nopw@db-nopw.example:5433/mail";
+    let c =
+        parse(&MINIMAL.replace("path = \"mail.db\"", &format!("url = \"{url}\""))).expect("parse");
+    assert!(c.store.postgres.is_some());
+    let line = format!("connecting to {url}: refused");
+    assert_eq!(crate::secret::scrub(&line), line);
+}
+
 #[test]
 fn lease_period_defaults_validates_and_is_postgresql_only() {
     let pg = |extra: &str| {

@@ -57,7 +57,11 @@ impl SyncError {
     pub fn breaks_connection(&self) -> bool {
         match self {
             SyncError::Session(SessionError::CommandFailed { .. }) => false,
+            // A store error can stop a pass in the middle of a FETCH whose
+            // responses are still arriving, and the writer is fail-stop:
+            // the connection is neither in step nor of further use.
             SyncError::Session(_)
+            | SyncError::Store(_)
             | SyncError::MissingUid
             | SyncError::UidValidityChanged { .. } => true,
             SyncError::Action(e) => e.breaks_connection(),

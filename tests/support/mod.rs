@@ -4,8 +4,8 @@
 //! Cyrus and Courier servers for the interop tests (`cyrus`, `courier`), and
 //! what every private server offers the tests (`server::TestServer`), a
 //! private PostgreSQL for the second store backend (`postgres`), one test
-//! run on either backend (`backend`), and the feed database of a setup read
-//! the same way on either backend (`feed_db`).
+//! run on either backend (`backend`), and what a test database holds, read
+//! alike on both backends (`feed_db`, `held`).
 //!
 //! Each integration test file does `mod support;`. Not every test file uses
 //! every helper, hence the `dead_code` allowance. Typical use:
@@ -33,6 +33,7 @@ pub mod fault_proxy;
 pub mod feed_db;
 pub mod generations;
 pub mod gmail;
+pub mod held;
 pub mod http;
 pub mod http_probe;
 pub mod imap_truth;

@@ -177,6 +177,34 @@ impl Postgres {
         self.pg_ctl("restart").map(drop)
     }
 
+    /// Stops the server the hard way (`pg_ctl stop -m immediate`: every
+    /// connection cut, no shutdown checkpoint, like a crash); [`start_again`]
+    /// brings it back with crash recovery.
+    ///
+    /// [`start_again`]: Postgres::start_again
+    pub fn stop_immediate(&self) -> io::Result<()> {
+        let data = self.data_dir();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-m".as_ref(),
+                "immediate".as_ref(),
+                "-w".as_ref(),
+                "-t".as_ref(),
+                "120".as_ref(),
+                "stop".as_ref(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Starts a stopped server again on the same port and data.
+    pub fn start_again(&self) -> io::Result<()> {
+        self.pg_ctl("start").map(drop)
+    }
+
     fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }

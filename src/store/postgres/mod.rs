@@ -98,9 +98,10 @@ pub(crate) fn small(v: i64) -> u32 {
 pub(crate) fn error_text(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => match std::error::Error::source(e) {
-            Some(cause) => format!("{e}: {cause}"),
-            None => e.to_string(),
+        // The client's own text may already end with its cause's.
+        None => match std::error::Error::source(e).map(|c| c.to_string()) {
+            Some(cause) if !e.to_string().contains(&cause) => format!("{e}: {cause}"),
+            _ => e.to_string(),
         },
     }
 }

@@ -15,11 +15,12 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use mailfeed::config::{PostgresStore, StoreConfig, Synchronous};
 use mailfeed::secret::Secret;
 use mailfeed::store::Reader;
+use support::certificate::{text, users_certificate};
 use support::corpus;
 use support::dovecot::Dovecot;
 use support::mailfeed::{Account, Setup};
@@ -27,34 +28,6 @@ use support::postgres::{PASSWORD, Postgres, ServerTls, USER};
 
 const MAIL_USER: &str = "tlsuser";
 const MAIL_PASS: &str = "tlsuser-pw-88";
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// `openssl req -x509 -newkey rsa:2048 -nodes` with a subject and names.
-fn users_certificate(dir: &Path, tag: &str, san: &str) -> (PathBuf, PathBuf) {
-    let cert = dir.join(format!("{tag}-cert.pem"));
-    let key = dir.join(format!("{tag}-key.pem"));
-    let out = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
-        ])
-        .args(["-subj", "/CN=db.test"])
-        .args(["-addext", &format!("subjectAltName={san}")])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl");
-    assert!(out.status.success(), "{}", text(&out));
-    (cert, key)
-}
 
 /// A server whose certificate is `cert`, TLS-only, with one database;
 /// returns it and the database name.
@@ -99,7 +72,8 @@ fn refused(s: &Setup) -> String {
 #[test]
 fn tls_to_postgres_is_verified_with_the_trust_rules_of_imap() {
     let work = tempfile::tempdir().expect("temp dir");
-    let (cert, key) = users_certificate(work.path(), "good", "DNS:localhost,IP:127.0.0.1");
+    let (cert, key) =
+        users_certificate(work.path(), "good", "db.test", "DNS:localhost,IP:127.0.0.1");
     // The point of the self-signed case: openssl made it a CA certificate.
     let shown = Command::new("openssl")
         .args(["x509", "-noout", "-text", "-in"])
@@ -174,7 +148,8 @@ fn tls_to_postgres_is_verified_with_the_trust_rules_of_imap() {
     drop(pg);
 
     // A trusted certificate for another name: refused, naming the host.
-    let (other, other_key) = users_certificate(work.path(), "other", "DNS:db.example.org");
+    let (other, other_key) =
+        users_certificate(work.path(), "other", "db.test", "DNS:db.example.org");
     let (pg, db) = tls_server(&other, &other_key);
     let url = format!(
         "postgresql://{USER}:{PASSWORD}@127.0.0.1:{}/{db}?sslmode=require",

@@ -11,43 +11,15 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
+use support::certificate::{text, users_certificate};
 use support::corpus;
 use support::dovecot::{Dovecot, Options};
 use support::mailfeed::{Account, Setup, assert_mirror};
 
 const USER: &str = "selfhost";
 const PASS: &str = "selfhost-pw-31";
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// A certificate made the way users make one: `openssl req -x509` with a
-/// subject and names, nothing else. Returns (cert, key).
-fn users_certificate(dir: &Path, tag: &str, san: &str) -> (PathBuf, PathBuf) {
-    let cert = dir.join(format!("{tag}-cert.pem"));
-    let key = dir.join(format!("{tag}-key.pem"));
-    let out = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "365",
-        ])
-        .args(["-subj", "/CN=localhost"])
-        .args(["-addext", &format!("subjectAltName={san}")])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl");
-    assert!(out.status.success(), "{}", text(&out));
-    (cert, key)
-}
 
 /// An expired self-signed certificate (notAfter a day before notBefore).
 fn expired_certificate(dir: &Path) -> (PathBuf, PathBuf) {
@@ -116,7 +88,12 @@ fn account<'a>(dc: &'a Dovecot, ca: Option<&'a Path>, extra: &'a str) -> Account
 #[test]
 fn openssl_default_self_signed_certificate_is_trusted_by_ca_file_or_fingerprint() {
     let keys = tempfile::tempdir().expect("tempdir");
-    let (cert, key) = users_certificate(keys.path(), "default", "DNS:localhost,IP:127.0.0.1");
+    let (cert, key) = users_certificate(
+        keys.path(),
+        "default",
+        "localhost",
+        "DNS:localhost,IP:127.0.0.1",
+    );
     // The point of the test: openssl made it a CA certificate.
     let shown = Command::new("openssl")
         .args(["x509", "-noout", "-text", "-in"])
@@ -194,7 +171,8 @@ fn openssl_default_self_signed_certificate_is_trusted_by_ca_file_or_fingerprint(
 #[test]
 fn ca_file_with_the_servers_own_certificate_still_checks_the_host_name() {
     let keys = tempfile::tempdir().expect("tempdir");
-    let (cert, key) = users_certificate(keys.path(), "other", "DNS:mail.other.example");
+    let (cert, key) =
+        users_certificate(keys.path(), "other", "localhost", "DNS:mail.other.example");
     let dc = dovecot_serving(&cert, &key);
     let setup = Setup::new(&[account(&dc, Some(&cert), "")], "");
     let out = setup.run(&["sync"]);

@@ -17,6 +17,7 @@ use rusqlite::{Connection, MAIN_DB, OptionalExtension, params};
 use super::postgres::PgTarget;
 use super::postgres::archive_read as pg;
 use super::postgres::reader::PgReader;
+use super::reader::{Backend, on};
 use super::{Context, StoreError};
 use crate::config::StoreConfig;
 
@@ -71,21 +72,6 @@ impl ArchiveSource {
 /// caller, used on one blocking thread at a time).
 pub struct ArchiveReader {
     conn: Backend,
-}
-
-enum Backend {
-    Sqlite(Connection),
-    Postgres(PgReader),
-}
-
-/// Runs a read on whichever backend the reader has.
-macro_rules! on {
-    ($self:ident, $c:ident => $sqlite:expr, $pg:ident => $postgres:expr) => {
-        match &$self.conn {
-            Backend::Sqlite($c) => $sqlite,
-            Backend::Postgres(r) => r.run(move |$pg| $postgres),
-        }
-    };
 }
 
 impl ArchiveReader {

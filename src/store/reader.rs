@@ -23,12 +23,14 @@ pub struct Reader {
     conn: Backend,
 }
 
-enum Backend {
+/// A read-only connection to either backend (also the HTTP API's,
+/// [`super::archive_read::ArchiveReader`]).
+pub(super) enum Backend {
     Sqlite(Connection),
     Postgres(PgReader),
 }
 
-/// Runs a read on whichever backend the reader has.
+/// Runs a read on whichever backend `$self.conn` is.
 macro_rules! on {
     ($self:ident, $c:ident => $sqlite:expr, $pg:ident => $postgres:expr) => {
         match &$self.conn {
@@ -37,6 +39,7 @@ macro_rules! on {
         }
     };
 }
+pub(super) use on;
 
 impl Reader {
     /// Opens the store the configuration names.

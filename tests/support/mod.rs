@@ -5,7 +5,8 @@
 //! what every private server offers the tests (`server::TestServer`), a
 //! private PostgreSQL for the second store backend (`postgres`), one test
 //! run on either backend (`backend`), and what a test database holds, read
-//! alike on both backends (`feed_db`, `held`).
+//! alike on both backends (`feed_db`, `held`), and certificates made as
+//! users make them (`certificate`).
 //!
 //! Each integration test file does `mod support;`. Not every test file uses
 //! every helper, hence the `dead_code` allowance. Typical use:
@@ -24,6 +25,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod certificate;
 pub mod corpus;
 pub mod courier;
 pub mod cyrus;

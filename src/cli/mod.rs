@@ -75,7 +75,7 @@ pub fn run(cli: Cli) -> i32 {
     let config = match load_config(&cli.config) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("mailfeed: {e:#}");
+            eprintln!("mailfeed: {}", one_line(&e));
             return EXIT_CONFIG;
         }
     };
@@ -132,8 +132,46 @@ pub fn run(cli: Cli) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("mailfeed: {}", scrub(&format!("{e:#}")));
+            eprintln!("mailfeed: {}", scrub(&one_line(&e)));
             EXIT_FAILED
         }
+    }
+}
+
+/// An error and its causes in one line, each cause once: many errors name
+/// their cause in their own message already, and printing the chain as is
+/// would then say it twice ("connecting to …: refused: refused").
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod one_line_tests {
+    use super::one_line;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("connecting to db: {source}")]
+    struct Outer {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_named_in_the_message_is_said_once() {
+        let refused = || std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = anyhow::Error::new(Outer { source: refused() });
+        assert_eq!(one_line(&e), "connecting to db: refused");
+        let e = anyhow::Error::new(refused()).context("opening the store");
+        assert_eq!(one_line(&e), "opening the store: refused");
     }
 }

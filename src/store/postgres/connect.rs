@@ -139,8 +139,9 @@ impl PgTarget {
     /// never contain the password.
     pub(crate) fn parse(store: &PostgresStore) -> Result<PgTarget, StoreError> {
         let (url, requested, root) = take_tls_options(store.url.expose()).map_err(bad)?;
-        // The URL without `sslmode` may hold the password too.
-        Secret::new(url.clone()).register();
+        // Its password (the only secret in it) is registered below, once
+        // parsed: masking the whole URL would hide the server's address in
+        // every error.
         let mut config = Config::from_str(&url).map_err(|e| {
             // The parser's message names the part it did not understand,
             // not the URL; the URL is not repeated (it may hold a password).

@@ -36,11 +36,11 @@ macro_rules! on_both_backends {
         mod $body {
             #[test]
             fn sqlite() {
-                super::$body(super::Backend::Sqlite)
+                super::$body(super::Backend::sqlite())
             }
             #[test]
             fn postgres() {
-                super::$body(super::Backend::Postgres)
+                super::$body(super::Backend::postgres())
             }
         }
     )*};
@@ -90,7 +90,7 @@ fn server(dc: &impl TestServer, folder: &str) -> Vec<(u32, Vec<String>, Vec<u8>)
 
 fn stored_bodies(db: &FeedDb, mailbox: &str) -> Vec<Vec<u8>> {
     let mut v: Vec<Vec<u8>> = db
-        .stored("test", mailbox)
+        .feed("test", mailbox)
         .into_iter()
         .map(|(_, _, b)| b)
         .collect();
@@ -117,10 +117,10 @@ fn events(db: &FeedDb, kind: &str, mailbox: &str) -> i64 {
 /// How many kills or seeds a loop runs: `var` (with `_PG` after
 /// `MAILFEED` on PostgreSQL), else the default. PostgreSQL runs fewer by
 /// default: the same code paths, a second time, in a bounded suite time.
-fn rounds(backend: Backend, var: &str, sqlite: u64, postgres: u64) -> u64 {
+fn rounds(backend: &Backend, var: &str, sqlite: u64, postgres: u64) -> u64 {
     let (var, default) = match backend {
         Backend::Sqlite => (var.to_owned(), sqlite),
-        Backend::Postgres => (var.replacen("MAILFEED_", "MAILFEED_PG_", 1), postgres),
+        Backend::Postgres(_) => (var.replacen("MAILFEED_", "MAILFEED_PG_", 1), postgres),
     };
     std::env::var(var)
         .ok()
@@ -157,8 +157,8 @@ fn seen_move_and_delete_act_on_exactly_the_stored_messages(backend: Backend) {
         .append(USER, "Deletes", &corpus::varied(1, 99)[0])
         .expect("append");
     let folders = ["INBOX", "Seen", "Deletes"];
-    let s = setup(&dc, &folders, "", "");
-    let db = FeedDb::attach(&s, backend);
+    let mut s = setup(&dc, &folders, "", "");
+    let db = backend.attach(&mut s);
     s.sync_ok();
     let mut c = dc.login(USER).expect("login");
     c.select("Deletes").expect("select");
@@ -330,8 +330,8 @@ fn delete_after_removes_only_old_stored_messages(backend: Backend) {
         .expect("append")
         .expect("uid");
     c.logout().expect("logout");
-    let s = setup(&dc, &["INBOX"], "delete_after = \"30d\"", "");
-    let db = FeedDb::attach(&s, backend);
+    let mut s = setup(&dc, &["INBOX"], "delete_after = \"30d\"", "");
+    let db = backend.attach(&mut s);
     let out = s.run(&["check"]);
     assert!(
         text(&out.stdout).contains("deletes stored messages older than 30 days"),
@@ -416,24 +416,24 @@ fn a_second_process_on_the_same_database_refuses() {
 /// Processed exactly once, nothing is left in INBOX, and Processed holds
 /// nothing that was not stored first.
 fn sigkill_between_commit_and_action_moves_each_message_exactly_once(backend: Backend) {
-    kill_loop(&dovecot(), 0xAC71_0000_0000_0015, backend);
+    kill_loop(&dovecot(), 0xAC71_0000_0000_0015, &backend);
 }
 
 /// The same without MOVE: UID COPY, STORE and UID EXPUNGE, with the
 /// `copying` record and the look in the destination after a kill.
 fn sigkill_during_copy_store_expunge_moves_each_message_exactly_once(backend: Backend) {
-    kill_loop(&dovecot_with(NO_MOVE), 0xAC71_0000_0000_0016, backend);
+    kill_loop(&dovecot_with(NO_MOVE), 0xAC71_0000_0000_0016, &backend);
 }
 
-fn kill_loop(dc: &Dovecot, seed: u64, backend: Backend) {
+fn kill_loop(dc: &Dovecot, seed: u64, backend: &Backend) {
     dc.create_folder(USER, "Processed").expect("create");
-    let s = setup(
+    let mut s = setup(
         dc,
         &["INBOX"],
         "after_store = \"move:Processed\"",
         "batch_size = 5",
     );
-    let db = FeedDb::attach(&s, backend);
+    let db = backend.attach(&mut s);
     let kills = rounds(backend, "MAILFEED_KILLS", 30, 12);
     let mut rng = support::rng::Rng::from_state(seed);
     let mut seed = 100;
@@ -473,7 +473,7 @@ fn kill_loop(dc: &Dovecot, seed: u64, backend: Backend) {
             let _ = e.read_to_string(&mut stderr);
         }
         assert!(!stderr.contains("panicked"), "{stderr}");
-        db.assert_intact();
+        db.assert_intact(&format!("kill {spawned}, at {at:?}"));
         // A kill that left stored messages with their move still open
         // fell between the commit and the action.
         if db.feed_count("INBOX") > 0 {
@@ -566,8 +566,8 @@ fn without_move_a_move_is_copy_store_and_uid_expunge(backend: Backend) {
         .expect("append")
         .expect("uid");
     c.logout().expect("logout");
-    let s = setup(&dc, &["INBOX"], "", "");
-    let db = FeedDb::attach(&s, backend);
+    let mut s = setup(&dc, &["INBOX"], "", "");
+    let db = backend.attach(&mut s);
     s.sync_ok();
     let config = std::fs::read_to_string(&s.config).expect("config")
         + "\n[[accounts.folder]]\nname = \"INBOX\"\nafter_store = \"move:Processed\"\n";
@@ -603,7 +603,7 @@ fn without_move_a_move_is_copy_store_and_uid_expunge(backend: Backend) {
         .collect();
     moved.sort();
     let mut want: Vec<Vec<u8>> = db
-        .stored("test", "INBOX")
+        .feed("test", "INBOX")
         .into_iter()
         .filter(|(_, uid, _)| *uid != bystander)
         .map(|(_, _, b)| b)
@@ -627,13 +627,13 @@ fn without_uidplus_delete_and_move_are_refused_and_the_folder_is_only_read(backe
         .expect("append");
     dc.append_many(USER, "Seen", &corpus::varied(2, 13))
         .expect("append");
-    let s = setup(
+    let mut s = setup(
         &dc,
         &["INBOX", "Seen"],
         "after_store = \"delete\"\n\n[[accounts.folder]]\nname = \"Seen\"\nafter_store = \"seen\"\n",
         "",
     );
-    let db = FeedDb::attach(&s, backend);
+    let db = backend.attach(&mut s);
     let out = s.run(&["check"]);
     let said = text(&out.stdout);
     assert!(
@@ -679,11 +679,11 @@ fn a_cut_connection_during_the_actions_recovers(backend: Backend) {
         dc.append_many(USER, "Deletes", &corpus::varied(3, seed * 3 + 2))
             .expect("append");
     };
-    let seeds = rounds(backend, "MAILFEED_FAULT_SEEDS", 20, 8);
+    let seeds = rounds(&backend, "MAILFEED_FAULT_SEEDS", 20, 8);
     // One database throughout; each round brings new mail.
     let proxy = FaultProxy::start(dc.plain_port(), |_| Fault::None);
     let mut s = setup_through(&dc, proxy.port(), extra);
-    let db = FeedDb::attach(&s, backend);
+    let db = backend.attach(&mut s);
     load(1000);
     s.sync_ok();
     let span = proxy.down_bytes().into_iter().max().unwrap_or(1);
@@ -795,8 +795,8 @@ fn on_other_server<S: TestServer>(srv: &S, prefix: &str) {
         folders: &folders,
         extra: "",
     };
-    let s = Setup::new(&[account], "rescan_every = 1");
-    let db = FeedDb::attach(&s, Backend::Sqlite);
+    let mut s = Setup::new(&[account], "rescan_every = 1");
+    let db = Backend::Sqlite.attach(&mut s);
     s.sync_ok();
     let mut c = srv.login(USER).expect("login");
     c.select(&dels_f).expect("select");
@@ -870,8 +870,8 @@ fn a_copy_cut_off_before_its_answer_is_not_made_twice(backend: Backend) {
     let dc = dovecot_with(NO_MOVE);
     let mails = corpus::varied(3, 21);
     let uids = dc.append_many(USER, "INBOX", &mails).expect("append");
-    let s = setup(&dc, &["INBOX"], "after_store = \"move:Processed\"", "");
-    let db = FeedDb::attach(&s, backend);
+    let mut s = setup(&dc, &["INBOX"], "after_store = \"move:Processed\"", "");
+    let db = backend.attach(&mut s);
     // Processed is missing: the moves stay pending, durably marked.
     assert!(!s.run(&["sync"]).status.success());
     // What the killed run had done.
@@ -917,13 +917,13 @@ fn a_missing_destination_is_created_when_asked(backend: Backend) {
     let dc = dovecot();
     dc.append_many(USER, "INBOX", &corpus::varied(2, 31))
         .expect("append");
-    let s = setup(
+    let mut s = setup(
         &dc,
         &["INBOX"],
         "after_store = \"move:Erledigt/Büro\"\ncreate_destination = true",
         "",
     );
-    let db = FeedDb::attach(&s, backend);
+    let db = backend.attach(&mut s);
     s.sync_ok();
     assert!(server(&dc, "INBOX").is_empty());
     let mut moved: Vec<Vec<u8>> = server(&dc, "Erledigt/Büro")
@@ -1126,8 +1126,9 @@ fn two_instances_move_each_message_once_across_a_kill_on_postgres() {
         dc.append_many(u, "INBOX", &corpus::varied(5, 500 + i as u64))
             .expect("append");
     }
-    let s = Setup::new(&accounts, "");
-    let db = FeedDb::attach(&s, Backend::Postgres);
+    let mut s = Setup::new(&accounts, "");
+    let backend = Backend::postgres();
+    let db = backend.attach(&mut s);
     let text = std::fs::read_to_string(&s.config).expect("config");
     std::fs::write(
         &s.config,
@@ -1226,11 +1227,7 @@ fn two_instances_move_each_message_once_across_a_kill_on_postgres() {
     for (u, _) in &users {
         let mut got = moved(u);
         got.sort();
-        let mut stored: Vec<Vec<u8>> = db
-            .stored(u, "INBOX")
-            .into_iter()
-            .map(|(_, _, b)| b)
-            .collect();
+        let mut stored: Vec<Vec<u8>> = db.feed(u, "INBOX").into_iter().map(|(_, _, b)| b).collect();
         stored.sort();
         assert_eq!(got, stored, "{u}: each stored message moved exactly once");
         let (actions, events) = (

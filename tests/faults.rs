@@ -1,7 +1,7 @@
 //! Nothing lost, nothing doubled — proved by attack, against a real Dovecot,
 //! on both store backends: each attack is one body run on SQLite and on a
 //! private PostgreSQL (`_on_postgres`), its checks read through
-//! `support::held`.
+//! `support::feed_db`.
 //!
 //! * `proxy_faults_over_many_seeds`: a fault proxy (cut after K bytes either
 //!   way, stall then cut, cut inside a literal, RST, slow drip) sits between
@@ -9,7 +9,7 @@
 //!   it succeeds; the database must then equal the server exactly: the same
 //!   (mailbox, UIDVALIDITY, UID) set, identical bytes, one row, one raw copy
 //!   and one `new` event per message, the search index equal to the feed,
-//!   and the database intact (`Held::assert_intact`).
+//!   and the database intact (`FeedDb::assert_intact`).
 //! * `sigkill_at_random_moments`: through a throttled link, `sync` is
 //!   SIGKILLed at random moments of its transfer many times (in rounds on
 //!   fresh databases); at least 90% of the kills must land mid-sync, the
@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use support::corpus;
 use support::dovecot::Dovecot;
 use support::fault_proxy::{FaultProxy, SeededPlan};
-use support::held::{Backend, Held};
+use support::feed_db::{Backend, FeedDb};
 use support::mailfeed::{Account, Setup};
 use support::rng::Rng;
 
@@ -113,7 +113,7 @@ fn setup_for(port: u16, extra: &str) -> Setup {
 /// Everything "exactly equal to the server" means, checked on the
 /// database of either backend; `context` names the seed or round for the
 /// failure message.
-fn assert_exact(held: &Held, truth: &Truth, context: &str) {
+fn assert_exact(held: &FeedDb, truth: &Truth, context: &str) {
     held.assert_intact(context);
     for (folder, (uv, msgs)) in &truth.0 {
         let stored = held.feed("test", folder);
@@ -136,7 +136,7 @@ fn assert_exact(held: &Held, truth: &Truth, context: &str) {
     }
     // Nothing doubled anywhere: one row, one raw copy, one event each.
     let n = truth.total() as i64;
-    let count = |sql: &str| held.count(sql);
+    let count = |sql: &str| held.count(sql, &[]);
     assert_eq!(count("SELECT count(*) FROM messages"), n, "{context}: rows");
     assert_eq!(
         count("SELECT count(*) FROM message_raw"),
@@ -209,8 +209,8 @@ fn proxy_faults(backend: &Backend, seeds: u64) {
     // connection carries, so cut points spread over the whole conversation.
     let span = {
         let proxy = FaultProxy::start(dc.plain_port(), |_| support::fault_proxy::Fault::None);
-        let setup = setup_for(proxy.port(), "timeout = \"2s\"\nbatch_size = 40");
-        let held = backend.attach(&setup);
+        let mut setup = setup_for(proxy.port(), "timeout = \"2s\"\nbatch_size = 40");
+        let held = backend.attach(&mut setup);
         setup.sync_ok();
         assert_exact(&held, &truth, &format!("{name}: calibration run"));
         proxy.down_bytes().into_iter().max().unwrap_or(1)
@@ -223,8 +223,8 @@ fn proxy_faults(backend: &Backend, seeds: u64) {
         let proxy = FaultProxy::seeded(dc.plain_port(), seed, span);
         // Small batches, so a cut lands between committed ranges as often as
         // inside one.
-        let setup = setup_for(proxy.port(), "timeout = \"1s\"\nbatch_size = 40");
-        let held = backend.attach(&setup);
+        let mut setup = setup_for(proxy.port(), "timeout = \"1s\"\nbatch_size = 40");
+        let held = backend.attach(&mut setup);
         let breaking = SeededPlan::new(seed, span).breaking();
         let mut attempts = 0;
         loop {
@@ -315,8 +315,8 @@ fn sigkill_loop(backend: &Backend, kills: u64) {
 
     // How long a whole transfer takes through the throttle.
     let full = {
-        let setup = setup_for(proxy.port(), config);
-        let held = backend.attach(&setup);
+        let mut setup = setup_for(proxy.port(), config);
+        let held = backend.attach(&mut setup);
         let t = Instant::now();
         setup.sync_ok();
         assert_exact(&held, &truth, &format!("{name}: calibration run"));
@@ -328,8 +328,8 @@ fn sigkill_loop(backend: &Backend, kills: u64) {
     let (mut landed, mut spawned, mut round) = (0u64, 0u64, 0);
     while spawned < kills {
         round += 1;
-        let setup = setup_for(proxy.port(), config);
-        let held = backend.attach(&setup);
+        let mut setup = setup_for(proxy.port(), config);
+        let held = backend.attach(&mut setup);
         // Up to ten kills on one database, while more than a fifth is left
         // to fetch; then a clean sync must complete it exactly.
         let mut this_round = 0;
@@ -411,7 +411,7 @@ fn watermark(setup: &Setup) -> Option<(i64, i64)> {
         );
         return None;
     }
-    Some(support::held::watermark(&conn))
+    Some(support::feed_db::watermark(&conn))
 }
 
 /// The search index is filled behind the feed, in batches of its own
@@ -424,7 +424,7 @@ fn watermark(setup: &Setup) -> Option<(i64, i64)> {
 /// SQLite alone: PostgreSQL writes each message's search document in the
 /// transaction that stores the message (`store/postgres/messages.rs`), so
 /// its index never trails the feed and there is no watermark to attack;
-/// `Held::assert_index_exact` checks one document per message after every
+/// `FeedDb::assert_index_exact` checks one document per message after every
 /// PostgreSQL run of the tests above.
 #[test]
 fn sigkill_during_search_indexing() {
@@ -439,8 +439,8 @@ fn sigkill_during_search_indexing() {
     let kills = env_u64("MAILFEED_INDEX_KILLS", 12);
 
     let full = {
-        let setup = setup_for(dc.plain_port(), "");
-        let held = Backend::Sqlite.attach(&setup);
+        let mut setup = setup_for(dc.plain_port(), "");
+        let held = Backend::Sqlite.attach(&mut setup);
         let t = Instant::now();
         let out = setup.sync_ok();
         let log = text(&out.stderr);
@@ -455,8 +455,8 @@ fn sigkill_during_search_indexing() {
     let (mut landed, mut spawned, mut round) = (0, 0, 0);
     while landed < kills {
         round += 1;
-        let setup = setup_for(dc.plain_port(), "");
-        let held = Backend::Sqlite.attach(&setup);
+        let mut setup = setup_for(dc.plain_port(), "");
+        let held = Backend::Sqlite.attach(&mut setup);
         let mut win = window;
         for _ in 0..3 {
             spawned += 1;
@@ -512,8 +512,8 @@ fn long_reader(backend: &Backend) {
     dc.create_folder(USER, "Archive").expect("create");
     dc.append_many(USER, "INBOX", &corpus::varied(40, 5))
         .expect("append");
-    let setup = setup_for(dc.plain_port(), "");
-    let held = backend.attach(&setup);
+    let mut setup = setup_for(dc.plain_port(), "");
+    let held = backend.attach(&mut setup);
     setup.sync_ok();
 
     // A consumer opens a read transaction and keeps it.
@@ -622,8 +622,8 @@ fn postgres_stopped_mid_sync_fails_the_pass_and_loses_nothing() {
         delay: Duration::from_millis(2),
     };
     let proxy = FaultProxy::start(dc.plain_port(), throttle);
-    let setup = setup_for(proxy.port(), "batch_size = 30");
-    let held = backend.attach(&setup);
+    let mut setup = setup_for(proxy.port(), "batch_size = 30");
+    let held = backend.attach(&mut setup);
 
     let child = setup
         .command(&["sync"])
@@ -722,8 +722,8 @@ fn run_reconnects_to_postgres_after_a_restart() {
         delay: Duration::from_millis(2),
     };
     let proxy = FaultProxy::start(dc.plain_port(), throttle);
-    let setup = setup_for(proxy.port(), "batch_size = 30\npoll_interval = \"2s\"");
-    let held = backend.attach(&setup);
+    let mut setup = setup_for(proxy.port(), "batch_size = 30\npoll_interval = \"2s\"");
+    let held = backend.attach(&mut setup);
     let log_path = setup.dir.path().join("run.log");
     let log = std::fs::File::create(&log_path).expect("log");
     let mut run = setup
@@ -749,7 +749,7 @@ fn run_reconnects_to_postgres_after_a_restart() {
         std::fs::read_to_string(&log_path).unwrap_or_default()
     );
     pg.start_again().expect("starting PostgreSQL again");
-    let complete = |held: &Held| {
+    let complete = |held: &FeedDb| {
         truth
             .0
             .iter()

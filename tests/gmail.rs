@@ -11,20 +11,20 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use support::backend::{Arg, Store};
+use support::feed_db::{Backend, P};
 use support::gmail::{ALL_MAIL, Gmail, mailbox};
 use support::mailfeed::{Account, Mode, Setup};
 
-/// `$case(Store)` as two tests, one per backend.
+/// `$case(Backend)` as two tests, one per backend.
 macro_rules! on_both {
     ($case:ident, $sqlite:ident, $postgres:ident) => {
         #[test]
         fn $sqlite() {
-            $case(Store::sqlite());
+            $case(Backend::sqlite());
         }
         #[test]
         fn $postgres() {
-            $case(Store::postgres());
+            $case(Backend::postgres());
         }
     };
 }
@@ -53,9 +53,9 @@ fn pick(i: u64) -> Vec<&'static str> {
     l
 }
 
-fn setup(g: &Gmail, store: &Store) -> Setup {
+fn setup(g: &Gmail, store: &Backend) -> Setup {
     let mut s = setup_with(g, "", "batch_size = 16");
-    store.apply(&mut s);
+    store.attach(&mut s);
     s
 }
 
@@ -79,24 +79,23 @@ fn setup_with(g: &Gmail, extra: &str, sync: &str) -> Setup {
 /// X-GM-MSGID → labels, from the consumer views.
 fn stored_labels(s: &Setup) -> BTreeMap<u64, BTreeSet<String>> {
     let mut out: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
-    let rows = s.feed_db().rows(
+    let rows: Vec<(String, Option<String>)> = s.feed_db().rows(
         "SELECT g.gm_msgid, l.label FROM message_feed f
          JOIN message_gmail g ON g.feed_id = f.id
          LEFT JOIN message_labels l ON l.feed_id = f.id",
         &[],
     );
-    for row in rows {
-        let id = row["gm_msgid"].as_str().expect("id");
+    for (id, label) in rows {
         let e = out.entry(id.parse().expect("decimal id")).or_default();
-        if let Some(l) = row["label"].as_str() {
-            e.insert(l.to_owned());
+        if let Some(l) = label {
+            e.insert(l);
         }
     }
     out
 }
 
 fn feed_rows(s: &Setup) -> i64 {
-    s.feed_db().int("SELECT count(*) FROM message_feed", &[])
+    s.feed_db().count("SELECT count(*) FROM message_feed", &[])
 }
 
 on_both!(
@@ -104,7 +103,7 @@ on_both!(
     one_row_per_message_each_body_fetched_once_with_its_labels_on_sqlite,
     one_row_per_message_each_body_fetched_once_with_its_labels_on_postgres
 );
-fn one_row_per_message_each_body_fetched_once_with_its_labels(store: Store) {
+fn one_row_per_message_each_body_fetched_once_with_its_labels(store: Backend) {
     let g = Gmail::start(mailbox(200, pick), &LABELS);
     let s = setup(&g, &store);
     s.sync_ok();
@@ -122,7 +121,7 @@ fn one_row_per_message_each_body_fetched_once_with_its_labels(store: Store) {
         "labels as Gmail reports them"
     );
     // Every folder a message is in is a membership; sizes per folder match.
-    let mut db = s.feed_db();
+    let db = s.feed_db();
     for (folder, want) in [
         (ALL_MAIL, 200),
         ("INBOX", (0..200).filter(|i| i % 4 != 3).count()),
@@ -139,9 +138,9 @@ fn one_row_per_message_each_body_fetched_once_with_its_labels(store: Store) {
             (0..200).filter(|i: &u64| i.is_multiple_of(7)).count(),
         ),
     ] {
-        let n = db.int(
+        let n = db.count(
             "SELECT count(DISTINCT feed_id) FROM message_folders WHERE mailbox = $1",
-            &[Arg::Text(folder)],
+            &[P::T(folder)],
         );
         assert_eq!(
             n as usize,
@@ -166,7 +165,7 @@ on_both!(
     a_label_change_arrives_as_an_event_on_sqlite,
     a_label_change_arrives_as_an_event_on_postgres
 );
-fn a_label_change_arrives_as_an_event(store: Store) {
+fn a_label_change_arrives_as_an_event(store: Backend) {
     let g = Gmail::start(mailbox(30, pick), &LABELS);
     let s = setup(&g, &store);
     s.sync_ok();
@@ -174,24 +173,24 @@ fn a_label_change_arrives_as_an_event(store: Store) {
     g.add_label(target, "Travel");
     s.sync_ok();
     assert_eq!(stored_labels(&s), g.labels());
-    let mut db = s.feed_db();
-    let events = db.rows(
+    let db = s.feed_db();
+    let events: Vec<(String, String, String)> = db.rows(
         "SELECT e.kind, e.detail, g.gm_msgid FROM message_events e
          JOIN message_gmail g ON g.feed_id = e.feed_id
          WHERE e.kind = 'labels'",
         &[],
     );
     assert_eq!(events.len(), 1, "exactly one labels event: {events:?}");
-    let e = &events[0];
-    assert_eq!(e["gm_msgid"].as_str(), Some(target.to_string().as_str()));
-    assert_eq!(e["detail"].as_str(), Some("Travel\n\\Inbox"));
+    let (_, detail, msgid) = &events[0];
+    assert_eq!(msgid, &target.to_string());
+    assert_eq!(detail, "Travel\n\\Inbox");
     assert_eq!(feed_rows(&s), 30);
     assert_eq!(g.total_body_fetches(), 30, "a label change fetches no body");
     // And the new membership is there.
-    let n = db.int(
+    let n = db.count(
         "SELECT count(*) FROM message_folders f JOIN message_gmail g ON g.feed_id = f.feed_id
          WHERE f.mailbox = 'Travel' AND g.gm_msgid = $1",
-        &[Arg::Text(&target.to_string())],
+        &[P::T(&target.to_string())],
     );
     assert_eq!(n, 1);
 }
@@ -201,7 +200,7 @@ on_both!(
     labels_changed_while_the_message_is_fetched_end_correct_on_sqlite,
     labels_changed_while_the_message_is_fetched_end_correct_on_postgres
 );
-fn labels_changed_while_the_message_is_fetched_end_correct(store: Store) {
+fn labels_changed_while_the_message_is_fetched_end_correct(store: Backend) {
     let msgs = mailbox(40, pick);
     let target = msgs[19].msgid; // in no folder but All Mail
     let g = Gmail::start(msgs, &LABELS);
@@ -220,7 +219,7 @@ on_both!(
     sigkill_during_a_gmail_sync_then_a_rerun_leaves_no_duplicate_and_no_gap_on_sqlite,
     sigkill_during_a_gmail_sync_then_a_rerun_leaves_no_duplicate_and_no_gap_on_postgres
 );
-fn sigkill_during_a_gmail_sync_then_a_rerun_leaves_no_duplicate_and_no_gap(store: Store) {
+fn sigkill_during_a_gmail_sync_then_a_rerun_leaves_no_duplicate_and_no_gap(store: Backend) {
     let g = Gmail::start(mailbox(200, pick), &LABELS);
     g.set_per_message_delay(Duration::from_millis(5));
     let s = setup(&g, &store);
@@ -244,13 +243,15 @@ fn sigkill_during_a_gmail_sync_then_a_rerun_leaves_no_duplicate_and_no_gap(store
     s.sync_ok();
     assert_eq!(feed_rows(&s), 200, "no gap, no duplicate");
     assert_eq!(stored_labels(&s), g.labels());
-    let dup = s.feed_db().int(
+    let dup = s.feed_db().count(
         "SELECT count(*) FROM (SELECT gm_msgid FROM message_gmail GROUP BY gm_msgid HAVING count(*) > 1) d",
         &[],
     );
     assert_eq!(dup, 0);
     // Every UID of every folder is a membership of exactly one message.
-    let memberships = s.feed_db().int("SELECT count(*) FROM message_folders", &[]);
+    let memberships = s
+        .feed_db()
+        .count("SELECT count(*) FROM message_folders", &[]);
     let listed: usize = [ALL_MAIL, "INBOX", "Work", "Travel", "Receipts"]
         .iter()
         .map(|f| g.folder_len(f))
@@ -259,13 +260,8 @@ fn sigkill_during_a_gmail_sync_then_a_rerun_leaves_no_duplicate_and_no_gap(store
         memberships as usize, listed,
         "one membership per folder UID"
     );
-    if let Store::Sqlite = store {
-        let integrity: String = s
-            .db()
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .expect("integrity");
-        assert_eq!(integrity, "ok");
-    }
+    s.feed_db()
+        .assert_intact(&format!("after the kill and rerun on {}", store.name()));
 }
 
 /// The double holds Gmail's limit: a 16th simultaneous connection is

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use support::backend::{Arg, FeedDb, Store};
 use support::corpus;
 use support::dovecot::{Dovecot, reserve_port};
+use support::feed_db::{Backend, FeedDb, P};
 use support::http::{Served, add_http, request};
 use support::mailfeed::{Account, Setup};
 use support::run::wait_for;
@@ -45,22 +45,25 @@ fn named_attachment_message() -> Vec<u8> {
     .into_bytes()
 }
 
-/// `$case(Store)` as two tests, one per backend.
+/// `$case(Backend)` as two tests, one per backend.
 macro_rules! on_both {
     ($case:ident, $sqlite:ident, $postgres:ident) => {
         #[test]
         fn $sqlite() {
-            $case(Store::sqlite());
+            $case(Backend::sqlite());
         }
         #[test]
         fn $postgres() {
-            $case(Store::postgres());
+            $case(Backend::postgres());
         }
     };
 }
 
 /// Dovecot with a varied corpus, synced into `store`; `serve` on loopback.
-fn synced_and_served(store: &Store, extra: &[Vec<u8>]) -> (Dovecot, Setup, Served, std::fs::File) {
+fn synced_and_served(
+    store: &Backend,
+    extra: &[Vec<u8>],
+) -> (Dovecot, Setup, Served, std::fs::File) {
     let dc = dovecot();
     dc.append_many(USER, "INBOX", &corpus::varied(45, 11))
         .expect("append corpus");
@@ -70,7 +73,7 @@ fn synced_and_served(store: &Store, extra: &[Vec<u8>]) -> (Dovecot, Setup, Serve
         dc.append(USER, "INBOX", m).expect("append");
     }
     let mut setup = Setup::new(&[Account::plain(&dc, USER, PASS, &["INBOX"])], "");
-    store.apply(&mut setup);
+    store.attach(&mut setup);
     setup.sync_ok();
     let (port, lock) = reserve_port().expect("port");
     add_http(&setup, &format!("127.0.0.1:{port}"), None);
@@ -80,8 +83,8 @@ fn synced_and_served(store: &Store, extra: &[Vec<u8>]) -> (Dovecot, Setup, Serve
 
 /// Rows of a query on the consumer views as JSON objects, booleans as
 /// the API gives them.
-fn sql_rows(db: &mut FeedDb, sql: &str, args: &[Arg<'_>]) -> Vec<Value> {
-    db.rows(sql, args)
+fn sql_rows(db: &FeedDb, sql: &str, args: &[P<'_>]) -> Vec<Value> {
+    db.json_rows(sql, args)
         .into_iter()
         .map(|mut o| {
             for n in ["truncated", "has_attachments"] {
@@ -111,9 +114,9 @@ on_both!(
     api_answers_equal_the_sql_views_on_sqlite,
     api_answers_equal_the_sql_views_on_postgres
 );
-fn api_answers_equal_the_sql_views(store: Store) {
+fn api_answers_equal_the_sql_views(store: Backend) {
     let (_dc, setup, served, _lock) = synced_and_served(&store, &[]);
-    let mut conn = setup.feed_db();
+    let conn = setup.feed_db();
 
     // The feed, walked with a small page so cursors matter.
     let mut after = 0i64;
@@ -121,9 +124,9 @@ fn api_answers_equal_the_sql_views(store: Store) {
     loop {
         let got = served.json(&format!("/api/v1/messages?after_id={after}&limit=7"));
         let want = sql_rows(
-            &mut conn,
+            &conn,
             &format!("SELECT {FEED_COLUMNS} FROM message_feed WHERE id > $1 ORDER BY id LIMIT 7"),
-            &[Arg::Int(after)],
+            &[P::I(after)],
         );
         assert_eq!(
             got["messages"],
@@ -139,7 +142,7 @@ fn api_answers_equal_the_sql_views(store: Store) {
         assert_eq!(got["next_after_id"], json!(after));
         pages += 1;
     }
-    let total = conn.int("SELECT count(*) FROM message_feed", &[]);
+    let total = conn.count("SELECT count(*) FROM message_feed", &[]);
     assert_eq!(total, 46);
     assert_eq!(pages, 7);
 
@@ -148,10 +151,10 @@ fn api_answers_equal_the_sql_views(store: Store) {
     loop {
         let got = served.json(&format!("/api/v1/events?after_seq={after}&limit=10"));
         let want = sql_rows(
-            &mut conn,
+            &conn,
             "SELECT seq, kind, feed_id, account, mailbox, uid, at, detail FROM message_events
              WHERE seq > $1 ORDER BY seq LIMIT 10",
-            &[Arg::Int(after)],
+            &[P::I(after)],
         );
         assert_eq!(
             got["events"],
@@ -163,36 +166,36 @@ fn api_answers_equal_the_sql_views(store: Store) {
     }
 
     // Every message: parsed form, raw bytes, attachments.
-    let ids = conn.ints("SELECT id FROM message_feed ORDER BY id", &[]);
+    let ids = conn.column::<i64>("SELECT id FROM message_feed ORDER BY id", &[]);
     let mut hashes = BTreeSet::new();
     for id in &ids {
         let m = served.json(&format!("/api/v1/messages/{id}"));
         let row = &sql_rows(
-            &mut conn,
+            &conn,
             &format!("SELECT {FEED_COLUMNS} FROM message_feed WHERE id = $1"),
-            &[Arg::Int(*id)],
+            &[P::I(*id)],
         )[0];
         for (k, v) in row.as_object().expect("row") {
             assert_eq!(&m[k], v, "message {id} column {k}");
         }
         let atts = sql_rows(
-            &mut conn,
+            &conn,
             "SELECT position, filename, content_type, content_id, disposition, size, sha256
              FROM message_attachments WHERE feed_id = $1 ORDER BY position",
-            &[Arg::Int(*id)],
+            &[P::I(*id)],
         );
         assert_eq!(m["attachments"], Value::Array(atts.clone()), "message {id}");
         let addrs = sql_rows(
-            &mut conn,
+            &conn,
             "SELECT role, position, name, address FROM message_addresses
              WHERE feed_id = $1 ORDER BY role, position",
-            &[Arg::Int(*id)],
+            &[P::I(*id)],
         );
         assert_eq!(m["addresses"], Value::Array(addrs), "message {id}");
         let bodies = sql_rows(
-            &mut conn,
+            &conn,
             "SELECT text, html FROM message_bodies WHERE feed_id = $1",
-            &[Arg::Int(*id)],
+            &[P::I(*id)],
         );
         let (text, html) = bodies
             .first()
@@ -206,10 +209,7 @@ fn api_answers_equal_the_sql_views(store: Store) {
             "message {id} headers"
         );
 
-        let raw = conn.bytes(
-            "SELECT raw FROM message_feed WHERE id = $1",
-            &[Arg::Int(*id)],
-        );
+        let raw = conn.one::<Vec<u8>>("SELECT raw FROM message_feed WHERE id = $1", &[P::I(*id)]);
         let a = served.get(&format!("/api/v1/messages/{id}/raw"));
         assert_eq!(a.status, 200);
         assert_eq!(a.body, raw, "raw bytes of {id}");
@@ -228,9 +228,9 @@ fn api_answers_equal_the_sql_views(store: Store) {
     }
     assert!(hashes.len() >= 3, "the corpus has attachments");
     for sha in &hashes {
-        let data = conn.bytes(
+        let data = conn.one::<Vec<u8>>(
             "SELECT data FROM attachment_data WHERE sha256 = $1",
-            &[Arg::Text(sha)],
+            &[P::T(sha)],
         );
         let a = served.get(&format!("/api/v1/attachments/{sha}"));
         assert_eq!(a.status, 200);
@@ -242,7 +242,7 @@ fn api_answers_equal_the_sql_views(store: Store) {
     }
     // The hostile file name is cut to its last component, quotes gone.
     let hostile = sql_rows(
-        &mut conn,
+        &conn,
         "SELECT sha256 FROM message_attachments WHERE filename LIKE '%evil%'",
         &[],
     )[0]["sha256"]
@@ -261,7 +261,7 @@ fn api_answers_equal_the_sql_views(store: Store) {
     // Search: the same ids, in the same order, as the query of
     // docs/consumer-contract.md on each backend.
     let got = served.json("/api/v1/search?q=message&limit=500");
-    let want = conn.ints(
+    let want = conn.column::<i64>(
         if conn.is_postgres() {
             "SELECT f.id FROM message_search s JOIN messages m ON m.id = s.message_id
              JOIN message_feed f ON f.id = m.position
@@ -334,10 +334,10 @@ on_both!(
     bad_input_is_a_clear_4xx_never_a_5xx_on_sqlite,
     bad_input_is_a_clear_4xx_never_a_5xx_on_postgres
 );
-fn bad_input_is_a_clear_4xx_never_a_5xx(store: Store) {
+fn bad_input_is_a_clear_4xx_never_a_5xx(store: Backend) {
     let (_dc, setup, served, _lock) = synced_and_served(&store, &[]);
-    let mut conn = setup.feed_db();
-    let max_id = conn.int("SELECT max(id) FROM message_feed", &[]);
+    let conn = setup.feed_db();
+    let max_id = conn.count("SELECT max(id) FROM message_feed", &[]);
     let mut cases: Vec<(String, u16, &str)> = vec![
         (
             "/api/v1/messages/..%2F..%2F..%2Fetc%2Fpasswd".into(),
@@ -390,7 +390,7 @@ fn bad_input_is_a_clear_4xx_never_a_5xx(store: Store) {
         ),
         ("/api/v1/nowhere".into(), 404, "no such page"),
     ];
-    if let Store::Sqlite = store {
+    if let Backend::Sqlite = store {
         // FTS5's syntax; PostgreSQL's websearch_to_tsquery takes any text.
         cases.extend([
             ("/api/v1/search?q=%22unbalanced".into(), 400, "FTS5"),
@@ -526,7 +526,7 @@ on_both!(
     a_60_mb_attachment_streams_with_bounded_memory_on_sqlite,
     a_60_mb_attachment_streams_with_bounded_memory_on_postgres
 );
-fn a_60_mb_attachment_streams_with_bounded_memory(store: Store) {
+fn a_60_mb_attachment_streams_with_bounded_memory(store: Backend) {
     const SIZE: usize = 60 * 1024 * 1024;
     let mut rng = support::rng::Rng::new(60);
     let data = rng.bytes(SIZE);
@@ -573,8 +573,8 @@ fn a_60_mb_attachment_streams_with_bounded_memory(store: Store) {
     assert_eq!(hasher.finalize(), want, "the downloaded bytes");
 
     // The raw message (about 81 MB) too.
-    let mut db = setup.feed_db();
-    let raw_len = db.int(
+    let db = setup.feed_db();
+    let raw_len = db.count(
         if db.is_postgres() {
             "SELECT octet_length(raw) FROM message_feed WHERE subject = 'the big one'"
         } else {
@@ -582,7 +582,7 @@ fn a_60_mb_attachment_streams_with_bounded_memory(store: Store) {
         },
         &[],
     );
-    let id = db.int(
+    let id = db.count(
         "SELECT id FROM message_feed WHERE subject = 'the big one'",
         &[],
     );
@@ -616,7 +616,7 @@ on_both!(
     serve_reads_a_database_while_sync_writes_it_on_sqlite,
     serve_reads_a_database_while_sync_writes_it_on_postgres
 );
-fn serve_reads_a_database_while_sync_writes_it(store: Store) {
+fn serve_reads_a_database_while_sync_writes_it(store: Backend) {
     let (dc, setup, served, _lock) = synced_and_served(&store, &[]);
     dc.append_many(USER, "INBOX", &corpus::sized(600, 5, 2_000, 20_000))
         .expect("append more");
@@ -650,7 +650,7 @@ fn serve_reads_a_database_while_sync_writes_it(store: Store) {
     while walk(&mut after, &mut seen) > 0 {}
     let want = setup
         .feed_db()
-        .ints("SELECT id FROM message_feed ORDER BY id", &[]);
+        .column::<i64>("SELECT id FROM message_feed ORDER BY id", &[]);
     assert_eq!(want.len(), 646);
     assert_eq!(
         seen, want,
@@ -667,7 +667,7 @@ fn serve_reads_a_database_while_sync_writes_it(store: Store) {
 /// the API answers again without a restart of mailfeed.
 #[test]
 fn the_api_answers_again_after_postgresql_restarts() {
-    let store = Store::postgres();
+    let store = Backend::postgres();
     let (_dc, _setup, served, _lock) = synced_and_served(&store, &[]);
     // Several connections in the pool: a stream and pages at once.
     let served = &served;
@@ -682,7 +682,7 @@ fn the_api_answers_again_after_postgresql_restarts() {
         })
     };
     assert!(pages(6).iter().all(|s| *s == 200));
-    let Store::Postgres(pg) = &store else {
+    let Backend::Postgres(pg) = &store else {
         unreachable!()
     };
     pg.restart().expect("restart PostgreSQL");
@@ -707,7 +707,7 @@ fn the_api_answers_again_after_postgresql_restarts() {
 #[test]
 fn event_streams_are_bounded_and_the_api_still_answers() {
     use std::net::TcpStream;
-    let (_dc, _setup, served, _lock) = synced_and_served(&Store::sqlite(), &[]);
+    let (_dc, _setup, served, _lock) = synced_and_served(&Backend::sqlite(), &[]);
     let addr = served.base.trim_start_matches("http://").to_owned();
     let open = |path: &str| {
         let mut s = TcpStream::connect(&addr).expect("connect");
@@ -770,7 +770,7 @@ fn run_with_a_port_in_use_fails_at_start_with_a_clear_error() {
 #[test]
 fn open_connections_are_bounded() {
     use std::net::TcpStream;
-    let (_dc, _setup, served, _lock) = synced_and_served(&Store::sqlite(), &[]);
+    let (_dc, _setup, served, _lock) = synced_and_served(&Backend::sqlite(), &[]);
     let addr = served.base.trim_start_matches("http://").to_owned();
     // 256 clients that connect and say nothing hold every slot...
     let idle: Vec<TcpStream> = (0..256)

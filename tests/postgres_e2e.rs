@@ -15,7 +15,6 @@ use mailfeed::secret::Secret;
 use mailfeed::store::Reader;
 use support::corpus;
 use support::dovecot::Dovecot;
-use support::held::on_postgres;
 use support::mailfeed::{Account, Setup};
 use support::postgres::Postgres;
 
@@ -90,11 +89,11 @@ fn sync_and_run_store_into_postgres() {
     let pg = Postgres::start().expect("postgres");
     let url = pg.create_database().expect("database");
     let cert = dc.cert_path();
-    let setup = Setup::new(
+    let mut setup = Setup::new(
         &[Account::tls(&dc, &cert, USER, PASS, &["INBOX", "Archive"])],
         "batch_size = 25",
     );
-    on_postgres(&setup, &pg, &url);
+    setup.use_postgres(&pg, &url);
 
     let out = setup.sync_ok();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::backend::Store;
 use support::corpus;
 use support::dovecot::{Dovecot, reserve_port};
+use support::feed_db::Backend;
 use support::http::{Served, add_http};
 use support::mailfeed::{Account, Setup};
 use support::webdriver::{Browser, wait_until};
@@ -157,24 +157,26 @@ fn wait_for_file(path: &Path, want: &[u8]) {
 
 #[test]
 fn the_page_in_chromium_shows_folders_search_messages_and_the_live_conversation_on_sqlite() {
-    the_page_in_chromium_shows_folders_search_messages_and_the_live_conversation(Store::sqlite());
+    the_page_in_chromium_shows_folders_search_messages_and_the_live_conversation(Backend::sqlite());
 }
 
 #[test]
 fn the_page_in_chromium_shows_folders_search_messages_and_the_live_conversation_on_postgres() {
-    the_page_in_chromium_shows_folders_search_messages_and_the_live_conversation(Store::postgres());
+    the_page_in_chromium_shows_folders_search_messages_and_the_live_conversation(
+        Backend::postgres(),
+    );
 }
 
 /// A search for `word` in subjects, in the store's query form (FTS5's
 /// column filter; PostgreSQL's form has none, and ranks subjects first).
-fn subject_query(store: &Store, word: &str) -> String {
+fn subject_query(store: &Backend, word: &str) -> String {
     match store {
-        Store::Sqlite => format!("subject:{word}"),
-        Store::Postgres(_) => word.to_owned(),
+        Backend::Sqlite => format!("subject:{word}"),
+        Backend::Postgres(_) => word.to_owned(),
     }
 }
 
-fn the_page_in_chromium_shows_folders_search_messages_and_the_live_conversation(store: Store) {
+fn the_page_in_chromium_shows_folders_search_messages_and_the_live_conversation(store: Backend) {
     let watcher = Watcher::start();
     let dc = Dovecot::start_with_users(&[(USER, PASS)]).expect("dovecot");
     let mut rng = support::rng::Rng::new(77);
@@ -186,7 +188,7 @@ fn the_page_in_chromium_shows_folders_search_messages_and_the_live_conversation(
     dc.append(USER, "INBOX", &hostile_message(watcher.port))
         .expect("append");
     let mut setup = Setup::new(&[Account::plain(&dc, USER, PASS, &["INBOX"])], "");
-    store.apply(&mut setup);
+    store.attach(&mut setup);
     setup.sync_ok();
     let (port, _lock) = reserve_port().expect("port");
     add_http(&setup, &format!("127.0.0.1:{port}"), None);

@@ -145,19 +145,28 @@ impl Setup {
         }
     }
 
-    /// Moves `[store]` from the SQLite file to the PostgreSQL database at
-    /// `url` (password in the URL).
-    pub fn use_postgres(&mut self, url: &str) {
+    /// Moves `[store]` from the SQLite file to the database at `url` on
+    /// `pg`, the password given through `password_file` rather than the
+    /// URL, as users are told to; the test itself reads with `url`.
+    pub fn use_postgres(&mut self, pg: &super::postgres::Postgres, url: &str) {
+        let name = url.rsplit('/').next().expect("database name");
+        let pw = self.dir.path().join("pg.password");
+        std::fs::write(&pw, format!("{}\n", super::postgres::PASSWORD)).expect("pg password file");
         let text = std::fs::read_to_string(&self.config).expect("config");
-        let store = format!("url = \"{url}\"");
+        assert!(text.contains("path = \"mail.db\""), "{text}");
+        let store = format!(
+            "url = \"{}\"\npassword_file = \"{}\"",
+            pg.url_without_password(name),
+            pw.display()
+        );
         std::fs::write(&self.config, text.replacen("path = \"mail.db\"", &store, 1))
             .expect("config");
         self.pg_url = Some(url.to_owned());
     }
 
-    /// The consumer views of whichever store the setup uses.
-    pub fn feed_db(&self) -> super::backend::FeedDb {
-        super::backend::FeedDb::open(self)
+    /// What the setup's store holds, whichever backend it is on.
+    pub fn feed_db(&self) -> super::feed_db::FeedDb {
+        super::feed_db::FeedDb::open(self)
     }
 
     pub fn command(&self, args: &[&str]) -> Command {

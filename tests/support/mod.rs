@@ -3,10 +3,10 @@
 //! compared with (`imap_truth`), deterministic test mail (`corpus`), private
 //! Cyrus and Courier servers for the interop tests (`cyrus`, `courier`), and
 //! what every private server offers the tests (`server::TestServer`), a
-//! private PostgreSQL for the second store backend (`postgres`), one test
-//! run on either backend (`backend`), and what a test database holds, read
-//! alike on both backends (`feed_db`, `held`), and certificates made as
-//! users make them (`certificate`).
+//! private PostgreSQL for the second store backend (`postgres`), the one
+//! way a test chooses its store backend and reads what its database holds,
+//! alike on both (`feed_db`), and certificates made as users make them
+//! (`certificate`).
 //!
 //! Each integration test file does `mod support;`. Not every test file uses
 //! every helper, hence the `dead_code` allowance. Typical use:
@@ -24,7 +24,6 @@
 //! instance is alive; `dc.print_log()` prints it on demand.
 #![allow(dead_code)]
 
-pub mod backend;
 pub mod certificate;
 pub mod corpus;
 pub mod courier;
@@ -35,7 +34,6 @@ pub mod fault_proxy;
 pub mod feed_db;
 pub mod generations;
 pub mod gmail;
-pub mod held;
 pub mod http;
 pub mod http_probe;
 pub mod imap_truth;

@@ -55,6 +55,15 @@ impl LeaseBook {
         self.fences().get(account).copied()
     }
 
+    /// Notes leases just claimed (committed), with their new fences.
+    fn record_claimed(&self, claimed: Vec<(String, i64)>, what: &'static str) {
+        let mut fences = self.fences();
+        for (account, fence) in claimed {
+            tracing::info!(%account, fence, "{what}");
+            fences.insert(account, fence);
+        }
+    }
+
     fn held(&self) -> Vec<String> {
         let mut v: Vec<String> = self.fences().keys().cloned().collect();
         v.sort();
@@ -229,11 +238,7 @@ impl LeaseKeeper {
                 .map(|r| (r.get(0), r.get(1)))
                 .collect();
             tx.commit().pg("committing a lease claim")?;
-            let mut fences = self.book.fences();
-            for (account, fence) in claimed {
-                tracing::info!(%account, fence, "lease claimed");
-                fences.insert(account, fence);
-            }
+            self.book.record_claimed(claimed, "lease claimed");
         }
         // Accounts dropped from the configuration go back first.
         let mut surplus: Vec<String> = self
@@ -383,11 +388,8 @@ impl LeaseKeeper {
             .map(|r| (r.get(0), r.get(1)))
             .collect();
         tx.commit().pg("committing a lease claim")?;
-        let mut fences = self.book.fences();
-        for (account, fence) in claimed {
-            tracing::info!(%account, fence, "lease claimed for this pass");
-            fences.insert(account, fence);
-        }
+        self.book
+            .record_claimed(claimed, "lease claimed for this pass");
         Ok(held)
     }
 

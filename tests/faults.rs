@@ -269,6 +269,16 @@ fn proxy_faults(backend: &Backend, seeds: u64) {
     );
 }
 
+/// A link to `dc` slow enough (8 KiB every 2 ms) that a kill or a stopped
+/// database finds the sync still storing.
+fn throttled(dc: &Dovecot) -> FaultProxy {
+    FaultProxy::start(dc.plain_port(), |_| support::fault_proxy::Fault::Drip {
+        bytes: u64::MAX,
+        max_piece: 8 * 1024,
+        delay: Duration::from_millis(2),
+    })
+}
+
 fn spawn_sync(setup: &Setup) -> Child {
     setup
         .command(&["sync"])
@@ -305,12 +315,7 @@ fn sigkill_loop(backend: &Backend, kills: u64) {
         .values()
         .flat_map(|(_, m)| m.iter().map(|(_, b)| b.len() as u64))
         .sum();
-    let throttle = |_| support::fault_proxy::Fault::Drip {
-        bytes: u64::MAX,
-        max_piece: 8 * 1024,
-        delay: Duration::from_millis(2),
-    };
-    let proxy = FaultProxy::start(dc.plain_port(), throttle);
+    let proxy = throttled(&dc);
     let config = "batch_size = 30";
 
     // How long a whole transfer takes through the throttle.
@@ -616,12 +621,7 @@ fn postgres_stopped_mid_sync_fails_the_pass_and_loses_nothing() {
     let (dc, truth) = loaded_dovecot(37);
     let backend = Backend::postgres();
     let pg = backend.server().expect("postgres");
-    let throttle = |_| support::fault_proxy::Fault::Drip {
-        bytes: u64::MAX,
-        max_piece: 8 * 1024,
-        delay: Duration::from_millis(2),
-    };
-    let proxy = FaultProxy::start(dc.plain_port(), throttle);
+    let proxy = throttled(&dc);
     let mut setup = setup_for(proxy.port(), "batch_size = 30");
     let held = backend.attach(&mut setup);
 
@@ -716,12 +716,7 @@ fn run_reconnects_to_postgres_after_a_restart() {
     let (dc, _) = loaded_dovecot(43);
     let backend = Backend::postgres();
     let pg = backend.server().expect("postgres");
-    let throttle = |_| support::fault_proxy::Fault::Drip {
-        bytes: u64::MAX,
-        max_piece: 8 * 1024,
-        delay: Duration::from_millis(2),
-    };
-    let proxy = FaultProxy::start(dc.plain_port(), throttle);
+    let proxy = throttled(&dc);
     let mut setup = setup_for(proxy.port(), "batch_size = 30\npoll_interval = \"2s\"");
     let held = backend.attach(&mut setup);
     let log_path = setup.dir.path().join("run.log");

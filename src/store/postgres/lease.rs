@@ -422,13 +422,18 @@ impl LeaseKeeper {
         }
         let me = self.book.owner.clone();
         let pg = self.connection()?;
+        // Only rows that still name this process are handed back, and only
+        // those are logged: a lease claimed by another meanwhile was not
+        // this process's to give.
         let st = pg.st("UPDATE leases SET owner = NULL, expires_at = '-infinity'
-             WHERE owner = $1 AND account = ANY($2)")?;
-        pg.client
-            .execute(&st, &[&me, &accounts])
+             WHERE owner = $1 AND account = ANY($2) RETURNING account")?;
+        let released = pg
+            .client
+            .query(&st, &[&me, &accounts])
             .pg("releasing leases")?;
-        for a in accounts {
-            tracing::info!(account = %a, "lease released");
+        for row in released {
+            let account: String = row.get(0);
+            tracing::info!(%account, "lease released");
         }
         Ok(())
     }

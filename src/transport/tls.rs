@@ -29,11 +29,11 @@ pub fn tls_setup(
     };
     let base = trust_base(ca_file)?;
     let provider = base.provider.clone();
-    let webpki = base.webpki.clone();
     let anchors = base.anchors.clone();
+    let chain: trust::Chain = Arc::new(move || base.webpki());
     let presented = Presented::default();
     let verifier = trust::Verifier::new(
-        webpki,
+        chain,
         provider.signature_verification_algorithms,
         anchors,
         pin,
@@ -54,9 +54,39 @@ pub fn tls_setup(
 /// (the IMAP server's and the token endpoint's).
 struct TrustBase {
     provider: Arc<rustls::crypto::CryptoProvider>,
-    webpki: Option<Arc<rustls::client::WebPkiServerVerifier>>,
+    /// The chain verifier over the system's roots and `anchors`, built on
+    /// first use (reading the system's roots takes milliseconds, a
+    /// noticeable part of a short `sync` over plain text or to a
+    /// self-signed server that never needs them).
+    webpki: OnceLock<Option<Arc<rustls::client::WebPkiServerVerifier>>>,
     /// The `ca_file`'s certificates, also trusted as themselves.
     anchors: Vec<CertificateDer<'static>>,
+}
+
+impl TrustBase {
+    fn webpki(&self) -> Option<Arc<rustls::client::WebPkiServerVerifier>> {
+        self.webpki
+            .get_or_init(|| {
+                let mut roots = system_roots().clone();
+                for cert in &self.anchors {
+                    // A server certificate that webpki cannot use as a root
+                    // (no CA:TRUE, or otherwise odd) is still trusted as
+                    // itself, by the verifier's own check.
+                    let _ = roots.add(cert.clone());
+                }
+                if roots.is_empty() {
+                    return None;
+                }
+                rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    self.provider.clone(),
+                )
+                .build()
+                .inspect_err(|e| tracing::warn!("TLS chain verification unavailable: {e}"))
+                .ok()
+            })
+            .clone()
+    }
 }
 
 /// A `ca_file` as last read: a reload after the file changed reads it again.
@@ -101,7 +131,6 @@ fn trust_base(ca_file: Option<&Path>) -> Result<Arc<TrustBase>, TransportError> 
 }
 
 fn build_trust_base(ca_file: Option<&Path>) -> Result<TrustBase, TransportError> {
-    let mut roots = system_roots().clone();
     let mut anchors = Vec::new();
     if let Some(path) = ca_file {
         let shown = path.display().to_string();
@@ -121,32 +150,11 @@ fn build_trust_base(ca_file: Option<&Path>) -> Result<TrustBase, TransportError>
                 message: "no PEM certificate found in the file".into(),
             });
         }
-        for cert in &certs {
-            // A server certificate that webpki cannot use as a root (no
-            // CA:TRUE, or otherwise odd) is still trusted as itself.
-            let _ = roots.add(cert.clone());
-        }
         anchors = certs;
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let webpki = if roots.is_empty() {
-        None
-    } else {
-        Some(
-            rustls::client::WebPkiServerVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider.clone(),
-            )
-            .build()
-            .map_err(|e| TransportError::CaFile {
-                path: "(TLS setup)".into(),
-                message: e.to_string(),
-            })?,
-        )
-    };
     Ok(TrustBase {
-        provider,
-        webpki,
+        provider: Arc::new(rustls::crypto::ring::default_provider()),
+        webpki: OnceLock::new(),
         anchors,
     })
 }
@@ -212,6 +220,14 @@ mod tests {
         let a = trust_base(Some(&ca)).expect("first");
         let b = trust_base(Some(&ca)).expect("second");
         assert!(Arc::ptr_eq(&a, &b), "one trust base per ca_file");
+        // Nothing read the roots yet: only a chain to verify does.
+        let _config = tls_setup(Some(&ca), None).expect("setup");
+        assert!(
+            a.webpki.get().is_none(),
+            "the chain verifier is built lazily"
+        );
+        assert!(a.webpki().is_some(), "the ca_file alone is a root");
+        assert!(a.webpki.get().is_some());
         assert!(Arc::ptr_eq(
             &trust_base(None).expect("system"),
             &trust_base(None).expect("system again")

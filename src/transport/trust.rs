@@ -59,11 +59,14 @@ fn refuse(e: PinError) -> Error {
     Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(e))))
 }
 
-#[derive(Debug)]
+/// Chain verification against the roots, built on its first use: the
+/// system's roots are read only by a process that meets a certificate
+/// neither pinned nor in `ca_file` (a plain-text `sync` reads none). `None`
+/// when there are no roots at all.
+pub(super) type Chain = Arc<dyn Fn() -> Option<Arc<WebPkiServerVerifier>> + Send + Sync>;
+
 pub(super) struct Verifier {
-    /// Chain verification against the roots; `None` when there are none
-    /// (a pinned-only setup on a system without a CA bundle).
-    webpki: Option<Arc<WebPkiServerVerifier>>,
+    chain: Chain,
     algorithms: WebPkiSupportedAlgorithms,
     /// Certificates of `ca_file`, accepted as the server's own certificate.
     anchors: Vec<CertificateDer<'static>>,
@@ -73,19 +76,28 @@ pub(super) struct Verifier {
 
 impl Verifier {
     pub(super) fn new(
-        webpki: Option<Arc<WebPkiServerVerifier>>,
+        chain: Chain,
         algorithms: WebPkiSupportedAlgorithms,
         anchors: Vec<CertificateDer<'static>>,
         pin: Option<Fingerprint>,
         presented: Presented,
     ) -> Verifier {
         Verifier {
-            webpki,
+            chain,
             algorithms,
             anchors,
             pin,
             presented,
         }
+    }
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("anchors", &self.anchors.len())
+            .field("pin", &self.pin)
+            .finish_non_exhaustive()
     }
 }
 
@@ -143,7 +155,7 @@ impl ServerCertVerifier for Verifier {
             check_dates(end_entity, now, false)?;
             return Ok(ServerCertVerified::assertion());
         }
-        match &self.webpki {
+        match (self.chain)() {
             Some(w) => {
                 w.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
             }

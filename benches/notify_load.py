@@ -65,6 +65,11 @@ service imap-login {{
   process_min_avail = 2
   service_count = 0
 }}
+# Dovecot's own `service imap` says process_limit = 1024, which
+# default_process_limit does not lift: one `imap` process per connection.
+service imap {{
+  process_limit = {n * 6 + 100}
+}}
 """)
         if hide_notify:
             f.write(f"imap_capability = {CAPS}\n")

@@ -595,12 +595,19 @@ def main():
             # Rotate the order so no contender always runs first (or last).
             order = contenders[r % len(contenders):] + contenders[:r % len(contenders)]
             for c in order:
+                # The previous contender's writes (a gigabyte for a full
+                # sync) are still being written back; left alone, that
+                # writeback lands in whoever runs next (the same binary
+                # measured 1.35x slower right after another). Each
+                # contender starts after its own cleanup and a sync(2).
                 if c.startswith("raw"):
+                    os.sync()
                     secs, mem, info = raw_fetch(dc, "bench", c.endswith("tls"))
                     assert info["messages"] == n, info
                 elif c in binaries:
                     cfg, db = (cfg_tls, db_tls) if c.endswith("tls") else (cfg_plain, db_plain)
                     remove_db(db)
+                    os.sync()
                     t_start = time.time()
                     secs, mem, _, err = run_rss([binaries[c], "-c", cfg, "sync"], env=SYNC_LOG_ENV)
                     count, _ = db_count(db)
@@ -613,6 +620,7 @@ def main():
                     mcfg = os.path.join(work, "mbsyncrc")
                     mbsync_config(mcfg, dc, "bench", md, c == "mbsync-fsync",
                                   tls="tls" in c, compress=c.endswith("deflate"))
+                    os.sync()
                     secs, mem, _, _ = run_rss(["mbsync", "-c", mcfg, "-q", "bench"])
                     got = sum(len(os.listdir(f"{md}/INBOX/{d}")) for d in ("cur", "new"))
                     assert got == n, f"{c}: {got} messages in the Maildir, expected {n}"

@@ -146,6 +146,7 @@ impl Writer<'_> {
                     .doing("starting a transaction")?,
                 Db::Postgres(pg) => {
                     pg.touched.clear();
+                    pg.generations = None;
                     pg.client
                         .batch_execute("BEGIN")
                         .pg("starting a transaction")?

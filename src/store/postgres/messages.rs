@@ -20,15 +20,7 @@ pub(crate) fn insert(pg: &mut Pg, m: &NewMessage, d: &Derived) -> Result<(), Sto
     }
     let p = &d.parsed;
     // Gmail's messages are one row per X-GM-MSGID, never linked by bytes.
-    let others = m.gmail.is_none() && {
-        let st = pg.st(
-            "SELECT EXISTS (SELECT 1 FROM messages WHERE mailbox_id = $1 AND uidvalidity <> $2)",
-        )?;
-        pg.client
-            .query_one(&st, &[&m.mailbox.0, &big(m.uidvalidity.0)])
-            .pg("looking for earlier generations of the mailbox")?
-            .get(0)
-    };
+    let others = m.gmail.is_none() && other_generations(pg, m.mailbox.0, big(m.uidvalidity.0))?;
     let supersedes: Option<i64> = if others {
         let st = pg.st("SELECT o.id FROM messages o
              WHERE o.mailbox_id = $1 AND o.sha256 = $2 AND o.uidvalidity <> $3
@@ -122,26 +114,55 @@ pub(crate) fn insert(pg: &mut Pg, m: &NewMessage, d: &Derived) -> Result<(), Sto
     Ok(())
 }
 
+/// Whether `mailbox` holds rows of a UIDVALIDITY other than `uidvalidity`,
+/// read once per transaction. Two range probes of the unique index: a
+/// `uidvalidity <> $2` walked every row of the current generation, once per
+/// message, which made a first sync quadratic in the folder's size.
+fn other_generations(pg: &mut Pg, mailbox: i64, uidvalidity: i64) -> Result<bool, StoreError> {
+    if let Some((m, u, others)) = pg.generations
+        && m == mailbox
+        && u == uidvalidity
+    {
+        return Ok(others);
+    }
+    let st = pg.st(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE mailbox_id = $1 AND uidvalidity < $2)
+             OR EXISTS (SELECT 1 FROM messages WHERE mailbox_id = $1 AND uidvalidity > $2)",
+    )?;
+    let others: bool = pg
+        .client
+        .query_one(&st, &[&mailbox, &uidvalidity])
+        .pg("looking for earlier generations of the mailbox")?
+        .get(0);
+    pg.generations = Some((mailbox, uidvalidity, others));
+    Ok(others)
+}
+
 /// Addresses, bodies, attachments (contents once per SHA-256) and the
 /// search document of message row `id`, parsed from `raw`.
 fn write_parsed(pg: &mut Pg, id: i64, d: &Derived, raw: &[u8]) -> Result<(), StoreError> {
     let p = &d.parsed;
-    let st = pg.st(
-        "INSERT INTO addresses (message_id, role, position, name, address)
-         VALUES ($1, $2, $3, $4, $5)",
-    )?;
-    for a in &p.addresses {
+    // One statement for all of a message's addresses (a round trip each
+    // was most of a first sync's statements).
+    if !p.addresses.is_empty() {
+        let st = pg.st(
+            "INSERT INTO addresses (message_id, role, position, name, address)
+             SELECT $1, * FROM unnest($2::text[], $3::int[], $4::text[], $5::text[])",
+        )?;
+        let roles: Vec<&str> = p.addresses.iter().map(|a| a.role.as_str()).collect();
+        let positions: Vec<i32> = p.addresses.iter().map(|a| a.position as i32).collect();
+        let names: Vec<Option<std::borrow::Cow<'_, str>>> = p
+            .addresses
+            .iter()
+            .map(|a| text(a.name.as_deref()))
+            .collect();
+        let addresses: Vec<Option<std::borrow::Cow<'_, str>>> = p
+            .addresses
+            .iter()
+            .map(|a| text(a.address.as_deref()))
+            .collect();
         pg.client
-            .execute(
-                &st,
-                &[
-                    &id,
-                    &a.role.as_str(),
-                    &(a.position as i32),
-                    &text(a.name.as_deref()),
-                    &text(a.address.as_deref()),
-                ],
-            )
+            .execute(&st, &[&id, &roles, &positions, &names, &addresses])
             .pg("storing addresses")?;
     }
     if p.text_body.is_some() || p.html_body.is_some() {

@@ -39,6 +39,11 @@ pub(crate) struct Pg {
     pub(crate) leases: Option<std::sync::Arc<lease::LeaseBook>>,
     /// Mailboxes the open transaction wrote to.
     pub(crate) touched: std::collections::HashSet<i64>,
+    /// Whether the last mailbox and UIDVALIDITY stored into has rows of
+    /// another UIDVALIDITY, as read once in the open transaction (only
+    /// this writer adds rows to its accounts' mailboxes meanwhile, and a
+    /// new UIDVALIDITY is another key).
+    pub(crate) generations: Option<(i64, i64, bool)>,
 }
 
 impl Pg {
@@ -48,6 +53,7 @@ impl Pg {
             statements: HashMap::new(),
             leases: None,
             touched: Default::default(),
+            generations: None,
         }
     }
 

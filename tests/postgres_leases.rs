@@ -364,29 +364,46 @@ fn three_instances_share_thirty_accounts_and_take_over_from_a_killed_one() {
     assert!(leases.iter().all(|l| l.owner.is_none()), "{leases:?}");
 }
 
+/// Dovecot holding a dozen 60-120 KB messages in each account's INBOX, a
+/// link to it that drips (so a pass over it is still running seconds
+/// later), and a fresh PostgreSQL database.
+struct SlowWorld {
+    dc: Dovecot,
+    slow: FaultProxy,
+    pg: Postgres,
+    url: String,
+}
+
+impl SlowWorld {
+    fn start(accounts: &[(String, String)]) -> SlowWorld {
+        let refs: Vec<(&str, &str)> = accounts
+            .iter()
+            .map(|(u, p)| (u.as_str(), p.as_str()))
+            .collect();
+        let dc = Dovecot::start_with_users(&refs).expect("dovecot");
+        for (i, (u, _)) in accounts.iter().enumerate() {
+            dc.append_many(u, "INBOX", &corpus::sized(12, i as u64, 60_000, 120_000))
+                .expect("append");
+        }
+        let slow = FaultProxy::start(dc.plain_port(), |_| Fault::Drip {
+            bytes: u64::MAX,
+            max_piece: 4 * 1024,
+            delay: Duration::from_millis(15),
+        });
+        let pg = Postgres::start().expect("postgres");
+        let url = pg.create_database().expect("database");
+        SlowWorld { dc, slow, pg, url }
+    }
+}
+
 #[test]
 fn a_paused_instance_cannot_commit_for_accounts_taken_from_it_and_works_the_rest() {
     const PERIOD: Duration = Duration::from_secs(4);
     let shared = users("f", 4);
     let mut a_accounts = shared.clone();
     a_accounts.push(("solo".into(), "pw-solo-Zq".into()));
-    let refs: Vec<(&str, &str)> = a_accounts
-        .iter()
-        .map(|(u, p)| (u.as_str(), p.as_str()))
-        .collect();
-    let dc = Dovecot::start_with_users(&refs).expect("dovecot");
-    for (i, (u, _)) in a_accounts.iter().enumerate() {
-        dc.append_many(u, "INBOX", &corpus::sized(12, i as u64, 60_000, 120_000))
-            .expect("append");
-    }
     // A fetches over a slow link, so it is mid-transfer when paused.
-    let slow = FaultProxy::start(dc.plain_port(), |_| Fault::Drip {
-        bytes: u64::MAX,
-        max_piece: 4 * 1024,
-        delay: Duration::from_millis(15),
-    });
-    let pg = Postgres::start().expect("postgres");
-    let url = pg.create_database().expect("database");
+    let SlowWorld { dc, slow, pg, url } = SlowWorld::start(&a_accounts);
     let sa = setup(&pg, &url, slow.port(), &a_accounts, "4s");
     let sb = setup(&pg, &url, dc.plain_port(), &shared, "4s");
     let r = Reader::open_store(&store(&url)).expect("reader");
@@ -550,24 +567,9 @@ fn a_paused_instance_cannot_commit_for_accounts_taken_from_it_and_works_the_rest
 fn sync_takes_the_leases_of_its_accounts_and_skips_those_a_running_instance_holds() {
     const PERIOD: Duration = Duration::from_secs(4);
     let accounts = users("p", 3);
-    let refs: Vec<(&str, &str)> = accounts
-        .iter()
-        .map(|(u, p)| (u.as_str(), p.as_str()))
-        .collect();
-    let dc = Dovecot::start_with_users(&refs).expect("dovecot");
-    for (i, (u, _)) in accounts.iter().enumerate() {
-        dc.append_many(u, "INBOX", &corpus::sized(12, i as u64, 60_000, 120_000))
-            .expect("append");
-    }
     // The pass fetches over a slow link, so it is still running when the
     // instance starts.
-    let slow = FaultProxy::start(dc.plain_port(), |_| Fault::Drip {
-        bytes: u64::MAX,
-        max_piece: 4 * 1024,
-        delay: Duration::from_millis(15),
-    });
-    let pg = Postgres::start().expect("postgres");
-    let url = pg.create_database().expect("database");
+    let SlowWorld { dc, slow, pg, url } = SlowWorld::start(&accounts);
     let pass = setup(&pg, &url, slow.port(), &accounts, "4s");
     let direct = setup(&pg, &url, dc.plain_port(), &accounts, "4s");
     let r = Reader::open_store(&store(&url)).expect("reader");

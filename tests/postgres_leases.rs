@@ -212,15 +212,7 @@ fn follower(url: String, done: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<(
 fn three_instances_share_thirty_accounts_and_take_over_from_a_killed_one() {
     const PERIOD: Duration = Duration::from_secs(6);
     let accounts = users("u", 30);
-    let refs: Vec<(&str, &str)> = accounts
-        .iter()
-        .map(|(u, p)| (u.as_str(), p.as_str()))
-        .collect();
-    let dc = Dovecot::start_with_users(&refs).expect("dovecot");
-    for (i, (u, _)) in accounts.iter().enumerate() {
-        dc.append_many(u, "INBOX", &corpus::varied(8, i as u64))
-            .expect("append");
-    }
+    let dc = dovecot_with_mail(&accounts, |i| corpus::varied(8, i));
     let pg = Postgres::start().expect("postgres");
     let url = pg.create_database().expect("database");
     let s = setup(&pg, &url, dc.plain_port(), &accounts, "6s");
@@ -364,6 +356,19 @@ fn three_instances_share_thirty_accounts_and_take_over_from_a_killed_one() {
     assert!(leases.iter().all(|l| l.owner.is_none()), "{leases:?}");
 }
 
+/// Dovecot with `accounts`, the INBOX of the i-th holding `mail(i)`.
+fn dovecot_with_mail(accounts: &[(String, String)], mail: impl Fn(u64) -> Vec<Vec<u8>>) -> Dovecot {
+    let refs: Vec<(&str, &str)> = accounts
+        .iter()
+        .map(|(u, p)| (u.as_str(), p.as_str()))
+        .collect();
+    let dc = Dovecot::start_with_users(&refs).expect("dovecot");
+    for (i, (u, _)) in accounts.iter().enumerate() {
+        dc.append_many(u, "INBOX", &mail(i as u64)).expect("append");
+    }
+    dc
+}
+
 /// Dovecot holding a dozen 60-120 KB messages in each account's INBOX, a
 /// link to it that drips (so a pass over it is still running seconds
 /// later), and a fresh PostgreSQL database.
@@ -376,15 +381,7 @@ struct SlowWorld {
 
 impl SlowWorld {
     fn start(accounts: &[(String, String)]) -> SlowWorld {
-        let refs: Vec<(&str, &str)> = accounts
-            .iter()
-            .map(|(u, p)| (u.as_str(), p.as_str()))
-            .collect();
-        let dc = Dovecot::start_with_users(&refs).expect("dovecot");
-        for (i, (u, _)) in accounts.iter().enumerate() {
-            dc.append_many(u, "INBOX", &corpus::sized(12, i as u64, 60_000, 120_000))
-                .expect("append");
-        }
+        let dc = dovecot_with_mail(accounts, |i| corpus::sized(12, i, 60_000, 120_000));
         let slow = FaultProxy::start(dc.plain_port(), |_| Fault::Drip {
             bytes: u64::MAX,
             max_piece: 4 * 1024,

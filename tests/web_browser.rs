@@ -33,13 +33,15 @@ const PASS: &str = "wonderland-7-secret";
 struct Watcher {
     port: u16,
     seen: Arc<Mutex<Vec<String>>>,
-    _lock: std::fs::File,
 }
 
 impl Watcher {
     fn start() -> Watcher {
-        let (port, lock) = reserve_port().expect("port");
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind watcher");
+        // Bound here, in this process: the kernel's choice of port needs no
+        // reservation (a reserved port is for a server started later, which
+        // another process could take first).
+        let listener = TcpListener::bind(("127.0.0.1", 0)).expect("bind watcher");
+        let port = listener.local_addr().expect("watcher address").port();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
         std::thread::spawn(move || {
@@ -58,11 +60,7 @@ impl Watcher {
                 let _ = conn.write_all(gif);
             }
         });
-        Watcher {
-            port,
-            seen,
-            _lock: lock,
-        }
+        Watcher { port, seen }
     }
 
     fn seen(&self) -> Vec<String> {

@@ -22,29 +22,13 @@ use support::corpus;
 use support::courier::Courier;
 use support::cyrus::Cyrus;
 use support::dovecot::Dovecot;
-use support::feed_db::{Backend, FeedDb, P};
+use support::feed_db::{Backend, FeedDb, P, on_both_backends};
 use support::mailfeed::{Account, Mode, Setup};
 use support::run::{Running, wait_for};
 use support::server::TestServer;
 
 const USER: &str = "quinn";
 const PASS: &str = "quinn-pw-A5";
-
-/// Each test body runs as `<body>::sqlite` and `<body>::postgres`.
-macro_rules! on_both_backends {
-    ($($body:ident),* $(,)?) => {$(
-        mod $body {
-            #[test]
-            fn sqlite() {
-                super::$body(super::Backend::sqlite())
-            }
-            #[test]
-            fn postgres() {
-                super::$body(super::Backend::postgres())
-            }
-        }
-    )*};
-}
 
 on_both_backends!(
     seen_move_and_delete_act_on_exactly_the_stored_messages,

@@ -11,23 +11,9 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use support::feed_db::{Backend, P};
+use support::feed_db::{Backend, P, on_both};
 use support::gmail::{ALL_MAIL, Gmail, mailbox};
 use support::mailfeed::{Account, Mode, Setup};
-
-/// `$case(Backend)` as two tests, one per backend.
-macro_rules! on_both {
-    ($case:ident, $sqlite:ident, $postgres:ident) => {
-        #[test]
-        fn $sqlite() {
-            $case(Backend::sqlite());
-        }
-        #[test]
-        fn $postgres() {
-            $case(Backend::postgres());
-        }
-    };
-}
 
 const LABELS: [&str; 3] = ["Work", "Travel", "Receipts"];
 

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use support::corpus;
 use support::dovecot::{Dovecot, reserve_port};
-use support::feed_db::{Backend, FeedDb, P};
+use support::feed_db::{Backend, FeedDb, P, on_both};
 use support::http::{Served, add_http, request};
 use support::mailfeed::{Account, Setup};
 use support::run::wait_for;
@@ -43,20 +43,6 @@ fn named_attachment_message() -> Vec<u8> {
          Content-Transfer-Encoding: base64\r\n\r\n{b64}--b1--\r\n"
     )
     .into_bytes()
-}
-
-/// `$case(Backend)` as two tests, one per backend.
-macro_rules! on_both {
-    ($case:ident, $sqlite:ident, $postgres:ident) => {
-        #[test]
-        fn $sqlite() {
-            $case(Backend::sqlite());
-        }
-        #[test]
-        fn $postgres() {
-            $case(Backend::postgres());
-        }
-    };
 }
 
 /// Dovecot with a varied corpus, synced into `store`; `serve` on loopback.

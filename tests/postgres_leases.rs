@@ -356,6 +356,16 @@ fn three_instances_share_thirty_accounts_and_take_over_from_a_killed_one() {
     assert!(leases.iter().all(|l| l.owner.is_none()), "{leases:?}");
 }
 
+/// As many messages stored as the accounts' INBOXes hold: none twice.
+fn assert_stored_once(r: &Reader, dc: &Dovecot, accounts: &[(String, String)]) {
+    let total: i64 = r.status().expect("status").iter().map(|s| s.stored).sum();
+    let truth: i64 = accounts
+        .iter()
+        .map(|(u, _)| dc.fetch_all(u, "INBOX").expect("truth").len() as i64)
+        .sum();
+    assert_eq!(total, truth, "no message stored twice");
+}
+
 /// Dovecot with `accounts`, the INBOX of the i-th holding `mail(i)`.
 fn dovecot_with_mail(accounts: &[(String, String)], mail: impl Fn(u64) -> Vec<Vec<u8>>) -> Dovecot {
     let refs: Vec<(&str, &str)> = accounts
@@ -548,12 +558,7 @@ fn a_paused_instance_cannot_commit_for_accounts_taken_from_it_and_works_the_rest
         "A exited:\n{}",
         a.log()
     );
-    let total: i64 = r.status().expect("status").iter().map(|s| s.stored).sum();
-    let truth: i64 = a_accounts
-        .iter()
-        .map(|(u, _)| dc.fetch_all(u, "INBOX").expect("truth").len() as i64)
-        .sum();
-    assert_eq!(total, truth, "no message stored twice");
+    assert_stored_once(&r, &dc, &a_accounts);
     let st = a.stop();
     assert!(st.success(), "A: {}", a.log());
     let st = b.stop();
@@ -675,12 +680,7 @@ fn sync_takes_the_leases_of_its_accounts_and_skips_those_a_running_instance_hold
         Duration::from_secs(120),
         || mirrors(&r, &dc, &accounts).then_some(()),
     );
-    let total: i64 = r.status().expect("status").iter().map(|s| s.stored).sum();
-    let truth: i64 = accounts
-        .iter()
-        .map(|(u, _)| dc.fetch_all(u, "INBOX").expect("truth").len() as i64)
-        .sum();
-    assert_eq!(total, truth, "no message stored twice");
+    assert_stored_once(&r, &dc, &accounts);
     let st = a.stop();
     assert!(st.success(), "A: {}", a.log());
 }

@@ -167,6 +167,28 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<Outcome, ServiceE
         tokio::time::interval(watchdog.map(|d| d / 2).unwrap_or(Duration::from_secs(30)));
     let mut outcome = Outcome::Stopped;
     let mut restarts = restart::Restarts::new();
+    // A failed writer is replaced from two places in the loop (a lease tick
+    // and the watchdog tick), with the loop's whole state.
+    macro_rules! recover_store {
+        ($book:expr) => {
+            restarts
+                .recover(
+                    restart::Loop {
+                        started: &config,
+                        current: &current,
+                        running: &mut running,
+                        held: held.as_ref(),
+                        store: &mut store,
+                        writer: &mut writer,
+                        health: &health,
+                        tracker: &tracker,
+                        first: &first_tx,
+                    },
+                    $book,
+                )
+                .await
+        };
+    }
     loop {
         tokio::select! {
             sig = signals.next() => match sig {
@@ -232,11 +254,7 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<Outcome, ServiceE
                     // Only this instance's uncommitted work is lost; the
                     // accounts it still holds start again on a new writer.
                     let book = s.book.clone();
-                    restarts.recover(restart::Loop {
-                        started: &config, current: &current, running: &mut running,
-                        held: held.as_ref(), store: &mut store, writer: &mut writer,
-                        health: &health, tracker: &tracker, first: &first_tx,
-                    }, book).await;
+                    recover_store!(book);
                 }
             }
             _ = dog_tick.tick() => {
@@ -247,11 +265,7 @@ pub async fn run(config: Arc<Config>, path: PathBuf) -> Result<Outcome, ServiceE
                         break;
                     };
                     let book = s.book.clone();
-                    restarts.recover(restart::Loop {
-                        started: &config, current: &current, running: &mut running,
-                        held: held.as_ref(), store: &mut store, writer: &mut writer,
-                        health: &health, tracker: &tracker, first: &first_tx,
-                    }, book).await;
+                    recover_store!(book);
                 }
                 let line = health.status_line();
                 notify(&[sd_notify::NotifyState::Status(&line)]);

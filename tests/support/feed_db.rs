@@ -642,3 +642,38 @@ fn pg_json(r: &postgres::Row) -> Map<String, Value> {
     }
     o
 }
+
+/// `$case(Backend)` as two tests, one per backend, named as given.
+#[allow(unused_macros)]
+macro_rules! on_both {
+    ($case:ident, $sqlite:ident, $postgres:ident) => {
+        #[test]
+        fn $sqlite() {
+            $case($crate::support::feed_db::Backend::sqlite());
+        }
+        #[test]
+        fn $postgres() {
+            $case($crate::support::feed_db::Backend::postgres());
+        }
+    };
+}
+
+/// Each test body runs as `<body>::sqlite` and `<body>::postgres`.
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($($body:ident),* $(,)?) => {$(
+        mod $body {
+            #[test]
+            fn sqlite() {
+                super::$body($crate::support::feed_db::Backend::sqlite())
+            }
+            #[test]
+            fn postgres() {
+                super::$body($crate::support::feed_db::Backend::postgres())
+            }
+        }
+    )*};
+}
+
+#[allow(unused_imports)]
+pub(crate) use {on_both, on_both_backends};
